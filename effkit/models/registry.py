@@ -1,0 +1,159 @@
+"""The model zoo's registry, and resolvers for models defined elsewhere.
+
+Entry functions register with `@register_model`, state their configuration and hand it to
+one builder (timm's pattern). `build_model(spec)` takes a zoo name or alias,
+`path/to/file.py:factory` or `package.module:factory`.
+"""
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch.nn as nn
+
+from effkit.errors import UserInputError, choices_hint
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One zoo model: its builder and what is known about it."""
+
+    name: str
+    fn: Callable[..., nn.Module]
+    family: str
+    input_shape: tuple[int, ...]  # one sample, no batch dimension
+    reference: str  # the implementation whose architecture this one equals
+    aliases: tuple[str, ...] = ()
+    published: dict = field(default_factory=dict)  # params, macs, top1 ... with "source"
+
+
+_MODELS: dict[str, ModelEntry] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_model(
+    family: str,
+    reference: str,
+    input_shape: tuple[int, ...] = (3, 224, 224),
+    aliases: tuple[str, ...] = (),
+    published: dict | None = None,
+):
+    """Decorator: register `fn` under its own name (and aliases); refuses duplicates."""
+
+    def deco(fn):
+        name = fn.__name__
+        for n in (name, *aliases):
+            if n in _MODELS or n in _ALIASES:
+                raise ValueError(f"model name {n!r} is registered twice")
+        _MODELS[name] = ModelEntry(name, fn, family, tuple(input_shape), reference, tuple(aliases), dict(published or {}))
+        for a in aliases:
+            _ALIASES[a] = name
+        return fn
+
+    return deco
+
+
+def _load_zoo() -> None:
+    # Importing the family modules runs their registrations; done on first use, not at import.
+    from effkit.models import convnext, efficientnet, mobilenet, resnet, vit  # noqa: F401
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted zoo names (aliases included) matching a shell-style pattern."""
+    _load_zoo()
+    names = set(_MODELS) | set(_ALIASES)
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The zoo entry for a name or alias; unknown names get close suggestions."""
+    _load_zoo()
+    key = _ALIASES.get(name, name)
+    if key not in _MODELS:
+        known = sorted(set(_MODELS) | set(_ALIASES))
+        hint = choices_hint(name, known)
+        raise UserInputError(f"unknown model {name!r}{hint}; `effkit models` lists the {len(_MODELS)} built-in models")
+    return _MODELS[key]
+
+
+def entries() -> list[ModelEntry]:
+    _load_zoo()
+    return [ _MODELS[n] for n in sorted(_MODELS)]
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """A model ready to trace, with the input shape of one sample."""
+
+    model: nn.Module
+    name: str
+    input_shape: tuple[int, ...] | None
+    source: str  # "zoo", "file", "module"
+
+
+def build_model(spec: str, resolution: int | None = None, **kwargs) -> BuiltModel:
+    """Build a model from a zoo name, `file.py:factory` or `package.module:factory`."""
+    if ":" in spec:
+        target, _, factory = spec.rpartition(":")
+        if not target or not factory:
+            raise UserInputError(f"model spec {spec!r} must be NAME, path/to/file.py:factory or package.module:factory")
+        if target.endswith(".py") or "/" in target or "\\" in target:
+            module, source = _import_file(target), "file"
+        else:
+            module, source = _import_module(target), "module"
+        fn = getattr(module, factory, None)
+        if fn is None or not callable(fn):
+            public = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and not inspect.isclass(v) and not inspect.ismodule(v)]
+            raise UserInputError(f"{target!r} has no factory {factory!r}{choices_hint(factory, public)}; callables there: {', '.join(sorted(public)[:10]) or 'none'}")
+        model = fn(**kwargs)
+        if not isinstance(model, nn.Module):
+            raise UserInputError(f"factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+        shape = _declared_input_shape(model)
+        if shape is not None and resolution is not None and len(shape) == 3:
+            shape = (shape[0], resolution, resolution)
+        return BuiltModel(model, spec, shape, source)
+    entry = get_entry(spec)
+    if resolution is not None:
+        kwargs["resolution"] = resolution
+    model = entry.fn(**kwargs)
+    shape = entry.input_shape
+    if resolution is not None:
+        shape = (shape[0], resolution, resolution)
+    return BuiltModel(model, entry.name, shape, "zoo")
+
+
+def _declared_input_shape(model: nn.Module) -> tuple[int, ...] | None:
+    """The input shape a model declares: `input_shape` attribute or timm's default_cfg."""
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        cfg = getattr(model, "default_cfg", None) or getattr(model, "pretrained_cfg", None) or {}
+        shape = cfg.get("input_size") if isinstance(cfg, dict) else None
+    return tuple(int(s) for s in shape) if shape is not None else None
+
+
+def _import_file(path: str):
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"model file {path!r} does not exist")
+    name = f"effkit_user_{abs(hash(str(p.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, p)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's file failed to import: say where
+        raise UserInputError(f"model file {path!r} failed to import: {type(e).__name__}: {e}") from e
+    return module
+
+
+def _import_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        raise UserInputError(f"module {name!r} cannot be imported: {e}") from e
