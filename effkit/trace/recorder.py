@@ -1,0 +1,183 @@
+"""The recorder: a TorchDispatchMode that sees every aten op and attributes it to a module.
+
+Forward attribution: global module pre/post hooks keep a stack of module paths; an op
+belongs to the innermost module running (a parent's own ops, such as a residual add,
+belong to the parent).
+
+Backward attribution: while the forward runs, each op's outputs are remembered; at the
+next op (by then autograd has attached their grad_fn) the grad_fn is tagged with the
+path in its `metadata`. In backward, `torch._C._current_autograd_node()` names the node
+running, whose tag gives the path. Parameter-gradient accumulation belongs to the
+module owning the parameter.
+
+Bytes saved for backward come from `saved_tensors_hooks`: each distinct storage saved
+(parameters excluded) counts once, for the layer that saved it first.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+import torch.nn as nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from effkit.errors import ModelRunError
+from effkit.trace.formulas import FORMULAS, FREE, GATHERS, WRITE_ONLY_SELF, Cost
+from effkit.trace.result import AUTOGRAD, ROOT, OpRecord
+
+def _shape_args(a, tensors: list):
+    """`a` with tensors replaced by shapes (collected into `tensors`), recursing into lists."""
+    if isinstance(a, torch.Tensor):
+        tensors.append(a)
+        return tuple(a.shape)
+    if isinstance(a, (list, tuple)) and a and any(isinstance(x, (torch.Tensor, list, tuple)) for x in a):
+        return [_shape_args(x, tensors) for x in a]
+    return a
+
+
+def _outputs(out) -> list:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _outputs(o)]
+    return []
+
+
+def _distinct_bytes(t: torch.Tensor) -> int:
+    """Bytes of the distinct elements a tensor addresses (stride-0 broadcast dims count once)."""
+    n = math.prod(s for s, st in zip(t.shape, t.stride()) if st != 0) if t.dim() else 1
+    return n * t.element_size()
+
+
+class Recorder(TorchDispatchMode):
+    """Records an OpRecord per aten op; use `attach(model)` around the forward."""
+
+    def __init__(self, model: nn.Module, train: bool):
+        super().__init__()
+        self.paths = {id(m): (name or ROOT) for name, m in model.named_modules()}
+        self.owner = {id(p): (name.rpartition(".")[0] or ROOT) for name, p in model.named_parameters()}
+        self.param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
+        self.train = train
+        self.phase = "forward"
+        self.stack: list[str] = []
+        self.records: list[OpRecord] = []
+        self.uncovered: dict[str, dict] = {}
+        self.module_outputs: dict[str, tuple] = {}
+        self.module_calls: dict[str, int] = defaultdict(int)
+        self.saved_bytes: dict[str, int] = defaultdict(int)
+        self._saved: set[int] = set()
+        self.node_paths: dict[int, str] = {}  # autograd sequence number -> forward path
+        self._next_seq = torch.autograd._get_sequence_nr()
+        self._handles: list = []
+
+    # ------------------------------------------------------------------ module stack
+    def _pre(self, module, args):
+        path = self.paths.get(id(module))
+        if path is not None:
+            self.stack.append(path)
+            self.module_calls[path] += 1
+
+    def _post(self, module, args, output):
+        path = self.paths.get(id(module))
+        if path is not None and self.stack and self.stack[-1] == path:
+            self.stack.pop()
+            if path not in self.module_outputs:
+                outs = _outputs(output)
+                self.module_outputs[path] = tuple(outs[0].shape) if outs else None
+
+    def current_path(self) -> str:
+        if self.phase == "forward":
+            return self.stack[-1] if self.stack else ROOT
+        node = torch._C._current_autograd_node()
+        if node is None:
+            return AUTOGRAD
+        if hasattr(node, "variable"):  # AccumulateGrad of a parameter
+            return self.owner.get(id(node.variable), AUTOGRAD)
+        return self.node_paths.get(node._sequence_nr(), AUTOGRAD)
+
+    def attach(self):
+        """Install the module hooks (and, in training, the saved-tensor hooks)."""
+        self._handles = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post)]
+        if self.train:
+            hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+            hooks.__enter__()
+            self._handles.append(hooks)
+        return self
+
+    def detach_hooks(self):
+        for h in self._handles:
+            if isinstance(h, torch.autograd.graph.saved_tensors_hooks):
+                h.__exit__(None, None, None)
+            else:
+                h.remove()
+        self._handles = []
+
+    def _pack(self, t: torch.Tensor):
+        storage = t.untyped_storage()
+        key = storage._cdata
+        if key not in self.param_storages and key not in self._saved:
+            self._saved.add(key)
+            self.saved_bytes[self.stack[-1] if self.stack else ROOT] += storage.nbytes()
+        return t
+
+    # ------------------------------------------------------------------ ops
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        try:
+            out = func(*args, **kwargs)
+        except ModelRunError:
+            raise
+        except Exception as e:
+            raise ModelRunError(f"layer {self.current_path()!r} failed at op {func}: {type(e).__name__}: {_first_line(e)}") from e
+        path = self.current_path()
+        if self.train and self.phase == "forward":
+            # every node made since the previous op belongs to this module (an in-place op
+            # makes its node, then dispatches a clone and itself)
+            nxt = torch.autograd._get_sequence_nr()
+            for n in range(self._next_seq, nxt):
+                self.node_paths[n] = path
+            self._next_seq = nxt
+        packet = func.overloadpacket
+        if packet in FREE:
+            return out
+        tensors: list = []
+        shaped_args = [_shape_args(a, tensors) for a in args]
+        shaped_kwargs = {k: _shape_args(v, tensors) for k, v in kwargs.items()}
+        outs = _outputs(out)
+        fn = FORMULAS.get(packet)
+        if fn is None:
+            cost, covered = Cost(), False
+            u = self.uncovered.setdefault(str(packet), {"count": 0, "layers": []})
+            u["count"] += 1
+            if path not in u["layers"]:
+                u["layers"].append(path)
+        else:
+            cost, covered = fn(*shaped_args, out=tuple(outs[0].shape) if outs else None, **shaped_kwargs), True
+        out_bytes = sum(t.numel() * t.element_size() for t in outs)
+        self.records.append(OpRecord(
+            len(self.records), self.phase, path, str(func),
+            tuple(tuple(t.shape) for t in tensors), tuple(str(t.dtype).removeprefix("torch.") for t in tensors),
+            tuple(tuple(t.shape) for t in outs), tuple(str(t.dtype).removeprefix("torch.") for t in outs),
+            cost.macs, cost.flops, cost.acts if self.phase == "forward" else 0,
+            _bytes_read(packet, tensors, out_bytes), out_bytes, out_bytes, covered,
+        ))
+        return out
+
+
+def _bytes_read(packet, tensors: list, out_bytes: int) -> int:
+    seen: set[int] = set()
+    total = 0
+    skip_first = packet in WRITE_ONLY_SELF
+    for i, t in enumerate(tensors):
+        if id(t) in seen or (i == 0 and skip_first):
+            continue
+        seen.add(id(t))
+        total += out_bytes if (i == 0 and packet in GATHERS) else _distinct_bytes(t)
+    return total
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else ""

@@ -1,0 +1,177 @@
+"""Trace results: frozen dataclasses that keep the per-op records and derive the rest."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, fields
+
+import pandas as pd
+
+from effkit.trace.formulas import CONVENTIONS
+
+ROOT = "(root)"  # the path of ops the top-level module's forward runs itself
+AUTOGRAD = "(autograd)"  # backward ops whose autograd node belongs to no module
+
+
+def path_depth(path: str) -> int:
+    return 0 if path in (ROOT, AUTOGRAD) else path.count(".") + 1
+
+
+def truncate_path(path: str, depth: int) -> str:
+    if path in (ROOT, AUTOGRAD) or path_depth(path) <= depth:
+        return path
+    return ROOT if depth <= 0 else ".".join(path.split(".")[:depth])
+
+
+@dataclass(frozen=True, slots=True)
+class OpRecord:
+    """One aten op as the tracer saw it."""
+
+    index: int
+    phase: str  # "forward" or "backward"
+    path: str  # the innermost module running it
+    op: str  # e.g. "aten.convolution.default"
+    in_shapes: tuple
+    in_dtypes: tuple
+    out_shapes: tuple
+    out_dtypes: tuple
+    macs: int
+    flops: int
+    acts: int
+    bytes_read: int
+    bytes_written: int
+    out_bytes: int
+    covered: bool
+
+
+# Per-layer counters: forward unless prefixed bwd_; saved_bytes is what backward keeps.
+COUNTERS = ("macs", "flops", "acts", "activation_bytes", "bytes_read", "bytes_written", "ops",
+            "bwd_macs", "bwd_flops", "bwd_bytes_read", "bwd_bytes_written", "saved_bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """A leaf module (or a parent's own direct ops), with everything counted for it."""
+
+    path: str
+    module_type: str
+    calls: int
+    output_shape: tuple | None
+    params: int
+    buffers: int
+    macs: int = 0
+    flops: int = 0
+    acts: int = 0
+    activation_bytes: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    ops: int = 0  # ops with a cost (views excluded)
+    bwd_macs: int = 0
+    bwd_flops: int = 0
+    bwd_bytes_read: int = 0
+    bwd_bytes_written: int = 0
+    saved_bytes: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, FLOP per byte (forward)."""
+        return self.flops / self.bytes if self.bytes else float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class Uncovered:
+    """An op with no formula: counted nowhere, listed here."""
+
+    op: str
+    count: int
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    model: str
+    input_shapes: tuple[tuple[int, ...], ...]  # full shapes, batch included
+    batch: int
+    dtype: str
+    device: str
+    mode: str
+    layers: tuple[Layer, ...]
+    ops: tuple[OpRecord, ...]
+    uncovered: tuple[Uncovered, ...]
+    params: int  # unique learnable parameters of the whole model
+    buffers: int
+    module_types: dict  # path -> class name, every module
+    module_outputs: dict  # path -> first output shape, every module that ran
+    module_calls: dict
+
+    @property
+    def totals(self) -> Layer:
+        sums = {c: sum(getattr(layer, c) for layer in self.layers) for c in COUNTERS}
+        return Layer(ROOT, self.module_types.get(ROOT, "model"), 1, self.module_outputs.get(ROOT), self.params, self.buffers, **sums)
+
+    def rollup(self, depth: int) -> tuple[Layer, ...]:
+        """Layers merged up to `depth` path components (0: the whole model), in execution order."""
+        groups: dict[str, list[Layer]] = defaultdict(list)
+        for layer in self.layers:
+            groups[truncate_path(layer.path, depth)].append(layer)
+        out = []
+        for path, members in groups.items():
+            if len(members) == 1 and members[0].path == path:
+                out.append(members[0])
+                continue
+            sums = {c: sum(getattr(m, c) for m in members) for c in COUNTERS}
+            out.append(Layer(path, self.module_types.get(path, "?"), self.module_calls.get(path, 0), self.module_outputs.get(path),
+                             sum(m.params for m in members), sum(m.buffers for m in members), **sums))
+        return tuple(out)
+
+    def to_frame(self, depth: int | None = None) -> pd.DataFrame:
+        """One row per layer; columns carry units in their names (bytes, flop_per_byte)."""
+        layers = self.layers if depth is None else self.rollup(depth)
+        rows = [layer_row(layer, self.mode) for layer in layers]
+        return pd.DataFrame(rows, columns=list(layer_row(self.totals, self.mode)))
+
+    def ops_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(o) for o in self.ops])
+
+    def to_dict(self, depth: int | None = None) -> dict:
+        layers = self.layers if depth is None else self.rollup(depth)
+        return {
+            "model": self.model,
+            "input_shapes": [list(s) for s in self.input_shapes],
+            "batch": self.batch,
+            "dtype": self.dtype,
+            "device": self.device,
+            "mode": self.mode,
+            "conventions": CONVENTIONS,
+            "totals": layer_row(self.totals, self.mode),
+            "layers": [layer_row(layer, self.mode) for layer in layers],
+            "uncovered": [asdict(u) for u in self.uncovered],
+        }
+
+    def to_json(self, depth: int | None = None) -> str:
+        return json.dumps(self.to_dict(depth), indent=2)
+
+
+def layer_row(layer: Layer, mode: str) -> dict:
+    row = {
+        "path": layer.path,
+        "module_type": layer.module_type,
+        "calls": layer.calls,
+        "output_shape": "x".join(map(str, layer.output_shape)) if layer.output_shape else "",
+        "params": layer.params,
+        "buffers": layer.buffers,
+        "macs": layer.macs,
+        "flops": layer.flops,
+        "acts": layer.acts,
+        "activation_bytes": layer.activation_bytes,
+        "bytes_read": layer.bytes_read,
+        "bytes_written": layer.bytes_written,
+        "intensity_flop_per_byte": round(layer.intensity, 4) if layer.bytes else None,
+    }
+    if mode == "train":
+        row.update({f.name: getattr(layer, f.name) for f in fields(Layer) if f.name.startswith("bwd_") or f.name == "saved_bytes"})
+    return row
