@@ -9,6 +9,8 @@ import pandas as pd
 
 from effkit.trace.formulas import CONVENTIONS
 
+FVCORE_CONVENTION = "fvcore: 'flops' = MACs of the ops fvcore has handlers for; ops without a handler count 0 (listed as unsupported)"
+
 ROOT = "(root)"  # the path of ops the top-level module's forward runs itself
 AUTOGRAD = "(autograd)"  # backward ops whose autograd node belongs to no module
 
@@ -107,6 +109,7 @@ class TraceResult:
     module_types: dict  # path -> class name, every module
     module_outputs: dict  # path -> first output shape, every module that ran
     module_calls: dict
+    fvcore: object = None  # FvcoreCounts when traced with counter="fvcore"
 
     @property
     def totals(self) -> Layer:
@@ -130,15 +133,28 @@ class TraceResult:
 
     def to_frame(self, depth: int | None = None) -> pd.DataFrame:
         """One row per layer; columns carry units in their names (bytes, flop_per_byte)."""
-        layers = self.layers if depth is None else self.rollup(depth)
-        rows = [layer_row(layer, self.mode) for layer in layers]
-        return pd.DataFrame(rows, columns=list(layer_row(self.totals, self.mode)))
+        return pd.DataFrame(self.rows(depth), columns=list(self._row(self.totals, True)))
+
+    def rows(self, depth: int | None = None) -> list[dict]:
+        """Layer rows as dicts: all layers, or rolled up to `depth` path components."""
+        if depth is None:
+            return [self._row(layer, False) for layer in self.layers]
+        # a rolled-up row at exactly `depth` holds its whole subtree; shallower rows hold their own ops
+        return [self._row(layer, path_depth(layer.path) >= depth or depth == 0) for layer in self.rollup(depth)]
+
+    def _row(self, layer: Layer, subtree: bool) -> dict:
+        row = layer_row(layer, self.mode)
+        if self.fvcore is not None:
+            path = "" if layer.path == ROOT else layer.path
+            kids = [] if subtree else [p for p in self.module_types if p != ROOT and p.rpartition(".")[0] == path]
+            row["fvcore_flops"] = self.fvcore.direct(self.fvcore.flops, path, kids)
+            row["fvcore_acts"] = self.fvcore.direct(self.fvcore.acts, path, kids)
+        return row
 
     def ops_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(o) for o in self.ops])
 
     def to_dict(self, depth: int | None = None) -> dict:
-        layers = self.layers if depth is None else self.rollup(depth)
         return {
             "model": self.model,
             "input_shapes": [list(s) for s in self.input_shapes],
@@ -147,9 +163,10 @@ class TraceResult:
             "device": self.device,
             "mode": self.mode,
             "conventions": CONVENTIONS,
-            "totals": layer_row(self.totals, self.mode),
-            "layers": [layer_row(layer, self.mode) for layer in layers],
+            "totals": self._row(self.totals, True),
+            "layers": self.rows(depth),
             "uncovered": [asdict(u) for u in self.uncovered],
+            **({"fvcore": {"convention": FVCORE_CONVENTION, "unsupported": self.fvcore.unsupported}} if self.fvcore is not None else {}),
         }
 
     def to_json(self, depth: int | None = None) -> str:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import re
 from collections import defaultdict
 
 import torch
@@ -15,6 +17,7 @@ from effkit.trace.result import AUTOGRAD, ROOT, Layer, TraceResult, Uncovered
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("infer", "train")
+COUNTERS = ("effkit", "fvcore")
 
 
 def parse_device(device: str) -> str:
@@ -47,6 +50,7 @@ def trace(
     device: str = "cpu",
     mode: str = "infer",
     strict: bool = False,
+    counter: str = "effkit",
 ) -> TraceResult:
     """Trace a model: per-layer MACs, FLOPs, params, activations and bytes.
 
@@ -59,7 +63,10 @@ def trace(
         check_positive("resolution", resolution)
     check_choice("dtype", dtype, DTYPES)
     check_choice("mode", mode, MODES)
+    check_choice("counter", counter, COUNTERS)
     device = parse_device(device)
+    if counter == "fvcore" and device == "meta":
+        raise UserInputError("--counter fvcore needs real tensors (fvcore runs the model); use --device cpu")
     fake = _fake_mode() if device == "meta" else None
     run_device = "cpu" if device == "meta" else device  # fake tensors behave as CPU tensors
 
@@ -88,6 +95,10 @@ def trace(
         finally:
             rec.detach_hooks()
     result = _assemble(built.name, net, rec, tuple((batch, *s) for s in shapes), batch, dtype, device, mode)
+    if counter == "fvcore":
+        from effkit.trace.fvcore_counter import fvcore_counts
+
+        result = dataclasses.replace(result, fvcore=fvcore_counts(net, tuple(inputs)))
     if strict and result.uncovered:
         raise CoverageError("ops without a formula (--strict): " + ", ".join(f"{u.op} x{u.count}" for u in result.uncovered))
     return result
@@ -188,7 +199,7 @@ def _run_forward(net, inputs, rec: Recorder, dtype: str, device: str):
         return net(*inputs)
     except ModelRunError as e:
         cause = e.__cause__
-        if isinstance(cause, (RuntimeError, NotImplementedError)) and "not implemented for" in str(cause):
+        if dtype != "fp32" and re.search(r"Half|BFloat16|not implemented for|[Ll]ow precision", str(cause)):
             raise UserInputError(f"dtype {dtype} cannot run on {device}: {e}; use --dtype fp32 or --device meta") from e
         if type(cause).__name__ in ("DataDependentOutputException", "DynamicOutputShapeException", "UnsupportedOperatorException"):
             raise ModelRunError(f"this model cannot be traced without compute (--device meta): {e}; trace it with --device cpu") from e

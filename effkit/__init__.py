@@ -1,0 +1,13 @@
+"""effkit: why is this model as fast as it is, and what would make it faster?
+
+Python API (each mirrors a CLI command):
+    effkit.trace(model, input_shape=None, batch=1, ...)  -> TraceResult (.to_frame())
+    effkit.list_models(pattern)
+"""
+__version__ = "0.1.0"
+
+from effkit.errors import EffkitError, UserInputError  # noqa: E402
+from effkit.models import build_model, list_models  # noqa: E402
+from effkit.trace.tracer import trace  # noqa: E402  (the function; the stage's package is effkit.trace)
+
+__all__ = ["EffkitError", "UserInputError", "__version__", "build_model", "list_models", "trace"]

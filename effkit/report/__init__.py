@@ -1,0 +1,1 @@
+"""Tables, files and (later) figures and HTML for results of the earlier stages."""
