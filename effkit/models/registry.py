@@ -121,7 +121,13 @@ def build_model(spec: str, resolution: int | None = None, **kwargs) -> BuiltMode
     entry = get_entry(spec)
     if resolution is not None:
         kwargs["resolution"] = resolution
-    model = entry.fn(**kwargs)
+    try:
+        model = entry.fn(**kwargs)
+    except TypeError as e:
+        if "unexpected keyword" not in str(e):
+            raise
+        params = [p for p in inspect.signature(entry.fn).parameters if p != "kw"]
+        raise UserInputError(f"{entry.name}: {e}; its builder takes: {', '.join(params) or 'width, depth, resolution, num_classes'}") from e
     shape = entry.input_shape
     if resolution is not None:
         shape = (shape[0], resolution, resolution)

@@ -294,7 +294,8 @@ def batch_norm_eval(x, weight, *_, out, **__):
 
 @formula("_batch_norm_with_update", "_batch_norm_with_update_functional", "cudnn_batch_norm", "miopen_batch_norm")
 def batch_norm_train(x, weight, *rest, out, **__):
-    training = rest[4] if len(rest) > 4 and isinstance(rest[4], bool) else True  # cudnn/miopen: (x, w, b, rm, rv, training, ...)
+    # cudnn/miopen: (x, w, b, running_mean, running_var, training, ...); the _with_update ops always update
+    training = rest[3] if len(rest) > 3 and isinstance(rest[3], bool) else True
     return _norm_cost(x, weight, training)
 
 

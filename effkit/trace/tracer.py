@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import logging
 import re
 from collections import defaultdict
 
@@ -40,6 +41,18 @@ def _fake_mode():
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
+@contextlib.contextmanager
+def _quiet_fake_tensor_log():
+    """Fake tensors log a traceback for every op they fail on; effkit reports the error itself."""
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def trace(
     model: str | nn.Module | BuiltModel,
     input_shape: tuple[int, ...] | list[tuple[int, ...]] | None = None,
@@ -51,6 +64,7 @@ def trace(
     mode: str = "infer",
     strict: bool = False,
     counter: str = "effkit",
+    **model_kwargs,
 ) -> TraceResult:
     """Trace a model: per-layer MACs, FLOPs, params, activations and bytes.
 
@@ -71,8 +85,8 @@ def trace(
     run_device = "cpu" if device == "meta" else device  # fake tensors behave as CPU tensors
 
     # Built at the target dtype: fake parameters cannot be converted afterwards.
-    with fake if fake is not None else contextlib.nullcontext(), _default_dtype(DTYPES[dtype]), _no_init(fake is not None):
-        built = _build(model, resolution, DTYPES[dtype] if fake is not None else None)
+    with fake if fake is not None else contextlib.nullcontext(), _default_dtype(DTYPES[dtype]), _no_init(fake is not None), _quiet_fake_tensor_log():
+        built = _build(model, resolution, DTYPES[dtype] if fake is not None else None, model_kwargs)
     shapes = _input_shapes(built, input_shape, resolution)
     net = built.model
     if fake is None:
@@ -88,7 +102,7 @@ def trace(
         grad_ctx = torch.enable_grad() if mode == "train" else torch.no_grad()
         rec.attach()
         try:
-            with grad_ctx, rec:
+            with grad_ctx, rec, _quiet_fake_tensor_log():
                 output = _run_forward(net, inputs, rec, dtype, device)
                 if mode == "train":
                     _run_backward(output, rec)
@@ -134,14 +148,16 @@ def _no_init(active: bool):
             setattr(init, n, f)
 
 
-def _build(model, resolution: int | None, fake_dtype: torch.dtype | None) -> BuiltModel:
+def _build(model, resolution: int | None, fake_dtype: torch.dtype | None, model_kwargs: dict) -> BuiltModel:
     """Build or adopt the model; with `fake_dtype`, as fake tensors of that dtype."""
     fake = fake_dtype is not None
+    if model_kwargs and not isinstance(model, str):
+        raise UserInputError(f"builder arguments {sorted(model_kwargs)} need a model name, not a built model")
     if isinstance(model, BuiltModel):
         return model
     if isinstance(model, str):
         try:
-            return build_model(model, resolution=resolution)
+            return build_model(model, resolution=resolution, **model_kwargs)
         except (UserInputError, ModelRunError):
             raise
         except Exception as e:
@@ -200,7 +216,8 @@ def _run_forward(net, inputs, rec: Recorder, dtype: str, device: str):
     except ModelRunError as e:
         cause = e.__cause__
         if dtype != "fp32" and re.search(r"Half|BFloat16|not implemented for|[Ll]ow precision", str(cause)):
-            raise UserInputError(f"dtype {dtype} cannot run on {device}: {e}; use --dtype fp32 or --device meta") from e
+            alt = "" if device == "meta" else " or --device meta"
+            raise UserInputError(f"dtype {dtype} cannot run on {device}: {e}; use --dtype fp32{alt}") from e
         if type(cause).__name__ in ("DataDependentOutputException", "DynamicOutputShapeException", "UnsupportedOperatorException"):
             raise ModelRunError(f"this model cannot be traced without compute (--device meta): {e}; trace it with --device cpu") from e
         raise
