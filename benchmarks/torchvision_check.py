@@ -46,6 +46,9 @@ def check(name: str, cuda: bool) -> dict:
     row["leaves_equal"] = lt == lo
     if lt != lo:
         row["first_leaf_difference"] = next(([a, b] for a, b in zip(lt, lo) if a != b), [len(lt), len(lo)])
+    with torch.no_grad():  # random weights everywhere (torchvision zero-inits some heads)
+        for p in tv.parameters():
+            p.copy_(torch.randn_like(p) * 0.05)
     sd_t, sd_o = tv.state_dict(), ours.state_dict()
     row["state_dict_equal"] = [(k, tuple(v.shape)) for k, v in sd_t.items()] == [(k, tuple(v.shape)) for k, v in sd_o.items()]
     ours.load_state_dict(sd_t, strict=True)

@@ -10,7 +10,7 @@ model is built once) and both counters produce per-module counts (fvcore: FlopCo
 peak resident memory (ru_maxrss) is its own; the same subprocess's memory right after
 importing torch and effkit is printed beside it.
 
-    python benchmarks/trace_speed.py [--repeats 5] [--out benchmarks/results/trace_speed.json]
+    python benchmarks/trace_speed.py [--repeats 5] [--out benchmarks/results/trace_speed_cpu2.json]
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def time_it(fn, repeats):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default="benchmarks/results/trace_speed.json")
+    ap.add_argument("--out", default="benchmarks/results/trace_speed_cpu2.json")
     args = ap.parse_args()
 
     import torch

@@ -107,6 +107,22 @@ def test_sdpa_math_path_has_the_same_macs():
     assert sum(r.acts for r in rs) == 150 + 6 * 5 * 4
 
 
+def test_native_mha_counts_like_linears_plus_sdpa():
+    # nn.MultiheadAttention in eval/no_grad takes one fused op; effkit's ViT attention uses
+    # linear + SDPA + linear with the same parameters. The counts must agree.
+    from effkit.models.vit import SelfAttention
+
+    mha = torch.nn.MultiheadAttention(16, 2, batch_first=True).eval()
+    x = torch.randn(3, 5, 16)  # B=3, L=5, E=16, 2 heads of 8
+    fused = [r for r in records(lambda x: mha(x, x, x, need_weights=False)[0], x) if r.macs]
+    assert [r.op for r in fused] == ["aten._native_multi_head_attention.default"]
+    ours = [r for r in records(SelfAttention(16, 2).eval(), x) if r.macs]
+    # hand count: projections 4 x (15 tokens x 16 x 16) = 15360; products 3 x 5 x 5 x 2 x 16 = 2400
+    assert fused[0].macs == sum(r.macs for r in ours) == 15360 + 2400
+    assert fused[0].flops == sum(r.flops for r in ours)
+    assert fused[0].acts == sum(r.acts for r in ours)
+
+
 def test_sdpa_backward_formula():
     # pure function of shapes: 6 heads, L=S=5, E=8, Ev=4: 150 scores x (3*8 + 2*4) = 4800 MACs
     c = formulas.sdpa_backward((2, 3, 5, 4), (2, 3, 5, 8), (2, 3, 5, 8), (2, 3, 5, 4), out=None)

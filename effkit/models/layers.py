@@ -77,8 +77,8 @@ class StochasticDepth(nn.Module):
         noise = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(survival)
         return x * noise.div_(survival)
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}, mode={self.mode}"
+    def __repr__(self) -> str:  # torchvision's form (its extra_repr is empty)
+        return f"{type(self).__name__}(p={self.p}, mode={self.mode})"
 
 
 class SqueezeExcitation(nn.Module):

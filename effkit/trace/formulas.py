@@ -174,6 +174,21 @@ def sdpa_backward(grad_out, q, k, v, *_, out, **__):
     return Cost(macs, 2 * macs + 8 * b * L * S)
 
 
+@formula("_native_multi_head_attention")
+def native_mha(q, k, v, embed_dim, num_heads, qkv_w, qkv_b, proj_w, proj_b, *_, out, **__):
+    # nn.MultiheadAttention's fused inference path: q/k/v projections, the two attention
+    # products, the output projection; counted as those linears + SDPA would be.
+    b, L, E = q
+    S = k[1]
+    macs_proj = b * L * E * E + 2 * b * S * E * E + b * L * E * E  # q, k, v, out projections
+    scores = b * num_heads * L * S
+    macs_attn = b * L * S * 2 * E  # QK^T and PV over all heads (E = heads x head dim)
+    bias = (b * L * E + 2 * b * S * E if qkv_b is not None else 0) + (b * L * E if proj_b is not None else 0)
+    macs = macs_proj + macs_attn
+    acts = (b * L * E + 2 * b * S * E) + scores + b * L * E + b * L * E  # q, k, v; scores; attention out; projection
+    return Cost(macs, 2 * macs + bias + (1 + SOFTMAX_FLOPS) * scores, acts)
+
+
 # --------------------------------------------------------------------------- elementwise
 def _pointwise(cost: int) -> Formula:
     def f(*_, out, **__):
