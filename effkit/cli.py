@@ -42,6 +42,13 @@ class Counter(str, Enum):
     fvcore = "fvcore"
 
 
+class RunDtype(str, Enum):
+    fp32 = "fp32"
+    tf32 = "tf32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
 class Format(str, Enum):
     auto = "auto"
     table = "table"
@@ -164,6 +171,148 @@ def models(
                   f"{p['params']:,}" if "params" in p else "-", f"{p['gmacs']:.3f}" if "gmacs" in p else "-",
                   f"{p['top1']:.2f}" if "top1" in p else "-", e.reference)
     _console().print(t)
+
+
+def parse_batches(text: str) -> list[int]:
+    """'1,8,64' -> [1, 8, 64]."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserInputError(f"batch {text!r} must be comma-separated positive integers, e.g. 1,8,64") from None
+
+
+def _si(v, unit: str) -> str:
+    if v is None:
+        return "-"
+    for div, p in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:,.1f} {p}{unit}"
+    return f"{v:,.1f} {unit}"
+
+
+@app.command()
+@cli_errors
+def device(
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    refresh: Annotated[bool, typer.Option(help="Measure again instead of using the cached ceilings.")] = False,
+    json: Annotated[Optional[str], typer.Option(help="Write facts, ceilings and datasheet figures as JSON here.")] = None,
+    debug: Debug = False,
+):
+    """Measure the device's ceilings (peak FLOP/s per dtype, memory bandwidth) and show its facts."""
+    import json as jsonlib
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from effkit.device.ceilings import cache_dir, device_ceilings
+
+    err = _console(stderr=True)
+    with err.status(f"measuring {device} ceilings…", spinner="dots") if err.is_terminal else _null() as st:
+        c = device_ceilings(device, refresh=refresh, progress=(lambda m: st.update(f"measuring {device}: {m}")) if err.is_terminal else None)
+    out = _console()
+    facts = Table(title=f"{c.name} ({c.device})", show_header=False)
+    for k, v in c.facts.items():
+        facts.add_row(k, str(v))
+    out.print(facts)
+    ds = c.datasheet or {}
+    t = Table(title="ceilings: measured" + (" (cached: --refresh to measure again)" if c.cached else "") + (f" vs datasheet {ds.get('name')}" if ds else ""), header_style="bold")
+    for col in ("quantity", "measured", "datasheet", "measured / datasheet", "how measured"):
+        t.add_column(col, justify="left" if col in ("quantity", "how measured") else "right")
+    for d, v in c.peak_flops.items():
+        dv = (ds.get("flops") or {}).get(d)
+        how = f"{c.sizes[d]}^3 GEMM, random data, median of {len(c.samples.get(d, []))}" if d in c.samples else "not supported here"
+        t.add_row(f"peak {d}", _si(v, "FLOP/s"), _si(dv, "FLOP/s"), f"{v / dv:.2f}" if v and dv else "-", how)
+    bw = ds.get("bandwidth")
+    t.add_row("memory bandwidth", _si(c.bandwidth_bytes_per_s, "B/s"), _si(bw, "B/s"), f"{c.bandwidth_bytes_per_s / bw:.2f}" if bw else "-",
+              f"{c.sizes['copy_bytes'] / 2**20:.0f} MiB device copy, read + written, median of {len(c.samples['copy'])}")
+    out.print(t)
+    if ds:
+        out.print(f"[dim]datasheet: {ds['source']} (dense tensor-core rates; fp32 without tensor cores). k/M/G/T = 10^3/6/9/12.[/dim]")
+    out.print(f"[dim]measured {c.measured_at}; cache {cache_dir()}[/dim]")
+    if json:
+        Path(json).parent.mkdir(parents=True, exist_ok=True)
+        Path(json).write_text(jsonlib.dumps(c.to_dict(), indent=2, default=str))
+        err.print(f"wrote {json}")
+
+
+@app.command()
+@cli_errors
+def bench(
+    model: Annotated[str, typer.Argument(help="Zoo name, path/to/file.py:factory or package.module:factory.")] = DEFAULT_MODEL,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1",
+    dtype: Annotated[RunDtype, typer.Option(help="fp32, tf32 (fp32 with TF32 tensor cores, CUDA), fp16 or bf16.")] = RunDtype.fp32,
+    resolution: Annotated[Optional[int], typer.Option(help="Input height = width.")] = None,
+    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="One sample's shape, e.g. 3,224,224.")] = None,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory layout for model and input.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    fallback_eager: Annotated[bool, typer.Option("--fallback-eager", help="If compilation fails, measure eager instead of failing.")] = False,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="Capture the step in a CUDA graph and time its replays.")] = False,
+    mode: Annotated[Mode, typer.Option(help="infer: forward; train: forward + backward + optimizer step.")] = Mode.infer,
+    layers: Annotated[bool, typer.Option("--layers/--no-layers", help="Per-layer kernel times through the profiler.")] = True,
+    top: Annotated[int, typer.Option(help="Layers to show, by time.")] = 10,
+    min_time: Annotated[float, typer.Option(help="Seconds of timed steps per batch size (at least 20 steps).")] = 1.0,
+    json: Annotated[Optional[str], typer.Option(help="Write every point (samples, layers, provenance) as JSON, as it is measured.")] = None,
+    csv: Annotated[Optional[str], typer.Option(help="Append one CSV row per point, as it is measured.")] = None,
+    debug: Debug = False,
+):
+    """Measure latency and throughput over batch sizes, with per-layer kernel times and provenance."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from effkit.run.bench import bench as run_bench
+
+    batches = parse_batches(batch)
+    shape = parse_shape(input_shape) if input_shape else None
+    out, err = _console(), _console(stderr=True)
+    table = Table(title=f"{model} on {device}, {dtype.value}, {mode.value}" + (", channels-last" if channels_last else "")
+                  + (", compiled" if compile else "") + (", CUDA graph" if cuda_graph else ""), header_style="bold")
+    for col in ("batch", "status", "latency (ms, median)", "IQR (ms)", "p95 (ms)", "CV", "samples/s", "peak mem (MB)", "kernel sum (ms)", "profiler x"):
+        table.add_column(col, justify="right")
+    points = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=err, disable=not err.is_terminal) as prog:
+        task = prog.add_task(f"bench {model}", total=len(batches))
+
+        def on_point(p):
+            points.append(p)
+            prog.advance(task)
+            r = p.row()
+            f = lambda v, d=3: "-" if v is None else f"{v:,.{d}f}"  # noqa: E731
+            table.add_row(str(p.batch), p.status, f(r["latency_ms"]), f(r["iqr_ms"]), f(r["p95_ms"]), f(r["cv"], 3), f(r["samples_per_s"], 1),
+                          f(p.peak_memory_bytes / 1e6 if p.peak_memory_bytes else None, 1), f(r["kernel_sum_ms"]), f(r["profiler_overhead"], 2))
+            w = p.timing.spread_warning() if p.timing else None
+            if w:
+                err.print(f"[yellow]warning:[/yellow] batch {p.batch}: {w}")
+            if p.status == "oom":
+                err.print(f"[yellow]batch {p.batch}: out of memory, recorded as oom; going on[/yellow]")
+
+        run_bench(model, batches, device=device, dtype=dtype.value, input_shape=shape, resolution=resolution, channels_last=channels_last,
+                  compile=compile, cuda_graph=cuda_graph, mode=mode.value, layers=layers, fallback_eager=fallback_eager,
+                  json_path=json, csv_path=csv, min_time_s=min_time, on_point=on_point,
+                  on_stage=lambda m: prog.update(task, description=f"bench {model}: {m}"))
+    out.print(table)
+    last = next((p for p in reversed(points) if p.layers), None)
+    if last is not None and top > 0:
+        lt = last.layers
+        lt_table = Table(title=f"top {top} layers by {lt.what}, batch {last.batch} (eager step, mean of {lt.steps} profiled steps)", header_style="bold")
+        for col in ("layer", "phase", "time (ms)", "share", "count/step"):
+            lt_table.add_column(col, justify="left" if col in ("layer", "phase") else "right")
+        for l in sorted(lt.layers, key=lambda l: -l.time_s)[:top]:
+            lt_table.add_row(l.path, l.phase, f"{1e3 * l.time_s:.3f}", f"{100 * l.time_s / lt.total_s:.1f}%" if lt.total_s else "-", f"{l.count:g}")
+        out.print(lt_table)
+        lat = last.latency_s
+        out.print(f"sum of per-layer {lt.what}: {1e3 * lt.total_s:.3f} ms vs end-to-end latency {1e3 * lat:.3f} ms "
+                  f"(the difference, {1e3 * (lat - lt.total_s):.3f} ms, is overhead: launches, Python, synchronisation); "
+                  f"the profiler slowed the step {lt.profiler_overhead:.2f}x")
+    if points and points[0].provenance:
+        p = points[0].provenance
+        out.print(f"[dim]{p.get('device_name')} · torch {p.get('torch')} · CUDA {p.get('cuda')} · driver {p.get('driver')} · effkit {p.get('effkit')} · "
+                  f"{p.get('threads')} threads · {p.get('host')} · {p.get('timestamp')}. Latency: median of the timed steps after warm-up "
+                  f"({points[0].timing.clock if points[0].timing else ''}); samples/s = batch / median latency; MB = 10^6 bytes.[/dim]")
+    for path in (json, csv):
+        if path:
+            err.print(f"wrote {path}")
 
 
 class _null:

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from effkit.errors import CoverageError, ModelRunError, UserInputError, check_choice, check_positive
+from effkit.devices import parse_device
 from effkit.models.registry import BuiltModel, build_model
 from effkit.trace.recorder import Recorder
 from effkit.trace.result import AUTOGRAD, ROOT, Layer, TraceResult, Uncovered
@@ -19,20 +20,6 @@ from effkit.trace.result import AUTOGRAD, ROOT, Layer, TraceResult, Uncovered
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("infer", "train")
 COUNTERS = ("effkit", "fvcore")
-
-
-def parse_device(device: str) -> str:
-    """Validate a trace device: cpu, meta, cuda or cuda:N (the last two only where CUDA is)."""
-    if device in ("cpu", "meta"):
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise UserInputError(f"device {device!r}: CUDA is not available on this machine; choose cpu or meta")
-        idx = device.partition(":")[2]
-        if idx and (not idx.isdigit() or int(idx) >= torch.cuda.device_count()):
-            raise UserInputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s): cuda:0..cuda:{torch.cuda.device_count() - 1}")
-        return device
-    raise UserInputError(f"unknown device {device!r}; choose one of: cpu, meta, cuda, cuda:N")
 
 
 def _fake_mode():
