@@ -136,3 +136,22 @@ def test_strict_fails_on_uncovered(tmp_path):
 def test_model_without_declared_shape(tmp_path):
     (tmp_path / "m.py").write_text("import torch.nn as nn\ndef f():\n    return nn.Linear(3, 3)\n")
     one_line_error(run("trace", f"{tmp_path / 'm.py'}:f"), r"does not declare its input shape; give --input-shape")
+
+
+def test_bench_cli(tmp_path):
+    res = run("bench", "resnet18", "--batch", "1,2", "--resolution", "32", "--min-time", "0", "--top", "3",
+              "--json", str(tmp_path / "b.json"))
+    assert res.exit_code == 0, res.output
+    assert "latency (ms, median)" in res.output and "top 3 layers by CPU op self time" in res.output
+    assert [p["batch"] for p in json.loads((tmp_path / "b.json").read_text())["points"]] == [1, 2]
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (("bench", "resnet18", "--batch", "1,0"), r"batch must be a positive integer, got 0"),
+    (("bench", "resnet18", "--batch", "1,x"), r"batch '1,x' must be comma-separated positive integers"),
+    (("bench", "resnet18", "--dtype", "tf32"), r"dtype tf32 cannot run on cpu: tf32 is a CUDA tensor-core mode; choose one of: fp32, fp16, bf16"),
+    (("bench", "resnet18", "--cuda-graph"), r"--cuda-graph needs a CUDA device"),
+    (("bench", "resnet99"), r"unknown model 'resnet99'"),
+])
+def test_bench_bad_input(args, pattern):
+    one_line_error(run(*args), pattern)

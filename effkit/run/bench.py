@@ -242,7 +242,7 @@ def _measure_point(name, runner, net, b, shape, device, dtype, mode, channels_la
             torch.cuda.reset_peak_memory_stats(device)
         timed_step = _graph_step(step, device) if cuda_graph else step
         timing = measure(timed_step, device, min_runs=min_runs, min_time_s=min_time_s,
-                         clock_name="cuda graph replay, cuda events" if cuda_graph else None)
+                         clock_name="cuda graph replays issued back to back, cuda events" if cuda_graph else None)
         peak = torch.cuda.max_memory_allocated(device) if cuda else None
         lt = None
         if layers:
