@@ -315,6 +315,108 @@ def bench(
             err.print(f"wrote {path}")
 
 
+def _profile_opts(device, batch, dtype, ceilings, measure, channels_last, cuda_graph, compile, fuse, min_time, input_shape, resolution) -> dict:
+    return dict(device=device, batch=parse_batches(batch), dtype=dtype.value, ceilings=ceilings, measure=measure, channels_last=channels_last,
+                cuda_graph=cuda_graph, compile=compile, fuse=fuse, min_time_s=min_time, input_shape=parse_shape(input_shape) if input_shape else None,
+                resolution=resolution)
+
+
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N: where to measure.")]
+BatchOpt = Annotated[str, typer.Option(help="Batch sizes, comma-separated (the layer views use the last).")]
+DtypeOpt = Annotated[RunDtype, typer.Option(help="fp32, tf32 (CUDA), fp16 or bf16.")]
+CeilOpt = Annotated[Optional[str], typer.Option(help="Analyse against a datasheet (h100, h200, a100, l4, ...) or a ceilings JSON instead of "
+                                                       "the device's measured ceilings; then counts only, unless --measure.")]
+MeasureOpt = Annotated[Optional[bool], typer.Option("--measure/--no-measure", help="Measure on --device (default: yes, unless --ceilings).")]
+CLOpt = Annotated[bool, typer.Option("--channels-last", help="NHWC layout.")]
+GraphOpt = Annotated[bool, typer.Option("--cuda-graph", help="Time CUDA-graph replays.")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model.")]
+FuseOpt = Annotated[Optional[str], typer.Option(help="Fusion what-if blocks: module paths matching this pattern (default: residual blocks).")]
+MinTimeOpt = Annotated[float, typer.Option(help="Seconds of timed steps per batch size.")]
+ShapeOpt = Annotated[Optional[str], typer.Option("--input-shape", help="One sample's shape, e.g. 3,224,224 (models that do not declare it).")]
+ResOpt = Annotated[Optional[int], typer.Option(help="Input height = width.")]
+
+
+def _stage_progress(err: Console, label: str):
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, disable=not err.is_terminal, transient=True)
+
+
+@app.command()
+@cli_errors
+def profile(
+    model: Annotated[str, typer.Argument(help="Zoo name, path/to/file.py:factory or package.module:factory.")] = DEFAULT_MODEL,
+    device: DeviceOpt = "cpu", batch: BatchOpt = "1", dtype: DtypeOpt = RunDtype.fp32, out: Annotated[Optional[str], typer.Option(help="Run folder (default: reports/MODEL-DEVICE-DTYPE-TIME).")] = None,
+    ceilings: CeilOpt = None, measure: MeasureOpt = None, channels_last: CLOpt = False, cuda_graph: GraphOpt = False, compile: CompileOpt = False,
+    fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None, debug: Debug = False,
+):
+    """Trace, measure, analyse and report one model: an HTML report, CSVs and figures in one run folder."""
+    from effkit.profile import profile as run_profile
+
+    err = _console(stderr=True)
+    opts = _profile_opts(device, batch, dtype, ceilings, measure, channels_last, cuda_graph, compile, fuse, min_time, input_shape, resolution)
+    with _stage_progress(err, model) as prog:
+        task = prog.add_task(f"profile {model}")
+        run = run_profile(model, out=out, on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"), **opts)
+    _print_summary(run)
+
+
+@app.command()
+@cli_errors
+def compare(
+    models: Annotated[list[str], typer.Argument(help="Two or more models.")],
+    device: DeviceOpt = "cpu", batch: BatchOpt = "1", dtype: DtypeOpt = RunDtype.fp32, out: Annotated[Optional[str], typer.Option(help="Folder (default: reports/compare-TIME).")] = None,
+    ceilings: CeilOpt = None, measure: MeasureOpt = None, channels_last: CLOpt = False, cuda_graph: GraphOpt = False, compile: CompileOpt = False,
+    fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None,
+    accuracy: Annotated[Optional[str], typer.Option(help="CSV of model,top1 for the accuracy vs latency plot (default: the zoo's published top-1).")] = None,
+    debug: Debug = False,
+):
+    """Profile several models and write one comparison report (summary table, efficiency gap plot)."""
+    from effkit.profile import compare as run_compare, read_accuracy
+
+    err = _console(stderr=True)
+    opts = _profile_opts(device, batch, dtype, ceilings, measure, channels_last, cuda_graph, compile, fuse, min_time, input_shape, resolution)
+    acc = read_accuracy(accuracy)
+    with _stage_progress(err, "compare") as prog:
+        task = prog.add_task("compare")
+        run = run_compare(models, out=out, accuracy=acc, on_model=lambda m: prog.update(task, description=f"compare: profiling {m}"),
+                          on_stage=None, **opts)
+    _print_summary(run)
+
+
+@app.command()
+@cli_errors
+def report(
+    run_dirs: Annotated[list[str], typer.Argument(help="Run folders written by profile or compare.")],
+    out: Annotated[Optional[str], typer.Option(help="Where to write a comparison of several runs (default: reports/compare-TIME).")] = None,
+    debug: Debug = False,
+):
+    """Rebuild a report from saved run folders without measuring again (one folder: in place; several: a comparison)."""
+    from effkit.report.run_dir import rebuild
+
+    folder = rebuild(run_dirs, out)
+    _console().print(f"report: [bold]{folder / 'index.html'}[/bold]")
+
+
+def _print_summary(run) -> None:
+    from rich.table import Table
+
+    out = _console()
+    t = Table(title="effkit summary", header_style="bold")
+    for col in ("model", "batch", "latency (ms)", "samples/s", "efficiency", "ideal (ms)", "waterline (ms)", "kernels (ms)", "flags"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    f = lambda v, d=3: "-" if v is None else f"{v:,.{d}f}"  # noqa: E731
+    for a in run.analyses:
+        r = a.summary_row()
+        t.add_row(a.model, str(a.batch), f(r["latency_ms"]), f(r["samples_per_s"], 1), "-" if r["efficiency"] is None else f"{100 * r['efficiency']:.1f} %",
+                  f(r["ideal_ms"]), f(r["waterline_ms"]), f(r["kernels_ms"]), str(r["flagged_layers"]))
+    out.print(t)
+    if len(run.analyses) == 1 or len({a.model for a in run.analyses}) == 1:
+        for h in run.analyses[-1].headline():
+            out.print(f"• {h}")
+    out.print(f"report: [bold]{run.report}[/bold]")
+
+
 class _null:
     def __enter__(self):
         return self

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def commands():
     text = (ROOT / "README.md").read_text()
-    return re.findall(r"```bash\n(python3 -m venv .*?)\n```", text)[:2]
+    return re.findall(r"```bash\n(\(command -v chromium.*?|python3 -m venv .*?)\n```", text)[:2]
 
 
 def test_ci_runs_the_readme_test_command():
@@ -20,5 +20,5 @@ def test_ci_runs_the_readme_test_command():
 
 def test_main_command_names_a_zoo_model():
     main, _ = commands()
-    model = re.search(r"effkit trace (\S+)", main).group(1)
+    model = re.search(r"effkit (?:trace|profile) (\S+)", main).group(1)
     assert get_entry(model)

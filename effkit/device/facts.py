@@ -18,7 +18,25 @@ def cpu_facts() -> dict:
     except OSError:
         pass
     return {"kind": "cpu", "name": model or platform.machine(), "cores": os.cpu_count(),
-            "threads_in_use": torch.get_num_threads(), "machine": platform.machine()}
+            "threads_in_use": torch.get_num_threads(), "machine": platform.machine(), "llc_bytes": _last_level_cache()}
+
+
+def _last_level_cache() -> int | None:
+    """Bytes of the CPU's largest cache level, from sysfs (None where it is not exposed)."""
+    import glob
+
+    best = None
+    for d in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        try:
+            level = int(open(f"{d}/level").read())
+            size = open(f"{d}/size").read().strip()
+        except (OSError, ValueError):
+            continue
+        mult = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(size[-1], 1)
+        n = int(size.rstrip("KMG")) * mult
+        if best is None or level > best[0]:
+            best = (level, n)
+    return best[1] if best else None
 
 
 def gpu_facts(index: int) -> dict:

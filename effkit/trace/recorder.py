@@ -65,6 +65,10 @@ class Recorder(TorchDispatchMode):
         self.records: list[OpRecord] = []
         self.uncovered: dict[str, dict] = {}
         self.module_outputs: dict[str, tuple] = {}
+        self.module_inputs: dict[str, tuple] = {}  # first tensor argument's shape, first call
+        self.first_seen: dict[str, int] = {}  # path -> event number of its first op (or, op-less, its first call)
+        self._events = 0
+        self._entered: dict[str, int] = {}
         self.module_calls: dict[str, int] = defaultdict(int)
         self.saved_bytes: dict[str, int] = defaultdict(int)
         self._saved: set[int] = set()
@@ -78,6 +82,11 @@ class Recorder(TorchDispatchMode):
         if path is not None:
             self.stack.append(path)
             self.module_calls[path] += 1
+            self._events += 1
+            self._entered.setdefault(path, self._events)
+            if path not in self.module_inputs:
+                ins = _outputs(args)
+                self.module_inputs[path] = tuple(ins[0].shape) if ins else None
 
     def _post(self, module, args, output):
         path = self.paths.get(id(module))
@@ -86,6 +95,10 @@ class Recorder(TorchDispatchMode):
             if path not in self.module_outputs:
                 outs = _outputs(output)
                 self.module_outputs[path] = tuple(outs[0].shape) if outs else None
+
+    def execution_key(self, path: str) -> float:
+        """Where a layer sits in execution order: its first forward op, else its first call."""
+        return self.first_seen.get(path, self._entered.get(path, float("inf")))
 
     def current_path(self) -> str:
         if self.phase == "forward":
@@ -132,6 +145,9 @@ class Recorder(TorchDispatchMode):
         except Exception as e:
             raise ModelRunError(f"layer {self.current_path()!r} failed at op {func}: {type(e).__name__}: {_first_line(e)}") from e
         path = self.current_path()
+        if self.phase == "forward":
+            self._events += 1
+            self.first_seen.setdefault(path, self._events)
         if self.train and self.phase == "forward":
             # every node made since the previous op belongs to this module (an in-place op
             # makes its node, then dispatches a clone and itself)

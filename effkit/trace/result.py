@@ -110,6 +110,7 @@ class TraceResult:
     module_outputs: dict  # path -> first output shape, every module that ran
     module_calls: dict
     fvcore: object = None  # FvcoreCounts when traced with counter="fvcore"
+    module_inputs: dict = None  # path -> first input shape, every module that ran
 
     @property
     def totals(self) -> Layer:

@@ -272,6 +272,7 @@ def _assemble(name, net: nn.Module, rec: Recorder, input_shapes, batch, dtype, d
         if direct_params[path] or direct_buffers[path]:
             acc(path)
 
+    order.sort(key=rec.execution_key)  # stable: backward-only and never-run rows keep their relative order, last
     layers = tuple(
         Layer(path, types.get(path, "autograd" if path == AUTOGRAD else "?"), rec.module_calls.get(path, 0), rec.module_outputs.get(path),
               direct_params.get(path, 0), direct_buffers.get(path, 0), **sums[path])
@@ -279,4 +280,5 @@ def _assemble(name, net: nn.Module, rec: Recorder, input_shapes, batch, dtype, d
     )
     uncovered = tuple(Uncovered(op, u["count"], tuple(u["layers"])) for op, u in sorted(rec.uncovered.items(), key=lambda kv: -kv[1]["count"]))
     return TraceResult(name, input_shapes, batch, dtype, device, mode, layers, tuple(rec.records), uncovered,
-                       sum(direct_params.values()), sum(direct_buffers.values()), types, dict(rec.module_outputs), dict(rec.module_calls))
+                       sum(direct_params.values()), sum(direct_buffers.values()), types, dict(rec.module_outputs), dict(rec.module_calls),
+                       module_inputs=dict(rec.module_inputs))

@@ -1,0 +1,108 @@
+"""Analysis of one traced (and possibly measured) model: layer kinds, residual blocks,
+measured times joined to the trace's layers, the gap ladder."""
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import defaultdict
+
+from effkit.analysis.roofline import Block, LayerCost, ModelAnalysis, Roof, analyse_layers, fusion_what_if
+from effkit.trace.result import ROOT, TraceResult
+
+_NORMS = ("batch_norm", "layer_norm", "group_norm", "rms_norm")
+_POOLS = ("pool",)
+_ATTN = ("scaled_dot_product", "multi_head_attention", "aten.bmm", "aten.baddbmm")
+
+
+def op_kind(op: str, in_shapes: tuple) -> str:
+    """The layer kind an op makes: conv flavours by groups and kernel, products, norms, pools."""
+    if op.startswith("aten.convolution.") or op.startswith("aten._convolution."):
+        x, w = in_shapes[0], in_shapes[1]
+        c_in, c_in_per_group = x[1], w[1]
+        groups = c_in // c_in_per_group if c_in_per_group else 1
+        if groups == 1:
+            return "pointwise conv" if math.prod(w[2:]) == 1 else "dense conv"
+        return "depthwise conv" if c_in_per_group == 1 else "grouped conv"
+    if any(a in op for a in _ATTN):
+        return "attention"
+    if op.startswith(("aten.addmm.", "aten.mm.", "aten.mv.")):
+        return "linear"
+    if any(n in op for n in _NORMS):
+        return "norm"
+    if any(p in op for p in _POOLS):
+        return "pooling"
+    return "elementwise"
+
+
+def layer_kinds(trace: TraceResult) -> dict[str, str]:
+    """Each layer's kind: that of its costliest forward op (FLOPs, then bytes)."""
+    best: dict[str, tuple] = {}
+    for o in trace.ops:
+        if o.phase != "forward":
+            continue
+        key = (o.flops, o.bytes_read + o.bytes_written)
+        if o.path not in best or key > best[o.path][0]:
+            best[o.path] = (key, op_kind(o.op, o.in_shapes))
+    return {p: k for p, (_, k) in best.items()}
+
+
+def layer_costs(trace: TraceResult) -> list[LayerCost]:
+    kinds = layer_kinds(trace)
+    return [LayerCost(l.path, l.module_type, kinds.get(l.path, "other"), l.flops, l.bytes_read + l.bytes_written) for l in trace.layers]
+
+
+def residual_blocks(trace: TraceResult) -> list[str]:
+    """Modules whose own forward adds a tensor to a result of its children: a residual add."""
+    parents = {p.rpartition(".")[0] or ROOT for p in trace.module_types if p != ROOT}
+    direct_add = {o.path for o in trace.ops if o.phase == "forward" and o.op.startswith(("aten.add.Tensor", "aten.add_.Tensor"))
+                  and len(o.in_shapes) == 2 and o.in_shapes[0] == o.in_shapes[1]}
+    return [p for p in trace.module_types if p in parents and p in direct_add and p != ROOT]
+
+
+def blocks_for(trace: TraceResult, paths: list[str]) -> list[Block]:
+    """Member layers and fused DRAM bytes (input + output + weights + buffers) of each block."""
+    itemsize = {"fp32": 4, "fp16": 2, "bf16": 2}.get(trace.dtype, 4)
+    out = []
+    for b in paths:
+        members = tuple(l.path for l in trace.layers if l.path == b or l.path.startswith(b + "."))
+        weights = sum(l.params + l.buffers for l in trace.layers if l.path in members)
+        ins, outs = (trace.module_inputs or {}).get(b), trace.module_outputs.get(b)
+        io = (math.prod(ins) if ins else 0) + (math.prod(outs) if outs else 0)
+        out.append(Block(b, members, (io + weights) * itemsize))
+    return out
+
+
+def measured_by_path(layer_times) -> dict:
+    """Forward (seconds, kernels) per path from effkit.run LayerTimes."""
+    m: dict = defaultdict(lambda: [0.0, 0.0])
+    for l in layer_times.layers:
+        if l.phase == "forward":
+            m[l.path][0] += l.time_s
+            m[l.path][1] += l.count
+    return {p: tuple(v) for p, v in m.items()}
+
+
+def analyse(trace: TraceResult, roof: Roof, point=None, fuse: str | None = None, top1: float | None = None) -> ModelAnalysis:
+    """Join a trace with the ceilings and, if given, a measured bench point (effkit.run.BenchPoint)."""
+    measured = measured_by_path(point.layers) if point is not None and point.layers is not None else None
+    layers = analyse_layers(layer_costs(trace), roof, measured)
+    notes = []
+    if measured:
+        unmatched = {p: v for p, v in measured.items() if p not in {l.path for l in layers} and v[0] > 0}
+        if unmatched:
+            notes.append("measured time outside traced layers (free views in the trace, ops outside modules): "
+                         + ", ".join(f"{p} {1e3 * v[0]:.3f} ms" for p, v in unmatched.items()))
+    if fuse:
+        paths = [p for p in trace.module_types if p != ROOT and fnmatch.fnmatchcase(p, fuse)]
+        # outermost matches only: a block inside another is part of it
+        paths = [p for p in paths if not any(p.startswith(q + ".") for q in paths)]
+        pattern = f"modules matching {fuse!r}"
+    else:
+        paths, pattern = residual_blocks(trace), "residual blocks"
+    fusion = fusion_what_if(layers, blocks_for(trace, paths), roof, pattern) if paths else None
+    t = trace.totals
+    latency = point.timing.median_s if point is not None and point.timing is not None else None
+    kernels = point.layers.total_s if point is not None and point.layers is not None else None
+    return ModelAnalysis(trace.model, trace.batch, trace.dtype if roof.dtype != "tf32" else "tf32", roof.name if point is None else point.provenance.get("device_name", roof.name),
+                         roof, tuple(layers), t.flops, t.macs, trace.params, t.acts, latency, kernels, fusion, top1,
+                         tuple(f"{u.op} x{u.count}" for u in trace.uncovered), dict(point.provenance) if point is not None else {}, tuple(notes))

@@ -1,0 +1,114 @@
+"""The self-contained HTML report: figures embedded, a sortable layer table, no network."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from jinja2 import Environment
+
+from effkit.analysis.roofline import DEFINITIONS
+from effkit.trace.formulas import CONVENTIONS
+
+_SORT_JS = """
+function sortTable(th) {
+  const table = th.closest('table'), body = table.tBodies[0];
+  const idx = Array.from(th.parentNode.children).indexOf(th);
+  const asc = th.dataset.dir !== 'asc';
+  th.parentNode.querySelectorAll('th').forEach(h => delete h.dataset.dir);
+  th.dataset.dir = asc ? 'asc' : 'desc';
+  const key = r => { const c = r.children[idx]; const v = c.dataset.v !== undefined ? c.dataset.v : c.textContent;
+                     const n = parseFloat(v); return isNaN(n) ? v.toLowerCase() : n; };
+  const rows = Array.from(body.rows);
+  rows.sort((a, b) => { const x = key(a), y = key(b);
+    if (typeof x === typeof y) return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+    return typeof x === 'number' ? -1 : 1; });
+  rows.forEach(r => body.appendChild(r));
+}
+document.querySelectorAll('table.sortable th').forEach(th => th.addEventListener('click', () => sortTable(th)));
+"""
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1300px;color:#222;padding:0 1em}
+h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.82em;margin:.5em 0} th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}
+th{background:#f5f5f5;cursor:pointer;position:sticky;top:0} td.l,th.l{text-align:left}
+th[data-dir=asc]::after{content:' ▲'} th[data-dir=desc]::after{content:' ▼'}
+.headline li{margin:.3em 0} .flag{color:#b00} img,svg{max-width:100%;height:auto} .fig{margin:1em 0}
+.small{font-size:.8em;color:#555} .scroll{max-height:600px;overflow:auto;border:1px solid #eee}
+"""
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title><style>{{ css }}</style></head>
+<body>
+<h1>{{ title }}</h1>
+<p class="small">effkit {{ version }} · {{ subtitle }}</p>
+<h2>Headline</h2>
+<ul class="headline">{% for h in headline %}<li>{{ h }}</li>{% endfor %}</ul>
+{% if summary_rows %}
+<h2>Summary</h2>
+<table class="sortable" id="summary"><thead><tr>{% for c in summary_cols %}<th class="{{ 'l' if loop.index0 < 2 else '' }}">{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>{% for r in summary_rows %}<tr>{% for c in summary_cols %}<td class="{{ 'l' if loop.index0 < 2 else '' }}" data-v="{{ r[c] if r[c] is not none else '' }}">{{ fmt(r[c]) }}</td>{% endfor %}</tr>{% endfor %}</tbody></table>
+{% endif %}
+{% for f in figures %}
+<h2>{{ f.title }}</h2><p class="small">{{ f.caption }}</p>
+<div class="fig" id="fig-{{ f.id }}">{% if f.svg %}{{ f.svg | safe }}{% else %}<img alt="{{ f.title }}" src="data:image/png;base64,{{ f.png64 }}">{% endif %}</div>
+{% endfor %}
+{% if flags %}
+<h2 class="flag">Layers measured faster than their roofline time</h2>
+<p class="small">A layer cannot beat max(FLOPs/P, bytes/B) unless a count or a ceiling is wrong, or its working set stayed in on-chip cache
+(the DRAM roof then does not bound it). Each is listed, never silently plotted.</p>
+<table><thead><tr><th class="l">layer</th><th class="l">kind</th><th>measured (ms)</th><th>roofline (ms)</th><th>bytes (MB)</th><th class="l">likely reason</th></tr></thead>
+<tbody>{% for f in flags %}<tr class="flag"><td class="l">{{ f.path }}</td><td class="l">{{ f.kind }}</td><td>{{ '%.4f' % f.measured_ms }}</td><td>{{ '%.4f' % f.roofline_ms }}</td><td>{{ '%.2f' % f.mb }}</td><td class="l">{{ f.reason }}</td></tr>{% endfor %}</tbody></table>
+{% endif %}
+{% if lost %}
+<h2>Top layers by lost time (measured − roofline)</h2>
+<table><thead><tr><th class="l">layer</th><th class="l">kind</th><th class="l">bound</th><th>measured (ms)</th><th>roofline (ms)</th><th>lost (ms)</th><th>efficiency</th></tr></thead>
+<tbody>{% for l in lost %}<tr><td class="l">{{ l.path }}</td><td class="l">{{ l.kind }}</td><td class="l">{{ l.bound }}</td><td>{{ '%.4f' % l.measured_ms }}</td><td>{{ '%.4f' % l.roofline_ms }}</td><td>{{ '%.4f' % l.lost_ms }}</td><td>{{ '%.1f %%' % (100 * l.efficiency) }}</td></tr>{% endfor %}</tbody></table>
+{% endif %}
+{% if layer_rows %}
+<h2>Layers{{ layer_caption }}</h2><p class="small">Click a column to sort. Times per batch; bytes = compulsory DRAM traffic; efficiency = roofline / measured.</p>
+<div class="scroll"><table class="sortable" id="layers"><thead><tr>{% for c in layer_cols %}<th class="{{ 'l' if c in ('path','module_type','kind','bound') else '' }}">{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>{% for r in layer_rows %}<tr>{% for c in layer_cols %}<td class="{{ 'l' if c in ('path','module_type','kind','bound') else '' }}" data-v="{{ r[c] if r[c] is not none else '' }}">{{ fmt(r[c]) }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>
+{% endif %}
+{% if uncovered %}<h2>Ops without a formula (not counted)</h2><ul>{% for u in uncovered %}<li>{{ u }}</li>{% endfor %}</ul>{% endif %}
+{% if notes %}<h2>Notes</h2><ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
+<h2>Conventions and definitions</h2>
+<table><tbody>{% for k, v in conventions.items() %}<tr><td class="l"><b>{{ k }}</b></td><td class="l">{{ v }}</td></tr>{% endfor %}</tbody></table>
+{% if provenance %}<h2>Provenance</h2>
+<table><tbody>{% for k, v in provenance.items() %}<tr><td class="l">{{ k }}</td><td class="l">{{ v }}</td></tr>{% endfor %}</tbody></table>{% endif %}
+<script>{{ js | safe }}</script>
+</body></html>
+"""
+
+
+def fmt(v) -> str:
+    if v is None or v == "":
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else ""
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if v != v:
+            return "–"
+        a = abs(v)
+        return f"{v:,.0f}" if a >= 1e4 else f"{v:.4g}"
+    return str(v)
+
+
+def png64(path: Path) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def render(path: Path, *, title: str, subtitle: str, headline: list[str], figures: list[dict], summary_rows=(), summary_cols=(),
+           layer_rows=(), layer_cols=(), layer_caption="", flags=(), lost=(), uncovered=(), notes=(), provenance=None) -> Path:
+    import effkit
+
+    env = Environment(autoescape=True)
+    html = env.from_string(_TEMPLATE).render(
+        title=title, subtitle=subtitle, headline=headline, figures=figures, summary_rows=list(summary_rows), summary_cols=list(summary_cols),
+        layer_rows=list(layer_rows), layer_cols=list(layer_cols), layer_caption=layer_caption, flags=list(flags), lost=list(lost),
+        uncovered=list(uncovered), notes=list(notes), provenance=provenance or {}, conventions={**CONVENTIONS, **DEFINITIONS},
+        css=_CSS, js=_SORT_JS, fmt=fmt, version=effkit.__version__)
+    path.write_text(html, encoding="utf-8")
+    return path
