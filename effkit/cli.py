@@ -224,7 +224,8 @@ def device(
         t.add_row(f"peak {d}", _si(v, "FLOP/s"), _si(dv, "FLOP/s"), f"{v / dv:.2f}" if v and dv else "-", how)
     bw = ds.get("bandwidth")
     t.add_row("memory bandwidth", _si(c.bandwidth_bytes_per_s, "B/s"), _si(bw, "B/s"), f"{c.bandwidth_bytes_per_s / bw:.2f}" if bw else "-",
-              f"{c.sizes['copy_bytes'] / 2**20:.0f} MiB device copy, read + written, median of {len(c.samples['copy'])}")
+              f"{c.sizes['copy_bytes'] / 2**20:.0f} MiB device-to-device copy, read + written, fastest of "
+              + ", ".join(k.removeprefix("copy: ") for k in c.samples if k.startswith("copy")) + f", medians of {len(next(v for k, v in c.samples.items() if k.startswith('copy')))}")
     out.print(t)
     if ds:
         out.print(f"[dim]datasheet: {ds['source']} (dense tensor-core rates; fp32 without tensor cores). k/M/G/T = 10^3/6/9/12.[/dim]")

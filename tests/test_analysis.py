@@ -54,8 +54,24 @@ def test_gap_ladder():
 def test_faster_than_roofline_is_flagged():
     m = model()
     assert [l.path for l in m.flagged] == ["c"]
-    assert "1 layer(s) measured faster than their roofline time" in " ".join(m.headline())
+    assert "1 layer(s) measured faster than their DRAM roofline time; 1 even allowing for cache reuse" in " ".join(m.headline())
     assert not model(measured={"a": (12.5, 1), "b": (25.0, 1), "c": (3.0, 1)}).flagged  # equal is not faster
+
+
+def test_cache_allowance_explains_or_not():
+    from effkit.report.run_dir import flag_rows
+
+    # 40 B moved, 30 of them read, 2 calls; cache 10 B: up to min(30, 2 x 10) = 20 B from cache
+    roof = Roof("toy", "fp32", 100.0, 10.0, "hand-made", l2_bytes=10)
+    (l,) = analyse_layers([LayerCost("x", "ReLU", "elementwise", 0, 40, bytes_read=30, calls=2)], roof, {"x": (2.5, 2)})
+    assert l.roofline_s == 4.0 and l.cached_roofline_s(roof) == 2.0  # (40 - 20) / 10
+    m = ModelAnalysis("t", 1, "fp32", "d", roof, (l,), 0, 0, 0, 0, 3.0, 2.5, None)
+    (f,) = flag_rows(m)
+    assert f["explained_by_cache"] and f["cached_roofline_ms"] == 2000.0 and "cache reuse" in f["reason"]
+    assert "all within what reading their input from the cache" in m.headline()[-1]
+    (l,) = analyse_layers([LayerCost("x", "ReLU", "elementwise", 0, 40, bytes_read=30, calls=2)], roof, {"x": (1.5, 2)})
+    (f,) = flag_rows(ModelAnalysis("t", 1, "fp32", "d", roof, (l,), 0, 0, 0, 0, 3.0, 1.5, None))
+    assert not f["explained_by_cache"] and "a count or a ceiling is wrong" in f["reason"]
 
 
 def test_headline_shares():

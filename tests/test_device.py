@@ -15,8 +15,16 @@ def test_gemm_and_copy_figures_from_samples(monkeypatch):
     monkeypatch.setattr(ceilings, "_samples", lambda fn, device, repeats: [0.002] * repeats)
     flops, s = ceilings.gemm_peak("cpu", "fp32", 64)
     assert flops == 2 * 64**3 / 0.002 and len(s) == 10
-    bw, _ = ceilings.copy_bandwidth("cpu", 4 * 1024)
+    bw, per_kernel = ceilings.copy_bandwidth("cpu", 4 * 1024)
     assert bw == 2 * 4 * 1024 / 0.002  # 1024 fp32 elements read and written
+    assert set(per_kernel) == {"copy_", "neg (out of place)", "mul_ (in place)"}
+
+
+def test_bandwidth_is_the_fastest_copy(monkeypatch):
+    times = iter([[0.004] * 3, [0.002] * 3, [0.003] * 3])  # copy_, neg, mul_: neg is fastest
+    monkeypatch.setattr(ceilings, "_samples", lambda fn, device, repeats: next(times))
+    bw, _ = ceilings.copy_bandwidth("cpu", 4 * 1024, repeats=3)
+    assert bw == 2 * 4 * 1024 / 0.002
 
 
 def test_gemm_measurement_agrees_with_an_independent_timing():

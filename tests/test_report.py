@@ -111,6 +111,7 @@ def test_compare_two_models(tmp_path):
     r = effkit.compare([TinyNet(), Res(3)], out=tmp_path / "cmp", **FAST)
     df = pd.read_csv(tmp_path / "cmp" / "summary.csv")
     assert list(df["model"]) == ["TinyNet", "Res"] and (tmp_path / "cmp" / "TinyNet" / "index.html").exists()
+    assert '<a href="TinyNet/index.html">TinyNet</a>' in (tmp_path / "cmp" / "index.html").read_text()
     assert r.report.exists()
 
 

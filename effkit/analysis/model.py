@@ -48,7 +48,8 @@ def layer_kinds(trace: TraceResult) -> dict[str, str]:
 
 def layer_costs(trace: TraceResult) -> list[LayerCost]:
     kinds = layer_kinds(trace)
-    return [LayerCost(l.path, l.module_type, kinds.get(l.path, "other"), l.flops, l.bytes_read + l.bytes_written) for l in trace.layers]
+    return [LayerCost(l.path, l.module_type, kinds.get(l.path, "other"), l.flops, l.bytes_read + l.bytes_written, l.bytes_read, max(1, l.calls))
+            for l in trace.layers]
 
 
 def residual_blocks(trace: TraceResult) -> list[str]:

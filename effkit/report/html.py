@@ -55,10 +55,11 @@ _TEMPLATE = """<!doctype html>
 {% endfor %}
 {% if flags %}
 <h2 class="flag">Layers measured faster than their roofline time</h2>
-<p class="small">A layer cannot beat max(FLOPs/P, bytes/B) unless a count or a ceiling is wrong, or its working set stayed in on-chip cache
-(the DRAM roof then does not bound it). Each is listed, never silently plotted.</p>
-<table><thead><tr><th class="l">layer</th><th class="l">kind</th><th>measured (ms)</th><th>roofline (ms)</th><th>bytes (MB)</th><th class="l">likely reason</th></tr></thead>
-<tbody>{% for f in flags %}<tr class="flag"><td class="l">{{ f.path }}</td><td class="l">{{ f.kind }}</td><td>{{ '%.4f' % f.measured_ms }}</td><td>{{ '%.4f' % f.roofline_ms }}</td><td>{{ '%.2f' % f.mb }}</td><td class="l">{{ f.reason }}</td></tr>{% endfor %}</tbody></table>
+<p class="small">A layer cannot beat max(FLOPs/P, bytes/B) with bytes counted as DRAM traffic, unless part of its input came from the last
+on-chip cache (written there by the layer before; at most one cache's worth per call) or a count or a ceiling is wrong. Each is listed with
+the roofline recomputed under that cache allowance; never silently plotted.</p>
+<table><thead><tr><th class="l">layer</th><th class="l">kind</th><th>measured (ms)</th><th>DRAM roofline (ms)</th><th>roofline with cache allowance (ms)</th><th>bytes (MB)</th><th class="l">explanation</th></tr></thead>
+<tbody>{% for f in flags %}<tr class="flag"><td class="l">{{ f.path }}</td><td class="l">{{ f.kind }}</td><td>{{ '%.4f' % f.measured_ms }}</td><td>{{ '%.4f' % f.roofline_ms }}</td><td>{{ '%.4f' % f.cached_roofline_ms }}</td><td>{{ '%.2f' % f.mb }}</td><td class="l">{{ f.reason }}</td></tr>{% endfor %}</tbody></table>
 {% endif %}
 {% if lost %}
 <h2>Top layers by lost time (measured − roofline)</h2>
@@ -71,6 +72,7 @@ _TEMPLATE = """<!doctype html>
 <tbody>{% for r in layer_rows %}<tr>{% for c in layer_cols %}<td class="{{ 'l' if c in ('path','module_type','kind','bound') else '' }}" data-v="{{ r[c] if r[c] is not none else '' }}">{{ fmt(r[c]) }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>
 {% endif %}
 {% if uncovered %}<h2>Ops without a formula (not counted)</h2><ul>{% for u in uncovered %}<li>{{ u }}</li>{% endfor %}</ul>{% endif %}
+{% if links %}<h2>Per-model reports</h2><ul>{% for label, href in links %}<li><a href="{{ href }}">{{ label }}</a></li>{% endfor %}</ul>{% endif %}
 {% if notes %}<h2>Notes</h2><ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 <h2>Conventions and definitions</h2>
 <table><tbody>{% for k, v in conventions.items() %}<tr><td class="l"><b>{{ k }}</b></td><td class="l">{{ v }}</td></tr>{% endfor %}</tbody></table>
@@ -101,14 +103,14 @@ def png64(path: Path) -> str:
 
 
 def render(path: Path, *, title: str, subtitle: str, headline: list[str], figures: list[dict], summary_rows=(), summary_cols=(),
-           layer_rows=(), layer_cols=(), layer_caption="", flags=(), lost=(), uncovered=(), notes=(), provenance=None) -> Path:
+           layer_rows=(), layer_cols=(), layer_caption="", flags=(), lost=(), uncovered=(), notes=(), provenance=None, links=()) -> Path:
     import effkit
 
     env = Environment(autoescape=True)
     html = env.from_string(_TEMPLATE).render(
         title=title, subtitle=subtitle, headline=headline, figures=figures, summary_rows=list(summary_rows), summary_cols=list(summary_cols),
         layer_rows=list(layer_rows), layer_cols=list(layer_cols), layer_caption=layer_caption, flags=list(flags), lost=list(lost),
-        uncovered=list(uncovered), notes=list(notes), provenance=provenance or {}, conventions={**CONVENTIONS, **DEFINITIONS},
+        uncovered=list(uncovered), notes=list(notes), provenance=provenance or {}, links=list(links), conventions={**CONVENTIONS, **DEFINITIONS},
         css=_CSS, js=_SORT_JS, fmt=fmt, version=effkit.__version__)
     path.write_text(html, encoding="utf-8")
     return path
