@@ -6,6 +6,7 @@ Python API (each mirrors a CLI command):
     effkit.device_ceilings(device="cuda", refresh=False)  -> Ceilings (.to_frame())
     effkit.profile(model, device="cuda", batch=64, dtype="bf16")  -> ProfileRun (.folder, .analyses)
     effkit.compare([m1, m2, ...], device=..., ...)  -> ProfileRun of the comparison
+    effkit.scale("regnety_400mf", ["d", "w", "r", "dWr"], [1, 2, 4, 8, 16])  -> ScaleResult (.to_frame())
     effkit.list_models(pattern)
 """
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ from effkit.trace.tracer import trace  # noqa: E402  (the function; the stage's 
 from effkit.device.ceilings import device_ceilings  # noqa: E402
 from effkit.run.bench import bench  # noqa: E402
 from effkit.profile import compare, profile  # noqa: E402
+from effkit.scale import scale  # noqa: E402
 
 __all__ = ["EffkitError", "UserInputError", "__version__", "bench", "build_model", "compare", "device_ceilings", "list_models", "profile",
-           "trace"]
+           "scale", "trace"]

@@ -399,6 +399,53 @@ def report(
     _console().print(f"report: [bold]{folder / 'index.html'}[/bold]")
 
 
+@app.command()
+@cli_errors
+def scale(
+    base: Annotated[str, typer.Argument(help="A zoo model to scale (RegNet, EfficientNet, ConvNeXt, ResNet, ...).")] = "regnety_400mf",
+    strategies: Annotated[str, typer.Option(help="Comma-separated: d, w, r, dw, dr, wr, dwr, efficientnet, dWr.")] = "w,d,r,dwr,dWr",
+    factors: Annotated[str, typer.Option(help="FLOPs factors, comma-separated.")] = "1,2,4,8,16",
+    alpha: Annotated[float, typer.Option(help="dWr's α: d ∝ s^((1-α)/2), w ∝ s^(α/2), r ∝ s^((1-α)/4).")] = 0.8,
+    device: Annotated[Optional[str], typer.Option(help="Measure each variant here (cpu, cuda[:N]); counts only if not given.")] = None,
+    measure: Annotated[Optional[bool], typer.Option("--measure/--no-measure", help="Measure on --device (default: when a device is given).")] = None,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
+    dtype: DtypeOpt = RunDtype.fp32,
+    out: Annotated[Optional[str], typer.Option(help="Report folder (default: reports/scale-BASE-TIME).")] = None,
+    min_time: MinTimeOpt = 0.5,
+    debug: Debug = False,
+):
+    """Scale a model by each strategy and factor: counts (and latency), fitted exponents, plots, report."""
+    from effkit.scale import parse_list, scale as run_scale
+
+    measure_on = device if (measure is None or measure) else None
+    if measure and not device:
+        raise UserInputError("--measure needs --device (cpu, cuda or cuda:N)")
+    strats = [s.strip() for s in strategies.split(",") if s.strip()]
+    facs = parse_list(factors, "factors")
+    err = _console(stderr=True)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=err, disable=not err.is_terminal) as prog:
+        task = prog.add_task(f"scale {base}", total=len(strats) * len(facs))
+        res = run_scale(base, strats, facs, alpha=alpha, device=measure_on, batch=batch, dtype=dtype.value, out=out, min_time_s=min_time,
+                        on_point=lambda p: prog.update(task, advance=1, description=f"scale {base}: {p.strategy} x{p.factor:g}"))
+    from rich.table import Table
+
+    t = Table(title=f"scaling {base}: exponents against FLOPs (fit / theory)", header_style="bold")
+    for col in ("strategy", "params", "activations", "latency"):
+        t.add_column(col, justify="left" if col == "strategy" else "right")
+    f2 = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for s, f in res.fits.items():
+        t.add_row(s, f"{f2(f['params'][0])} / {f2(f['params'][1])}", f"{f2(f['acts'][0])} / {f2(f['acts'][1])}", f2(f["latency"][0]))
+    out_c = _console()
+    out_c.print(t)
+    lv = res.latency_vs()
+    if lv["r2_acts"] is not None:
+        out_c.print(f"log latency vs log activations: R² = {lv['r2_acts']:.3f}; vs log FLOPs: R² = {lv['r2_flops']:.3f} ({lv['measured']} variants)")
+    out_c.print(f"report: [bold]{res.folder / 'index.html'}[/bold]")
+
+
 def _print_summary(run) -> None:
     from rich.table import Table
 

@@ -32,7 +32,7 @@ class CoverageError(EffkitError):
 
 def choices_hint(value: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean: a, b?)' for close matches of `value`, else ''."""
-    close = difflib.get_close_matches(value, list(choices), n=n, cutoff=0.5)
+    close = difflib.get_close_matches(value, list(choices), n=n, cutoff=0.6)
     return f" (did you mean: {', '.join(close)}?)" if close else ""
 
 

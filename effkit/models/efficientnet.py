@@ -43,7 +43,7 @@ class MBConv(nn.Module):
 class EfficientNet(nn.Module):
     def __init__(self, width_mult=1.0, depth_mult=1.0, dropout=0.2, sd_prob=0.2, num_classes=1000, norm_layer=nn.BatchNorm2d):
         super().__init__()
-        stages = [(e, k, s, make_divisible(ci * width_mult), make_divisible(co * width_mult), scale_depth(n, depth_mult)) for e, k, s, ci, co, n in _B0]
+        stages = [(e, k, s, make_divisible(ci * width_mult), make_divisible(co * width_mult), scale_depth(n, depth_mult, "ceil")) for e, k, s, ci, co, n in _B0]
         layers: list[nn.Module] = [Conv2dNormActivation(3, stages[0][3], stride=2, norm_layer=norm_layer, activation_layer=nn.SiLU)]
         total, block_id = sum(st[5] for st in stages), 0
         for e, k, s, ci, co, n in stages:
@@ -64,7 +64,32 @@ class EfficientNet(nn.Module):
         return self.classifier(x)
 
 
-@register_model("efficientnet", "torchvision.models.efficientnet_b0",
-                published={"params": 5288548, "gmacs": 0.386, "top1": 77.692, "source": "torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1 (weights meta: num_params, _ops in GMACs)"})
-def efficientnet_b0(width=1.0, depth=1.0, resolution=224, num_classes=1000):
-    return EfficientNet(width, depth, num_classes=num_classes)
+# width, depth, resolution, dropout: Tan & Le (2019); torchvision's efficientnet_b0..b7 use the same.
+# B5-B7 were ported from TensorFlow with its batch-norm settings (eps 1e-3, momentum 0.01).
+COEFFS = {"b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1.2, 260, 0.3), "b3": (1.2, 1.4, 300, 0.3),
+          "b4": (1.4, 1.8, 380, 0.4), "b5": (1.6, 2.2, 456, 0.4), "b6": (1.8, 2.6, 528, 0.5), "b7": (2.0, 3.1, 600, 0.5)}
+# torchvision weights meta (num_params, _ops in GMACs at the model's resolution, acc@1)
+_TV = {"b0": (5288548, 0.386, 77.692), "b1": (7794184, 0.687, 78.642), "b2": (9109994, 1.088, 80.608), "b3": (12233232, 1.827, 82.008),
+       "b4": (19341616, 4.394, 83.384), "b5": (30389784, 10.266, 83.444), "b6": (43040704, 19.068, 84.008), "b7": (66347960, 37.746, 84.122)}
+
+
+def _register(v: str):
+    w0, d0, r0, dropout = COEFFS[v]
+    norm = partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01) if v in ("b5", "b6", "b7") else nn.BatchNorm2d
+
+    def build(width=1.0, depth=1.0, resolution=None, num_classes=1000):
+        # width and depth multiply the variant's own coefficients; resolution changes only the input
+        m = EfficientNet(w0 * width, d0 * depth, dropout=dropout, num_classes=num_classes, norm_layer=norm)
+        m.input_shape = (3, resolution or r0, resolution or r0)
+        return m
+
+    build.__name__ = f"efficientnet_{v}"
+    p, g, t = _TV[v]
+    # torchvision counts B2's _ops at its 288 px evaluation crop (the paper's resolution is 260)
+    register_model("efficientnet", f"torchvision.models.efficientnet_{v}", input_shape=(3, r0, r0),
+                   published={"params": p, "gmacs": g, "gmacs_resolution": 288 if v == "b2" else r0, "top1": t,
+                              "source": f"torchvision.models.EfficientNet_{v.upper()}_Weights.IMAGENET1K_V1 meta"})(build)
+
+
+for _v in COEFFS:
+    _register(_v)

@@ -21,9 +21,10 @@ def scale_width(c: int, mult: float) -> int:
     return c if mult == 1.0 else make_divisible(c * mult, 8)
 
 
-def scale_depth(n: int, mult: float) -> int:
-    """A block count scaled by `mult`, rounded up, at least 1."""
-    return max(1, int(math.ceil(n * mult)))
+def scale_depth(n: int, mult: float, rounding: str = "round") -> int:
+    """A block count scaled by `mult`, at least 1: to the nearest integer (effkit's scaler), or up
+    ("ceil", EfficientNet's published rule)."""
+    return max(1, int(math.ceil(n * mult)) if rounding == "ceil" else int(round(n * mult)))
 
 
 class Conv2dNormActivation(nn.Sequential):

@@ -31,6 +31,7 @@ class ModelEntry:
     reference: str  # the implementation whose architecture this one equals
     aliases: tuple[str, ...] = ()
     published: dict = field(default_factory=dict)  # params, macs, top1 ... with "source"
+    scalable: bool = True  # the builder takes width, depth and resolution
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -43,6 +44,7 @@ def register_model(
     input_shape: tuple[int, ...] = (3, 224, 224),
     aliases: tuple[str, ...] = (),
     published: dict | None = None,
+    scalable: bool = True,
 ):
     """Decorator: register `fn` under its own name (and aliases); refuses duplicates."""
 
@@ -51,7 +53,7 @@ def register_model(
         for n in (name, *aliases):
             if n in _MODELS or n in _ALIASES:
                 raise ValueError(f"model name {n!r} is registered twice")
-        _MODELS[name] = ModelEntry(name, fn, family, tuple(input_shape), reference, tuple(aliases), dict(published or {}))
+        _MODELS[name] = ModelEntry(name, fn, family, tuple(input_shape), reference, tuple(aliases), dict(published or {}), scalable)
         for a in aliases:
             _ALIASES[a] = name
         return fn
@@ -61,7 +63,7 @@ def register_model(
 
 def _load_zoo() -> None:
     # Importing the family modules runs their registrations; done on first use, not at import.
-    from effkit.models import convnext, efficientnet, mobilenet, resnet, vit  # noqa: F401
+    from effkit.models import convnext, efficientnet, mobilenet, regnet, resnet, vit  # noqa: F401
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -132,6 +134,16 @@ def build_model(spec: str, resolution: int | None = None, **kwargs) -> BuiltMode
     if resolution is not None:
         shape = (shape[0], resolution, resolution)
     return BuiltModel(model, entry.name, shape, "zoo")
+
+
+def factory_of(spec: str):
+    """The factory callable named by `path/to/file.py:factory` or `package.module:factory`."""
+    target, _, factory = spec.rpartition(":")
+    module = _import_file(target) if (target.endswith(".py") or "/" in target) else _import_module(target)
+    fn = getattr(module, factory, None)
+    if fn is None or not callable(fn):
+        raise UserInputError(f"{target!r} has no factory {factory!r}")
+    return fn
 
 
 def _declared_input_shape(model: nn.Module) -> tuple[int, ...] | None:

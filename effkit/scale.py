@@ -1,0 +1,152 @@
+"""`effkit.scale`: build, count (and measure) a base model scaled by each strategy and factor,
+fit growth exponents, and write a report. Each variant is written as it completes."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from effkit.analysis.scaling import fit_exponent, r_squared
+from effkit.errors import UserInputError
+from effkit.models.scaling import STRATEGIES, theory, variant
+
+
+@dataclass(frozen=True)
+class ScalePoint:
+    base: str
+    strategy: str
+    factor: float
+    achieved_factor: float
+    d: float
+    w: float
+    r: float
+    resolution: int
+    flops: int
+    macs: int
+    params: int
+    acts: int
+    latency_ms: float | None
+    status: str  # "counted", "ok" (measured), "oom"
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    points: tuple[ScalePoint, ...]
+    fits: dict  # strategy -> {"params": (fit, theory), "acts": (fit, theory), "latency": (fit, None)}
+    alpha: float
+    folder: Path | None = None
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(p) for p in self.points])
+
+    def fits_frame(self) -> pd.DataFrame:
+        rows = []
+        for s, f in self.fits.items():
+            rows.append({"strategy": s, "params_exp": f["params"][0], "params_theory": f["params"][1], "acts_exp": f["acts"][0],
+                         "acts_theory": f["acts"][1], "latency_exp": f["latency"][0]})
+        return pd.DataFrame(rows)
+
+    def latency_vs(self) -> dict:
+        """R² of log latency against log activations and against log FLOPs, over all measured variants."""
+        ok = [p for p in self.points if p.latency_ms]
+        lat = [p.latency_ms for p in ok]
+        return {"r2_acts": r_squared([p.acts for p in ok], lat), "r2_flops": r_squared([p.flops for p in ok], lat), "measured": len(ok)}
+
+
+def parse_list(text: str, what: str, cast=float) -> list:
+    try:
+        return [cast(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserInputError(f"{what} {text!r} must be a comma-separated list") from None
+
+
+def scale(
+    base: str,
+    strategies=("w", "d", "r", "dwr", "dWr"),
+    factors=(1, 2, 4, 8, 16),
+    *,
+    alpha: float = 0.8,
+    device: str | None = None,
+    batch: int = 1,
+    dtype: str = "fp32",
+    out: str | Path | None = None,
+    min_time_s: float = 0.5,
+    on_point: Callable[[ScalePoint], None] | None = None,
+) -> ScaleResult:
+    """Scale zoo model `base` by every strategy and factor; count each variant (meta trace), measure
+    it on `device` if given, fit params/acts/latency exponents against FLOPs, write a report to `out`."""
+    from effkit.models.registry import build_model, get_entry
+    from effkit.run.bench import bench, is_oom
+    from effkit.trace import trace
+
+    name = base if ":" in base else get_entry(base).name
+    strategies = list(strategies)
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise UserInputError(f"unknown strategy {s!r}; choose from: {', '.join(STRATEGIES)}")
+    for f in factors:
+        if not f > 0:
+            raise UserInputError(f"flops factor must be > 0, got {f}")
+    from effkit.profile import model_name
+
+    folder = Path(out) if out else Path("reports") / f"scale-{model_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    trace_dtype = "fp32" if dtype == "tf32" else dtype
+    base_flops = trace(name, batch=batch, dtype=trace_dtype, device="meta").totals.flops
+    points: list[ScalePoint] = []
+    csv_path = folder / "variants.csv"
+    if csv_path.exists():
+        csv_path.unlink()
+    for strat in strategies:
+        for f in factors:
+            v = variant(name, strat, f, alpha)
+            t = trace(name, batch=batch, dtype=trace_dtype, device="meta", **v.build_kwargs).totals
+            latency, status = None, "counted"
+            if device:
+                built = build_model(name, **v.build_kwargs)
+                try:
+                    r = bench(built, batch, device=device, dtype=dtype, layers=False, min_time_s=min_time_s)
+                    p = r.points[0]
+                    latency, status = (1e3 * p.latency_s, "ok") if p.status == "ok" else (None, p.status)
+                except Exception as e:  # noqa: BLE001 - an OOM outside the step (moving weights) is still an OOM
+                    if not is_oom(e):
+                        raise
+                    status = "oom"
+                del built
+            pt = ScalePoint(name, strat, f, t.flops / base_flops, v.d, v.w, v.r, v.resolution, t.flops, t.macs, t.params, t.acts,
+                            latency, status)
+            points.append(pt)
+            _append_csv(csv_path, asdict(pt))
+            if on_point:
+                on_point(pt)
+    fits = {}
+    for strat in strategies:
+        ps = [p for p in points if p.strategy == strat]
+        th = theory(strat, alpha)
+        fits[strat] = {
+            "params": (fit_exponent([p.flops for p in ps], [p.params for p in ps]), th["params"]),
+            "acts": (fit_exponent([p.flops for p in ps], [p.acts for p in ps]), th["acts"]),
+            "latency": (fit_exponent([p.flops for p in ps if p.latency_ms], [p.latency_ms for p in ps if p.latency_ms]), None),
+        }
+    result = ScaleResult(tuple(points), fits, alpha, folder)
+    from effkit.report.scaling import write_scale_report
+
+    write_scale_report(result, {"base": name, "device": device or "not measured", "batch": batch, "dtype": dtype, "alpha": alpha})
+    return result
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
