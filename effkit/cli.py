@@ -105,7 +105,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 @app.command()
 @cli_errors
 def trace(
-    model: Annotated[str, typer.Argument(help="Zoo name or alias (effkit models), path/to/file.py:factory, or package.module:factory.")] = DEFAULT_MODEL,
+    model: Annotated[str, typer.Argument(help="Zoo name or alias (effkit models), torchvision:NAME, timm:NAME, hf:ORG/NAME, path/to/file.py:factory, or package.module:factory.")] = DEFAULT_MODEL,
     batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
     resolution: Annotated[Optional[int], typer.Option(help="Input height = width (builds ViTs for it).")] = None,
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="One sample's shape without the batch, e.g. 3,224,224 or 197,768; repeat for several inputs.")] = None,
@@ -117,6 +117,7 @@ def trace(
     json: Annotated[Optional[str], typer.Option(help="Write totals, layers, uncovered ops and conventions as JSON here.")] = None,
     strict: Annotated[bool, typer.Option(help="Fail if any op has no formula.")] = False,
     counter: Annotated[Counter, typer.Option(help="fvcore: also show fvcore's per-layer counts (its convention).")] = Counter.effkit,
+    seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Tokens per sample for text models (hf:...).")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Terminal output: table on a terminal, CSV when piped (auto).")] = Format.auto,
     debug: Debug = False,
 ):
@@ -130,7 +131,7 @@ def trace(
     err = _console(stderr=True)
     with err.status(f"tracing {model} ({device}, {mode})…", spinner="dots") if err.is_terminal else _null():
         result = run_trace(model, shapes, batch=batch, resolution=resolution, dtype=dtype.value, device=device,
-                           mode=mode.value, strict=strict, counter=counter.value)
+                           mode=mode.value, strict=strict, counter=counter.value, seq_len=seq_len)
     if result.uncovered:
         err.print(f"[yellow]warning:[/yellow] {sum(u.count for u in result.uncovered)} op call(s) without a formula, not counted: "
                   + ", ".join(f"{u.op} x{u.count}" for u in result.uncovered), soft_wrap=True)

@@ -93,3 +93,66 @@ def _register(v: str):
 
 for _v in COEFFS:
     _register(_v)
+
+
+# EfficientNetV2-S (Tan & Le, 2021), torchvision's configuration: Fused-MBConv stages, then MBConv.
+# expand, kernel, stride, c_in, c_out, blocks, fused
+_V2_S = ((1, 3, 1, 24, 24, 2, True), (4, 3, 2, 24, 48, 4, True), (4, 3, 2, 48, 64, 4, True),
+         (4, 3, 2, 64, 128, 6, False), (6, 3, 1, 128, 160, 9, False), (6, 3, 2, 160, 256, 15, False))
+
+
+class FusedMBConv(nn.Module):
+    """kxk expand (fused) → 1x1 project, or one kxk conv when not expanding; stochastic-depth residual."""
+
+    def __init__(self, expand, k, stride, c_in, c_out, sd_prob, norm_layer):
+        super().__init__()
+        self.use_res_connect = stride == 1 and c_in == c_out
+        hidden = make_divisible(c_in * expand)
+        if hidden != c_in:
+            layers = [Conv2dNormActivation(c_in, hidden, kernel_size=k, stride=stride, norm_layer=norm_layer, activation_layer=nn.SiLU),
+                      Conv2dNormActivation(hidden, c_out, kernel_size=1, norm_layer=norm_layer, activation_layer=None)]
+        else:
+            layers = [Conv2dNormActivation(c_in, c_out, kernel_size=k, stride=stride, norm_layer=norm_layer, activation_layer=nn.SiLU)]
+        self.block = nn.Sequential(*layers)
+        self.stochastic_depth = StochasticDepth(sd_prob, "row")
+        self.out_channels = c_out
+
+    def forward(self, x):
+        out = self.block(x)
+        if self.use_res_connect:
+            out = self.stochastic_depth(out)
+            out += x
+        return out
+
+
+class EfficientNetV2(nn.Module):
+    def __init__(self, setting, width=1.0, depth=1.0, last_channel=1280, dropout=0.2, sd_prob=0.2, num_classes=1000):
+        super().__init__()
+        norm = partial(nn.BatchNorm2d, eps=1e-03)
+        rows = [(e, k, s, make_divisible(ci * width), make_divisible(co * width), scale_depth(n, depth), f) for e, k, s, ci, co, n, f in setting]
+        layers: list[nn.Module] = [Conv2dNormActivation(3, rows[0][3], kernel_size=3, stride=2, norm_layer=norm, activation_layer=nn.SiLU)]
+        total, block_id = sum(r[5] for r in rows), 0
+        for e, k, s, ci, co, n, fused in rows:
+            stage = []
+            for i in range(n):
+                cls = FusedMBConv if fused else MBConv
+                stage.append(cls(e, k, s if i == 0 else 1, ci if i == 0 else co, co, sd_prob * block_id / total, norm))
+                block_id += 1
+            layers.append(nn.Sequential(*stage))
+        layers.append(Conv2dNormActivation(rows[-1][4], last_channel, kernel_size=1, norm_layer=norm, activation_layer=nn.SiLU))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(last_channel, num_classes))
+        init_conv_bn_linear(self)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+@register_model("efficientnet", "torchvision.models.efficientnet_v2_s", input_shape=(3, 384, 384), aliases=("efficientnetv2_s",),
+                published={"params": 21458488, "gmacs": 8.366, "gmacs_resolution": 384, "top1": 84.228,
+                           "source": "torchvision EfficientNet_V2_S_Weights.IMAGENET1K_V1 meta (_ops at its 384 px eval crop)"})
+def efficientnet_v2_s(width=1.0, depth=1.0, resolution=None, num_classes=1000):
+    m = EfficientNetV2(_V2_S, width, depth, num_classes=num_classes)
+    m.input_shape = (3, resolution or 384, resolution or 384)
+    return m

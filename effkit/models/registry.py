@@ -63,7 +63,7 @@ def register_model(
 
 def _load_zoo() -> None:
     # Importing the family modules runs their registrations; done on first use, not at import.
-    from effkit.models import convnext, efficientnet, mobilenet, regnet, resnet, vit  # noqa: F401
+    from effkit.models import convfirst, convnext, efficientnet, inceptionnext, mobilenet, mobilenetv3, regnet, resnet, swin, vit  # noqa: F401
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -96,11 +96,21 @@ class BuiltModel:
     model: nn.Module
     name: str
     input_shape: tuple[int, ...] | None
-    source: str  # "zoo", "file", "module"
+    source: str  # "zoo", "file", "module", "torchvision", "timm", "hf"
+    vocab_size: int | None = None  # set for models that take token ids (their input is integers below it)
 
 
-def build_model(spec: str, resolution: int | None = None, **kwargs) -> BuiltModel:
-    """Build a model from a zoo name, `file.py:factory` or `package.module:factory`."""
+EXTERNAL = ("torchvision", "timm", "hf")
+
+
+def build_model(spec: str, resolution: int | None = None, seq_len: int | None = None, **kwargs) -> BuiltModel:
+    """Build a model from a zoo name, `torchvision:NAME`, `timm:NAME`, `hf:ORG/NAME`, `file.py:factory`
+    or `package.module:factory`."""
+    prefix = spec.partition(":")[0]
+    if ":" in spec and prefix in EXTERNAL:
+        from effkit.models.external import build_external
+
+        return build_external(prefix, spec.partition(":")[2], resolution=resolution, seq_len=seq_len, **kwargs)
     if ":" in spec:
         target, _, factory = spec.rpartition(":")
         if not target or not factory:
@@ -120,6 +130,8 @@ def build_model(spec: str, resolution: int | None = None, **kwargs) -> BuiltMode
         if shape is not None and resolution is not None and len(shape) == 3:
             shape = (shape[0], resolution, resolution)
         return BuiltModel(model, spec, shape, source)
+    if seq_len is not None:
+        kwargs["seq_len"] = seq_len
     entry = get_entry(spec)
     if resolution is not None:
         kwargs["resolution"] = resolution

@@ -109,3 +109,9 @@ def resnet18(**kw):
 @register_model("resnet", "torchvision.models.resnet50", published={"params": 25557032, "gmacs": 4.089, "top1": 80.858, "source": _SRC.format("ResNet50_Weights.IMAGENET1K_V2")})
 def resnet50(**kw):
     return _resnet(Bottleneck, (3, 4, 6, 3), **kw)
+
+
+@register_model("resnet", "torchvision.models.resnext50_32x4d", aliases=("resnext50",),
+                published={"params": 25028904, "gmacs": 4.23, "top1": 77.618, "source": _SRC.format("ResNeXt50_32X4D_Weights.IMAGENET1K_V1")})
+def resnext50_32x4d(**kw):
+    return _resnet(Bottleneck, (3, 4, 6, 3), groups=32, width_per_group=4, **kw)

@@ -110,3 +110,17 @@ def _vit(patch, depth_n, heads, dim, mlp_dim, width=1.0, depth=1.0, resolution=2
                 published={"params": 86567656, "gmacs": 17.564, "top1": 81.072, "source": "torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1 (weights meta: num_params, _ops in GMACs)"})
 def vit_b_16(**kw):
     return _vit(16, 12, 12, 768, 3072, **kw)
+
+
+# DeiT (Touvron et al., 2021) uses the ViT architecture at small widths; timm's deit_*_patch16_224 and
+# vit_*_patch16_224 have these exact shapes. Top-1: the DeiT paper's Table (no distillation).
+@register_model("vit", "timm deit_small_patch16_224 / vit_small_patch16_224", aliases=("deit_s", "vit_small_patch16_224", "deit_small_patch16_224"),
+                published={"params": 22050664, "top1": 79.9, "source": "params: timm deit_small_patch16_224; top-1: DeiT paper, Table 7"})
+def vit_s_16(**kw):
+    return _vit(16, 12, 6, 384, 1536, **kw)
+
+
+@register_model("vit", "timm deit_tiny_patch16_224 / vit_tiny_patch16_224", aliases=("deit_ti", "vit_tiny_patch16_224", "deit_tiny_patch16_224"),
+                published={"params": 5717416, "top1": 72.2, "source": "params: timm deit_tiny_patch16_224; top-1: DeiT paper, Table 7"})
+def vit_ti_16(**kw):
+    return _vit(16, 12, 3, 192, 768, **kw)

@@ -51,6 +51,7 @@ def trace(
     mode: str = "infer",
     strict: bool = False,
     counter: str = "effkit",
+    seq_len: int | None = None,
     **model_kwargs,
 ) -> TraceResult:
     """Trace a model: per-layer MACs, FLOPs, params, activations and bytes.
@@ -62,6 +63,8 @@ def trace(
     check_positive("batch", batch)
     if resolution is not None:
         check_positive("resolution", resolution)
+    if seq_len is not None:
+        check_positive("seq-len", seq_len)
     check_choice("dtype", dtype, DTYPES)
     check_choice("mode", mode, MODES)
     check_choice("counter", counter, COUNTERS)
@@ -73,7 +76,7 @@ def trace(
 
     # Built at the target dtype: fake parameters cannot be converted afterwards.
     with fake if fake is not None else contextlib.nullcontext(), _default_dtype(DTYPES[dtype]), _no_init(fake is not None), _quiet_fake_tensor_log():
-        built = _build(model, resolution, DTYPES[dtype] if fake is not None else None, model_kwargs)
+        built = _build(model, resolution, DTYPES[dtype] if fake is not None else None, {**model_kwargs, **({"seq_len": seq_len} if seq_len else {})})
     shapes = _input_shapes(built, input_shape, resolution)
     net = built.model
     if fake is None:
@@ -85,7 +88,10 @@ def trace(
 
     rec = Recorder(net, train=mode == "train")
     with fake if fake is not None else contextlib.nullcontext():
-        inputs = [torch.randn((batch, *s), dtype=DTYPES[dtype], device=run_device) for s in shapes]
+        if built.vocab_size:  # a text model: token ids
+            inputs = [torch.randint(0, built.vocab_size, (batch, *s), device=run_device) for s in shapes]
+        else:
+            inputs = [torch.randn((batch, *s), dtype=DTYPES[dtype], device=run_device) for s in shapes]
         grad_ctx = torch.enable_grad() if mode == "train" else torch.no_grad()
         rec.attach()
         try:
