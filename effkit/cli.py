@@ -152,26 +152,39 @@ def trace(
 @cli_errors
 def models(
     pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'convnext*'.")] = "*",
+    count: Annotated[bool, typer.Option("--count/--no-count", help="Count params and MACs of each model (meta trace; cached).")] = True,
     debug: Debug = False,
 ):
-    """List the built-in models."""
+    """List the built-in models: family, input, counted params and MACs, published figures with their sources."""
     from rich.table import Table
 
     from effkit.models import entries, list_models
+    from effkit.models.counts import zoo_counts
 
     names = set(list_models(pattern))
     rows = [e for e in entries() if e.name in names or names & set(e.aliases)]
     if not rows:
         raise UserInputError(f"no built-in model matches {pattern!r}; `effkit models` lists them all")
-    t = Table(title="effkit zoo (published figures from the reference implementation)", header_style="bold")
-    for col in ("name", "aliases", "family", "input", "params", "GMACs", "top-1 (%)", "reference"):
+    err = _console(stderr=True)
+    counts = {}
+    if count:
+        from rich.progress import Progress
+
+        with Progress(console=err, disable=not err.is_terminal, transient=True) as prog:
+            task = prog.add_task("counting (meta trace, cached after the first time)", total=len(rows))
+            counts = zoo_counts([e.name for e in rows], on_model=lambda n: prog.advance(task))
+    t = Table(title=f"effkit zoo: {len(rows)} models", header_style="bold")
+    for col in ("name", "aliases", "family", "input", "params", "GMACs", "published params / GMACs", "top-1 (%)", "reference", "published by"):
         t.add_column(col, justify="right" if col in ("params", "GMACs", "top-1 (%)") else "left")
     for e in rows:
-        p = e.published
-        t.add_row(e.name, ", ".join(e.aliases), e.family, "x".join(map(str, e.input_shape)),
-                  f"{p['params']:,}" if "params" in p else "-", f"{p['gmacs']:.3f}" if "gmacs" in p else "-",
-                  f"{p['top1']:.2f}" if "top1" in p else "-", e.reference)
-    _console().print(t)
+        p, c = e.published, counts.get(e.name, {})
+        pub = " / ".join(x for x in (f"{p['params']:,}" if "params" in p else "", f"{p['gmacs']:g}" + (f" @{p['gmacs_resolution']}" if p.get("gmacs_resolution", e.input_shape[-1]) != e.input_shape[-1] else "") if "gmacs" in p else "") if x) or "-"
+        t.add_row(e.name, ", ".join(e.aliases), e.family, "x".join(map(str, e.input_shape)), f"{c['params']:,}" if c else "-",
+                  f"{c['macs'] / 1e9:.3f}" if c else "-", pub, f"{p['top1']:.2f}" if "top1" in p else "-", e.reference, p.get("source", "-"))
+    out = _console()
+    out.print(t)
+    out.print("[dim]params and GMACs: counted by effkit (meta trace at the model's input; MACs of conv/linear/matmul/attention); "
+              "published figures: from the reference named in 'published by'.[/dim]")
 
 
 def parse_batches(text: str) -> list[int]:

@@ -73,7 +73,7 @@ def one_line_error(res, pattern):
 
 
 @pytest.mark.parametrize("args,pattern", [
-    (("trace", "resnet5"), r"unknown model 'resnet5' \(did you mean: resnet50, resnet18\?\)"),
+    (("trace", "resnet5"), r"unknown model 'resnet5' \(did you mean: resnet50, [^)]*resnet18\?\)"),
     (("trace", "convnext_tinny"), r"did you mean: convnext_tiny"),
     (("trace", "resnet18", "--batch", "0"), r"batch must be a positive integer, got 0"),
     (("trace", "resnet18", "--batch", "-2"), r"batch must be a positive integer, got -2"),

@@ -75,8 +75,17 @@ def trace(
     run_device = "cpu" if device == "meta" else device  # fake tensors behave as CPU tensors
 
     # Built at the target dtype: fake parameters cannot be converted afterwards.
-    with fake if fake is not None else contextlib.nullcontext(), _default_dtype(DTYPES[dtype]), _no_init(fake is not None), _quiet_fake_tensor_log():
-        built = _build(model, resolution, DTYPES[dtype] if fake is not None else None, {**model_kwargs, **({"seq_len": seq_len} if seq_len else {})})
+    kwargs = {**model_kwargs, **({"seq_len": seq_len} if seq_len else {})}
+    try:
+        with fake if fake is not None else contextlib.nullcontext(), _default_dtype(DTYPES[dtype]), _no_init(fake is not None), _quiet_fake_tensor_log():
+            built = _build(model, resolution, DTYPES[dtype] if fake is not None else None, kwargs)
+    except _DataDependentBuild:
+        # the builder computes its configuration with tensors (torchvision's RegNet does): build on real
+        # CPU tensors, initialisers off (the values are never used), then swap in fake parameters
+        with _default_dtype(DTYPES[dtype]), _no_init(True):
+            built = _build(model, resolution, None, kwargs)
+        with fake:
+            built = dataclasses.replace(built, model=_fake_copy(built.model, DTYPES[dtype]))
     shapes = _input_shapes(built, input_shape, resolution)
     net = built.model
     if fake is None:
@@ -109,6 +118,10 @@ def trace(
     if strict and result.uncovered:
         raise CoverageError("ops without a formula (--strict): " + ", ".join(f"{u.op} x{u.count}" for u in result.uncovered))
     return result
+
+
+class _DataDependentBuild(Exception):
+    """A builder branched on tensor values while building on fake tensors."""
 
 
 @contextlib.contextmanager
@@ -154,6 +167,8 @@ def _build(model, resolution: int | None, fake_dtype: torch.dtype | None, model_
         except (UserInputError, ModelRunError):
             raise
         except Exception as e:
+            if fake and type(e).__name__ in ("DataDependentOutputException", "DynamicOutputShapeException"):
+                raise _DataDependentBuild() from e
             where = "on fake (meta) tensors " if fake else ""
             raise ModelRunError(f"model {model!r} could not be built {where}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
     if isinstance(model, nn.Module):
