@@ -6,7 +6,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from effkit.models.layers import Conv2dNormActivation, LayerNorm2d, Permute, StochasticDepth, scale_depth, scale_width
+from effkit.models.layers import Conv2dNormActivation, LayerNorm2d, Permute, StochasticDepth, init_trunc_normal, scale_depth, scale_width
 from effkit.models.registry import register_model
 
 _SRC = "torchvision.models.{} (weights meta: num_params, _ops in GMACs)"
@@ -52,11 +52,7 @@ class ConvNeXt(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(norm(dims[-1]), nn.Flatten(1), nn.Linear(dims[-1], num_classes))
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_trunc_normal(self)
 
     def forward(self, x):
         return self.classifier(self.avgpool(self.features(x)))

@@ -6,7 +6,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from effkit.models.layers import (Conv2dNormActivation, SqueezeExcitation, StochasticDepth, init_conv_bn_linear,
+from effkit.models.layers import (Conv2dNormActivation, SqueezeExcitation, StochasticDepth, StochasticResidual, init_conv_bn_linear,
                                   make_divisible, scale_depth)
 from effkit.models.registry import register_model
 
@@ -15,7 +15,7 @@ _B0 = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 
        (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1))
 
 
-class MBConv(nn.Module):
+class MBConv(StochasticResidual):
     """[1x1 expand] → dw kxk → SE → 1x1 project, stochastic-depth residual."""
 
     def __init__(self, expand, k, stride, c_in, c_out, sd_prob, norm_layer=nn.BatchNorm2d):
@@ -31,13 +31,6 @@ class MBConv(nn.Module):
         self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, "row")
         self.out_channels = c_out
-
-    def forward(self, x):
-        out = self.block(x)
-        if self.use_res_connect:
-            out = self.stochastic_depth(out)
-            out += x
-        return out
 
 
 class EfficientNet(nn.Module):
@@ -101,7 +94,7 @@ _V2_S = ((1, 3, 1, 24, 24, 2, True), (4, 3, 2, 24, 48, 4, True), (4, 3, 2, 48, 6
          (4, 3, 2, 64, 128, 6, False), (6, 3, 1, 128, 160, 9, False), (6, 3, 2, 160, 256, 15, False))
 
 
-class FusedMBConv(nn.Module):
+class FusedMBConv(StochasticResidual):
     """kxk expand (fused) → 1x1 project, or one kxk conv when not expanding; stochastic-depth residual."""
 
     def __init__(self, expand, k, stride, c_in, c_out, sd_prob, norm_layer):
@@ -116,13 +109,6 @@ class FusedMBConv(nn.Module):
         self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(sd_prob, "row")
         self.out_channels = c_out
-
-    def forward(self, x):
-        out = self.block(x)
-        if self.use_res_connect:
-            out = self.stochastic_depth(out)
-            out += x
-        return out
 
 
 class EfficientNetV2(nn.Module):

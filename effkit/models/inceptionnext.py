@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from effkit.models.layers import scale_depth, scale_width
+from effkit.models.layers import init_trunc_normal, scale_depth, scale_width
 from effkit.models.registry import register_model
 
 
@@ -90,11 +90,7 @@ class InceptionNeXt(nn.Module):
             c = w
         self.stages = nn.Sequential(*stages)
         self.head = MlpClassifierHead(c, num_classes)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_trunc_normal(self)
 
     def forward(self, x):
         return self.head(self.stages(self.stem(x)))

@@ -98,6 +98,26 @@ class SqueezeExcitation(nn.Module):
         return s * x
 
 
+def init_trunc_normal(model: nn.Module, types=(nn.Conv2d, nn.Linear), std: float = 0.02) -> None:
+    """Truncated-normal weights and zero biases for every module of `types` (the ConvNeXt / ViT-style scheme)."""
+    for m in model.modules():
+        if isinstance(m, types):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class StochasticResidual(nn.Module):
+    """`block(x)`, plus `x` through stochastic depth when the block keeps the shape (use_res_connect)."""
+
+    def forward(self, x):
+        out = self.block(x)
+        if self.use_res_connect:
+            out = self.stochastic_depth(out)
+            out += x
+        return out
+
+
 def init_conv_bn_linear(model: nn.Module) -> None:
     """He init for convs, unit/zero norms, small uniform linears (torchvision's CNN scheme)."""
     for m in model.modules():

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from effkit.models.layers import Permute, StochasticDepth, scale_depth
+from effkit.models.layers import Permute, StochasticDepth, init_trunc_normal, scale_depth
 from effkit.models.registry import register_model
 from effkit.models.vit import MLPBlock
 
@@ -114,11 +114,7 @@ class SwinTransformer(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.head = nn.Linear(c, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Linear) and not isinstance(m, MLPBlock):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_trunc_normal(self, (nn.Linear,))
 
     def forward(self, x):
         return self.head(self.flatten(self.avgpool(self.permute(self.norm(self.features(x))))))
