@@ -178,7 +178,7 @@ def models(
         t.add_column(col, justify="right" if col in ("params", "GMACs", "top-1 (%)") else "left")
     for e in rows:
         p, c = e.published, counts.get(e.name, {})
-        pub = " / ".join(x for x in (f"{p['params']:,}" if "params" in p else "", f"{p['gmacs']:g}" + (f" @{p['gmacs_resolution']}" if p.get("gmacs_resolution", e.input_shape[-1]) != e.input_shape[-1] else "") if "gmacs" in p else "") if x) or "-"
+        pub = " / ".join(x for x in (f"{p['params']:,}" if "params" in p else f"{p['params_m']}M" if "params_m" in p else "", f"{p['gmacs']:g}" + (f" @{p['gmacs_resolution']}" if p.get("gmacs_resolution", e.input_shape[-1]) != e.input_shape[-1] else "") if "gmacs" in p else "") if x) or "-"
         t.add_row(e.name, ", ".join(e.aliases), e.family, "x".join(map(str, e.input_shape)), f"{c['params']:,}" if c else "-",
                   f"{c['macs'] / 1e9:.3f}" if c else "-", pub, f"{p['top1']:.2f}" if "top1" in p else "-", e.reference, p.get("source", "-"))
     out = _console()

@@ -39,6 +39,18 @@ PYCLS = {
 # pycls MODEL_ZOO's published GF for a sample, to one decimal as published: RegNetX-200MF 0.2, RegNetY-400MF 0.4, RegNetY-4.0GF 4.0
 
 
+@pytest.mark.parametrize("kind,size", [(k, s) for k in "xy" for s in ("200mf", "400mf", "600mf", "800mf", "1_6gf", "3_2gf", "4_0gf",
+                                                                       "6_4gf", "8_0gf", "12gf", "16gf", "32gf")])
+def test_pycls_model_zoo_figures(kind, size):
+    # pycls MODEL_ZOO.md publishes flops (B, i.e. GMACs), params (M) and acts (M) to one decimal, e.g. RegNetY-400MF
+    # 0.4 / 4.3 / 3.9: an independent check of effkit's activation convention (conv/linear outputs) as well
+    from effkit.models.regnet import PYCLS_ZOO
+
+    gf, params_m, acts_m, _ = PYCLS_ZOO[kind][size]
+    r = effkit.trace(f"regnet{kind}_{size}", device="meta")
+    assert (round(r.totals.macs / 1e9, 1), round(r.params / 1e6, 1), round(r.totals.acts / 1e6, 1)) == (gf, params_m, acts_m)
+
+
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_names_match_torchvision(name):
     params, gmacs = TORCHVISION[name]

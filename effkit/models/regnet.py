@@ -34,6 +34,15 @@ PARAMS = {
           "4_0gf": (22, 96, 31.41, 2.24, 64), "6_4gf": (25, 112, 33.22, 2.27, 72), "8_0gf": (17, 192, 76.82, 2.19, 56),
           "12gf": (19, 168, 73.36, 2.37, 112), "16gf": (18, 200, 106.23, 2.48, 112), "32gf": (20, 232, 115.89, 2.53, 232)},
 }
+# pycls MODEL_ZOO.md (facebookresearch/pycls): (flops B, params M, acts M, top-1 error %), each to one decimal
+PYCLS_ZOO = {
+    "x": {"200mf": (0.2, 2.7, 2.2, 31.1), "400mf": (0.4, 5.2, 3.1, 27.3), "600mf": (0.6, 6.2, 4.0, 25.9), "800mf": (0.8, 7.3, 5.1, 24.8),
+          "1_6gf": (1.6, 9.2, 7.9, 23.0), "3_2gf": (3.2, 15.3, 11.4, 21.7), "4_0gf": (4.0, 22.1, 12.2, 21.4), "6_4gf": (6.5, 26.2, 16.4, 20.8),
+          "8_0gf": (8.0, 39.6, 14.1, 20.7), "12gf": (12.1, 46.1, 21.4, 20.3), "16gf": (15.9, 54.3, 25.5, 20.0), "32gf": (31.7, 107.8, 36.3, 19.5)},
+    "y": {"200mf": (0.2, 3.2, 2.2, 29.6), "400mf": (0.4, 4.3, 3.9, 25.9), "600mf": (0.6, 6.1, 4.3, 24.5), "800mf": (0.8, 6.3, 5.2, 23.7),
+          "1_6gf": (1.6, 11.2, 8.0, 22.0), "3_2gf": (3.2, 19.4, 11.3, 21.0), "4_0gf": (4.0, 20.6, 12.3, 20.6), "6_4gf": (6.4, 30.6, 16.4, 20.1),
+          "8_0gf": (8.0, 39.2, 18.0, 20.1), "12gf": (12.1, 51.8, 21.4, 19.7), "16gf": (15.9, 83.6, 23.0, 19.6), "32gf": (32.3, 145.0, 30.3, 19.0)},
+}
 TIMM = {"200mf": "002", "400mf": "004", "600mf": "006", "800mf": "008", "1_6gf": "016", "3_2gf": "032", "4_0gf": "040", "6_4gf": "064",
         "8_0gf": "080", "12gf": "120", "16gf": "160", "32gf": "320"}
 TORCHVISION_SIZES = {"x": ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf"), "y": ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf")}
@@ -132,7 +141,7 @@ def base_config(kind: str, size: str, rounding: str) -> RegNetConfig:
     return generate(*PARAMS[kind][key], SE_RATIO[kind], rounding)
 
 
-def _register(kind: str, size: str, name: str, rounding: str, reference: str):
+def _register(kind: str, size: str, name: str, rounding: str, reference: str, published: dict | None = None):
     def build(width=1.0, depth=1.0, resolution=224, num_classes=1000, config: RegNetConfig | None = None):
         from effkit.models.scaling import scale_config
 
@@ -143,11 +152,14 @@ def _register(kind: str, size: str, name: str, rounding: str, reference: str):
 
     build.__name__ = name
     build.config = lambda: base_config(kind, size, rounding)
-    register_model("regnet", reference, scalable=True)(build)
+    register_model("regnet", reference, scalable=True, published=published)(build)
 
 
 for _k in ("x", "y"):
     for _s in PARAMS[_k]:
-        _register(_k, _s, f"regnet{_k}_{_s}", "pycls", f"pycls RegNet{_k.upper()}-{_s.upper().replace('_', '.')} (= timm regnet{_k}_{TIMM[_s]})")
+        _f, _p, _a, _e = PYCLS_ZOO[_k][_s]
+        _register(_k, _s, f"regnet{_k}_{_s}", "pycls", f"pycls RegNet{_k.upper()}-{_s.upper().replace('_', '.')} (= timm regnet{_k}_{TIMM[_s]})",
+                  {"gmacs": _f, "params_m": _p, "acts_m": _a, "top1": round(100 - _e, 1),
+                   "source": "pycls MODEL_ZOO.md (flops B, params M, acts M, top-1 = 100 - error; one decimal)"})
     for _s in TORCHVISION_SIZES[_k]:
         _register(_k, _s, f"regnet_{_k}_{_s}", "torchvision", f"torchvision.models.regnet_{_k}_{_s}")
