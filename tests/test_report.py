@@ -180,3 +180,16 @@ def test_html_in_headless_chromium(run, tmp_path):
     assert out["svg_width"] > 100 and out["points"] > 5  # the inline roofline SVG laid out, one group per layer
     assert out["asc"] == sorted(out["before"]) and out["desc"] == sorted(out["before"], reverse=True)
     assert out["asc"] != out["before"]  # the click really reordered the rows
+
+
+def test_accuracy_file_errors(tmp_path):
+    from effkit.errors import UserInputError
+    from effkit.profile import read_accuracy
+
+    with pytest.raises(UserInputError, match="accuracy file 'nope.csv' does not exist"):
+        read_accuracy("nope.csv")
+    (tmp_path / "a.csv").write_text("name,acc\nx,1\n")
+    with pytest.raises(UserInputError, match="needs the columns model,top1"):
+        read_accuracy(str(tmp_path / "a.csv"))
+    (tmp_path / "b.csv").write_text("model,top1\nTinyNet,71.5\n")
+    assert read_accuracy(str(tmp_path / "b.csv")) == {"TinyNet": 71.5}

@@ -197,3 +197,12 @@ def test_scale_cli_errors():
     assert res.exit_code == 2 and "unknown strategy 'zz'" in res.output
     res = CliRunner().invoke(app, ["scale", "regnety_400mf", "--factors", "1,-2"])
     assert res.exit_code == 2 and "flops factor must be > 0, got -2.0" in res.output
+
+
+def test_scale_measure_needs_a_device():
+    from typer.testing import CliRunner
+
+    from effkit.cli import app
+
+    res = CliRunner().invoke(app, ["scale", "regnety_400mf", "--measure"])
+    assert res.exit_code == 2 and "--measure needs --device (cpu, cuda or cuda:N)" in res.output
