@@ -45,6 +45,15 @@ PYCLS_ZOO = {
 }
 TIMM = {"200mf": "002", "400mf": "004", "600mf": "006", "800mf": "008", "1_6gf": "016", "3_2gf": "032", "4_0gf": "040", "6_4gf": "064",
         "8_0gf": "080", "12gf": "120", "16gf": "160", "32gf": "320"}
+# torchvision 0.26 weights meta (IMAGENET1K_V1): num_params, _ops (GMACs), acc@1 — read on the GPU machine
+# (benchmarks/results/h200/tv_regnet_meta.json)
+TORCHVISION_META = {
+    "x_400mf": (5495976, 0.414, 72.834), "x_800mf": (7259656, 0.8, 75.212), "x_1_6gf": (9190136, 1.603, 77.04),
+    "x_3_2gf": (15296552, 3.177, 78.364), "x_8gf": (39572648, 7.995, 79.344), "x_16gf": (54278536, 15.941, 80.058),
+    "x_32gf": (107811560, 31.736, 80.622), "y_400mf": (4344144, 0.402, 74.046), "y_800mf": (6432512, 0.834, 76.42),
+    "y_1_6gf": (11202430, 1.612, 77.95), "y_3_2gf": (19436338, 3.176, 78.948), "y_8gf": (39381472, 8.473, 80.032),
+    "y_16gf": (83590140, 15.912, 80.424), "y_32gf": (145046770, 32.28, 80.878),
+}
 TORCHVISION_SIZES = {"x": ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf"), "y": ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf")}
 SE_RATIO = {"x": 0.0, "y": 0.25}
 
@@ -162,4 +171,6 @@ for _k in ("x", "y"):
                   {"gmacs": _f, "params_m": _p, "acts_m": _a, "top1": round(100 - _e, 1),
                    "source": "pycls MODEL_ZOO.md (flops B, params M, acts M, top-1 = 100 - error; one decimal)"})
     for _s in TORCHVISION_SIZES[_k]:
-        _register(_k, _s, f"regnet_{_k}_{_s}", "torchvision", f"torchvision.models.regnet_{_k}_{_s}")
+        _p, _g, _t = TORCHVISION_META[f"{_k}_{_s}"]
+        _register(_k, _s, f"regnet_{_k}_{_s}", "torchvision", f"torchvision.models.regnet_{_k}_{_s}",
+                  {"params": _p, "gmacs": _g, "top1": _t, "source": f"torchvision RegNet_{_k.upper()}_{_s.upper()}_Weights.IMAGENET1K_V1 meta"})
