@@ -426,6 +426,8 @@ def scale(
     dtype: DtypeOpt = RunDtype.fp32,
     out: Annotated[Optional[str], typer.Option(help="Report folder (default: reports/scale-BASE-TIME).")] = None,
     min_time: MinTimeOpt = 0.5,
+    cuda_graph: GraphOpt = False,
+    channels_last: CLOpt = False,
     debug: Debug = False,
 ):
     """Scale a model by each strategy and factor: counts (and latency), fitted exponents, plots, report."""
@@ -443,6 +445,7 @@ def scale(
                   console=err, disable=not err.is_terminal) as prog:
         task = prog.add_task(f"scale {base}", total=len(strats) * len(facs))
         res = run_scale(base, strats, facs, alpha=alpha, device=measure_on, batch=batch, dtype=dtype.value, out=out, min_time_s=min_time,
+                        cuda_graph=cuda_graph, channels_last=channels_last,
                         on_point=lambda p: prog.update(task, advance=1, description=f"scale {base}: {p.strategy} x{p.factor:g}"))
     from rich.table import Table
 

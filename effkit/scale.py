@@ -77,6 +77,8 @@ def scale(
     dtype: str = "fp32",
     out: str | Path | None = None,
     min_time_s: float = 0.5,
+    cuda_graph: bool = False,
+    channels_last: bool = False,
     on_point: Callable[[ScalePoint], None] | None = None,
 ) -> ScaleResult:
     """Scale zoo model `base` by every strategy and factor; count each variant (meta trace), measure
@@ -111,7 +113,8 @@ def scale(
             if device:
                 built = build_model(name, **v.build_kwargs)
                 try:
-                    r = bench(built, batch, device=device, dtype=dtype, layers=False, min_time_s=min_time_s)
+                    r = bench(built, batch, device=device, dtype=dtype, layers=False, min_time_s=min_time_s, cuda_graph=cuda_graph,
+                              channels_last=channels_last)
                     p = r.points[0]
                     latency, status = (1e3 * p.latency_s, "ok") if p.status == "ok" else (None, p.status)
                 except Exception as e:  # noqa: BLE001 - an OOM outside the step (moving weights) is still an OOM
@@ -137,7 +140,8 @@ def scale(
     result = ScaleResult(tuple(points), fits, alpha, folder)
     from effkit.report.scaling import write_scale_report
 
-    write_scale_report(result, {"base": name, "device": device or "not measured", "batch": batch, "dtype": dtype, "alpha": alpha})
+    write_scale_report(result, {"base": name, "device": (device or "not measured") + (", CUDA graphs" if cuda_graph else "")
+                                + (", channels-last" if channels_last else ""), "batch": batch, "dtype": dtype, "alpha": alpha})
     return result
 
 

@@ -206,3 +206,5 @@ def test_scale_measure_needs_a_device():
 
     res = CliRunner().invoke(app, ["scale", "regnety_400mf", "--measure"])
     assert res.exit_code == 2 and "--measure needs --device (cpu, cuda or cuda:N)" in res.output
+    res = CliRunner().invoke(app, ["scale", "regnety_200mf", "--strategies", "w", "--factors", "1,2", "--device", "cpu", "--cuda-graph"])
+    assert res.exit_code == 2 and "--cuda-graph needs a CUDA device" in res.output
