@@ -5,6 +5,7 @@ and an exit code (a traceback with --debug).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from enum import Enum
@@ -129,7 +130,7 @@ def trace(
         raise UserInputError(f"depth must be >= 0, got {depth}")
     shapes = [parse_shape(s) for s in input_shape] if input_shape else None
     err = _console(stderr=True)
-    with err.status(f"tracing {model} ({device}, {mode})…", spinner="dots") if err.is_terminal else _null():
+    with err.status(f"tracing {model} ({device}, {mode})…", spinner="dots") if err.is_terminal else contextlib.nullcontext():
         result = run_trace(model, shapes, batch=batch, resolution=resolution, dtype=dtype.value, device=device,
                            mode=mode.value, strict=strict, counter=counter.value, seq_len=seq_len)
     if result.uncovered:
@@ -221,7 +222,7 @@ def device(
     from effkit.device.ceilings import cache_dir, device_ceilings
 
     err = _console(stderr=True)
-    with err.status(f"measuring {device} ceilings…", spinner="dots") if err.is_terminal else _null() as st:
+    with err.status(f"measuring {device} ceilings…", spinner="dots") if err.is_terminal else contextlib.nullcontext() as st:
         c = device_ceilings(device, refresh=refresh, progress=(lambda m: st.update(f"measuring {device}: {m}")) if err.is_terminal else None)
     out = _console()
     facts = Table(title=f"{c.name} ({c.device})", show_header=False)
@@ -351,7 +352,7 @@ ShapeOpt = Annotated[Optional[str], typer.Option("--input-shape", help="One samp
 ResOpt = Annotated[Optional[int], typer.Option(help="Input height = width.")]
 
 
-def _stage_progress(err: Console, label: str):
+def _stage_progress(err: Console):
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, disable=not err.is_terminal, transient=True)
@@ -370,7 +371,7 @@ def profile(
 
     err = _console(stderr=True)
     opts = _profile_opts(device, batch, dtype, ceilings, measure, channels_last, cuda_graph, compile, fuse, min_time, input_shape, resolution)
-    with _stage_progress(err, model) as prog:
+    with _stage_progress(err) as prog:
         task = prog.add_task(f"profile {model}")
         run = run_profile(model, out=out, on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"), **opts)
     _print_summary(run)
@@ -392,7 +393,7 @@ def compare(
     err = _console(stderr=True)
     opts = _profile_opts(device, batch, dtype, ceilings, measure, channels_last, cuda_graph, compile, fuse, min_time, input_shape, resolution)
     acc = read_accuracy(accuracy)
-    with _stage_progress(err, "compare") as prog:
+    with _stage_progress(err) as prog:
         task = prog.add_task("compare")
         run = run_compare(models, out=out, accuracy=acc, on_model=lambda m: prog.update(task, description=f"compare: profiling {m}"),
                           on_stage=None, **opts)
@@ -480,14 +481,6 @@ def _print_summary(run) -> None:
         for h in run.analyses[-1].headline():
             out.print(f"• {h}")
     out.print(f"report: [bold]{run.report}[/bold]")
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def main() -> None:

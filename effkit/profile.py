@@ -104,7 +104,8 @@ def profile(
             traces.append(trace(model, input_shape, batch=b, resolution=resolution, dtype=trace_dtype, device="cpu"))
     points = [None] * len(batches)
     bench_dict = None
-    folder = Path(out) if out else default_folder(model, device, dtype)
+    # a counts-only run against a datasheet or ceilings file is named for that, not for this machine
+    folder = Path(out) if out else default_folder(model, device if (measure or ceilings is None) else "counts", dtype)
     if measure:
         stage("bench and per-layer times")
         folder.mkdir(parents=True, exist_ok=True)
@@ -117,8 +118,6 @@ def profile(
     top1 = _top1(model, accuracy)
     analyses = [analyse(t, roof, p, fuse=fuse, top1=top1) for t, p in zip(traces, points)]
     stage("report")
-    if not measure:
-        folder = Path(out) if out else default_folder(model, device if ceilings is None else "counts", dtype)
     write_profile(folder, analyses, traces[-1].rows(), bench_dict)
     return ProfileRun(folder, tuple(analyses))
 

@@ -275,11 +275,15 @@ class ModelAnalysis:
         """Shares of measured time (or, unmeasured, of roofline time) by bound and by kind."""
         t = lambda l: l.measured_s if self.kernels_s else l.roofline_s  # noqa: E731
         total = sum(t(l) or 0 for l in self.layers) or 1.0
-        by_bound, by_kind = {}, {}
+        by_bound, by_kind, memory_kind = {}, {}, {}
         for l in self.layers:
-            by_bound[l.bound] = by_bound.get(l.bound, 0) + (t(l) or 0) / total
-            by_kind[l.kind] = by_kind.get(l.kind, 0) + (t(l) or 0) / total
-        return {"basis": "measured kernel time" if self.kernels_s else "roofline time", "bound": by_bound, "kind": by_kind}
+            share = (t(l) or 0) / total
+            by_bound[l.bound] = by_bound.get(l.bound, 0) + share
+            by_kind[l.kind] = by_kind.get(l.kind, 0) + share
+            if l.bound == "memory":
+                memory_kind[l.kind] = memory_kind.get(l.kind, 0) + share
+        return {"basis": "measured kernel time" if self.kernels_s else "roofline time", "bound": by_bound, "kind": by_kind,
+                "memory_kind": memory_kind}
 
     def headline(self) -> list[str]:
         out = []
@@ -298,14 +302,8 @@ class ModelAnalysis:
         out.append("Gap ladder: " + ladder + ".")
         shares = self.time_shares()
         mem = shares["bound"].get("memory", 0)
-        mem_kinds = {}
-        t = lambda l: l.measured_s if self.kernels_s else l.roofline_s  # noqa: E731
-        total = sum(t(l) or 0 for l in self.layers) or 1.0
-        for l in self.layers:
-            if l.bound == "memory":
-                mem_kinds[l.kind] = mem_kinds.get(l.kind, 0) + (t(l) or 0) / total
-        if mem_kinds:
-            k, v = max(mem_kinds.items(), key=lambda kv: kv[1])
+        if shares["memory_kind"]:
+            k, v = max(shares["memory_kind"].items(), key=lambda kv: kv[1])
             out.append(f"{100 * mem:.0f} % of {shares['basis']} is in memory-bound layers; {k} layers alone are {100 * v:.0f} %.")
         if self.fusion and self.fusion.blocks:
             out.append(f"Fusion what-if: running each of the {len(self.fusion.blocks)} {self.fusion.pattern} as one kernel would lower the "

@@ -22,6 +22,7 @@ import effkit
 from effkit.device.datasheet import lookup
 from effkit.device.facts import device_facts
 from effkit.devices import parse_device
+from effkit.paths import cache_root
 from effkit.timing import measure as measure_steps
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -55,8 +56,7 @@ class Ceilings:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("EFFKIT_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "effkit")
-    return Path(base) / "ceilings"
+    return cache_root() / "ceilings"
 
 
 def _cache_key(facts: dict) -> str:

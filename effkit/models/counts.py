@@ -3,18 +3,18 @@ effkit and torch version (they change only when the code does)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from effkit.paths import cache_root
+
 
 def _cache() -> Path:
     import effkit
 
-    base = os.environ.get("EFFKIT_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "effkit")
-    return Path(base) / f"zoo-counts-{effkit.__version__}-torch{torch.__version__}.json"
+    return cache_root() / f"zoo-counts-{effkit.__version__}-torch{torch.__version__}.json"
 
 
 def zoo_counts(names: list[str], on_model: Callable[[str], None] | None = None) -> dict:

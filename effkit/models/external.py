@@ -16,7 +16,7 @@ def _need(package: str, spec: str):
 
 
 def build_external(prefix: str, name: str, resolution=None, seq_len=None, **kwargs):
-    from effkit.models.registry import BuiltModel, _declared_input_shape
+    from effkit.models.registry import BuiltModel, declared_input_shape
 
     spec = f"{prefix}:{name}"
     if prefix == "torchvision":
@@ -37,7 +37,7 @@ def build_external(prefix: str, name: str, resolution=None, seq_len=None, **kwar
         if not timm.is_model(name):
             raise UserInputError(f"timm has no model {name!r}{choices_hint(name, timm.list_models())}")
         model = timm.create_model(name, pretrained=False, **kwargs)
-        shape = _declared_input_shape(model) or (3, 224, 224)
+        shape = declared_input_shape(model) or (3, 224, 224)
         if resolution:
             shape = (shape[0], resolution, resolution)
         return BuiltModel(model, spec, shape, "timm")

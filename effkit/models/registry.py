@@ -126,7 +126,7 @@ def build_model(spec: str, resolution: int | None = None, seq_len: int | None = 
         model = fn(**kwargs)
         if not isinstance(model, nn.Module):
             raise UserInputError(f"factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
-        shape = _declared_input_shape(model)
+        shape = declared_input_shape(model)
         if shape is not None and resolution is not None and len(shape) == 3:
             shape = (shape[0], resolution, resolution)
         return BuiltModel(model, spec, shape, source)
@@ -158,7 +158,7 @@ def factory_of(spec: str):
     return fn
 
 
-def _declared_input_shape(model: nn.Module) -> tuple[int, ...] | None:
+def declared_input_shape(model: nn.Module) -> tuple[int, ...] | None:
     """The input shape a model declares: `input_shape` attribute or timm's default_cfg."""
     shape = getattr(model, "input_shape", None)
     if shape is None:

@@ -56,11 +56,7 @@ def write_profile(folder: Path, analyses: list[ModelAnalysis], trace_rows: list[
     """Write the run folder for one model (one analysis per batch; the layer views use the last)."""
     folder.mkdir(parents=True, exist_ok=True)
     a = analyses[-1]
-    figs = {
-        "efficiency_gap": F.save(F.efficiency_gap(analyses), folder, "efficiency_gap"),
-        "roofline": F.save(F.roofline(a), folder, "roofline"),
-        "waterline": F.save(F.waterline(a), folder, "waterline"),
-    }
+    figs = profile_figures(folder, analyses)
     rows = layer_table(a, trace_rows)
     pd.DataFrame(rows, columns=LAYER_COLS + [c for c in rows[0] if c not in LAYER_COLS] if rows else LAYER_COLS).to_csv(folder / "layers.csv", index=False)
     summary = [x.summary_row() for x in analyses]
@@ -75,6 +71,13 @@ def write_profile(folder: Path, analyses: list[ModelAnalysis], trace_rows: list[
         (folder / "bench.json").write_text(json.dumps(bench_dict, indent=2, default=str))
     render_profile(folder, analyses, rows, figs)
     return folder
+
+
+def profile_figures(folder: Path, analyses: list[ModelAnalysis]) -> dict:
+    """The efficiency gap over all batches; roofline and waterline of the last."""
+    return {"efficiency_gap": F.save(F.efficiency_gap(analyses), folder, "efficiency_gap"),
+            "roofline": F.save(F.roofline(analyses[-1]), folder, "roofline"),
+            "waterline": F.save(F.waterline(analyses[-1]), folder, "waterline")}
 
 
 def render_profile(folder: Path, analyses: list[ModelAnalysis], rows: list[dict], figs: dict) -> Path:
@@ -143,10 +146,7 @@ def rebuild(folders: list[str], out: str | None = None) -> Path:
     if len(loaded) == 1 and loaded[0][0] == "profile" and out is None:
         kind, analyses, d = loaded[0]
         folder = Path(folders[0])
-        figs = {"efficiency_gap": F.save(F.efficiency_gap(analyses), folder, "efficiency_gap"),
-                "roofline": F.save(F.roofline(analyses[-1]), folder, "roofline"),
-                "waterline": F.save(F.waterline(analyses[-1]), folder, "waterline")}
-        return render_profile(folder, analyses, layer_table(analyses[-1], d.get("trace_rows")), figs).parent
+        return render_profile(folder, analyses, layer_table(analyses[-1], d.get("trace_rows")), profile_figures(folder, analyses)).parent
     analyses, links = [], {}
     for (kind, an, d), f in zip(loaded, folders):
         picked = an if kind == "compare" else an[-1:]  # a profile contributes its last (largest) batch

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import effkit
-from effkit.device.ceilings import _tf32, dtype_supported
+from effkit.device.ceilings import DTYPES, _tf32, dtype_supported
 from effkit.device.facts import device_facts, live_state
 from effkit.devices import parse_device
 from effkit.errors import EffkitError, UserInputError, check_choice, check_positive
@@ -33,7 +33,6 @@ from effkit.models.registry import BuiltModel, build_model
 from effkit.run.layers import LayerTimes, profile_layers
 from effkit.timing import Timing, measure
 
-DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("infer", "train")
 
 

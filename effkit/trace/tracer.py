@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from effkit.errors import CoverageError, ModelRunError, UserInputError, check_choice, check_positive
 from effkit.devices import parse_device
-from effkit.models.registry import BuiltModel, build_model
+from effkit.models.registry import BuiltModel, build_model, declared_input_shape
 from effkit.trace.recorder import Recorder
 from effkit.trace.result import AUTOGRAD, ROOT, Layer, TraceResult, Uncovered
 
@@ -174,7 +174,7 @@ def _build(model, resolution: int | None, fake_dtype: torch.dtype | None, model_
     if isinstance(model, nn.Module):
         if fake:
             model = _fake_copy(model, fake_dtype)
-        return BuiltModel(model, type(model).__name__, _declared_shape(model), "module")
+        return BuiltModel(model, type(model).__name__, declared_input_shape(model), "module")
     raise UserInputError(f"cannot trace a {type(model).__name__}; give a model name, a spec like file.py:factory, or an nn.Module")
 
 
@@ -193,12 +193,6 @@ def _fake_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
             if b is not None:
                 m._buffers[name] = mode.from_tensor(b)
     return real
-
-
-def _declared_shape(model: nn.Module):
-    from effkit.models.registry import _declared_input_shape
-
-    return _declared_input_shape(model)
 
 
 def _input_shapes(built: BuiltModel, input_shape, resolution) -> list[tuple[int, ...]]:
