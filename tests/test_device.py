@@ -52,6 +52,9 @@ def test_cache_reuse_and_refresh(monkeypatch, tmp_path):
     assert not c.cached
     assert set(a.peak_flops) == {"fp32", "tf32", "fp16", "bf16"} and a.peak_flops["tf32"] is None
     assert list(tmp_path.glob("ceilings/*.json"))
+    # ceilings measured by an earlier method are not reused
+    monkeypatch.setattr(ceilings, "METHOD_VERSION", ceilings.METHOD_VERSION + 1)
+    assert not ceilings.device_ceilings("cpu").cached
 
 
 @pytest.mark.parametrize("name,expect", [

@@ -59,8 +59,13 @@ def cache_dir() -> Path:
     return cache_root() / "ceilings"
 
 
+# Bumped whenever what is measured changes, so cached ceilings measured the old way are not reused
+# (2: bandwidth became the fastest of three copy kernels).
+METHOD_VERSION = 2
+
+
 def _cache_key(facts: dict) -> str:
-    raw = f"{facts.get('name')}-{facts.get('driver', 'nodriver')}-torch{torch.__version__}-{facts.get('cores', '')}"
+    raw = f"{facts.get('name')}-{facts.get('driver', 'nodriver')}-torch{torch.__version__}-{facts.get('cores', '')}-m{METHOD_VERSION}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
 
 
