@@ -7,17 +7,17 @@ Python API (each mirrors a CLI command):
     effkit.profile(model, device="cuda", batch=64, dtype="bf16")  -> ProfileRun (.folder, .analyses)
     effkit.compare([m1, m2, ...], device=..., ...)  -> ProfileRun of the comparison
     effkit.scale("regnety_400mf", ["d", "w", "r", "dWr"], [1, 2, 4, 8, 16])  -> ScaleResult (.to_frame())
-    effkit.list_models(pattern)
+    effkit.list_models(pattern), effkit.resolve(spec) -> ModelRef, effkit.RunConfig(...)
 """
-__version__ = "0.1.0"
+from effkit._version import __version__
+from effkit.config import PRECISIONS, Precision, RunConfig
+from effkit.device.ceilings import device_ceilings
+from effkit.errors import EffkitError, UserInputError
+from effkit.models import ModelRef, build_model, list_models, resolve
+from effkit.profiling import compare, profile
+from effkit.run.runner import bench
+from effkit.scaling import scale
+from effkit.trace.tracer import trace  # the function; the stage's package stays importable as effkit.trace.*
 
-from effkit.errors import EffkitError, UserInputError  # noqa: E402
-from effkit.models import build_model, list_models  # noqa: E402
-from effkit.trace.tracer import trace  # noqa: E402  (the function; the stage's package is effkit.trace)
-from effkit.device.ceilings import device_ceilings  # noqa: E402
-from effkit.run.bench import bench  # noqa: E402
-from effkit.profile import compare, profile  # noqa: E402
-from effkit.scale import scale  # noqa: E402
-
-__all__ = ["EffkitError", "UserInputError", "__version__", "bench", "build_model", "compare", "device_ceilings", "list_models", "profile",
-           "scale", "trace"]
+__all__ = ["PRECISIONS", "EffkitError", "ModelRef", "Precision", "RunConfig", "UserInputError", "__version__", "bench", "build_model", "compare",
+           "device_ceilings", "list_models", "profile", "resolve", "scale", "trace"]

@@ -123,8 +123,9 @@ def trace(
     debug: Debug = False,
 ):
     """Count what a model asks for: per-layer MACs, FLOPs, params, activations, bytes."""
-    from effkit.report.tables import print_trace, write_csv, write_json
-    from effkit.trace import trace as run_trace
+    from effkit.report.tables import write_csv, write_json
+    from effkit.report.terminal import print_trace
+    from effkit.trace.tracer import trace as run_trace
 
     if depth is not None and depth < 0:
         raise UserInputError(f"depth must be >= 0, got {depth}")
@@ -157,10 +158,11 @@ def models(
     debug: Debug = False,
 ):
     """List the built-in models: family, input, counted params and MACs, published figures with their sources."""
-    from rich.table import Table
+    from rich.progress import Progress
 
     from effkit.models import entries, list_models
-    from effkit.models.counts import zoo_counts
+    from effkit.report.terminal import MODELS_NOTE, models_table
+    from effkit.trace.zoo import zoo_counts
 
     names = set(list_models(pattern))
     rows = [e for e in entries() if e.name in names or names & set(e.aliases)]
@@ -169,23 +171,12 @@ def models(
     err = _console(stderr=True)
     counts = {}
     if count:
-        from rich.progress import Progress
-
         with Progress(console=err, disable=not err.is_terminal, transient=True) as prog:
             task = prog.add_task("counting (meta trace, cached after the first time)", total=len(rows))
             counts = zoo_counts([e.name for e in rows], on_model=lambda n: prog.advance(task))
-    t = Table(title=f"effkit zoo: {len(rows)} models", header_style="bold")
-    for col in ("name", "aliases", "family", "input", "params", "GMACs", "published params / GMACs", "top-1 (%)", "reference", "published by"):
-        t.add_column(col, justify="right" if col in ("params", "GMACs", "top-1 (%)") else "left")
-    for e in rows:
-        p, c = e.published, counts.get(e.name, {})
-        pub = " / ".join(x for x in (f"{p['params']:,}" if "params" in p else f"{p['params_m']}M" if "params_m" in p else "", f"{p['gmacs']:g}" + (f" @{p['gmacs_resolution']}" if p.get("gmacs_resolution", e.input_shape[-1]) != e.input_shape[-1] else "") if "gmacs" in p else "") if x) or "-"
-        t.add_row(e.name, ", ".join(e.aliases), e.family, "x".join(map(str, e.input_shape)), f"{c['params']:,}" if c else "-",
-                  f"{c['macs'] / 1e9:.3f}" if c else "-", pub, f"{p['top1']:.2f}" if "top1" in p else "-", e.reference, p.get("source", "-"))
     out = _console()
-    out.print(t)
-    out.print("[dim]params and GMACs: counted by effkit (meta trace at the model's input; MACs of conv/linear/matmul/attention); "
-              "published figures: from the reference named in 'published by'.[/dim]")
+    out.print(models_table(rows, counts))
+    out.print(MODELS_NOTE)
 
 
 def parse_batches(text: str) -> list[int]:
@@ -194,15 +185,6 @@ def parse_batches(text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UserInputError(f"batch {text!r} must be comma-separated positive integers, e.g. 1,8,64") from None
-
-
-def _si(v, unit: str) -> str:
-    if v is None:
-        return "-"
-    for div, p in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            return f"{v / div:,.1f} {p}{unit}"
-    return f"{v:,.1f} {unit}"
 
 
 @app.command()
@@ -214,41 +196,16 @@ def device(
     debug: Debug = False,
 ):
     """Measure the device's ceilings (peak FLOP/s per dtype, memory bandwidth) and show its facts."""
-    import json as jsonlib
-    from pathlib import Path
-
-    from rich.table import Table
-
     from effkit.device.ceilings import cache_dir, device_ceilings
+    from effkit.files import atomic_write_json
+    from effkit.report.terminal import print_ceilings
 
     err = _console(stderr=True)
     with err.status(f"measuring {device} ceilings…", spinner="dots") if err.is_terminal else contextlib.nullcontext() as st:
         c = device_ceilings(device, refresh=refresh, progress=(lambda m: st.update(f"measuring {device}: {m}")) if err.is_terminal else None)
-    out = _console()
-    facts = Table(title=f"{c.name} ({c.device})", show_header=False)
-    for k, v in c.facts.items():
-        facts.add_row(k, str(v))
-    out.print(facts)
-    ds = c.datasheet or {}
-    t = Table(title="ceilings: measured" + (" (cached: --refresh to measure again)" if c.cached else "") + (f" vs datasheet {ds.get('name')}" if ds else ""), header_style="bold")
-    for col in ("quantity", "measured", "datasheet", "measured / datasheet", "how measured"):
-        t.add_column(col, justify="left" if col in ("quantity", "how measured") else "right")
-    for d, v in c.peak_flops.items():
-        dv = (ds.get("flops") or {}).get(d)
-        how = f"{c.sizes[d]}^3 GEMM, random data, median of {len(c.samples.get(d, []))}" if d in c.samples else "not supported here"
-        t.add_row(f"peak {d}", _si(v, "FLOP/s"), _si(dv, "FLOP/s"), f"{v / dv:.2f}" if v and dv else "-", how)
-    bw = ds.get("bandwidth")
-    t.add_row("memory bandwidth", _si(c.bandwidth_bytes_per_s, "B/s"), _si(bw, "B/s"), f"{c.bandwidth_bytes_per_s / bw:.2f}" if bw else "-",
-              f"{c.sizes['copy_bytes'] / 2**20:.0f} MiB device-to-device copy, read + written, fastest of "
-              + ", ".join(k.removeprefix("copy: ") for k in c.samples if k.startswith("copy")) + f", medians of {len(next(v for k, v in c.samples.items() if k.startswith('copy')))}")
-    out.print(t)
-    if ds:
-        out.print(f"[dim]datasheet: {ds['source']} (dense tensor-core rates; fp32 without tensor cores). k/M/G/T = 10^3/6/9/12.[/dim]")
-    out.print(f"[dim]measured {c.measured_at}; cache {cache_dir()}[/dim]")
+    print_ceilings(c, _console(), cache_dir())
     if json:
-        Path(json).parent.mkdir(parents=True, exist_ok=True)
-        Path(json).write_text(jsonlib.dumps(c.to_dict(), indent=2, default=str))
-        err.print(f"wrote {json}")
+        err.print(f"wrote {atomic_write_json(json, c.to_dict())}")
 
 
 @app.command()
@@ -274,67 +231,47 @@ def bench(
 ):
     """Measure latency and throughput over batch sizes, with per-layer kernel times and provenance."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
-    from effkit.run.bench import bench as run_bench
+    from effkit.config import RunConfig
+    from effkit.models.ref import resolve
+    from effkit.report.terminal import add_bench_row, bench_table, print_bench_layers
+    from effkit.run.runner import run
 
-    batches = parse_batches(batch)
-    shape = parse_shape(input_shape) if input_shape else None
+    config = RunConfig(device=device, precision=dtype.value, batches=parse_batches(batch), mode=mode.value,
+                       layout="channels_last" if channels_last else "contiguous", cuda_graph=cuda_graph, compile=compile, layers=layers,
+                       fallback_eager=fallback_eager, min_time_s=min_time)
+    ref = resolve(model, parse_shape(input_shape) if input_shape else None, resolution=resolution)
     out, err = _console(), _console(stderr=True)
-    table = Table(title=f"{model} on {device}, {dtype.value}, {mode.value}" + (", channels-last" if channels_last else "")
-                  + (", compiled" if compile else "") + (", CUDA graph" if cuda_graph else ""), header_style="bold")
-    for col in ("batch", "status", "latency (ms, median)", "IQR (ms)", "p95 (ms)", "CV", "samples/s", "peak mem (MB)", "kernel sum (ms)", "profiler x"):
-        table.add_column(col, justify="right")
+    table = bench_table(model, config)
     points = []
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=err, disable=not err.is_terminal) as prog:
-        task = prog.add_task(f"bench {model}", total=len(batches))
+        task = prog.add_task(f"bench {model}", total=len(config.batches))
 
         def on_point(p):
             points.append(p)
             prog.advance(task)
-            r = p.row()
-            f = lambda v, d=3: "-" if v is None else f"{v:,.{d}f}"  # noqa: E731
-            table.add_row(str(p.batch), p.status, f(r["latency_ms"]), f(r["iqr_ms"]), f(r["p95_ms"]), f(r["cv"], 3), f(r["samples_per_s"], 1),
-                          f(p.peak_memory_bytes / 1e6 if p.peak_memory_bytes else None, 1), f(r["kernel_sum_ms"]), f(r["profiler_overhead"], 2))
+            add_bench_row(table, p)
             w = p.timing.spread_warning() if p.timing else None
             if w:
                 err.print(f"[yellow]warning:[/yellow] batch {p.batch}: {w}")
             if p.status == "oom":
                 err.print(f"[yellow]batch {p.batch}: out of memory, recorded as oom; going on[/yellow]")
 
-        run_bench(model, batches, device=device, dtype=dtype.value, input_shape=shape, resolution=resolution, channels_last=channels_last,
-                  compile=compile, cuda_graph=cuda_graph, mode=mode.value, layers=layers, fallback_eager=fallback_eager,
-                  json_path=json, csv_path=csv, min_time_s=min_time, on_point=on_point,
-                  on_stage=lambda m: prog.update(task, description=f"bench {model}: {m}"))
+        run(ref, config, json_path=json, csv_path=csv, on_point=on_point, on_stage=lambda m: prog.update(task, description=f"bench {model}: {m}"))
     out.print(table)
-    last = next((p for p in reversed(points) if p.layers), None)
-    if last is not None and top > 0:
-        lt = last.layers
-        lt_table = Table(title=f"top {top} layers by {lt.what}, batch {last.batch} (eager step, mean of {lt.steps} profiled steps)", header_style="bold")
-        for col in ("layer", "phase", "time (ms)", "share", "count/step"):
-            lt_table.add_column(col, justify="left" if col in ("layer", "phase") else "right")
-        for l in sorted(lt.layers, key=lambda l: -l.time_s)[:top]:
-            lt_table.add_row(l.path, l.phase, f"{1e3 * l.time_s:.3f}", f"{100 * l.time_s / lt.total_s:.1f}%" if lt.total_s else "-", f"{l.count:g}")
-        out.print(lt_table)
-        lat = last.latency_s
-        out.print(f"sum of per-layer {lt.what}: {1e3 * lt.total_s:.3f} ms vs end-to-end latency {1e3 * lat:.3f} ms "
-                  f"(the difference, {1e3 * (lat - lt.total_s):.3f} ms, is overhead: launches, Python, synchronisation); "
-                  f"the profiler slowed the step {lt.profiler_overhead:.2f}x")
-    if points and points[0].provenance:
-        p = points[0].provenance
-        out.print(f"[dim]{p.get('device_name')} · torch {p.get('torch')} · CUDA {p.get('cuda')} · driver {p.get('driver')} · effkit {p.get('effkit')} · "
-                  f"{p.get('threads')} threads · {p.get('host')} · {p.get('timestamp')}. Latency: median of the timed steps after warm-up "
-                  f"({points[0].timing.clock if points[0].timing else ''}); samples/s = batch / median latency; MB = 10^6 bytes.[/dim]")
+    print_bench_layers(points, out, top)
     for path in (json, csv):
         if path:
             err.print(f"wrote {path}")
 
 
-def _profile_opts(device, batch, dtype, ceilings, measure, channels_last, cuda_graph, compile, fuse, min_time, input_shape, resolution) -> dict:
-    return dict(device=device, batch=parse_batches(batch), dtype=dtype.value, ceilings=ceilings, measure=measure, channels_last=channels_last,
-                cuda_graph=cuda_graph, compile=compile, fuse=fuse, min_time_s=min_time, input_shape=parse_shape(input_shape) if input_shape else None,
-                resolution=resolution)
+def _run_config(device: str, batch: str, dtype, channels_last: bool, cuda_graph: bool, compile: bool, min_time: float):
+    """The RunConfig of a profile or compare command's options."""
+    from effkit.config import RunConfig
+
+    return RunConfig(device=device, precision=dtype.value, batches=parse_batches(batch), layout="channels_last" if channels_last else "contiguous",
+                     cuda_graph=cuda_graph, compile=compile, min_time_s=min_time)
 
 
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N: where to measure.")]
@@ -367,13 +304,15 @@ def profile(
     fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None, debug: Debug = False,
 ):
     """Trace, measure, analyse and report one model: an HTML report, CSVs and figures in one run folder."""
-    from effkit.profile import profile as run_profile
+    from effkit.models.ref import resolve
+    from effkit.profiling import ProfileOptions, run_profile
 
-    err = _console(stderr=True)
-    opts = _profile_opts(device, batch, dtype, ceilings, measure, channels_last, cuda_graph, compile, fuse, min_time, input_shape, resolution)
-    with _stage_progress(err) as prog:
+    config = _run_config(device, batch, dtype, channels_last, cuda_graph, compile, min_time)
+    ref = resolve(model, parse_shape(input_shape) if input_shape else None, resolution=resolution)
+    with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task(f"profile {model}")
-        run = run_profile(model, out=out, on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"), **opts)
+        run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, ref.top1),
+                          on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"))
     _print_summary(run)
 
 
@@ -388,15 +327,20 @@ def compare(
     debug: Debug = False,
 ):
     """Profile several models and write one comparison report (summary table, efficiency gap plot)."""
-    from effkit.profile import compare as run_compare, read_accuracy
+    from effkit.models.ref import resolve
+    from effkit.profiling import ProfileOptions, read_accuracy, run_compare
 
-    err = _console(stderr=True)
-    opts = _profile_opts(device, batch, dtype, ceilings, measure, channels_last, cuda_graph, compile, fuse, min_time, input_shape, resolution)
-    acc = read_accuracy(accuracy)
-    with _stage_progress(err) as prog:
+    if len(models) < 2:
+        raise UserInputError("compare needs at least two models")
+    config = _run_config(device, batch, dtype, channels_last, cuda_graph, compile, min_time)
+    acc = read_accuracy(accuracy) or {}
+    shape = parse_shape(input_shape) if input_shape else None
+    refs = [resolve(m, shape, resolution=resolution) for m in models]
+    top1 = {ref.name: acc.get(m, ref.top1) for m, ref in zip(models, refs)}
+    with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task("compare")
-        run = run_compare(models, out=out, accuracy=acc, on_model=lambda m: prog.update(task, description=f"compare: profiling {m}"),
-                          on_stage=None, **opts)
+        run = run_compare(refs, config, ProfileOptions(out, ceilings, measure, fuse), top1,
+                          on_model=lambda m: prog.update(task, description=f"compare: profiling {m}"))
     _print_summary(run)
 
 
@@ -432,7 +376,7 @@ def scale(
     debug: Debug = False,
 ):
     """Scale a model by each strategy and factor: counts (and latency), fitted exponents, plots, report."""
-    from effkit.scale import parse_list, scale as run_scale
+    from effkit.scaling import parse_list, scale as run_scale
 
     measure_on = device if (measure is None or measure) else None
     if measure and not device:
@@ -448,39 +392,15 @@ def scale(
         res = run_scale(base, strats, facs, alpha=alpha, device=measure_on, batch=batch, dtype=dtype.value, out=out, min_time_s=min_time,
                         cuda_graph=cuda_graph, channels_last=channels_last,
                         on_point=lambda p: prog.update(task, advance=1, description=f"scale {base}: {p.strategy} x{p.factor:g}"))
-    from rich.table import Table
+    from effkit.report.terminal import print_scale
 
-    t = Table(title=f"scaling {base}: exponents against FLOPs (fit / theory)", header_style="bold")
-    for col in ("strategy", "params", "activations", "latency"):
-        t.add_column(col, justify="left" if col == "strategy" else "right")
-    f2 = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    for s, f in res.fits.items():
-        t.add_row(s, f"{f2(f['params'][0])} / {f2(f['params'][1])}", f"{f2(f['acts'][0])} / {f2(f['acts'][1])}", f2(f["latency"][0]))
-    out_c = _console()
-    out_c.print(t)
-    lv = res.latency_vs()
-    if lv["r2_acts"] is not None:
-        out_c.print(f"log latency vs log activations: R² = {lv['r2_acts']:.3f}; vs log FLOPs: R² = {lv['r2_flops']:.3f} ({lv['measured']} variants)")
-    out_c.print(f"report: [bold]{res.folder / 'index.html'}[/bold]")
+    print_scale(res, _console())
 
 
 def _print_summary(run) -> None:
-    from rich.table import Table
+    from effkit.report.terminal import print_profile_summary
 
-    out = _console()
-    t = Table(title="effkit summary", header_style="bold")
-    for col in ("model", "batch", "latency (ms)", "samples/s", "efficiency", "ideal (ms)", "waterline (ms)", "kernels (ms)", "flags"):
-        t.add_column(col, justify="left" if col == "model" else "right")
-    f = lambda v, d=3: "-" if v is None else f"{v:,.{d}f}"  # noqa: E731
-    for a in run.analyses:
-        r = a.summary_row()
-        t.add_row(a.model, str(a.batch), f(r["latency_ms"]), f(r["samples_per_s"], 1), "-" if r["efficiency"] is None else f"{100 * r['efficiency']:.1f} %",
-                  f(r["ideal_ms"]), f(r["waterline_ms"]), f(r["kernels_ms"]), str(r["flagged_layers"]))
-    out.print(t)
-    if len(run.analyses) == 1 or len({a.model for a in run.analyses}) == 1:
-        for h in run.analyses[-1].headline():
-            out.print(f"• {h}")
-    out.print(f"report: [bold]{run.report}[/bold]")
+    print_profile_summary(run, _console())
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import effkit
 from effkit.analysis import (Block, LayerCost, ModelAnalysis, Roof, analyse_layers, blocks_for, fusion_what_if, op_kind,
                              residual_blocks, roof_from_spec)
 from effkit.errors import UserInputError
+from effkit.report.headline import headline
 
 # P = 100 FLOP/s, B = 10 B/s: ridge at 10 FLOP/B
 ROOF = Roof("toy", "fp32", 100.0, 10.0, "hand-made", l2_bytes=None)
@@ -54,7 +55,7 @@ def test_gap_ladder():
 def test_faster_than_roofline_is_flagged():
     m = model()
     assert [l.path for l in m.flagged] == ["c"]
-    assert "1 layer(s) measured faster than their DRAM roofline time; 1 even allowing for cache reuse" in " ".join(m.headline())
+    assert "1 layer(s) measured faster than their DRAM roofline time; 1 even allowing for cache reuse" in " ".join(headline(m))
     assert not model(measured={"a": (12.5, 1), "b": (25.0, 1), "c": (3.0, 1)}).flagged  # equal is not faster
 
 
@@ -68,7 +69,7 @@ def test_cache_allowance_explains_or_not():
     m = ModelAnalysis("t", 1, "fp32", "d", roof, (l,), 0, 0, 0, 0, 3.0, 2.5, None)
     (f,) = flag_rows(m)
     assert f["explained_by_cache"] and f["cached_roofline_ms"] == 2000.0 and "cache reuse" in f["reason"]
-    assert "all within what reading their input from the cache" in m.headline()[-1]
+    assert "all within what reading their input from the cache" in headline(m)[-1]
     (l,) = analyse_layers([LayerCost("x", "ReLU", "elementwise", 0, 40, bytes_read=30, calls=2)], roof, {"x": (1.5, 2)})
     (f,) = flag_rows(ModelAnalysis("t", 1, "fp32", "d", roof, (l,), 0, 0, 0, 0, 3.0, 1.5, None))
     assert not f["explained_by_cache"] and "a count or a ceiling is wrong" in f["reason"]
@@ -76,7 +77,7 @@ def test_cache_allowance_explains_or_not():
 
 def test_headline_shares():
     m = model()
-    h = m.headline()
+    h = headline(m)
     # measured time 40 s: memory-bound b + c = 27.5 s = 69 %; norm (b) alone 25 / 40 = 62 %
     assert "69 % of measured kernel time is in memory-bound layers; norm layers alone are 62 %." in h
     assert h[1].startswith("Gap ladder: ideal 11000.000 ms → waterline 33000.000 ms (×3.00")
@@ -86,7 +87,7 @@ def test_counts_only_analysis_uses_roofline_time():
     m = model(measured=None)
     assert m.latency_s is None and m.kernels_s is None and m.efficiency is None
     # roofline time 33 s: memory-bound 23 s = 70 %; norm 20 s = 61 %
-    assert "70 % of roofline time is in memory-bound layers; norm layers alone are 61 %." in m.headline()
+    assert "70 % of roofline time is in memory-bound layers; norm layers alone are 61 %." in headline(m)
 
 
 def test_fusion_what_if_on_a_hand_built_block():

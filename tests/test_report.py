@@ -11,6 +11,7 @@ import pytest
 import torch.nn as nn
 
 import effkit
+from effkit.report.headline import headline
 from effkit.report.run_dir import rebuild
 
 
@@ -46,7 +47,7 @@ def run(tmp_path_factory):
 
 def test_run_folder_files(run):
     names = {p.name for p in run.folder.iterdir()}
-    for f in ("index.html", "layers.csv", "summary.csv", "summary.json", "provenance.json", "run.json", "bench.json",
+    for f in ("index.html", "layers.csv", "summary.csv", "summary.json", "provenance.json", "run.json",
               "efficiency_gap.png", "efficiency_gap.svg", "roofline.png", "roofline.svg", "waterline.png", "waterline.svg"):
         assert f in names, f
 
@@ -104,7 +105,7 @@ def test_counts_only_against_a_datasheet(tmp_path):
     r = effkit.profile(TinyNet(), ceilings="h100", dtype="bf16", batch=8, out=tmp_path / "c", input_shape=(3, 32, 32))
     a = r.analyses[0]
     assert a.latency_s is None and a.roof.peak_flops == 989.5e12 and not (tmp_path / "c" / "bench.json").exists()
-    assert "not measured; roofline analysis against H100 SXM (datasheet)" in a.headline()[0]
+    assert "not measured; roofline analysis against H100 SXM (datasheet)" in headline(a)[0]
 
 
 def test_compare_two_models(tmp_path):
@@ -184,7 +185,7 @@ def test_html_in_headless_chromium(run, tmp_path):
 
 def test_accuracy_file_errors(tmp_path):
     from effkit.errors import UserInputError
-    from effkit.profile import read_accuracy
+    from effkit.profiling import read_accuracy
 
     with pytest.raises(UserInputError, match="accuracy file 'nope.csv' does not exist"):
         read_accuracy("nope.csv")

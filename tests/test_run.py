@@ -7,7 +7,7 @@ import torch.nn as nn
 
 import effkit
 from effkit.errors import UserInputError
-from effkit.run.bench import CompileError, bench
+from effkit.run.runner import CompileError, bench
 from effkit.timing import Timing, measure
 
 FAST = dict(min_runs=5, min_time_s=0.0)

@@ -167,22 +167,18 @@ def test_scale_report_files(regnety_scaled):
 
 
 def test_oom_variant_recorded_and_sweep_goes_on(monkeypatch, tmp_path):
-    import sys
+    import torch
 
-    B = sys.modules["effkit.run.bench"]  # effkit.run re-exports the function under the module's name
-    real = B.bench
+    from effkit.run import runner as B
 
-    def flaky(model, batch, **kw):
-        if any(p.numel() > 6_000_000 for p in [sum_params(model)]):
-            raise B.torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(model, batch, **kw)
+    real = B.run
 
-    def sum_params(built):
-        import torch
+    def flaky(ref, config, **kw):
+        if sum(p.numel() for p in ref.build("cpu").parameters()) > 6_000_000:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(ref, config, **kw)
 
-        return torch.empty(sum(p.numel() for p in built.model.parameters()), device="meta")
-
-    monkeypatch.setattr(B, "bench", flaky)
+    monkeypatch.setattr(B, "run", flaky)
     r = effkit.scale("regnety_200mf", ["w"], [1, 4, 2], device="cpu", batch=1, min_time_s=0.0, out=tmp_path / "o")
     assert [p.status for p in r.points] == ["ok", "oom", "ok"]
     assert (tmp_path / "o" / "variants.csv").read_text().count("\n") == 4  # header + 3 variants, each written as done

@@ -6,8 +6,10 @@ import fnmatch
 import math
 from collections import defaultdict
 
-from effkit.analysis.roofline import Block, LayerCost, ModelAnalysis, Roof, analyse_layers, fusion_what_if
-from effkit.trace.result import ROOT, TraceResult
+from effkit.analysis.roofline import Block, LayerCost, ModelAnalysis, analyse_layers, fusion_what_if
+from effkit.device.roofs import Roof
+from effkit.trace.paths import ROOT
+from effkit.trace.result import TraceResult
 
 _NORMS = ("batch_norm", "layer_norm", "group_norm", "rms_norm")
 _POOLS = ("pool",)
@@ -104,6 +106,6 @@ def analyse(trace: TraceResult, roof: Roof, point=None, fuse: str | None = None,
     t = trace.totals
     latency = point.timing.median_s if point is not None and point.timing is not None else None
     kernels = point.layers.total_s if point is not None and point.layers is not None else None
-    return ModelAnalysis(trace.model, trace.batch, trace.dtype if roof.dtype != "tf32" else "tf32", roof.name if point is None else point.provenance.get("device_name", roof.name),
-                         roof, tuple(layers), t.flops, t.macs, trace.params, t.acts, latency, kernels, fusion, top1,
-                         tuple(f"{u.op} x{u.count}" for u in trace.uncovered), dict(point.provenance) if point is not None else {}, tuple(notes))
+    device = point.environment.device_name if point is not None and point.environment is not None else roof.name
+    return ModelAnalysis(trace.model, trace.batch, trace.precision or trace.dtype, device, roof, tuple(layers), t.flops, t.macs, trace.params,
+                         t.acts, latency, kernels, fusion, top1, tuple(f"{u.op} x{u.count}" for u in trace.uncovered), tuple(notes))

@@ -16,12 +16,9 @@ Definitions (DESIGN.md, stated in every report):
 """
 from __future__ import annotations
 
-import fnmatch
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
-from effkit.errors import UserInputError
+from effkit.device.roofs import Roof
 
 DEFINITIONS = {
     "roofline time": "max(FLOPs / P, bytes / B) per layer: no kernel can run that layer faster",
@@ -37,66 +34,6 @@ DEFINITIONS = {
 }
 KINDS = ("dense conv", "grouped conv", "depthwise conv", "pointwise conv", "linear", "attention", "norm", "elementwise",
          "pooling", "other")
-
-
-@dataclass(frozen=True)
-class Roof:
-    """The two ceilings an analysis uses, at one dtype."""
-
-    name: str
-    dtype: str
-    peak_flops: float  # FLOP/s
-    bandwidth: float  # bytes/s
-    source: str  # "measured on ..." or the datasheet's source
-    l2_bytes: int | None = None  # the last on-chip cache before DRAM (GPU L2, CPU last level)
-
-    @property
-    def ridge(self) -> float:
-        """Intensity (FLOP/byte) where the two roofs meet."""
-        return self.peak_flops / self.bandwidth
-
-    def attainable(self, intensity: float) -> float:
-        return min(self.peak_flops, intensity * self.bandwidth)
-
-
-def roof_from_ceilings(c, dtype: str) -> Roof:
-    """A Roof from effkit.device Ceilings (measured)."""
-    peak = c.peak_flops.get(dtype)
-    if not peak:
-        raise UserInputError(f"no measured {dtype} peak on {c.name}; measured: {', '.join(d for d, v in c.peak_flops.items() if v)}")
-    cache = c.facts.get("l2_cache_bytes") or c.facts.get("llc_bytes")  # GPU L2, or the CPU's last-level cache
-    return Roof(c.name, dtype, peak, c.bandwidth_bytes_per_s, f"measured on {c.name} ({c.measured_at})", cache)
-
-
-def roof_from_spec(spec: str, dtype: str) -> Roof:
-    """A Roof from a datasheet name (e.g. 'h100', 'a100 80gb') or a ceilings JSON file."""
-    from effkit.device.ceilings import Ceilings
-    from effkit.device.datasheet import DATASHEETS, lookup
-
-    p = Path(spec)
-    if p.suffix == ".json":
-        if not p.is_file():
-            raise UserInputError(f"ceilings file {spec!r} does not exist")
-        d = json.loads(p.read_text())
-        if "peak_flops" not in d or "bandwidth_bytes_per_s" not in d:
-            raise UserInputError(f"ceilings file {spec!r} needs 'peak_flops' (per dtype, FLOP/s) and 'bandwidth_bytes_per_s'")
-        d.setdefault("name", p.stem)
-        c = Ceilings(**{k: d.get(k) for k in ("device", "name", "peak_flops", "bandwidth_bytes_per_s", "samples", "sizes", "facts", "datasheet", "measured_at")}) \
-            if "samples" in d else None
-        if c is not None:
-            return roof_from_ceilings(c, dtype)
-        peak = d["peak_flops"].get(dtype)
-        if not peak:
-            raise UserInputError(f"ceilings file {spec!r} has no {dtype} peak")
-        return Roof(d["name"], dtype, peak, d["bandwidth_bytes_per_s"], f"ceilings file {spec}")
-    ds = lookup(spec.replace("_", " "))
-    if ds is None:
-        names = ", ".join(d.name.lower().replace(" ", "_") for d in DATASHEETS)
-        raise UserInputError(f"unknown ceilings {spec!r}; give a ceilings JSON file or one of: {names}")
-    peak = ds.flops.get(dtype)
-    if not peak:
-        raise UserInputError(f"{ds.name} has no {dtype} rate in its datasheet; choose another --dtype")
-    return Roof(f"{ds.name} (datasheet)", dtype, peak, ds.bandwidth, ds.source)
 
 
 @dataclass(frozen=True)
@@ -240,7 +177,6 @@ class ModelAnalysis:
     fusion: Fusion | None
     top1: float | None = None
     uncovered: tuple = ()
-    provenance: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
     @property
@@ -285,36 +221,6 @@ class ModelAnalysis:
         return {"basis": "measured kernel time" if self.kernels_s else "roofline time", "bound": by_bound, "kind": by_kind,
                 "memory_kind": memory_kind}
 
-    def headline(self) -> list[str]:
-        out = []
-        ms = lambda s: f"{1e3 * s:.3f} ms"  # noqa: E731
-        if self.latency_s:
-            out.append(f"{self.model} at batch {self.batch}, {self.dtype} on {self.device}: {ms(self.latency_s)} per batch, "
-                       f"{self.batch / self.latency_s:,.0f} samples/s, {100 * self.efficiency:.1f} % of peak {self.dtype} "
-                       f"({self.roof.peak_flops / 1e12:.3g} TFLOP/s, {self.roof.name}).")
-        else:
-            out.append(f"{self.model} at batch {self.batch}, {self.dtype}: not measured; roofline analysis against {self.roof.name}.")
-        ladder = f"ideal {ms(self.ideal_s)} → waterline {ms(self.waterline_s)} (×{self.memory_gap:.2f}, memory-bound layers)"
-        if self.kernels_s:
-            ladder += f" → kernels {ms(self.kernels_s)} (×{self.kernel_gap:.2f}, kernel quality)"
-        if self.latency_s and self.kernels_s:
-            ladder += f" → end-to-end {ms(self.latency_s)} (×{self.overhead_gap:.2f}, launches, Python, synchronisation)"
-        out.append("Gap ladder: " + ladder + ".")
-        shares = self.time_shares()
-        mem = shares["bound"].get("memory", 0)
-        if shares["memory_kind"]:
-            k, v = max(shares["memory_kind"].items(), key=lambda kv: kv[1])
-            out.append(f"{100 * mem:.0f} % of {shares['basis']} is in memory-bound layers; {k} layers alone are {100 * v:.0f} %.")
-        if self.fusion and self.fusion.blocks:
-            out.append(f"Fusion what-if: running each of the {len(self.fusion.blocks)} {self.fusion.pattern} as one kernel would lower the "
-                       f"waterline from {ms(self.fusion.waterline_s)} to {ms(self.fusion.fused_waterline_s)} (×{self.fusion.speedup:.2f}).")
-        if self.flagged:
-            beyond = [l for l in self.flagged if l.measured_s < l.cached_roofline_s(self.roof)]
-            out.append(f"{len(self.flagged)} layer(s) measured faster than their DRAM roofline time; "
-                       + (f"{len(beyond)} even allowing for cache reuse (a count or a ceiling is wrong): see the flags." if beyond else
-                          "all within what reading their input from the cache the previous layer wrote allows: see the flags."))
-        return out
-
     def summary_row(self) -> dict:
         return {
             "model": self.model, "batch": self.batch, "dtype": self.dtype, "device": self.device,
@@ -338,6 +244,7 @@ class ModelAnalysis:
     @staticmethod
     def from_dict(d: dict) -> "ModelAnalysis":
         d = dict(d)
+        d.pop("provenance", None)  # schema 1 kept the run's provenance here; the record holds it now
         d["roof"] = Roof(**d["roof"])
         d["layers"] = tuple(LayerResult(**l) for l in d["layers"])
         if d.get("fusion"):
@@ -346,7 +253,3 @@ class ModelAnalysis:
             d["fusion"] = Fusion(**f)
         d["uncovered"], d["notes"] = tuple(d.get("uncovered") or ()), tuple(d.get("notes") or ())
         return ModelAnalysis(**d)
-
-
-def match_blocks(paths: list[str], pattern: str) -> list[str]:
-    return [p for p in paths if fnmatch.fnmatchcase(p, pattern)]

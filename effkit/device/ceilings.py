@@ -7,8 +7,6 @@ cached per device + driver + torch version in the user's cache folder.
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 import statistics
 import time
@@ -18,14 +16,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-import effkit
+from effkit._version import COUNTING_VERSION, MEASUREMENT_VERSION, __version__
+from effkit.config import COMPUTE_DTYPES, DTYPES, compute_dtype_unsupported, tf32_switches
 from effkit.device.datasheet import lookup
 from effkit.device.facts import device_facts
 from effkit.devices import parse_device
+from effkit.files import atomic_write_json, read_json_cache
 from effkit.paths import cache_root
 from effkit.timing import measure as measure_steps
-
-DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -59,13 +57,13 @@ def cache_dir() -> Path:
     return cache_root() / "ceilings"
 
 
-# Bumped whenever what is measured changes, so cached ceilings measured the old way are not reused
-# (2: bandwidth became the fastest of three copy kernels).
-METHOD_VERSION = 2
+# Bumped whenever what is measured changes, so cached ceilings measured the old way are not reused.
+METHOD_VERSION = MEASUREMENT_VERSION
 
 
 def _cache_key(facts: dict) -> str:
-    raw = f"{facts.get('name')}-{facts.get('driver', 'nodriver')}-torch{torch.__version__}-{facts.get('cores', '')}-m{METHOD_VERSION}"
+    raw = (f"{facts.get('name')}-{facts.get('driver', 'nodriver')}-torch{torch.__version__}-{facts.get('cores', '')}"
+           f"-m{METHOD_VERSION}-c{COUNTING_VERSION}")
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
 
 
@@ -74,37 +72,14 @@ def _samples(fn, device: str, repeats: int) -> list[float]:
     return list(measure_steps(fn, device, min_runs=repeats, min_time_s=0.0, max_runs=repeats).samples_s)
 
 
-class _tf32:
-    """Set PyTorch's TF32 switches for the block and restore them after."""
-
-    def __init__(self, on: bool):
-        self.on = on
-
-    def __enter__(self):
-        self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.on
-
-    def __exit__(self, *exc):
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
-
-
-def dtype_supported(device: str, dtype: str) -> str | None:
-    """None if `dtype` runs on `device`, else the reason it does not."""
-    if device == "cpu":
-        return "tf32 is a CUDA tensor-core mode" if dtype == "tf32" else None
-    major = torch.cuda.get_device_capability(torch.device(device))[0]
-    if dtype in ("tf32", "bf16") and major < 8:
-        return f"{dtype} needs compute capability 8.0 or newer"
-    return None
-
-
 def gemm_peak(device: str, dtype: str, n: int, repeats: int = 10) -> tuple[float, list[float]]:
     """FLOP/s of an n x n x n matrix product on random data (2 n^3 FLOPs), median of `repeats`."""
     dev = torch.device(device)
-    a = torch.randn(n, n, device=dev, dtype=DTYPES[dtype])
-    b = torch.randn(n, n, device=dev, dtype=DTYPES[dtype])
-    out = torch.empty(n, n, device=dev, dtype=DTYPES[dtype])
-    with _tf32(dtype == "tf32"):
+    tdtype = DTYPES["fp32" if dtype == "tf32" else dtype]
+    a = torch.randn(n, n, device=dev, dtype=tdtype)
+    b = torch.randn(n, n, device=dev, dtype=tdtype)
+    out = torch.empty(n, n, device=dev, dtype=tdtype)
+    with tf32_switches(dtype == "tf32", dtype == "tf32"):
         samples = _samples(lambda: torch.mm(a, b, out=out), device, repeats)
     return 2 * n**3 / statistics.median(samples), samples
 
@@ -141,8 +116,8 @@ def measure(device: str = "cpu", sizes: dict | None = None, repeats: int = 10, p
     facts = device_facts(device)
     sizes = {**default_sizes(device), **(sizes or {})}
     peak, samples = {}, {}
-    for d in DTYPES:
-        if d not in sizes or dtype_supported(device, d):
+    for d in COMPUTE_DTYPES:
+        if d not in sizes or compute_dtype_unsupported(device, d):
             peak[d] = None
             continue
         if progress:
@@ -156,20 +131,19 @@ def measure(device: str = "cpu", sizes: dict | None = None, repeats: int = 10, p
     return Ceilings(device, facts["name"], peak, bw, samples, sizes, facts,
                     {"name": ds.name, "flops": ds.flops, "bandwidth": ds.bandwidth, "source": ds.source} if ds else None,
                     time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    {"torch": torch.__version__, "cuda": torch.version.cuda, "effkit": effkit.__version__})
+                    {"torch": torch.__version__, "cuda": torch.version.cuda, "effkit": __version__})
 
 
 def device_ceilings(device: str = "cpu", refresh: bool = False, progress=None) -> Ceilings:
     """Ceilings of `device`, from the cache unless `refresh` (then measured and cached)."""
     device = parse_device(device, allow_meta=False)
     path = cache_dir() / f"{_cache_key(device_facts(device))}.json"
-    if path.exists() and not refresh:
-        d = json.loads(path.read_text())
-        d["cached"] = True
-        return Ceilings(**d)
+    d = None if refresh else read_json_cache(path)
+    if d is not None:
+        try:
+            return Ceilings(**{**d, "cached": True})
+        except TypeError:  # written by another version of this class: measure again
+            pass
     c = measure(device, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(c.to_dict(), indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(path, c.to_dict())
     return c

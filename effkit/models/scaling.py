@@ -92,32 +92,32 @@ class Variant:
         return f"d×{self.d:.3g} w×{self.w:.3g} r×{self.r:.3g} → {self.resolution}px"
 
 
-def variant(base: str, strategy: str, s: float, alpha: float = 0.8) -> Variant:
-    """The scaled variant of zoo model `base` for one strategy and factor."""
+def variant(base, strategy: str, s: float, alpha: float = 0.8) -> Variant:
+    """The scaled variant of a zoo model or factory (a name, or its resolved ModelRef) for one strategy and factor."""
     import inspect
 
-    from effkit.models.registry import build_model, factory_of, get_entry
+    from effkit.models.ref import ModelRef, resolve
+    from effkit.models.registry import factory_of, get_entry
 
     md, mw, mr = multipliers(strategy, s, alpha)
-    if ":" in base:  # a factory from elsewhere: scalable along the dimensions its signature takes
-        fn, name = factory_of(base), base
-        shape = build_model(base).input_shape
-    else:
-        entry = get_entry(base)
-        fn, name, shape = entry.fn, entry.name, entry.input_shape
+    ref = base if isinstance(base, ModelRef) else resolve(base)
+    fn = get_entry(ref.name).fn if ref.source == "zoo" else factory_of(ref.spec) if ref.source in ("file", "module") else None
+    if fn is None:
+        raise UserInputError(f"model {ref.name!r} is not scalable: scaling needs a zoo model or a factory taking depth, width, resolution")
     params = inspect.signature(fn).parameters
     needs = [dim for dim, m in (("depth", md), ("width", mw), ("resolution", mr)) if m != 1.0]
     missing = [dim for dim in needs if dim not in params]
     if missing:
         has = [d for d in ("depth", "width", "resolution") if d in params]
-        raise UserInputError(f"model {base!r} is not scalable by {strategy!r}: its builder lacks {', '.join(missing)} "
+        raise UserInputError(f"model {ref.spec!r} is not scalable by {strategy!r}: its builder lacks {', '.join(missing)} "
                              f"(it takes {', '.join(has) or 'none of depth, width, resolution'})")
-    if shape is None or len(shape) != 3:
-        raise UserInputError(f"model {base!r} has no image input shape (C,H,W) to scale resolution from")
+    shape = ref.input_shape
+    if len(shape) != 3:
+        raise UserInputError(f"model {ref.spec!r} has no image input shape (C,H,W) to scale resolution from")
     res = round_resolution(shape[-1] * mr)
     kw = {"resolution": res}
     if md != 1.0:
         kw["depth"] = md
     if mw != 1.0:
         kw["width"] = mw
-    return Variant(name, strategy, s, md, mw, mr, res, kw)
+    return Variant(ref.spec, strategy, s, md, mw, mr, res, kw)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from jinja2 import Environment
 
+from effkit._version import __version__
 from effkit.analysis.roofline import DEFINITIONS
+from effkit.files import atomic_write_text
 from effkit.trace.formulas import CONVENTIONS
 
 _SORT_JS = """
@@ -102,15 +105,30 @@ def png64(path: Path) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def render(path: Path, *, title: str, subtitle: str, headline: list[str], figures: list[dict], summary_rows=(), summary_cols=(),
-           layer_rows=(), layer_cols=(), layer_caption="", flags=(), lost=(), uncovered=(), notes=(), provenance=None, links=()) -> Path:
-    import effkit
+@dataclass(frozen=True)
+class Page:
+    """What one report page shows; every section but the title is optional."""
 
+    title: str
+    subtitle: str = ""
+    headline: list = field(default_factory=list)  # sentences
+    figures: list = field(default_factory=list)  # {id, title, caption, png64 | svg}
+    summary_rows: list = field(default_factory=list)
+    summary_cols: list = field(default_factory=list)
+    layer_rows: list = field(default_factory=list)
+    layer_cols: list = field(default_factory=list)
+    layer_caption: str = ""
+    flags: list = field(default_factory=list)
+    lost: list = field(default_factory=list)
+    uncovered: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+    links: list = field(default_factory=list)  # (label, href)
+
+
+def render(path: Path, page: Page) -> Path:
+    """Write `page` as one self-contained HTML file."""
     env = Environment(autoescape=True)
-    html = env.from_string(_TEMPLATE).render(
-        title=title, subtitle=subtitle, headline=headline, figures=figures, summary_rows=list(summary_rows), summary_cols=list(summary_cols),
-        layer_rows=list(layer_rows), layer_cols=list(layer_cols), layer_caption=layer_caption, flags=list(flags), lost=list(lost),
-        uncovered=list(uncovered), notes=list(notes), provenance=provenance or {}, links=list(links), conventions={**CONVENTIONS, **DEFINITIONS},
-        css=_CSS, js=_SORT_JS, fmt=fmt, version=effkit.__version__)
-    path.write_text(html, encoding="utf-8")
-    return path
+    html = env.from_string(_TEMPLATE).render(**asdict(page), conventions={**CONVENTIONS, **DEFINITIONS}, css=_CSS, js=_SORT_JS, fmt=fmt,
+                                             version=__version__)
+    return atomic_write_text(path, html)

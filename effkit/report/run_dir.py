@@ -1,12 +1,12 @@
-"""Run folders: everything a profile or comparison writes, and rebuilding reports from them.
+"""Run folders: the record and its views, and rebuilding the views from saved records.
 
-A profile run folder holds index.html, layers.csv, summary.csv, summary.json, provenance.json,
-the figures (PNG and SVG), bench.json (every measured point with its samples) and run.json
-(the analyses, from which `effkit report` rebuilds the report without measuring again).
+A profile run folder holds run.json (the RunRecord) and the views made from it: index.html,
+layers.csv, summary.csv, summary.json, provenance.json and the figures (PNG and SVG). A
+comparison folder holds its own run.json and views, and one profile folder per model.
+`effkit report` rebuilds the views from run.json without measuring again.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -14,8 +14,11 @@ import pandas as pd
 
 from effkit.analysis.roofline import ModelAnalysis
 from effkit.errors import UserInputError
+from effkit.files import atomic_write_json, atomic_write_text
 from effkit.report import figures as F
-from effkit.report.html import png64, render
+from effkit.report.headline import headline, ladder_sentence
+from effkit.report.html import Page, png64, render
+from effkit.report.record import ModelRecord, RunRecord
 
 SUMMARY_COLS = ["model", "batch", "dtype", "latency_ms", "samples_per_s", "efficiency", "ideal_ms", "waterline_ms", "kernels_ms",
                 "memory_gap", "kernel_gap", "overhead_gap", "fusion_speedup", "macs", "flops", "params", "acts", "flagged_layers", "top1"]
@@ -41,8 +44,9 @@ def flag_rows(a: ModelAnalysis) -> list[dict]:
     return out
 
 
-def layer_table(a: ModelAnalysis, trace_rows: list[dict] | None) -> list[dict]:
-    extra = {r["path"]: r for r in trace_rows or []}
+def layer_table(a: ModelAnalysis, layer_counts) -> list[dict]:
+    """The analysis's layer rows joined with the trace's per-layer counts (MACs, params, acts)."""
+    extra = {r["path"]: r for r in layer_counts or []}
     rows = []
     for l in a.layers:
         r = l.row()
@@ -52,47 +56,46 @@ def layer_table(a: ModelAnalysis, trace_rows: list[dict] | None) -> list[dict]:
     return rows
 
 
-def write_profile(folder: Path, analyses: list[ModelAnalysis], trace_rows: list[dict] | None = None, bench_dict: dict | None = None) -> Path:
-    """Write the run folder for one model (one analysis per batch; the layer views use the last)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def provenance(record: RunRecord, batch: int | None = None) -> dict:
+    """What was asked (the config) and what was found (the environment), flat, for display."""
+    c = record.config
+    out = {**(record.environment.to_dict() if record.environment else {}), "dtype": c.precision, "mode": c.mode, "layout": c.layout,
+           "compile": c.compile, "cuda_graph": c.cuda_graph, "batches": list(c.batches), "config_key": c.key(),
+           "record": f"schema {record.schema_version}, effkit {record.effkit_version}, {record.status}"}
+    if batch is not None:
+        out["batch"] = batch
+    return out
+
+
+def write_views(folder: str | Path, record: RunRecord) -> Path:
+    """Every view of a record: tables, figures and the HTML report, in `folder`."""
+    folder = Path(folder)
+    return _profile_views(folder, record) if record.kind == "profile" else _comparison_views(folder, record)
+
+
+def _profile_views(folder: Path, record: RunRecord) -> Path:
+    (m,) = record.models
+    analyses = list(m.analyses)
     a = analyses[-1]
     figs = profile_figures(folder, analyses)
-    rows = layer_table(a, trace_rows)
-    pd.DataFrame(rows, columns=LAYER_COLS + [c for c in rows[0] if c not in LAYER_COLS] if rows else LAYER_COLS).to_csv(folder / "layers.csv", index=False)
+    rows = layer_table(a, m.layers)
+    cols = LAYER_COLS + [c for c in rows[0] if c not in LAYER_COLS] if rows else LAYER_COLS
+    atomic_write_text(folder / "layers.csv", pd.DataFrame(rows, columns=cols).to_csv(index=False))
     summary = [x.summary_row() for x in analyses]
-    pd.DataFrame(summary).to_csv(folder / "summary.csv", index=False)
-    headline = a.headline()
-    (folder / "summary.json").write_text(json.dumps({"summary": summary, "headline": headline, "roof": a.roof.__dict__,
-                                                     "flags": flag_rows(a), "uncovered": list(a.uncovered)}, indent=2, default=str))
-    (folder / "provenance.json").write_text(json.dumps(a.provenance, indent=2, default=str))
-    (folder / "run.json").write_text(json.dumps({"kind": "profile", "analyses": [x.to_dict() for x in analyses], "trace_rows": trace_rows or []},
-                                                default=str))
-    if bench_dict is not None:
-        (folder / "bench.json").write_text(json.dumps(bench_dict, indent=2, default=str))
-    render_profile(folder, analyses, rows, figs)
-    return folder
-
-
-def profile_figures(folder: Path, analyses: list[ModelAnalysis]) -> dict:
-    """The efficiency gap over all batches; roofline and waterline of the last."""
-    return {"efficiency_gap": F.save(F.efficiency_gap(analyses), folder, "efficiency_gap"),
-            "roofline": F.save(F.roofline(analyses[-1]), folder, "roofline"),
-            "waterline": F.save(F.waterline(analyses[-1]), folder, "waterline")}
-
-
-def render_profile(folder: Path, analyses: list[ModelAnalysis], rows: list[dict], figs: dict) -> Path:
-    a = analyses[-1]
+    atomic_write_text(folder / "summary.csv", pd.DataFrame(summary).to_csv(index=False))
+    atomic_write_json(folder / "summary.json", {"summary": summary, "headline": headline(a), "roof": a.roof.__dict__, "flags": flag_rows(a),
+                                               "uncovered": list(a.uncovered), "status": record.status})
+    prov = provenance(record, a.batch)
+    atomic_write_json(folder / "provenance.json", prov)
     titles = {f"layer-{i}": f"{l.path} ({l.kind}, {l.bound}-bound): {l.flops / 1e6:.2f} MFLOP, {l.bytes / 1e6:.2f} MB, "
               f"I = {l.intensity or 0:.1f} FLOP/B" + (f", measured {1e3 * l.measured_s:.4f} ms, {100 * (l.efficiency or 0):.0f} % of roof"
                                                          if l.measured_s else "")
               for i, l in enumerate(a.layers)}
     lost = sorted([r for r in rows if r["lost_ms"] is not None], key=lambda r: -r["lost_ms"])[:15]
-    return render(
-        folder / "index.html",
-        title=f"effkit profile: {a.model}",
+    page = Page(
+        title=f"effkit profile: {a.model}" + ("" if record.complete else " (incomplete run)"),
         subtitle=f"{a.device} · {a.dtype} · batch {', '.join(str(x.batch) for x in analyses)} · roofs: {a.roof.name} ({a.roof.source})",
-        headline=a.headline(),
-        summary_rows=[x.summary_row() for x in analyses], summary_cols=SUMMARY_COLS,
+        headline=headline(a), summary_rows=summary, summary_cols=SUMMARY_COLS,
         figures=[
             {"id": "gap", "title": "Efficiency gap", "caption": "Each batch's ladder: ideal → waterline → kernels → end-to-end, against "
              "diagonals of constant efficiency (% of peak).", "png64": png64(figs["efficiency_gap"]["png"])},
@@ -102,57 +105,57 @@ def render_profile(folder: Path, analyses: list[ModelAnalysis], rows: list[dict]
              "and the fusion what-if.", "png64": png64(figs["waterline"]["png"])},
         ],
         layer_rows=rows, layer_cols=LAYER_COLS, layer_caption=f" (batch {a.batch})",
-        flags=flag_rows(a), lost=lost, uncovered=a.uncovered, notes=a.notes, provenance=a.provenance,
-    )
+        flags=flag_rows(a), lost=lost, uncovered=list(a.uncovered), notes=list(a.notes) + list(record.notes), provenance=prov)
+    return render(folder / "index.html", page).parent
 
 
-def write_comparison(folder: Path, analyses: list[ModelAnalysis], links: dict[str, str] | None = None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+def profile_figures(folder: Path, analyses: list[ModelAnalysis]) -> dict:
+    """The efficiency gap over all batches; roofline and waterline of the last."""
+    return {"efficiency_gap": F.save(F.efficiency_gap(analyses), folder, "efficiency_gap"),
+            "roofline": F.save(F.roofline(analyses[-1]), folder, "roofline"),
+            "waterline": F.save(F.waterline(analyses[-1]), folder, "waterline")}
+
+
+def _comparison_views(folder: Path, record: RunRecord) -> Path:
+    analyses = record.analyses
     fig = F.save(F.efficiency_gap(analyses, accuracy=True), folder, "efficiency_gap")
     summary = [a.summary_row() for a in analyses]
-    pd.DataFrame(summary).to_csv(folder / "summary.csv", index=False)
-    (folder / "summary.json").write_text(json.dumps({"summary": summary, "headlines": {a.model: a.headline() for a in analyses}}, indent=2, default=str))
-    (folder / "run.json").write_text(json.dumps({"kind": "compare", "analyses": [a.to_dict() for a in analyses], "links": links or {}}, default=str))
-    headline = []
+    atomic_write_text(folder / "summary.csv", pd.DataFrame(summary).to_csv(index=False))
+    atomic_write_json(folder / "summary.json", {"summary": summary, "headlines": {a.model: headline(a) for a in analyses}})
+    lines = []
     measured = [a for a in analyses if a.latency_s]
     if measured:
         fastest = min(measured, key=lambda a: a.latency_s)
         best = max(measured, key=lambda a: a.efficiency)
-        headline.append(f"Fastest: {fastest.model} ({1e3 * fastest.latency_s:.3f} ms per batch of {fastest.batch}); most efficient: "
-                        f"{best.model} ({100 * best.efficiency:.1f} % of peak).")
-    for a in analyses:
-        headline.append(a.headline()[1].replace("Gap ladder", f"{a.model}"))
-    render(folder / "index.html", title="effkit comparison: " + ", ".join(a.model for a in analyses),
-           subtitle=f"{analyses[0].device} · {analyses[0].dtype} · roofs: {analyses[0].roof.name}",
-           headline=headline, summary_rows=summary, summary_cols=SUMMARY_COLS,
-           figures=[{"id": "gap", "title": "Efficiency gap" + (" and accuracy" if any(a.top1 for a in analyses) else ""),
-                     "caption": "Each model's ladder ideal → waterline → kernels → end-to-end; top-1 from the zoo's reference or --accuracy.",
-                     "png64": png64(fig["png"])}],
-           links=[(m, p) for m, p in (links or {}).items()], provenance=analyses[0].provenance)
-    return folder
-
-
-def load_run(folder: str | Path) -> tuple[str, list[ModelAnalysis], dict]:
-    p = Path(folder) / "run.json"
-    if not p.is_file():
-        raise UserInputError(f"{folder!r} is not an effkit run folder (no run.json); give folders written by effkit profile or compare")
-    d = json.loads(p.read_text())
-    return d["kind"], [ModelAnalysis.from_dict(x) for x in d["analyses"]], d
+        lines.append(f"Fastest: {fastest.model} ({1e3 * fastest.latency_s:.3f} ms per batch of {fastest.batch}); most efficient: "
+                     f"{best.model} ({100 * best.efficiency:.1f} % of peak).")
+    lines += [ladder_sentence(a, a.model) for a in analyses]
+    page = Page(title="effkit comparison: " + ", ".join(a.model for a in analyses),
+                subtitle=f"{analyses[0].device} · {analyses[0].dtype} · roofs: {analyses[0].roof.name}",
+                headline=lines, summary_rows=summary, summary_cols=SUMMARY_COLS,
+                figures=[{"id": "gap", "title": "Efficiency gap" + (" and accuracy" if any(a.top1 for a in analyses) else ""),
+                          "caption": "Each model's ladder ideal → waterline → kernels → end-to-end; top-1 from the zoo's reference or --accuracy.",
+                          "png64": png64(fig["png"])}],
+                links=[(m.model, m.link) for m in record.models if m.link], notes=list(record.notes), provenance=provenance(record))
+    return render(folder / "index.html", page).parent
 
 
 def rebuild(folders: list[str], out: str | None = None) -> Path:
-    """Re-render reports from saved run folders: one profile folder in place, several as a comparison."""
-    loaded = [load_run(f) for f in folders]
-    if len(loaded) == 1 and loaded[0][0] == "profile" and out is None:
-        kind, analyses, d = loaded[0]
-        folder = Path(folders[0])
-        return render_profile(folder, analyses, layer_table(analyses[-1], d.get("trace_rows")), profile_figures(folder, analyses)).parent
-    analyses, links = [], {}
-    for (kind, an, d), f in zip(loaded, folders):
-        picked = an if kind == "compare" else an[-1:]  # a profile contributes its last (largest) batch
-        analyses += picked
-        for a in picked:
-            saved = d.get("links", {}).get(a.model)  # relative to the comparison folder it came from
-            links[a.model] = (Path(f).resolve() / saved).as_uri() if saved else (Path(f).resolve() / "index.html").as_uri()
-    target = Path(out) if out else Path("reports") / time.strftime("compare-%Y%m%d-%H%M%S")
-    return write_comparison(target, analyses, links)
+    """Re-render reports from saved run folders: one folder in place, several as a new comparison."""
+    records = [RunRecord.load(f) for f in folders]
+    if len(records) == 1 and out is None:
+        return write_views(folders[0], records[0])
+    if not records:
+        raise UserInputError("give at least one run folder")
+    models = []
+    for rec, f in zip(records, folders):
+        picked = rec.models if rec.kind == "compare" else [ModelRecord(m.model, m.analyses[-1:], link=None) for m in rec.models]
+        for m in picked:  # links are relative to the comparison folder they came from
+            target = (Path(f).resolve() / m.link) if m.link else (Path(f).resolve() / "index.html")
+            models.append(ModelRecord(m.model, m.analyses[-1:], link=target.as_uri()))
+    folder = Path(out) if out else Path("reports") / time.strftime("compare-%Y%m%d-%H%M%S")
+    first = records[0]
+    record = RunRecord("compare", first.config, tuple(models), first.environment,
+                       notes=(f"rebuilt from {len(folders)} saved run folder(s) without measuring",))
+    record.save(folder)
+    return write_views(folder, record)

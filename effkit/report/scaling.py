@@ -2,10 +2,9 @@
 latency against FLOPs, one line per strategy."""
 from __future__ import annotations
 
-import json
-
+from effkit.files import atomic_write_json
 from effkit.report import figures as F
-from effkit.report.html import png64, render
+from effkit.report.html import Page, png64, render
 
 
 def scaling_figure(result):
@@ -51,15 +50,16 @@ def write_scale_report(result, meta: dict):
         closer = "activations" if lv["r2_acts"] > lv["r2_flops"] else "FLOPs"
         headline.append(f"Across all {lv['measured']} measured variants, log latency follows log activations with R² = {lv['r2_acts']:.3f} "
                         f"and log FLOPs with R² = {lv['r2_flops']:.3f}: latency follows {closer} more closely.")
-    (folder / "summary.json").write_text(json.dumps({"meta": meta, "headline": headline, "fits": result.fits, "latency_vs": lv}, indent=2, default=str))
+    atomic_write_json(folder / "summary.json", {"meta": meta, "headline": headline, "fits": result.fits, "latency_vs": lv})
     rows = [{**p.__dict__, "config": f"d×{p.d:.3g} w×{p.w:.3g} r×{p.r:.3g} ({p.resolution}px)"} for p in result.points]
     cols = ["strategy", "factor", "achieved_factor", "config", "flops", "macs", "params", "acts", "latency_ms", "status"]
     fits = [{"strategy": s, "params (fit)": f["params"][0], "params (theory)": f["params"][1], "acts (fit)": f["acts"][0],
              "acts (theory)": f["acts"][1], "latency (fit)": f["latency"][0]} for s, f in result.fits.items()]
-    render(folder / "index.html", title=f"effkit scale: {meta['base']}", subtitle=f"{meta['device']} · {meta['dtype']} · batch {meta['batch']}",
-           headline=headline, figures=[{"id": "scaling", "title": "Growth against FLOPs", "caption": "Log-log; each line one strategy, each "
-                                        "point one flops factor; exponents fitted by least squares in log-log.", "png64": png64(fig["png"])}],
-           summary_rows=fits, summary_cols=list(fits[0]) if fits else [], layer_rows=rows, layer_cols=cols, layer_caption=": every variant",
-           notes=["Theory: FLOPs ∝ d·w²·r², params ∝ d·w², activations ∝ d·w·r², with the strategy's multipliers before rounding.",
-                  "Rounding: depths to the nearest integer ≥ 1, widths to multiples of 8, resolution to multiples of 4, group widths with widths."])
+    render(folder / "index.html", Page(
+        title=f"effkit scale: {meta['base']}", subtitle=f"{meta['device']} · {meta['dtype']} · batch {meta['batch']}",
+        headline=headline, figures=[{"id": "scaling", "title": "Growth against FLOPs", "caption": "Log-log; each line one strategy, each "
+                                     "point one flops factor; exponents fitted by least squares in log-log.", "png64": png64(fig["png"])}],
+        summary_rows=fits, summary_cols=list(fits[0]) if fits else [], layer_rows=rows, layer_cols=cols, layer_caption=": every variant",
+        notes=["Theory: FLOPs ∝ d·w²·r², params ∝ d·w², activations ∝ d·w·r², with the strategy's multipliers before rounding.",
+               "Rounding: depths to the nearest integer ≥ 1, widths to multiples of 8, resolution to multiples of 4, group widths with widths."]))
     return folder

@@ -11,7 +11,7 @@ kernels its ops launched (CUPTI); on the CPU, the summed self time of its ops.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 import torch
@@ -19,7 +19,8 @@ import torch.nn as nn
 from torch.autograd.profiler import record_function
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
-ROOT, AUTOGRAD, OTHER = "(root)", "(autograd)", "(outside the model)"
+from effkit.trace.paths import AUTOGRAD, OUTSIDE as OTHER, module_path
+
 _PREFIX = "effkit.layer::"
 _ENGINE = "autograd::engine::evaluate_function"
 
@@ -54,12 +55,23 @@ class LayerTimes:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{"path": l.path, "phase": l.phase, "time_ms": 1e3 * l.time_s, "count": l.count} for l in self.layers])
 
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layers"] = [asdict(l) for l in self.layers]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LayerTimes":
+        d = dict(d)
+        d["layers"] = tuple(LayerTime(**l) for l in d["layers"])
+        return cls(**d)
+
 
 class _Ranges:
     """Module hooks that open and close a profiler range named after each module's path."""
 
     def __init__(self, model: nn.Module):
-        self.paths = {id(m): (name or ROOT) for name, m in model.named_modules()}
+        self.paths = {id(m): module_path(name) for name, m in model.named_modules()}
         self.open: list = []
         self.handles: list = []
 

@@ -25,7 +25,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from effkit.errors import ModelRunError
 from effkit.trace.formulas import FORMULAS, FREE, GATHERS, WRITE_ONLY_SELF, Cost
-from effkit.trace.result import AUTOGRAD, ROOT, OpRecord
+from effkit.trace.paths import AUTOGRAD, ROOT, module_path
+from effkit.trace.result import OpRecord
+
 
 def _shape_args(a, tensors: list):
     """`a` with tensors replaced by shapes (collected into `tensors`), recursing into lists."""
@@ -37,11 +39,11 @@ def _shape_args(a, tensors: list):
     return a
 
 
-def _outputs(out) -> list:
+def outputs(out) -> list:
     if isinstance(out, torch.Tensor):
         return [out]
     if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _outputs(o)]
+        return [t for o in out for t in outputs(o)]
     return []
 
 
@@ -56,8 +58,8 @@ class Recorder(TorchDispatchMode):
 
     def __init__(self, model: nn.Module, train: bool):
         super().__init__()
-        self.paths = {id(m): (name or ROOT) for name, m in model.named_modules()}
-        self.owner = {id(p): (name.rpartition(".")[0] or ROOT) for name, p in model.named_parameters()}
+        self.paths = {id(m): module_path(name) for name, m in model.named_modules()}
+        self.owner = {id(p): module_path(name.rpartition(".")[0]) for name, p in model.named_parameters()}
         self.param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
         self.train = train
         self.phase = "forward"
@@ -85,7 +87,7 @@ class Recorder(TorchDispatchMode):
             self._events += 1
             self._entered.setdefault(path, self._events)
             if path not in self.module_inputs:
-                ins = _outputs(args)
+                ins = outputs(args)
                 self.module_inputs[path] = tuple(ins[0].shape) if ins else None
 
     def _post(self, module, args, output):
@@ -93,7 +95,7 @@ class Recorder(TorchDispatchMode):
         if path is not None and self.stack and self.stack[-1] == path:
             self.stack.pop()
             if path not in self.module_outputs:
-                outs = _outputs(output)
+                outs = outputs(output)
                 self.module_outputs[path] = tuple(outs[0].shape) if outs else None
 
     def execution_key(self, path: str) -> float:
@@ -161,7 +163,7 @@ class Recorder(TorchDispatchMode):
         tensors: list = []
         shaped_args = [_shape_args(a, tensors) for a in args]
         shaped_kwargs = {k: _shape_args(v, tensors) for k, v in kwargs.items()}
-        outs = _outputs(out)
+        outs = outputs(out)
         fn = FORMULAS.get(packet)
         if fn is None:
             cost, covered = Cost(), False

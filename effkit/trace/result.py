@@ -8,21 +8,10 @@ from dataclasses import asdict, dataclass, fields
 import pandas as pd
 
 from effkit.trace.formulas import CONVENTIONS
+from effkit.trace.paths import AUTOGRAD, ROOT, path_depth, truncate_path  # noqa: F401  (re-exported)
 
 FVCORE_CONVENTION = "fvcore: 'flops' = MACs of the ops fvcore has handlers for; ops without a handler count 0 (listed as unsupported)"
 
-ROOT = "(root)"  # the path of ops the top-level module's forward runs itself
-AUTOGRAD = "(autograd)"  # backward ops whose autograd node belongs to no module
-
-
-def path_depth(path: str) -> int:
-    return 0 if path in (ROOT, AUTOGRAD) else path.count(".") + 1
-
-
-def truncate_path(path: str, depth: int) -> str:
-    if path in (ROOT, AUTOGRAD) or path_depth(path) <= depth:
-        return path
-    return ROOT if depth <= 0 else ".".join(path.split(".")[:depth])
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +100,7 @@ class TraceResult:
     module_calls: dict
     fvcore: object = None  # FvcoreCounts when traced with counter="fvcore"
     module_inputs: dict = None  # path -> first input shape, every module that ran
+    precision: str = ""  # the precision name traced (dtype is its parameter dtype)
 
     @property
     def totals(self) -> Layer:
@@ -134,16 +124,17 @@ class TraceResult:
 
     def to_frame(self, depth: int | None = None) -> pd.DataFrame:
         """One row per layer; columns carry units in their names (bytes, flop_per_byte)."""
-        return pd.DataFrame(self.rows(depth), columns=list(self._row(self.totals, True)))
+        return pd.DataFrame(self.rows(depth), columns=list(self.row(self.totals, True)))
 
     def rows(self, depth: int | None = None) -> list[dict]:
         """Layer rows as dicts: all layers, or rolled up to `depth` path components."""
         if depth is None:
-            return [self._row(layer, False) for layer in self.layers]
+            return [self.row(layer, False) for layer in self.layers]
         # a rolled-up row at exactly `depth` holds its whole subtree; shallower rows hold their own ops
-        return [self._row(layer, path_depth(layer.path) >= depth or depth == 0) for layer in self.rollup(depth)]
+        return [self.row(layer, path_depth(layer.path) >= depth or depth == 0) for layer in self.rollup(depth)]
 
-    def _row(self, layer: Layer, subtree: bool) -> dict:
+    def row(self, layer: Layer, subtree: bool = False) -> dict:
+        """One layer's counts as a dict; `subtree` when the layer holds its children (rolled up)."""
         row = layer_row(layer, self.mode)
         if self.fvcore is not None:
             path = "" if layer.path == ROOT else layer.path
@@ -151,6 +142,14 @@ class TraceResult:
             row["fvcore_flops"] = self.fvcore.direct(self.fvcore.flops, path, kids)
             row["fvcore_acts"] = self.fvcore.direct(self.fvcore.acts, path, kids)
         return row
+
+    def totals_row(self) -> dict:
+        """The whole model's counts as one row."""
+        return self.row(self.totals, True)
+
+    def layer(self, path: str) -> Layer | None:
+        """The layer at `path`, if the trace has it."""
+        return next((l for l in self.layers if l.path == path), None)
 
     def ops_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(o) for o in self.ops])
@@ -161,10 +160,11 @@ class TraceResult:
             "input_shapes": [list(s) for s in self.input_shapes],
             "batch": self.batch,
             "dtype": self.dtype,
+            "precision": self.precision or self.dtype,
             "device": self.device,
             "mode": self.mode,
             "conventions": CONVENTIONS,
-            "totals": self._row(self.totals, True),
+            "totals": self.row(self.totals, True),
             "layers": self.rows(depth),
             "uncovered": [asdict(u) for u in self.uncovered],
             **({"fvcore": {"convention": FVCORE_CONVENTION, "unsupported": self.fvcore.unsupported}} if self.fvcore is not None else {}),

@@ -83,9 +83,13 @@ def scale(
 ) -> ScaleResult:
     """Scale zoo model `base` by every strategy and factor; count each variant (meta trace), measure
     it on `device` if given, fit params/acts/latency exponents against FLOPs, write a report to `out`."""
-    from effkit.models.registry import build_model, get_entry
-    from effkit.run.bench import bench, is_oom
-    from effkit.trace import trace
+    from effkit.config import RunConfig
+    from effkit.models.ref import resolve
+    from effkit.models.registry import get_entry
+    from effkit.files import safe_name
+    from effkit.report.scaling import write_scale_report
+    from effkit.run.runner import is_oom, run
+    from effkit.trace.tracer import trace_ref
 
     name = base if ":" in base else get_entry(base).name
     strategies = list(strategies)
@@ -95,33 +99,30 @@ def scale(
     for f in factors:
         if not f > 0:
             raise UserInputError(f"flops factor must be > 0, got {f}")
-    from effkit.profile import model_name
-
-    folder = Path(out) if out else Path("reports") / f"scale-{model_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    config = RunConfig(device=device, precision=dtype, batches=batch, layout="channels_last" if channels_last else "contiguous",
+                       cuda_graph=cuda_graph, layers=False, min_time_s=min_time_s) if device else None
+    folder = Path(out) if out else Path("reports") / f"scale-{safe_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
-    trace_dtype = "fp32" if dtype == "tf32" else dtype
-    base_flops = trace(name, batch=batch, dtype=trace_dtype, device="meta").totals.flops
+    base_ref = resolve(name)
+    base_flops = trace_ref(base_ref, [batch], precision=dtype, device="meta")[0].totals.flops
     points: list[ScalePoint] = []
     csv_path = folder / "variants.csv"
     if csv_path.exists():
         csv_path.unlink()
     for strat in strategies:
         for f in factors:
-            v = variant(name, strat, f, alpha)
-            t = trace(name, batch=batch, dtype=trace_dtype, device="meta", **v.build_kwargs).totals
+            v = variant(base_ref, strat, f, alpha)
+            ref = resolve(name, **v.build_kwargs)
+            t = trace_ref(ref, [batch], precision=dtype, device="meta")[0].totals
             latency, status = None, "counted"
-            if device:
-                built = build_model(name, **v.build_kwargs)
+            if config is not None:
                 try:
-                    r = bench(built, batch, device=device, dtype=dtype, layers=False, min_time_s=min_time_s, cuda_graph=cuda_graph,
-                              channels_last=channels_last)
-                    p = r.points[0]
+                    p = run(ref, config).points[0]
                     latency, status = (1e3 * p.latency_s, "ok") if p.status == "ok" else (None, p.status)
                 except Exception as e:  # noqa: BLE001 - an OOM outside the step (moving weights) is still an OOM
                     if not is_oom(e):
                         raise
                     status = "oom"
-                del built
             pt = ScalePoint(name, strat, f, t.flops / base_flops, v.d, v.w, v.r, v.resolution, t.flops, t.macs, t.params, t.acts,
                             latency, status)
             points.append(pt)
@@ -138,8 +139,6 @@ def scale(
             "latency": (fit_exponent([p.flops for p in ps if p.latency_ms], [p.latency_ms for p in ps if p.latency_ms]), None),
         }
     result = ScaleResult(tuple(points), fits, alpha, folder)
-    from effkit.report.scaling import write_scale_report
-
     write_scale_report(result, {"base": name, "device": (device or "not measured") + (", CUDA graphs" if cuda_graph else "")
                                 + (", channels-last" if channels_last else ""), "batch": batch, "dtype": dtype, "alpha": alpha})
     return result

@@ -1,0 +1,7 @@
+"""effkit's version, and the versions of what it counts and measures (cache keys carry both)."""
+__version__ = "0.2.0"
+
+# Bumped whenever a formula or a counting convention changes: cached counts from before are not reused.
+COUNTING_VERSION = 2
+# Bumped whenever how a ceiling is measured changes (2: bandwidth became the fastest of three copies).
+MEASUREMENT_VERSION = 2

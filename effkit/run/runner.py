@@ -1,0 +1,307 @@
+"""Latency and throughput of a model over a batch sweep, with per-layer times and the environment.
+
+Every point goes through effkit.timing (warm-up until settled, device clocks, kept
+samples). A batch that runs out of memory is recorded as `oom` and the sweep goes on.
+Each point is written (JSON rewritten atomically, CSV appended) as soon as it is measured,
+so an interrupt or a failure loses nothing already done.
+
+`bench(model, batch, device=..., ...)` is the keyword form; `run(ref, config)` takes a
+resolved ModelRef and a RunConfig and is what the other stages call.
+"""
+from __future__ import annotations
+
+import csv
+import gc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from effkit.config import PRECISIONS, RunConfig, check_precision
+from effkit.errors import check_choice
+from effkit.devices import parse_device
+from effkit.errors import EffkitError, UserInputError
+from effkit.files import atomic_write_json
+from effkit.models.ref import ModelRef, resolve
+from effkit.run.environment import Environment, capture, state
+from effkit.run.layers import LayerTimes, profile_layers
+from effkit.timing import Timing, measure
+
+
+class CompileError(EffkitError):
+    """torch.compile failed for this model (use fallback_eager to measure eager instead)."""
+
+
+@dataclass(frozen=True)
+class BenchPoint:
+    model: str
+    batch: int
+    status: str  # "ok", "oom"
+    timing: Timing | None
+    peak_memory_bytes: int | None
+    layers: LayerTimes | None
+    config: RunConfig = field(default_factory=RunConfig)
+    environment: Environment | None = None
+    note: str = ""
+
+    @property
+    def latency_s(self) -> float | None:
+        return self.timing.median_s if self.timing else None
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return self.batch / self.timing.median_s if self.timing else None
+
+    @property
+    def provenance(self) -> dict:
+        """What was asked and what was found, flattened for display."""
+        c = self.config
+        return {**(self.environment.to_dict() if self.environment else {}), "batch": self.batch, "dtype": c.precision, "mode": c.mode,
+                "layout": c.layout, "compile": c.compile, "cuda_graph": c.cuda_graph}
+
+    def row(self) -> dict:
+        t = self.timing.summary() if self.timing else {}
+        c = self.config
+        return {
+            "model": self.model, "batch": self.batch, "status": self.status,
+            "latency_ms": t.get("median_ms"), "iqr_ms": t.get("iqr_ms"), "min_ms": t.get("min_ms"), "p95_ms": t.get("p95_ms"),
+            "cv": t.get("cv"), "samples": t.get("samples"), "samples_per_s": self.samples_per_s,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "kernel_sum_ms": 1e3 * self.layers.total_s if self.layers else None,
+            "profiler_overhead": self.layers.profiler_overhead if self.layers else None,
+            "device": c.device, "dtype": c.precision, "mode": c.mode, "layout": c.layout,
+            "compile": c.compile, "cuda_graph": c.cuda_graph, "note": self.note,
+        }
+
+    def to_dict(self) -> dict:
+        return {**self.row(), "samples_s": list(self.timing.samples_s) if self.timing else [],
+                "warmup_steps": self.timing.warmup_steps if self.timing else None, "clock": self.timing.clock if self.timing else None,
+                "layers": self.layers.to_dict() if self.layers else None, "config": self.config.to_dict(),
+                "environment": self.environment.to_dict() if self.environment else None}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BenchPoint":
+        timing = Timing(tuple(d["samples_s"]), d.get("warmup_steps") or 0, d.get("clock") or "") if d.get("samples_s") else None
+        return cls(d["model"], d["batch"], d["status"], timing, d.get("peak_memory_bytes"),
+                   LayerTimes.from_dict(d["layers"]) if isinstance(d.get("layers"), dict) else None,
+                   RunConfig.from_dict(d["config"]), Environment.from_dict(d["environment"]) if d.get("environment") else None,
+                   d.get("note") or "")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    points: tuple[BenchPoint, ...]
+    config: RunConfig
+    model: str = ""
+    input_shapes: tuple = ()
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([p.row() for p in self.points])
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "input_shapes": [list(s) for s in self.input_shapes], "config": self.config.to_dict(),
+                "points": [p.to_dict() for p in self.points]}
+
+
+def is_oom(e: BaseException) -> bool:
+    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)) if t)
+    return isinstance(e, oom_types) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+def bench(
+    model,
+    batch: int | list[int] = 1,
+    *,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    input_shape: tuple[int, ...] | None = None,
+    resolution: int | None = None,
+    channels_last: bool = False,
+    compile: bool = False,
+    cuda_graph: bool = False,
+    mode: str = "infer",
+    layers: bool = True,
+    fallback_eager: bool = False,
+    json_path: str | Path | None = None,
+    csv_path: str | Path | None = None,
+    min_runs: int = 20,
+    min_time_s: float = 1.0,
+    on_point: Callable[[BenchPoint], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Measure latency and throughput of `model` for each batch size (see the module docstring)."""
+    check_choice("dtype", dtype, PRECISIONS)
+    config = RunConfig(device=device, precision=dtype, batches=batch, mode=mode, layout="channels_last" if channels_last else "contiguous",
+                       cuda_graph=cuda_graph, compile=compile, layers=layers, fallback_eager=fallback_eager, min_time_s=min_time_s,
+                       min_runs=min_runs)
+    ref = resolve(model, input_shape, resolution=resolution)
+    return run(ref, config, json_path=json_path, csv_path=csv_path, on_point=on_point, on_stage=on_stage)
+
+
+def check_config(config: RunConfig) -> RunConfig:
+    """The config with its device normalised (cuda -> cuda:0), if it can run here; else a UserInputError."""
+    device = parse_device(config.device, allow_meta=False)
+    check_precision(config.precision, device, "dtype")
+    if config.cuda_graph and not device.startswith("cuda"):
+        raise UserInputError("--cuda-graph needs a CUDA device")
+    if config.cuda_graph and config.mode == "train":
+        raise UserInputError("--cuda-graph times inference steps (--mode infer); time training eager or with --compile")
+    return config.replace(device=device)
+
+
+def run(ref: ModelRef, config: RunConfig, *, json_path=None, csv_path=None, on_point: Callable[[BenchPoint], None] | None = None,
+        on_stage: Callable[[str], None] | None = None) -> BenchResult:
+    """Measure `ref` at every batch size of `config`, writing each point as it completes."""
+    config = check_config(config)
+    session = _Session(ref, config, on_stage or (lambda s: None))
+    env = capture(config.device)
+    writer = _Writer(json_path, csv_path, ref, config)
+    points: list[BenchPoint] = []
+    with config.prec.context(config.device):
+        for b in config.batches:
+            start = state(config.device)
+            point = session.point(b)
+            point = BenchPoint(point.model, point.batch, point.status, point.timing, point.peak_memory_bytes, point.layers, config,
+                               env.with_states(start, state(config.device)), point.note)
+            points.append(point)
+            writer.write(points)
+            if on_point:
+                on_point(point)
+    return BenchResult(tuple(points), config, ref.name, ref.input_shapes)
+
+
+def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str) -> Callable[[], object]:
+    if mode == "infer":
+        def step():
+            with torch.no_grad():
+                return model(*xs)
+        return step
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    labels = torch.randint(0, 1000, (xs[0].shape[0],), device=xs[0].device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(*xs)
+        out = out if isinstance(out, torch.Tensor) else next(t for t in _tensors(out))
+        if out.dim() == 2:  # a classifier: cross-entropy on fixed random labels
+            loss = F.cross_entropy(out.float(), labels[: out.shape[0]] % out.shape[1])
+        else:
+            loss = out.float().mean()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _tensors(out):
+    if isinstance(out, torch.Tensor):
+        yield out
+    elif isinstance(out, dict):
+        for v in out.values():
+            yield from _tensors(v)
+    elif isinstance(out, (list, tuple)):
+        for v in out:
+            yield from _tensors(v)
+    elif hasattr(out, "to_tuple"):  # transformers' ModelOutput
+        yield from _tensors(out.to_tuple())
+
+
+def _graph_step(step: Callable[[], object]) -> Callable[[], object]:
+    """Capture `step` in a CUDA graph (after warming it on a side stream) and return a replay."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        step()
+    return g.replay
+
+
+class _Session:
+    """One model on one device under one configuration; measures a point per batch size."""
+
+    def __init__(self, ref: ModelRef, config: RunConfig, on_stage: Callable[[str], None]):
+        self.ref, self.config, self.on_stage = ref, config, on_stage
+        self.net = ref.build(config.device, config.prec.param_torch)
+        if config.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.net.train(config.mode == "train")
+        self.runner = torch.compile(self.net) if config.compile else self.net
+
+    def point(self, b: int) -> BenchPoint:
+        c, cuda = self.config, self.config.device.startswith("cuda")
+        xs = step = None
+        note = ""
+        self.on_stage(f"batch {b}: warm-up and timing")
+        try:
+            xs = self.ref.inputs(b, c.prec.input_torch, c.device, c.channels_last)
+            step = _make_step(self.runner, xs, c.mode)
+            try:
+                step()  # first call: compile errors surface here
+            except Exception as e:
+                if not c.compile or is_oom(e):
+                    raise
+                if not c.fallback_eager:
+                    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                    raise CompileError(f"torch.compile failed for {self.ref.name}: {type(e).__name__}: {msg}; "
+                                       "pass --fallback-eager to measure eager instead") from e
+                note = f"compile failed ({type(e).__name__}); measured eager"
+                self.runner = self.net
+                step = _make_step(self.runner, xs, c.mode)
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats(c.device)
+            timed_step = _graph_step(step) if c.cuda_graph else step
+            timing = measure(timed_step, c.device, min_runs=c.min_runs, min_time_s=c.min_time_s,
+                             clock_name="cuda graph replays issued back to back, cuda events" if c.cuda_graph else None)
+            peak = torch.cuda.max_memory_allocated(c.device) if cuda else None
+            lt = None
+            if c.layers:
+                self.on_stage(f"batch {b}: per-layer times (profiler)")
+                # graphs hide kernels from per-layer attribution: profile the eager step
+                eager_median = timing.median_s if not c.cuda_graph else measure(step, c.device, min_runs=5, min_time_s=0.2).median_s
+                lt = profile_layers(self.net, step, c.device, eager_median)
+            return BenchPoint(self.ref.name, b, "ok", timing, peak, lt, c, None, note)
+        except EffkitError:
+            raise
+        except Exception as e:
+            if not is_oom(e):
+                raise
+            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            return BenchPoint(self.ref.name, b, "oom", None, None, None, c, None, f"out of memory: {msg}")
+        finally:
+            del xs, step
+            gc.collect()
+            if cuda:
+                torch.cuda.empty_cache()
+
+
+class _Writer:
+    """Writes every point as soon as it is measured: JSON rewritten atomically, CSV appended."""
+
+    def __init__(self, json_path, csv_path, ref: ModelRef, config: RunConfig):
+        self.json_path = Path(json_path) if json_path else None
+        self.csv_path = Path(csv_path) if csv_path else None
+        self.ref, self.config = ref, config
+        if self.csv_path and self.csv_path.exists():
+            self.csv_path.unlink()
+
+    def write(self, points: list[BenchPoint]) -> None:
+        if self.json_path:
+            atomic_write_json(self.json_path, BenchResult(tuple(points), self.config, self.ref.name, self.ref.input_shapes).to_dict())
+        if self.csv_path:
+            row = points[-1].row()
+            new = not self.csv_path.exists()
+            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.csv_path, "a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(row))
+                if new:
+                    w.writeheader()
+                w.writerow(row)
