@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sys
 from enum import Enum
 from typing import Annotated, Optional
@@ -67,11 +68,26 @@ def _console(stderr: bool = False) -> Console:
     return c
 
 
+class _WarningLines(logging.Handler):
+    """effkit's logged warnings (an uncached ceiling, a discarded cache) as yellow lines on stderr."""
+
+    def emit(self, record):
+        _console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(record.getMessage())}", soft_wrap=True)
+
+
+def _show_warnings() -> None:
+    log = logging.getLogger("effkit")
+    if not any(isinstance(h, _WarningLines) for h in log.handlers):
+        log.addHandler(_WarningLines(logging.WARNING))
+        log.propagate = False
+
+
 def cli_errors(fn):
     """Turn EffkitError into a one-line message and its exit code; --debug re-raises."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        _show_warnings()
         try:
             return fn(*args, **kwargs)
         except EffkitError as e:
@@ -287,6 +303,10 @@ FuseOpt = Annotated[Optional[str], typer.Option(help="Fusion what-if blocks: mod
 MinTimeOpt = Annotated[float, typer.Option(help="Seconds of timed steps per batch size.")]
 ShapeOpt = Annotated[Optional[str], typer.Option("--input-shape", help="One sample's shape, e.g. 3,224,224 (models that do not declare it).")]
 ResOpt = Annotated[Optional[int], typer.Option(help="Input height = width.")]
+RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Measure the device's ceilings again instead of using the cached ones.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the run the --out folder already holds.")]
+MismatchOpt = Annotated[bool, typer.Option("--mismatched-ceilings", help="Measure on this device but analyse against --ceilings of another "
+                                                                          "kind (e.g. CPU times against a GPU datasheet): meaningless ratios, on purpose.")]
 
 
 def _stage_progress(err: Console):
@@ -301,7 +321,8 @@ def profile(
     model: Annotated[str, typer.Argument(help="Zoo name, path/to/file.py:factory or package.module:factory.")] = DEFAULT_MODEL,
     device: DeviceOpt = "cpu", batch: BatchOpt = "1", dtype: DtypeOpt = RunDtype.fp32, out: Annotated[Optional[str], typer.Option(help="Run folder (default: reports/MODEL-DEVICE-DTYPE-TIME).")] = None,
     ceilings: CeilOpt = None, measure: MeasureOpt = None, channels_last: CLOpt = False, cuda_graph: GraphOpt = False, compile: CompileOpt = False,
-    fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None, debug: Debug = False,
+    fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None, refresh: RefreshOpt = False,
+    force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, debug: Debug = False,
 ):
     """Trace, measure, analyse and report one model: an HTML report, CSVs and figures in one run folder."""
     from effkit.models.ref import resolve
@@ -311,7 +332,7 @@ def profile(
     ref = resolve(model, parse_shape(input_shape) if input_shape else None, resolution=resolution)
     with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task(f"profile {model}")
-        run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, ref.top1),
+        run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, ref.top1, refresh, force, mismatched_ceilings),
                           on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"))
     _print_summary(run)
 
@@ -324,7 +345,7 @@ def compare(
     ceilings: CeilOpt = None, measure: MeasureOpt = None, channels_last: CLOpt = False, cuda_graph: GraphOpt = False, compile: CompileOpt = False,
     fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None,
     accuracy: Annotated[Optional[str], typer.Option(help="CSV of model,top1 for the accuracy vs latency plot (default: the zoo's published top-1).")] = None,
-    debug: Debug = False,
+    refresh: RefreshOpt = False, force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, debug: Debug = False,
 ):
     """Profile several models and write one comparison report (summary table, efficiency gap plot)."""
     from effkit.models.ref import resolve
@@ -339,7 +360,7 @@ def compare(
     top1 = {ref.name: acc.get(m, ref.top1) for m, ref in zip(models, refs)}
     with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task("compare")
-        run = run_compare(refs, config, ProfileOptions(out, ceilings, measure, fuse), top1,
+        run = run_compare(refs, config, ProfileOptions(out, ceilings, measure, fuse, None, refresh, force, mismatched_ceilings), top1,
                           on_model=lambda m: prog.update(task, description=f"compare: profiling {m}"))
     _print_summary(run)
 

@@ -148,6 +148,8 @@ class RunConfig:
     fallback_eager: bool = False  # measure eager if compilation fails
     min_time_s: float = 1.0  # timed seconds per point, at least
     min_runs: int = 20  # timed steps per point, at least
+    ci_target: float = 0.02  # then time on until the median's 95 % interval is within this fraction of it ...
+    max_time_s: float | None = None  # ... or this many seconds pass (None: 5 x min_time_s, at least 2 s)
 
     def __post_init__(self):
         batches = (self.batches,) if isinstance(self.batches, int) else tuple(self.batches)
@@ -162,6 +164,8 @@ class RunConfig:
         if self.min_time_s < 0:
             raise UserInputError(f"min time must be >= 0 s, got {self.min_time_s}")
         check_positive("min runs", self.min_runs)
+        if not 0 < self.ci_target < 1:
+            raise UserInputError(f"ci target must be a fraction between 0 and 1, got {self.ci_target}")
 
     @property
     def prec(self) -> Precision:

@@ -40,6 +40,9 @@ class ProfileOptions:
     measure: bool | None = None  # default: measure unless `ceilings` is given
     fuse: str | None = None  # fusion what-if blocks: module paths matching this pattern
     top1: float | None = None  # accuracy for the accuracy-vs-latency view
+    refresh: bool = False  # measure the device's ceilings again instead of reading the cache
+    force: bool = False  # replace a run the folder already holds
+    mismatched_ceilings: bool = False  # allow measuring on one kind of device against another's roofs
 
 
 def read_accuracy(path: str | None) -> dict | None:
@@ -102,43 +105,121 @@ def profile(
 
 def run_profile(ref: ModelRef, config: RunConfig, options: ProfileOptions = ProfileOptions(),
                 on_stage: Callable[[str], None] | None = None) -> ProfileRun:
-    """The whole chain for one resolved model under one configuration."""
-    from effkit.device.ceilings import device_ceilings
-    from effkit.device.roofs import roof_from_ceilings, roof_from_spec
-    from effkit.report.record import ModelRecord, RunRecord
+    """The whole chain for one resolved model under one configuration.
+
+    The run folder is locked while it runs; a folder that holds another run is refused unless
+    `options.force`. The record is saved after the trace and after every measured point, so an
+    interrupt or a crash leaves a record marked incomplete that `effkit report` rebuilds."""
+    from effkit.device.roofs import roof_from_spec
+    from effkit.files import FolderLock
     from effkit.report.run_dir import write_views
-    from effkit.run.runner import run
-    from effkit.trace.tracer import trace_ref
+    from effkit.run.runner import check_config, run
 
     measure = (options.ceilings is None) if options.measure is None else options.measure
+    if measure:
+        config = check_config(config)
     stage = on_stage or (lambda s: None)
-    roof_dtype = config.prec.compute_dtype
-    stage("ceilings")
-    roof = roof_from_spec(options.ceilings, roof_dtype) if options.ceilings else roof_from_ceilings(device_ceilings(config.device), roof_dtype)
-    stage(f"trace (batch {', '.join(map(str, config.batches))})")
-    try:
-        traces = trace_ref(ref, config.batches, precision=config.precision, device="meta")
-    except ModelRunError:  # a model that cannot run on fake tensors: count on real CPU tensors
-        traces = trace_ref(ref, config.batches, precision=config.precision, device="cpu")
-    # a counts-only run against a datasheet or ceilings file is named for that, not for this machine
+    if options.ceilings:
+        roof = roof_from_spec(options.ceilings, config.prec.compute_dtype)
+        _check_roof_matches(roof, options, config, measure)
     folder = Path(options.out) if options.out else default_folder(ref, config.device if (measure or options.ceilings is None) else "counts",
                                                                   config.precision)
-    points, environment = [None] * len(traces), None
-    if measure:
-        stage("bench and per-layer times")
-        r = run(ref, config, on_stage=lambda m: stage(f"bench: {m}"))
-        points = [p if p.status == "ok" else None for p in r.points]
-        environment = r.points[0].environment if r.points else None
-    stage("analysis")
-    analyses = tuple(analyse(t, roof, p, fuse=options.fuse, top1=options.top1) for t, p in zip(traces, points))
-    stage("report")
-    model = ModelRecord(ref.name, analyses, tuple({"batch": t.batch, **t.totals_row()} for t in traces), tuple(traces[-1].rows()),
-                        tuple(p for p in points if p is not None))
-    record = RunRecord("profile", config, (model,), environment,
-                       options={"ceilings": options.ceilings, "measure": measure, "fuse": options.fuse, "input_shapes": [list(s) for s in ref.input_shapes]})
-    record.save(folder)
-    write_views(folder, record)
-    return ProfileRun(folder, analyses, record)
+    with FolderLock(folder):
+        _claim(folder, options.force)
+        warnings = []
+        if not options.ceilings:
+            stage("ceilings")
+            roof, warnings = _measured_roof(config, options.refresh)
+        stage(f"trace (batch {', '.join(map(str, config.batches))})")
+        traces = _traces(ref, config)
+        done: list = []
+        state = {"record": None}
+
+        def save(status: str, note: str | None = None):
+            state["record"] = _record(ref, config, options, measure, roof, traces, done, status, warnings, note)
+            state["record"].save(folder)
+
+        save("incomplete", "counted; not measured yet" if measure else None)
+        try:
+            if measure:
+                stage("bench and per-layer times")
+                run(ref, config, on_stage=lambda m: stage(f"bench: {m}"), on_point=lambda p: (done.append(p), save("incomplete")))
+        except BaseException as e:
+            save("incomplete", f"interrupted ({type(e).__name__}) after {len(done)} of {len(config.batches)} measured point(s)")
+            try:
+                write_views(folder, state["record"])
+            except Exception:  # noqa: BLE001 - the record is what matters; `effkit report` rebuilds the views
+                pass
+            raise
+        stage("analysis and report")
+        save("complete")
+        write_views(folder, state["record"])
+    if measure and done and all(p.status == "oom" for p in done):
+        raise UserInputError(f"out of memory at every batch size ({', '.join(str(p.batch) for p in done)}) of {ref.name} on {config.device}: "
+                             f"{done[-1].note}; try a smaller --batch or --resolution (the run is recorded in {folder})")
+    return ProfileRun(folder, state["record"].models[0].analyses, state["record"])
+
+
+def _check_roof_matches(roof, options: ProfileOptions, config: RunConfig, measure: bool) -> None:
+    """Measuring on a CPU against a GPU's roofs (or the other way) makes every ratio meaningless: refuse unless asked."""
+    if not measure or options.mismatched_ceilings:
+        return
+    gpu_roof = "datasheet" in roof.name or "cuda" in roof.source.lower()
+    if config.device == "cpu" and gpu_roof:
+        raise UserInputError(f"--ceilings {options.ceilings} gives a GPU's roofs ({roof.name}) but measuring runs on cpu: every efficiency "
+                             "and gap would compare CPU times with GPU ceilings; drop --measure for a counts-only analysis, measure on "
+                             "--device cuda, or pass --mismatched-ceilings if that is what you want")
+
+
+def _claim(folder: Path, force: bool) -> None:
+    """Refuse a folder that holds another run (naming it), unless `force`."""
+    from effkit.report.record import RECORD_FILE, RunRecord
+
+    if not (folder / RECORD_FILE).exists() or force:
+        return
+    try:
+        held = RunRecord.load(folder)
+        what = f"a {held.kind} of {', '.join(m.model for m in held.models)} ({held.config.describe()}, {held.status}, {held.created})"
+    except UserInputError:
+        what = "an unreadable run record"
+    raise UserInputError(f"folder {str(folder)!r} holds {what}; choose another --out, or pass --force to replace it")
+
+
+def _measured_roof(config: RunConfig, refresh: bool):
+    from effkit.device.ceilings import device_ceilings
+    from effkit.device.roofs import roof_from_ceilings
+
+    c = device_ceilings(config.device, refresh=refresh)
+    warnings = [] if c.trusted else [f"the ceilings were measured under poor conditions and are not cached ({'; '.join(c.issues)}): every "
+                                     "efficiency and roofline below inherits that; measure again on an idle machine or give --ceilings"]
+    return roof_from_ceilings(c, config.prec.compute_dtype), warnings
+
+
+def _traces(ref: ModelRef, config: RunConfig):
+    from effkit.run.runner import is_oom
+    from effkit.trace.tracer import trace_ref
+
+    try:
+        return trace_ref(ref, config.batches, precision=config.precision, device="meta")
+    except ModelRunError:  # a model that cannot run on fake tensors: count on real CPU tensors
+        try:
+            return trace_ref(ref, config.batches, precision=config.precision, device="cpu")
+        except Exception as e:
+            if is_oom(e):
+                raise UserInputError(f"out of memory counting {ref.name} on real CPU tensors at batch {max(config.batches)}: try a smaller "
+                                     "--batch or --resolution") from e
+            raise
+
+
+def _record(ref, config, options, measure, roof, traces, points, status, warnings, note):
+    from effkit.report.record import ModelRecord, RunRecord
+
+    by_batch = {p.batch: p for p in points if p.status == "ok"}
+    analyses = tuple(analyse(t, roof, by_batch.get(t.batch), fuse=options.fuse, top1=options.top1) for t in traces)
+    model = ModelRecord(ref.name, analyses, tuple({"batch": t.batch, **t.totals_row()} for t in traces), tuple(traces[-1].rows()), tuple(points))
+    env = points[0].environment if points else None
+    opts = {"ceilings": options.ceilings, "measure": measure, "fuse": options.fuse, "input_shapes": [list(s) for s in ref.input_shapes]}
+    return RunRecord("profile", config, (model,), env, status, (note,) if note else (), opts, warnings=tuple(warnings))
 
 
 def compare(models: list, *, out: str | Path | None = None, on_model: Callable[[str], None] | None = None, accuracy: dict | None = None,
@@ -161,16 +242,22 @@ def run_compare(refs: list[ModelRef], config: RunConfig, options: ProfileOptions
     from effkit.report.record import ModelRecord, RunRecord
     from effkit.report.run_dir import write_views
 
+    from effkit.files import FolderLock
+
     folder = Path(options.out) if options.out else Path("reports") / time.strftime("compare-%Y%m%d-%H%M%S")
-    models, environment = [], None
-    for ref in refs:
-        if on_model:
-            on_model(ref.name)
-        run = run_profile(ref, config, replace(options, out=folder / model_name(ref), top1=(top1 or {}).get(ref.name)))
-        a = run.analyses[-1]
-        environment = environment or run.record.environment
-        models.append(ModelRecord(a.model, (a,), link=str(run.folder.relative_to(folder) / "index.html")))
-    record = RunRecord("compare", config, tuple(models), environment, options={"ceilings": options.ceilings, "fuse": options.fuse})
-    record.save(folder)
-    write_views(folder, record)
+    models, environment, warnings = [], None, []
+    with FolderLock(folder):
+        _claim(folder, options.force)
+        for ref in refs:
+            if on_model:
+                on_model(ref.name)
+            run = run_profile(ref, config, replace(options, out=folder / model_name(ref), top1=(top1 or {}).get(ref.name)))
+            a = run.analyses[-1]
+            environment = environment or run.record.environment
+            warnings += [w for w in run.record.warnings if w not in warnings]
+            models.append(ModelRecord(a.model, (a,), link=str(run.folder.relative_to(folder) / "index.html")))
+        record = RunRecord("compare", config, tuple(models), environment, options={"ceilings": options.ceilings, "fuse": options.fuse},
+                           warnings=tuple(warnings))
+        record.save(folder)
+        write_views(folder, record)
     return ProfileRun(folder, tuple(m.analyses[0] for m in models), record)

@@ -33,6 +33,8 @@ class ScalePoint:
     acts: int
     latency_ms: float | None
     status: str  # "counted", "ok" (measured), "oom"
+    latency_iqr_ms: float | None = None  # spread of the timed samples
+    latency_cv: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,17 +116,18 @@ def scale(
             v = variant(base_ref, strat, f, alpha)
             ref = resolve(name, **v.build_kwargs)
             t = trace_ref(ref, [batch], precision=dtype, device="meta")[0].totals
-            latency, status = None, "counted"
+            latency, status, iqr, cv = None, "counted", None, None
             if config is not None:
                 try:
                     p = run(ref, config).points[0]
                     latency, status = (1e3 * p.latency_s, "ok") if p.status == "ok" else (None, p.status)
+                    iqr, cv = (1e3 * p.timing.iqr_s, p.timing.cv) if p.timing else (None, None)
                 except Exception as e:  # noqa: BLE001 - an OOM outside the step (moving weights) is still an OOM
                     if not is_oom(e):
                         raise
                     status = "oom"
             pt = ScalePoint(name, strat, f, t.flops / base_flops, v.d, v.w, v.r, v.resolution, t.flops, t.macs, t.params, t.acts,
-                            latency, status)
+                            latency, status, iqr, cv)
             points.append(pt)
             _append_csv(csv_path, asdict(pt))
             if on_point:

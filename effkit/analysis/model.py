@@ -50,16 +50,13 @@ def layer_kinds(trace: TraceResult) -> dict[str, str]:
 
 def layer_costs(trace: TraceResult) -> list[LayerCost]:
     kinds = layer_kinds(trace)
-    return [LayerCost(l.path, l.module_type, kinds.get(l.path, "other"), l.flops, l.bytes_read + l.bytes_written, l.bytes_read, max(1, l.calls))
-            for l in trace.layers]
+    return [LayerCost(l.path, l.module_type, kinds.get(l.path, "other"), l.flops, l.bytes_read + l.bytes_written, l.bytes_read, max(1, l.calls),
+                      l.ops) for l in trace.layers]
 
 
 def residual_blocks(trace: TraceResult) -> list[str]:
-    """Modules whose own forward adds a tensor to a result of its children: a residual add."""
-    parents = {p.rpartition(".")[0] or ROOT for p in trace.module_types if p != ROOT}
-    direct_add = {o.path for o in trace.ops if o.phase == "forward" and o.op.startswith(("aten.add.Tensor", "aten.add_.Tensor"))
-                  and len(o.in_shapes) == 2 and o.in_shapes[0] == o.in_shapes[1]}
-    return [p for p in trace.module_types if p in parents and p in direct_add and p != ROOT]
+    """Modules that add their own input to a function of that input (found by data flow in the trace)."""
+    return list(trace.blocks)
 
 
 def blocks_for(trace: TraceResult, paths: list[str]) -> list[Block]:
@@ -104,8 +101,11 @@ def analyse(trace: TraceResult, roof: Roof, point=None, fuse: str | None = None,
         paths, pattern = residual_blocks(trace), "residual blocks"
     fusion = fusion_what_if(layers, blocks_for(trace, paths), roof, pattern) if paths else None
     t = trace.totals
-    latency = point.timing.median_s if point is not None and point.timing is not None else None
-    kernels = point.layers.total_s if point is not None and point.layers is not None else None
+    timing = point.timing if point is not None else None
+    lt = point.layers if point is not None else None
     device = point.environment.device_name if point is not None and point.environment is not None else roof.name
     return ModelAnalysis(trace.model, trace.batch, trace.precision or trace.dtype, device, roof, tuple(layers), t.flops, t.macs, trace.params,
-                         t.acts, latency, kernels, fusion, top1, tuple(f"{u.op} x{u.count}" for u in trace.uncovered), tuple(notes))
+                         t.acts, timing.median_s if timing else None, lt.total_s if lt else None, fusion, top1,
+                         tuple(f"{u.op} x{u.count}" for u in trace.uncovered), tuple(notes),
+                         timing.iqr_s if timing else None, timing.cv if timing else None, len(timing.samples_s) if timing else None,
+                         lt.total_iqr_s if lt else None, lt.profiler_overhead if lt else None)

@@ -12,7 +12,12 @@ Definitions (DESIGN.md, stated in every report):
   one cache's worth from it: the flag says when that explains the time), or a count or a
   ceiling is wrong (faster even with that allowance);
 * fusion what-if: a block run as one kernel moves only its input, output, weights and
-  buffers through DRAM; its roofline time is recomputed with those bytes.
+  buffers through DRAM; its roofline time is recomputed with those bytes;
+* launch floor: a layer that launches k kernels eager takes at least k x the measured
+  per-kernel launch floor; the waterline is given with and without it;
+* the ladder ideal <= waterline <= kernels <= end-to-end must hold; where a measured rung
+  is below the one before it, that is a measurement problem (`ladder_problems`), never a
+  negative gap.
 """
 from __future__ import annotations
 
@@ -31,6 +36,10 @@ DEFINITIONS = {
     "overhead gap": "end-to-end latency / sum of kernel times (launches, Python, synchronisation)",
     "layer efficiency": "roofline time / measured time (achieved against the roof at the layer's intensity)",
     "fusion what-if": "each block as one kernel: only its input, output, weights and buffers cross DRAM",
+    "launch floor": "seconds per kernel launched back to back (a one-element op, measured); waterline with floor = sum of "
+                    "max(roofline time, kernels x floor) per layer",
+    "spread": "IQR (interquartile range) and CV (standard deviation / mean) of the timed samples; the median's 95 % interval "
+              "from order statistics",
 }
 KINDS = ("dense conv", "grouped conv", "depthwise conv", "pointwise conv", "linear", "attention", "norm", "elementwise",
          "pooling", "other")
@@ -47,6 +56,7 @@ class LayerCost:
     bytes: int
     bytes_read: int = 0
     calls: int = 1
+    ops: int = 0  # costed ops the trace saw (about the kernels it launches, eager)
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,12 @@ class LayerResult:
     kernels: float | None = None
     bytes_read: int = 0
     calls: int = 1
+    ops: int = 0
+
+    def floor_s(self, roof: "Roof") -> float:
+        """Roofline time, or the launch floor of the kernels the layer launches if that is longer."""
+        n = self.kernels if self.kernels is not None else self.ops
+        return max(self.roofline_s, (n or 0) * (roof.launch_floor_s or 0.0))
 
     def cached_roofline_s(self, roof: "Roof") -> float:
         """The roofline time if as much of the layer's input as the last cache holds came from it:
@@ -104,7 +120,10 @@ class LayerResult:
 
 
 def roofline_time(flops: float, nbytes: float, roof: Roof) -> tuple[float, str]:
+    """(max(FLOPs / P, bytes / B), its bound); a layer with no work at all is bound by neither: 'none'."""
     t_c, t_m = flops / roof.peak_flops, nbytes / roof.bandwidth
+    if not flops and not nbytes:
+        return 0.0, "none"
     return max(t_c, t_m), "compute" if t_c >= t_m else "memory"
 
 
@@ -115,7 +134,7 @@ def analyse_layers(costs: list[LayerCost], roof: Roof, measured: dict | None = N
         t, bound = roofline_time(c.flops, c.bytes, roof)
         m = (measured or {}).get(c.path)
         out.append(LayerResult(c.path, c.module_type, c.kind, c.flops, c.bytes, t, bound, m[0] if m else None, m[1] if m else None,
-                               c.bytes_read, c.calls))
+                               c.bytes_read, c.calls, c.ops))
     return out
 
 
@@ -178,6 +197,11 @@ class ModelAnalysis:
     top1: float | None = None
     uncovered: tuple = ()
     notes: tuple[str, ...] = ()
+    latency_iqr_s: float | None = None  # spread of the end-to-end samples
+    latency_cv: float | None = None
+    latency_samples: int | None = None
+    kernels_iqr_s: float | None = None  # spread of the kernel-time sum over the profiled steps
+    profiler_overhead: float | None = None  # profiled step / unprofiled step (before correction)
 
     @property
     def ideal_s(self) -> float:
@@ -190,6 +214,34 @@ class ModelAnalysis:
     @property
     def efficiency(self) -> float | None:
         return self.flops / (self.latency_s * self.roof.peak_flops) if self.latency_s else None
+
+    @property
+    def waterline_floor_s(self) -> float | None:
+        """The waterline with each layer at least its kernels x the launch floor (None: no floor measured)."""
+        return sum(l.floor_s(self.roof) for l in self.layers) if self.roof.launch_floor_s else None
+
+    @property
+    def latency_spread(self) -> float | None:
+        """IQR / median of the end-to-end samples."""
+        return self.latency_iqr_s / self.latency_s if self.latency_s and self.latency_iqr_s is not None else None
+
+    def ladder_problems(self) -> list[dict]:
+        """Rungs of ideal <= waterline <= kernels <= end-to-end that run backwards: each a measurement problem,
+        with its size (the upper rung's excess over the lower, as a fraction) and whether it exceeds the spread."""
+        out = []
+        if self.kernels_s and self.kernels_s < self.waterline_s:
+            out.append({"rung": "kernels below waterline", "excess": self.waterline_s / self.kernels_s - 1, "beyond_spread": True,
+                        "cause": "layers measured faster than their roofline: a count or a ceiling is wrong, or inputs came from cache"})
+        if self.kernels_s and self.latency_s and self.kernels_s > self.latency_s:
+            spread = (self.latency_iqr_s or 0.0) + (self.kernels_iqr_s or 0.0)
+            out.append({"rung": "kernel sum above end-to-end", "excess": self.kernels_s / self.latency_s - 1,
+                        "beyond_spread": self.kernels_s - self.latency_s > spread,
+                        "cause": "per-layer times are taken in separate profiled steps: timing noise between them, or profiler "
+                                 "overhead not fully corrected"})
+        if self.ideal_s and self.waterline_s < self.ideal_s * (1 - 1e-9):
+            out.append({"rung": "waterline below ideal", "excess": self.ideal_s / self.waterline_s - 1, "beyond_spread": True,
+                        "cause": "a bug: the waterline sums max(FLOPs/P, bytes/B) and cannot be below FLOPs/P"})
+        return out
 
     @property
     def memory_gap(self) -> float:
@@ -234,6 +286,11 @@ class ModelAnalysis:
             "fusion_speedup": None if not self.fusion else self.fusion.speedup,
             "flagged_layers": len(self.flagged), "peak_flops_per_s": self.roof.peak_flops, "bandwidth_bytes_per_s": self.roof.bandwidth,
             "roof": self.roof.name, "top1": self.top1,
+            "latency_iqr_ms": None if self.latency_iqr_s is None else 1e3 * self.latency_iqr_s, "latency_cv": self.latency_cv,
+            "latency_samples": self.latency_samples, "kernels_iqr_ms": None if self.kernels_iqr_s is None else 1e3 * self.kernels_iqr_s,
+            "waterline_with_launch_floor_ms": None if self.waterline_floor_s is None else 1e3 * self.waterline_floor_s,
+            "launch_floor_us": None if not self.roof.launch_floor_s else 1e6 * self.roof.launch_floor_s,
+            "ladder_problems": len(self.ladder_problems()),
         }
 
     def to_dict(self) -> dict:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
 import torch
 
@@ -99,3 +100,106 @@ def live_state(device: str) -> dict:
         return {}
     f = nvml_facts(torch.device(device).index or 0)
     return {k: f.get(k) for k in ("sm_clock_mhz", "mem_clock_mhz", "power_draw_w", "temperature_c")}
+
+
+# --------------------------------------------------------------------------- host load
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies over all CPUs since boot, from /proc/stat; None where unreadable."""
+    try:
+        with open("/proc/stat") as f:
+            parts = f.readline().split()
+    except OSError:
+        return None
+    if not parts or parts[0] != "cpu":
+        return None
+    v = [int(x) for x in parts[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    return sum(v[:8]) - idle, sum(v[:8])
+
+
+def cpu_governor() -> str | None:
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def gpu_load(index: int) -> dict:
+    """Other processes on the GPU and its utilisation now, through NVML ({} where NVML is not there)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no NVML: nothing to say
+        return {}
+    try:
+        h = pynvml.nvmlDeviceGetHandleByIndex(index)
+        procs = pynvml.nvmlDeviceGetComputeRunningProcesses(h)
+        pids = [p.pid for p in procs]
+        # in a container NVML may report host pids, so our own process need not appear under its pid: then one of the
+        # processes listed is us (we hold a CUDA context by now)
+        others = len([p for p in pids if p != os.getpid()]) - (0 if os.getpid() in pids or not pids else 1)
+        util = pynvml.nvmlDeviceGetUtilizationRates(h).gpu
+        return {"gpu_other_processes": max(0, others), "gpu_utilization_pct": util}
+    except Exception:  # a field this driver does not report
+        return {}
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+LOAD_LIMIT = 0.25  # other processes using more than this share of all CPUs is load
+MIN_WATCH_S = 0.25  # blocks shorter than this are too short to measure others' CPU use
+
+
+class LoadMonitor:
+    """What other processes did while a block ran: the share of all CPUs they used (from /proc/stat,
+    minus this process's own CPU time), the load average, the CPU governor, other GPU processes."""
+
+    def __init__(self, device: str = "cpu", watch_at_least: bool = False):
+        self.device = device
+        self.watch_at_least = watch_at_least  # keep watching until MIN_WATCH_S have passed, so a short block still gets a figure
+        self.result: dict = {}
+
+    def __enter__(self):
+        self._j0, self._self0, self._t0 = _cpu_jiffies(), _self_cpu_s(), time.perf_counter()
+        self._gpu0 = gpu_load(torch.device(self.device).index or 0) if self.device.startswith("cuda") else {}
+        return self
+
+    def __exit__(self, *exc):
+        if self.watch_at_least and exc[0] is None:
+            time.sleep(max(0.0, MIN_WATCH_S - (time.perf_counter() - self._t0)))
+        j1, self1, wall = _cpu_jiffies(), _self_cpu_s(), time.perf_counter() - self._t0
+        out: dict = {"load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None, "cpu_governor": cpu_governor(),
+                     "cpus": os.cpu_count()}
+        if self._j0 and j1 and wall >= MIN_WATCH_S:  # /proc/stat ticks every 10 ms: shorter blocks cannot be told apart
+            tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+            busy = (j1[0] - self._j0[0]) / tick
+            capacity = wall * (os.cpu_count() or 1)
+            out["others_cpu_fraction"] = round(min(1.0, max(0.0, busy - (self1 - self._self0)) / capacity), 4)
+        if self._gpu0:
+            out.update({f"{k}_at_start": v for k, v in self._gpu0.items()})
+        self.result = out
+        return False
+
+
+def _self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def load_issues(load: dict) -> list[str]:
+    """What in a LoadMonitor result makes a measurement untrustworthy, in words."""
+    out = []
+    frac = load.get("others_cpu_fraction")
+    if frac is not None and frac > LOAD_LIMIT:
+        out.append(f"other processes used {100 * frac:.0f} % of the {load.get('cpus')} CPUs while measuring")
+    if load.get("gpu_other_processes_at_start"):
+        out.append(f"{load['gpu_other_processes_at_start']} other process(es) held the GPU")
+    util = load.get("gpu_utilization_pct_at_start")
+    if util is not None and util > 10:
+        out.append(f"the GPU was {util} % busy before measuring started")
+    return out

@@ -20,6 +20,7 @@ class Roof:
     bandwidth: float  # bytes/s
     source: str  # "measured on ..." or the datasheet's source
     l2_bytes: int | None = None  # the last on-chip cache before DRAM (GPU L2, CPU last level)
+    launch_floor_s: float | None = None  # seconds per kernel launched back to back, eager (None: not measured)
 
     @property
     def ridge(self) -> float:
@@ -36,7 +37,7 @@ def roof_from_ceilings(c: Ceilings, dtype: str) -> Roof:
     if not peak:
         raise UserInputError(f"no measured {dtype} peak on {c.name}; measured: {', '.join(d for d, v in c.peak_flops.items() if v)}")
     cache = c.facts.get("l2_cache_bytes") or c.facts.get("llc_bytes")  # GPU L2, or the CPU's last-level cache
-    return Roof(c.name, dtype, peak, c.bandwidth_bytes_per_s, f"measured on {c.name} ({c.measured_at})", cache)
+    return Roof(c.name, dtype, peak, c.bandwidth_bytes_per_s, f"measured on {c.name} ({c.measured_at})", cache, c.launch_floor_s)
 
 
 def roof_from_spec(spec: str, dtype: str) -> Roof:

@@ -40,10 +40,18 @@ def efficiency_gap(analyses: list[ModelAnalysis], accuracy: bool = False):
         color = f"C{i % 10}"
         pts = [(n, v) for n, v in _ladder(a) if v]
         ax.plot([a.flops] * len(pts), [1e3 * v for _, v in pts], color=color, lw=1, zorder=1)
+        backwards = {p["rung"] for p in a.ladder_problems()}
         for (n, v), (_, m, face) in zip(_ladder(a), LADDER):
             if v:
-                ax.scatter([a.flops], [1e3 * v], marker=m, s=60 if m == "*" else 30, edgecolor=color, facecolor=face or color, zorder=2,
-                           label=n if i == 0 else None)
+                wrong = (n == "kernels" and backwards) or (n == "end-to-end" and "kernel sum above end-to-end" in backwards)
+                ax.scatter([a.flops], [1e3 * v], marker=m, s=60 if m == "*" else 30, edgecolor="red" if wrong else color,
+                           facecolor=face or color, linewidths=2 if wrong else 1, zorder=2, label=n if i == 0 else None)
+        if a.latency_s and a.latency_iqr_s:  # the end-to-end spread: its IQR as an error bar
+            ax.errorbar([a.flops], [1e3 * a.latency_s], yerr=[[1e3 * a.latency_iqr_s / 2], [1e3 * a.latency_iqr_s / 2]], color=color,
+                        capsize=3, lw=1, zorder=1)
+        if backwards:
+            ax.annotate("ladder runs backwards:\nmeasurement problem", (a.flops, 1e3 * min(v for _, v in pts)), textcoords="offset points",
+                        xytext=(4, -14), fontsize=7, color="red")
         top = max(v for _, v in pts)
         ax.annotate(f"{a.model}" + (f" b{a.batch}" if len({x.model for x in analyses}) < len(analyses) else ""), (a.flops, 1e3 * top),
                     textcoords="offset points", xytext=(4, 4), fontsize=8, color=color)

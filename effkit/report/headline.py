@@ -1,7 +1,10 @@
-"""The headline in words: what the numbers of one analysis say, sentence by sentence."""
+"""The headline in words: what the numbers of one analysis say, sentence by sentence, with their
+spread, and with every rung of the ladder that runs backwards named as a measurement problem."""
 from __future__ import annotations
 
 from effkit.analysis.roofline import ModelAnalysis
+
+SPREAD_WARN = 0.10  # IQR / median above this: the headline says the timing is noisy
 
 
 def _ms(s: float) -> str:
@@ -9,25 +12,83 @@ def _ms(s: float) -> str:
 
 
 def ladder_sentence(a: ModelAnalysis, label: str = "Gap ladder") -> str:
-    """'LABEL: ideal … → waterline … → kernels … → end-to-end ….'"""
+    """'LABEL: ideal … → waterline … → kernels … → end-to-end ….' A rung below the one before it is named
+    as a measurement problem, never as a gap below one."""
     ladder = f"ideal {_ms(a.ideal_s)} → waterline {_ms(a.waterline_s)} (×{a.memory_gap:.2f}, memory-bound layers)"
     if a.kernels_s:
-        ladder += f" → kernels {_ms(a.kernels_s)} (×{a.kernel_gap:.2f}, kernel quality)"
+        if a.kernel_gap >= 1:
+            ladder += f" → kernels {_ms(a.kernels_s)} (×{a.kernel_gap:.2f}, kernel quality)"
+        else:
+            ladder += f" → kernels {_ms(a.kernels_s)} (below the waterline: a measurement problem, see below)"
     if a.latency_s and a.kernels_s:
-        ladder += f" → end-to-end {_ms(a.latency_s)} (×{a.overhead_gap:.2f}, launches, Python, synchronisation)"
+        spread = f" ± {_ms(a.latency_iqr_s / 2)}" if a.latency_iqr_s else ""
+        if a.overhead_gap >= 1:
+            ladder += f" → end-to-end {_ms(a.latency_s)}{spread} (×{a.overhead_gap:.2f}, launches, Python, synchronisation)"
+        else:
+            ladder += f" → end-to-end {_ms(a.latency_s)}{spread} (below the kernel sum: a measurement problem, see below)"
     return f"{label}: {ladder}."
 
 
-def headline(a: ModelAnalysis) -> list[str]:
+def noise_cause(environment) -> str:
+    """The likely cause of a large spread, from what the environment recorded."""
+    if environment is None:
+        return "the environment was not recorded"
+    issues = environment.load_issues
+    if issues:
+        return "; ".join(issues)
+    s0, s1 = environment.state_start or {}, environment.state_end or {}
+    if s0.get("sm_clock_mhz") and s1.get("sm_clock_mhz") and abs(s0["sm_clock_mhz"] - s1["sm_clock_mhz"]) > 0.05 * s0["sm_clock_mhz"]:
+        return f"the GPU clock moved from {s0['sm_clock_mhz']} to {s1['sm_clock_mhz']} MHz during the point"
+    return ("no other load was seen; likely frequency scaling, the OS scheduler, or a launch-bound step: time longer (--min-time) "
+            "on an idle machine")
+
+
+def spread_sentence(a: ModelAnalysis, environment=None) -> str | None:
+    """A sentence when the end-to-end samples are noisy (IQR over 10 % of the median), with the likely cause."""
+    r = a.latency_spread
+    if r is None or r <= SPREAD_WARN:
+        return None
+    cv = f", CV {a.latency_cv:.2f}" if a.latency_cv is not None else ""
+    return (f"Noisy timing: the IQR of the end-to-end samples is {100 * r:.0f} % of the median{cv} over {a.latency_samples} samples, "
+            f"so every ratio here carries that uncertainty. Likely cause: {noise_cause(environment)}.")
+
+
+def load_sentence(environment) -> str | None:
+    """A sentence when the point was measured while other processes loaded the machine."""
+    issues = environment.load_issues if environment is not None else []
+    if not issues:
+        return None
+    return (f"Measured under load: {'; '.join(issues)} during this point, so its times are likely inflated and noisier than on an "
+            "idle machine.")
+
+
+def problem_sentences(a: ModelAnalysis) -> list[str]:
+    out = []
+    for p in a.ladder_problems():
+        size = f"{100 * p['excess']:.1f} %"
+        where = "beyond the measured spread" if p["beyond_spread"] else "within the measured spread"
+        out.append(f"Measurement problem: {p['rung']} by {size} ({where}); likely cause: {p['cause']}.")
+    return out
+
+
+def headline(a: ModelAnalysis, environment=None) -> list[str]:
     """The sentences a report and the terminal lead with."""
     out = []
     if a.latency_s:
-        out.append(f"{a.model} at batch {a.batch}, {a.dtype} on {a.device}: {_ms(a.latency_s)} per batch, "
-                   f"{a.batch / a.latency_s:,.0f} samples/s, {100 * a.efficiency:.1f} % of peak {a.dtype} "
+        spread = f" (IQR {_ms(a.latency_iqr_s)}, CV {a.latency_cv:.2f})" if a.latency_iqr_s is not None and a.latency_cv is not None else ""
+        out.append(f"{a.model} at batch {a.batch}, {a.dtype} on {a.device}: {_ms(a.latency_s)} per batch{spread}, "
+                   f"{a.batch / a.latency_s:,.0f} samples/s, {100 * a.efficiency:.1f} % of peak {a.roof.dtype} "
                    f"({a.roof.peak_flops / 1e12:.3g} TFLOP/s, {a.roof.name}).")
     else:
         out.append(f"{a.model} at batch {a.batch}, {a.dtype}: not measured; roofline analysis against {a.roof.name}.")
+    for extra in (load_sentence(environment), spread_sentence(a, environment)):
+        if extra:
+            out.append(extra)
     out.append(ladder_sentence(a))
+    out += problem_sentences(a)
+    if a.waterline_floor_s is not None and a.waterline_floor_s > 1.05 * a.waterline_s:
+        out.append(f"With the measured launch floor ({1e6 * a.roof.launch_floor_s:.1f} µs per kernel), the waterline is "
+                   f"{_ms(a.waterline_floor_s)}, not {_ms(a.waterline_s)}: at this size launching the kernels costs more than their work.")
     shares = a.time_shares()
     mem = shares["bound"].get("memory", 0)
     if shares["memory_kind"]:

@@ -38,6 +38,7 @@ th{background:#f5f5f5;cursor:pointer;position:sticky;top:0} td.l,th.l{text-align
 th[data-dir=asc]::after{content:' ▲'} th[data-dir=desc]::after{content:' ▼'}
 .headline li{margin:.3em 0} .flag{color:#b00} img,svg{max-width:100%;height:auto} .fig{margin:1em 0}
 .small{font-size:.8em;color:#555} .scroll{max-height:600px;overflow:auto;border:1px solid #eee}
+.banner{background:#fff4e0;border-left:4px solid #e08a00;padding:.5em .8em;margin:.5em 0;font-size:.9em}
 """
 
 _TEMPLATE = """<!doctype html>
@@ -45,6 +46,7 @@ _TEMPLATE = """<!doctype html>
 <body>
 <h1>{{ title }}</h1>
 <p class="small">effkit {{ version }} · {{ subtitle }}</p>
+{% for b in banners %}<div class="banner">⚠ {{ b }}</div>{% endfor %}
 <h2>Headline</h2>
 <ul class="headline">{% for h in headline %}<li>{{ h }}</li>{% endfor %}</ul>
 {% if summary_rows %}
@@ -124,6 +126,7 @@ class Page:
     notes: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     links: list = field(default_factory=list)  # (label, href)
+    banners: list = field(default_factory=list)  # warnings every reader must see first
 
 
 def render(path: Path, page: Page) -> Path:

@@ -62,6 +62,7 @@ class RunRecord:
     schema_version: int = SCHEMA_VERSION
     effkit_version: str = __version__
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    warnings: tuple[str, ...] = ()  # what makes this run's numbers less trustworthy (shown as banners)
 
     @property
     def analyses(self) -> list[ModelAnalysis]:
@@ -78,13 +79,14 @@ class RunRecord:
         return {"schema_version": self.schema_version, "kind": self.kind, "status": self.status, "effkit_version": self.effkit_version,
                 "created": self.created, "config": self.config.to_dict(),
                 "environment": self.environment.to_dict() if self.environment else None, "options": self.options,
-                "notes": list(self.notes), "models": [m.to_dict() for m in self.models]}
+                "notes": list(self.notes), "warnings": list(self.warnings), "models": [m.to_dict() for m in self.models]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunRecord":
         return cls(d["kind"], RunConfig.from_dict(d["config"]), tuple(ModelRecord.from_dict(m) for m in d["models"]),
                    Environment.from_dict(d["environment"]) if d.get("environment") else None, d.get("status", "complete"),
-                   tuple(d.get("notes") or ()), d.get("options") or {}, d["schema_version"], d.get("effkit_version", "?"), d.get("created", ""))
+                   tuple(d.get("notes") or ()), d.get("options") or {}, d["schema_version"], d.get("effkit_version", "?"), d.get("created", ""),
+                   tuple(d.get("warnings") or ()))
 
     def save(self, folder: str | Path) -> Path:
         return atomic_write_json(Path(folder) / RECORD_FILE, self.to_dict(), indent=None)

@@ -20,8 +20,9 @@ from effkit.report.headline import headline, ladder_sentence
 from effkit.report.html import Page, png64, render
 from effkit.report.record import ModelRecord, RunRecord
 
-SUMMARY_COLS = ["model", "batch", "dtype", "latency_ms", "samples_per_s", "efficiency", "ideal_ms", "waterline_ms", "kernels_ms",
-                "memory_gap", "kernel_gap", "overhead_gap", "fusion_speedup", "macs", "flops", "params", "acts", "flagged_layers", "top1"]
+SUMMARY_COLS = ["model", "batch", "dtype", "latency_ms", "latency_iqr_ms", "latency_cv", "samples_per_s", "efficiency", "ideal_ms",
+                "waterline_ms", "waterline_with_launch_floor_ms", "kernels_ms", "kernels_iqr_ms", "memory_gap", "kernel_gap", "overhead_gap",
+                "ladder_problems", "fusion_speedup", "macs", "flops", "params", "acts", "flagged_layers", "top1"]
 LAYER_COLS = ["path", "module_type", "kind", "bound", "macs", "flops", "params", "acts", "bytes", "intensity_flop_per_byte",
               "roofline_ms", "measured_ms", "kernels", "efficiency", "lost_ms", "achieved_flops_per_s", "faster_than_roofline"]
 
@@ -67,24 +68,51 @@ def provenance(record: RunRecord, batch: int | None = None) -> dict:
     return out
 
 
+def banners(record: RunRecord) -> list[str]:
+    """What the reader must see before any number: an incomplete run, untrusted ceilings, noisy timing, a ladder running backwards."""
+    from effkit.report.headline import SPREAD_WARN, load_sentence, spread_sentence
+
+    out = []
+    if not record.complete:
+        out.append("Incomplete run: " + ("; ".join(n for n in record.notes if "interrupted" in n or "not measured" in n) or "it did not finish")
+                   + ". What was measured before it stopped is shown; the rest is counted only.")
+    out += list(record.warnings)
+    for a in record.analyses:
+        m = next((m for m in record.models if m.model == a.model), None)
+        env = environment_of(m, a.batch) if m else None
+        for sentence in (load_sentence(env), spread_sentence(a, env) if a.latency_spread and a.latency_spread > SPREAD_WARN else None):
+            if sentence:
+                out.append(f"{a.model}, batch {a.batch}: {sentence}")
+        for p in a.ladder_problems():
+            out.append(f"{a.model}, batch {a.batch}: measurement problem: {p['rung']} by {100 * p['excess']:.1f} % "
+                       f"({'beyond' if p['beyond_spread'] else 'within'} the measured spread); likely cause: {p['cause']}.")
+    return out
+
+
 def write_views(folder: str | Path, record: RunRecord) -> Path:
     """Every view of a record: tables, figures and the HTML report, in `folder`."""
     folder = Path(folder)
     return _profile_views(folder, record) if record.kind == "profile" else _comparison_views(folder, record)
 
 
+def environment_of(m: ModelRecord, batch: int):
+    """The environment the point at `batch` was measured in (None: not measured)."""
+    return next((p.environment for p in m.points if p.batch == batch), None)
+
+
 def _profile_views(folder: Path, record: RunRecord) -> Path:
     (m,) = record.models
     analyses = list(m.analyses)
     a = analyses[-1]
+    lead = headline(a, environment_of(m, a.batch))
     figs = profile_figures(folder, analyses)
     rows = layer_table(a, m.layers)
     cols = LAYER_COLS + [c for c in rows[0] if c not in LAYER_COLS] if rows else LAYER_COLS
     atomic_write_text(folder / "layers.csv", pd.DataFrame(rows, columns=cols).to_csv(index=False))
     summary = [x.summary_row() for x in analyses]
     atomic_write_text(folder / "summary.csv", pd.DataFrame(summary).to_csv(index=False))
-    atomic_write_json(folder / "summary.json", {"summary": summary, "headline": headline(a), "roof": a.roof.__dict__, "flags": flag_rows(a),
-                                               "uncovered": list(a.uncovered), "status": record.status})
+    atomic_write_json(folder / "summary.json", {"summary": summary, "headline": lead, "roof": a.roof.__dict__, "flags": flag_rows(a),
+                                               "uncovered": list(a.uncovered), "status": record.status, "warnings": list(record.warnings)})
     prov = provenance(record, a.batch)
     atomic_write_json(folder / "provenance.json", prov)
     titles = {f"layer-{i}": f"{l.path} ({l.kind}, {l.bound}-bound): {l.flops / 1e6:.2f} MFLOP, {l.bytes / 1e6:.2f} MB, "
@@ -95,7 +123,7 @@ def _profile_views(folder: Path, record: RunRecord) -> Path:
     page = Page(
         title=f"effkit profile: {a.model}" + ("" if record.complete else " (incomplete run)"),
         subtitle=f"{a.device} · {a.dtype} · batch {', '.join(str(x.batch) for x in analyses)} · roofs: {a.roof.name} ({a.roof.source})",
-        headline=headline(a), summary_rows=summary, summary_cols=SUMMARY_COLS,
+        headline=lead, summary_rows=summary, summary_cols=SUMMARY_COLS, banners=banners(record),
         figures=[
             {"id": "gap", "title": "Efficiency gap", "caption": "Each batch's ladder: ideal → waterline → kernels → end-to-end, against "
              "diagonals of constant efficiency (% of peak).", "png64": png64(figs["efficiency_gap"]["png"])},
@@ -132,7 +160,7 @@ def _comparison_views(folder: Path, record: RunRecord) -> Path:
     lines += [ladder_sentence(a, a.model) for a in analyses]
     page = Page(title="effkit comparison: " + ", ".join(a.model for a in analyses),
                 subtitle=f"{analyses[0].device} · {analyses[0].dtype} · roofs: {analyses[0].roof.name}",
-                headline=lines, summary_rows=summary, summary_cols=SUMMARY_COLS,
+                headline=lines, summary_rows=summary, summary_cols=SUMMARY_COLS, banners=banners(record),
                 figures=[{"id": "gap", "title": "Efficiency gap" + (" and accuracy" if any(a.top1 for a in analyses) else ""),
                           "caption": "Each model's ladder ideal → waterline → kernels → end-to-end; top-1 from the zoo's reference or --accuracy.",
                           "png64": png64(fig["png"])}],

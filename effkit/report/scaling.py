@@ -46,13 +46,19 @@ def write_scale_report(result, meta: dict):
         le = f["latency"][0]
         headline.append(f"{s}: params ∝ FLOPs^{pe:.2f} (theory {pt:.2f}), activations ∝ FLOPs^{ae:.2f} (theory {at:.2f})"
                         + (f", latency ∝ FLOPs^{le:.2f}" if le is not None else "") + ".")
+    noisy = [p for p in result.points if p.latency_ms and p.latency_iqr_ms and p.latency_iqr_ms > 0.1 * p.latency_ms]
+    if noisy:
+        headline.append(f"Noisy timing: {len(noisy)} of {sum(1 for p in result.points if p.latency_ms)} measured variants have an IQR over "
+                        f"10 % of their median ({', '.join(f'{p.strategy}×{p.factor:g}' for p in noisy[:6])}"
+                        f"{', …' if len(noisy) > 6 else ''}); the latency exponents carry that uncertainty.")
     if lv["r2_acts"] is not None:
         closer = "activations" if lv["r2_acts"] > lv["r2_flops"] else "FLOPs"
         headline.append(f"Across all {lv['measured']} measured variants, log latency follows log activations with R² = {lv['r2_acts']:.3f} "
                         f"and log FLOPs with R² = {lv['r2_flops']:.3f}: latency follows {closer} more closely.")
     atomic_write_json(folder / "summary.json", {"meta": meta, "headline": headline, "fits": result.fits, "latency_vs": lv})
     rows = [{**p.__dict__, "config": f"d×{p.d:.3g} w×{p.w:.3g} r×{p.r:.3g} ({p.resolution}px)"} for p in result.points]
-    cols = ["strategy", "factor", "achieved_factor", "config", "flops", "macs", "params", "acts", "latency_ms", "status"]
+    cols = ["strategy", "factor", "achieved_factor", "config", "flops", "macs", "params", "acts", "latency_ms", "latency_iqr_ms", "latency_cv",
+            "status"]
     fits = [{"strategy": s, "params (fit)": f["params"][0], "params (theory)": f["params"][1], "acts (fit)": f["acts"][0],
              "acts (theory)": f["acts"][1], "latency (fit)": f["latency"][0]} for s, f in result.fits.items()]
     render(folder / "index.html", Page(

@@ -153,6 +153,27 @@ def add_bench_row(table: Table, p) -> None:
                   _num(r["kernel_sum_ms"]), _num(r["profiler_overhead"], 2))
 
 
+def kernel_sum_sentence(p) -> str:
+    """The kernel sum against end-to-end latency, in words that never call a negative difference overhead."""
+    lt, lat, t = p.layers, p.latency_s, p.timing
+    iqr = (t.iqr_s if t else 0.0) + (lt.total_iqr_s or 0.0)
+    out = f"sum of per-layer {lt.what}: {1e3 * lt.total_s:.3f} ms vs end-to-end latency {1e3 * lat:.3f} ms; "
+    if lat >= lt.total_s:
+        out += f"the difference, {1e3 * (lat - lt.total_s):.3f} ms, is overhead: launches, Python, synchronisation. "
+    else:
+        where = "beyond" if lt.total_s - lat > iqr else "within"
+        out += (f"the kernel sum exceeds end-to-end by {1e3 * (lt.total_s - lat):.3f} ms ({where} the measured spread of {1e3 * iqr:.3f} ms): "
+                "a measurement problem (the per-layer times come from separate profiled steps), not negative overhead. ")
+    slow = lt.profiler_overhead
+    if slow < 1 or (t is not None and lt.profiled_step_s <= t.ci_s[1]):
+        out += "The profiler made no measurable difference to the step's wall time"
+    else:
+        out += f"The profiler slowed the step {slow:.2f}x"
+    if lt.correction != 1.0:
+        out += f"; CPU op self times are scaled by {lt.correction:.2f} to undo that"
+    return out + "."
+
+
 def print_bench_layers(points: list, console: Console, top: int) -> None:
     last = next((p for p in reversed(points) if p.layers), None)
     if last is not None and top > 0:
@@ -163,10 +184,7 @@ def print_bench_layers(points: list, console: Console, top: int) -> None:
         for l in sorted(lt.layers, key=lambda l: -l.time_s)[:top]:
             t.add_row(l.path, l.phase, f"{1e3 * l.time_s:.3f}", f"{100 * l.time_s / lt.total_s:.1f}%" if lt.total_s else "-", f"{l.count:g}")
         console.print(t)
-        lat = last.latency_s
-        console.print(f"sum of per-layer {lt.what}: {1e3 * lt.total_s:.3f} ms vs end-to-end latency {1e3 * lat:.3f} ms "
-                      f"(the difference, {1e3 * (lat - lt.total_s):.3f} ms, is overhead: launches, Python, synchronisation); "
-                      f"the profiler slowed the step {lt.profiler_overhead:.2f}x")
+        console.print(kernel_sum_sentence(last))
     if points and points[0].environment:
         e, t0 = points[0].environment, points[0].timing
         console.print(f"[dim]{e.device_name} · torch {e.torch} · CUDA {e.cuda} · driver {e.driver} · effkit {e.effkit} · "
@@ -177,19 +195,27 @@ def print_bench_layers(points: list, console: Console, top: int) -> None:
 # --------------------------------------------------------------------------- profile, compare
 def print_profile_summary(run, console: Console) -> None:
     from effkit.report.headline import headline
+    from effkit.report.run_dir import banners, environment_of
 
     t = Table(title="effkit summary", header_style="bold")
-    for col in ("model", "batch", "latency (ms)", "samples/s", "efficiency", "ideal (ms)", "waterline (ms)", "kernels (ms)", "flags"):
+    for col in ("model", "batch", "latency (ms)", "IQR (ms)", "CV", "samples/s", "efficiency", "ideal (ms)", "waterline (ms)", "kernels (ms)",
+                "flags"):
         t.add_column(col, justify="left" if col == "model" else "right")
     for a in run.analyses:
         r = a.summary_row()
-        t.add_row(a.model, str(a.batch), _num(r["latency_ms"]), _num(r["samples_per_s"], 1),
+        t.add_row(a.model, str(a.batch), _num(r["latency_ms"]), _num(r["latency_iqr_ms"]), _num(r["latency_cv"], 2), _num(r["samples_per_s"], 1),
                   "-" if r["efficiency"] is None else f"{100 * r['efficiency']:.1f} %", _num(r["ideal_ms"]), _num(r["waterline_ms"]),
                   _num(r["kernels_ms"]), str(r["flagged_layers"]))
     console.print(t)
-    if len(run.analyses) == 1 or len({a.model for a in run.analyses}) == 1:
-        for h in headline(run.analyses[-1]):
+    record = run.record
+    if record is not None and (len(run.analyses) == 1 or len({a.model for a in run.analyses}) == 1):
+        a = run.analyses[-1]
+        for h in headline(a, environment_of(record.models[0], a.batch) if record.kind == "profile" else None):
             console.print(f"• {h}")
+    elif record is not None:
+        for b in banners(record):
+            console.print(f"[yellow]warning:[/yellow] {b}", soft_wrap=True)
+    console.print("[dim]latency: median of the timed steps (device time per step); IQR and CV of its samples; MB = 10^6 bytes.[/dim]")
     console.print(f"report: [bold]{run.report}[/bold]")
 
 

@@ -30,6 +30,7 @@ class Environment:
     timestamp: str
     state_start: dict = field(default_factory=dict)  # clocks, power, temperature when the point started
     state_end: dict = field(default_factory=dict)
+    load: dict = field(default_factory=dict)  # what other processes did while the point was measured (device.facts.LoadMonitor)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,10 +40,16 @@ class Environment:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def with_states(self, start: dict, end: dict) -> "Environment":
+    def with_states(self, start: dict, end: dict, load: dict | None = None) -> "Environment":
         from dataclasses import replace
 
-        return replace(self, state_start=start, state_end=end, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        return replace(self, state_start=start, state_end=end, load=load or {}, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    @property
+    def load_issues(self) -> list[str]:
+        from effkit.device.facts import load_issues
+
+        return load_issues(self.load)
 
 
 def capture(device: str) -> Environment:

@@ -27,6 +27,7 @@ from effkit.devices import parse_device
 from effkit.errors import EffkitError, UserInputError
 from effkit.files import atomic_write_json
 from effkit.models.ref import ModelRef, resolve
+from effkit.device.facts import LoadMonitor
 from effkit.run.environment import Environment, capture, state
 from effkit.run.layers import LayerTimes, profile_layers
 from effkit.timing import Timing, measure
@@ -69,7 +70,8 @@ class BenchPoint:
         return {
             "model": self.model, "batch": self.batch, "status": self.status,
             "latency_ms": t.get("median_ms"), "iqr_ms": t.get("iqr_ms"), "min_ms": t.get("min_ms"), "p95_ms": t.get("p95_ms"),
-            "cv": t.get("cv"), "samples": t.get("samples"), "samples_per_s": self.samples_per_s,
+            "cv": t.get("cv"), "ci_low_ms": t.get("ci_low_ms"), "ci_high_ms": t.get("ci_high_ms"), "samples": t.get("samples"),
+            "stopped_by": t.get("stopped_by"), "samples_per_s": self.samples_per_s,
             "peak_memory_bytes": self.peak_memory_bytes,
             "kernel_sum_ms": 1e3 * self.layers.total_s if self.layers else None,
             "profiler_overhead": self.layers.profiler_overhead if self.layers else None,
@@ -78,14 +80,13 @@ class BenchPoint:
         }
 
     def to_dict(self) -> dict:
-        return {**self.row(), "samples_s": list(self.timing.samples_s) if self.timing else [],
-                "warmup_steps": self.timing.warmup_steps if self.timing else None, "clock": self.timing.clock if self.timing else None,
+        return {**self.row(), **(self.timing.to_dict() if self.timing else {"samples_s": []}),
                 "layers": self.layers.to_dict() if self.layers else None, "config": self.config.to_dict(),
                 "environment": self.environment.to_dict() if self.environment else None}
 
     @classmethod
     def from_dict(cls, d: dict) -> "BenchPoint":
-        timing = Timing(tuple(d["samples_s"]), d.get("warmup_steps") or 0, d.get("clock") or "") if d.get("samples_s") else None
+        timing = Timing.from_dict(d) if d.get("samples_s") else None
         return cls(d["model"], d["batch"], d["status"], timing, d.get("peak_memory_bytes"),
                    LayerTimes.from_dict(d["layers"]) if isinstance(d.get("layers"), dict) else None,
                    RunConfig.from_dict(d["config"]), Environment.from_dict(d["environment"]) if d.get("environment") else None,
@@ -107,9 +108,14 @@ class BenchResult:
                 "points": [p.to_dict() for p in self.points]}
 
 
+_OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+
+
 def is_oom(e: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's refusal (DefaultCPUAllocator: can't allocate memory)."""
     oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)) if t)
-    return isinstance(e, oom_types) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+    text = str(e).lower()
+    return isinstance(e, (MemoryError, *oom_types)) or (isinstance(e, RuntimeError) and any(t in text for t in _OOM_TEXT))
 
 
 def bench(
@@ -157,16 +163,23 @@ def run(ref: ModelRef, config: RunConfig, *, json_path=None, csv_path=None, on_p
         on_stage: Callable[[str], None] | None = None) -> BenchResult:
     """Measure `ref` at every batch size of `config`, writing each point as it completes."""
     config = check_config(config)
-    session = _Session(ref, config, on_stage or (lambda s: None))
+    try:
+        session = _Session(ref, config, on_stage or (lambda s: None))
+    except Exception as e:
+        if is_oom(e):
+            raise UserInputError(f"out of memory building {ref.name} on {config.device}: {_first_line(e)[:160]}; "
+                                 "try a smaller --resolution or another device") from e
+        raise
     env = capture(config.device)
     writer = _Writer(json_path, csv_path, ref, config)
     points: list[BenchPoint] = []
     with config.prec.context(config.device):
         for b in config.batches:
             start = state(config.device)
-            point = session.point(b)
+            with LoadMonitor(config.device) as load:
+                point = session.point(b)
             point = BenchPoint(point.model, point.batch, point.status, point.timing, point.peak_memory_bytes, point.layers, config,
-                               env.with_states(start, state(config.device)), point.note)
+                               env.with_states(start, state(config.device), load.result), point.note)
             points.append(point)
             writer.write(points)
             if on_point:
@@ -259,7 +272,8 @@ class _Session:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats(c.device)
             timed_step = _graph_step(step) if c.cuda_graph else step
-            timing = measure(timed_step, c.device, min_runs=c.min_runs, min_time_s=c.min_time_s,
+            timing = measure(timed_step, c.device, min_runs=c.min_runs, min_time_s=c.min_time_s, ci_target=c.ci_target,
+                             max_time_s=c.max_time_s,
                              clock_name="cuda graph replays issued back to back, cuda events" if c.cuda_graph else None)
             peak = torch.cuda.max_memory_allocated(c.device) if cuda else None
             lt = None
@@ -274,13 +288,17 @@ class _Session:
         except Exception as e:
             if not is_oom(e):
                 raise
-            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-            return BenchPoint(self.ref.name, b, "oom", None, None, None, c, None, f"out of memory: {msg}")
+            return BenchPoint(self.ref.name, b, "oom", None, None, None, c, None, f"out of memory: {_first_line(e)[:200]}")
         finally:
             del xs, step
             gc.collect()
             if cuda:
                 torch.cuda.empty_cache()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
 
 
 class _Writer:

@@ -12,6 +12,13 @@ module owning the parameter.
 
 Bytes saved for backward come from `saved_tensors_hooks`: each distinct storage saved
 (parameters excluded) counts once, for the layer that saved it first.
+
+Residual blocks (the fusion what-if's unit) are found by data flow, not by shapes: while a
+module call is open, the recorder follows which storages derive from each of its tensor
+inputs; an add whose one operand *is* a module's input and whose other operand derives from
+that same input makes the innermost such module a block. A position-embedding add (the
+other operand is a parameter) or an add of two branches (neither operand is the input, as
+in a projection shortcut) is not one.
 """
 from __future__ import annotations
 
@@ -77,6 +84,8 @@ class Recorder(TorchDispatchMode):
         self.node_paths: dict[int, str] = {}  # autograd sequence number -> forward path
         self._next_seq = torch.autograd._get_sequence_nr()
         self._handles: list = []
+        self.frames: list[tuple[str, list, list]] = []  # open module calls: (path, input storages, storages derived from each)
+        self.blocks: list[str] = []  # modules that add their own input to a function of it, in order
 
     # ------------------------------------------------------------------ module stack
     def _pre(self, module, args):
@@ -86,14 +95,19 @@ class Recorder(TorchDispatchMode):
             self.module_calls[path] += 1
             self._events += 1
             self._entered.setdefault(path, self._events)
+            ins = outputs(args)
             if path not in self.module_inputs:
-                ins = outputs(args)
                 self.module_inputs[path] = tuple(ins[0].shape) if ins else None
+            if self.phase == "forward":
+                keys = [_storage(t) for t in ins]
+                self.frames.append((path, keys, [{k} for k in keys]))
 
     def _post(self, module, args, output):
         path = self.paths.get(id(module))
         if path is not None and self.stack and self.stack[-1] == path:
             self.stack.pop()
+            if self.frames and self.frames[-1][0] == path:
+                self.frames.pop()
             if path not in self.module_outputs:
                 outs = outputs(output)
                 self.module_outputs[path] = tuple(outs[0].shape) if outs else None
@@ -164,6 +178,8 @@ class Recorder(TorchDispatchMode):
         shaped_args = [_shape_args(a, tensors) for a in args]
         shaped_kwargs = {k: _shape_args(v, tensors) for k, v in kwargs.items()}
         outs = outputs(out)
+        if self.phase == "forward" and self.frames:
+            self._follow(packet, tensors, outs)
         fn = FORMULAS.get(packet)
         if fn is None:
             cost, covered = Cost(), False
@@ -182,6 +198,31 @@ class Recorder(TorchDispatchMode):
             _bytes_read(packet, tensors, out_bytes), out_bytes, out_bytes, covered,
         ))
         return out
+
+
+    def _follow(self, packet, tensors: list, outs: list) -> None:
+        """Carry each open module call's derived-storage sets through this op; spot residual adds."""
+        ins = {_storage(t) for t in tensors}
+        new = {_storage(t) for t in outs}
+        for _, _, derived in self.frames:
+            for d in derived:
+                if d & ins:
+                    d |= new
+        if packet in _ADDS and len(tensors) == 2:
+            a, b = _storage(tensors[0]), _storage(tensors[1])
+            for path, keys, derived in reversed(self.frames):  # the innermost module whose own input this adds
+                if path != ROOT and any((a == k and b in d and b != k) or (b == k and a in d and a != k) for k, d in zip(keys, derived)):
+                    if path not in self.blocks:
+                        self.blocks.append(path)
+                    break
+
+
+_ADDS = frozenset((torch.ops.aten.add, torch.ops.aten.add_))
+
+
+def _storage(t: torch.Tensor) -> int:
+    """The identity of a tensor's storage (views share it)."""
+    return t.untyped_storage()._cdata
 
 
 def _bytes_read(packet, tensors: list, out_bytes: int) -> int:

@@ -101,6 +101,7 @@ class TraceResult:
     fvcore: object = None  # FvcoreCounts when traced with counter="fvcore"
     module_inputs: dict = None  # path -> first input shape, every module that ran
     precision: str = ""  # the precision name traced (dtype is its parameter dtype)
+    blocks: tuple = ()  # residual blocks: modules that add their own input to a function of it (recorder docstring)
 
     @property
     def totals(self) -> Layer:

@@ -177,4 +177,5 @@ def _assemble(name, net: nn.Module, rec: Recorder, input_shapes, batch, prec, de
     uncovered = tuple(Uncovered(op, u["count"], tuple(u["layers"])) for op, u in sorted(rec.uncovered.items(), key=lambda kv: -kv[1]["count"]))
     return TraceResult(name, input_shapes, batch, prec.param_dtype, device, mode, layers, tuple(rec.records), uncovered,
                        sum(direct_params.values()), sum(direct_buffers.values()), types, dict(rec.module_outputs), dict(rec.module_calls),
-                       module_inputs=dict(rec.module_inputs), precision=prec.name)
+                       module_inputs=dict(rec.module_inputs), precision=prec.name,
+                       blocks=tuple(rec.blocks))
