@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from effkit.config import COMPILE_MODES, PRECISIONS, SDPA_BACKENDS
 from effkit.errors import EffkitError, UserInputError
 
 app = typer.Typer(
@@ -28,10 +29,9 @@ app = typer.Typer(
 DEFAULT_MODEL = "convnext_tiny"
 
 
-class Dtype(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
+Precision = Enum("Precision", {n.replace("-", "_"): n for n in PRECISIONS}, type=str)
+SdpaBackend = Enum("SdpaBackend", {n: n for n in SDPA_BACKENDS}, type=str)
+CompileMode = Enum("CompileMode", {n.replace("-", "_"): n for n in COMPILE_MODES}, type=str)
 
 
 class Mode(str, Enum):
@@ -44,13 +44,6 @@ class Counter(str, Enum):
     fvcore = "fvcore"
 
 
-class RunDtype(str, Enum):
-    fp32 = "fp32"
-    tf32 = "tf32"
-    fp16 = "fp16"
-    bf16 = "bf16"
-
-
 class Format(str, Enum):
     auto = "auto"
     table = "table"
@@ -59,6 +52,30 @@ class Format(str, Enum):
 
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N: where to measure.")]
+BatchOpt = Annotated[Optional[str], typer.Option(help="Batch sizes, comma-separated (the layer views use the last; default 1,64 on a GPU, 1 on the CPU).")]
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", "--dtype", help="fp32, tf32 (CUDA), fp16 and bf16 cast weights and inputs; "
+                                                 "bf16-mixed and fp16-mixed keep fp32 weights under torch.autocast (Lightning's names).")]
+CudnnBenchOpt = Annotated[Optional[bool], typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="Set cudnn.benchmark (default: PyTorch's, off); "
+                                                       "its pick can vary from run to run.")]
+Tf32MatmulOpt = Annotated[Optional[bool], typer.Option("--tf32-matmul/--no-tf32-matmul", help="TF32 for fp32 matmuls (default: PyTorch's, off).")]
+Tf32ConvOpt = Annotated[Optional[bool], typer.Option("--tf32-conv/--no-tf32-conv", help="TF32 for fp32 cuDNN convolutions (default: PyTorch's, on).")]
+SdpaOpt = Annotated[Optional[SdpaBackend], typer.Option("--sdpa-backend", help="Scaled-dot-product attention backend (default: PyTorch picks).")]
+CompileModeOpt = Annotated[Optional[CompileMode], typer.Option("--compile-mode", help="torch.compile mode (implies --compile).")]
+CeilOpt = Annotated[Optional[str], typer.Option(help="Analyse against a datasheet (h100, h200, a100, l4, ...) or a ceilings JSON instead of "
+                                                       "the device's measured ceilings; then counts only, unless --measure.")]
+MeasureOpt = Annotated[Optional[bool], typer.Option("--measure/--no-measure", help="Measure on --device (default: yes, unless --ceilings).")]
+CLOpt = Annotated[bool, typer.Option("--channels-last", help="NHWC layout.")]
+GraphOpt = Annotated[bool, typer.Option("--cuda-graph", help="Time CUDA-graph replays.")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model.")]
+FuseOpt = Annotated[Optional[str], typer.Option(help="Fusion what-if blocks: module paths matching this pattern (default: residual blocks).")]
+MinTimeOpt = Annotated[float, typer.Option(help="Seconds of timed steps per batch size.")]
+ShapeOpt = Annotated[Optional[str], typer.Option("--input-shape", help="One sample's shape, e.g. 3,224,224 (models that do not declare it).")]
+ResOpt = Annotated[Optional[int], typer.Option(help="Input height = width.")]
+RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Measure the device's ceilings again instead of using the cached ones.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the run the --out folder already holds.")]
+MismatchOpt = Annotated[bool, typer.Option("--mismatched-ceilings", help="Measure on this device but analyse against --ceilings of another "
+                                                                          "kind (e.g. CPU times against a GPU datasheet): meaningless ratios, on purpose.")]
 
 
 def _console(stderr: bool = False) -> Console:
@@ -126,7 +143,7 @@ def trace(
     batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
     resolution: Annotated[Optional[int], typer.Option(help="Input height = width (builds ViTs for it).")] = None,
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="One sample's shape without the batch, e.g. 3,224,224 or 197,768; repeat for several inputs.")] = None,
-    dtype: Annotated[Dtype, typer.Option(help="Parameter and input dtype.")] = Dtype.fp32,
+    precision: PrecisionOpt = Precision.fp32,
     device: Annotated[str, typer.Option(help="cpu (real tensors), meta (no memory, no arithmetic: same counts), or cuda[:N].")] = "cpu",
     mode: Annotated[Mode, typer.Option(help="infer: forward; train: forward + backward, bytes saved for backward.")] = Mode.infer,
     depth: Annotated[Optional[int], typer.Option(help="Roll layers up to this many path components (0: the whole model).")] = None,
@@ -148,7 +165,7 @@ def trace(
     shapes = [parse_shape(s) for s in input_shape] if input_shape else None
     err = _console(stderr=True)
     with err.status(f"tracing {model} ({device}, {mode})…", spinner="dots") if err.is_terminal else contextlib.nullcontext():
-        result = run_trace(model, shapes, batch=batch, resolution=resolution, dtype=dtype.value, device=device,
+        result = run_trace(model, shapes, batch=batch, resolution=resolution, dtype=precision.value, device=device,
                            mode=mode.value, strict=strict, counter=counter.value, seq_len=seq_len)
     if result.uncovered:
         err.print(f"[yellow]warning:[/yellow] {sum(u.count for u in result.uncovered)} op call(s) without a formula, not counted: "
@@ -230,7 +247,7 @@ def bench(
     model: Annotated[str, typer.Argument(help="Zoo name, path/to/file.py:factory or package.module:factory.")] = DEFAULT_MODEL,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1",
-    dtype: Annotated[RunDtype, typer.Option(help="fp32, tf32 (fp32 with TF32 tensor cores, CUDA), fp16 or bf16.")] = RunDtype.fp32,
+    precision: PrecisionOpt = Precision.fp32,
     resolution: Annotated[Optional[int], typer.Option(help="Input height = width.")] = None,
     input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="One sample's shape, e.g. 3,224,224.")] = None,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory layout for model and input.")] = False,
@@ -243,6 +260,8 @@ def bench(
     min_time: Annotated[float, typer.Option(help="Seconds of timed steps per batch size (at least 20 steps).")] = 1.0,
     json: Annotated[Optional[str], typer.Option(help="Write every point (samples, layers, provenance) as JSON, as it is measured.")] = None,
     csv: Annotated[Optional[str], typer.Option(help="Append one CSV row per point, as it is measured.")] = None,
+    cudnn_benchmark: CudnnBenchOpt = None, tf32_matmul: Tf32MatmulOpt = None, tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None,
+    compile_mode: CompileModeOpt = None,
     debug: Debug = False,
 ):
     """Measure latency and throughput over batch sizes, with per-layer kernel times and provenance."""
@@ -253,9 +272,10 @@ def bench(
     from effkit.report.terminal import add_bench_row, bench_table, print_bench_layers
     from effkit.run.runner import run
 
-    config = RunConfig(device=device, precision=dtype.value, batches=parse_batches(batch), mode=mode.value,
+    config = RunConfig(device=device, precision=precision.value, batches=parse_batches(batch), mode=mode.value,
                        layout="channels_last" if channels_last else "contiguous", cuda_graph=cuda_graph, compile=compile, layers=layers,
-                       fallback_eager=fallback_eager, min_time_s=min_time)
+                       fallback_eager=fallback_eager, min_time_s=min_time,
+                       **_knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode))
     ref = resolve(model, parse_shape(input_shape) if input_shape else None, resolution=resolution)
     out, err = _console(), _console(stderr=True)
     table = bench_table(model, config)
@@ -282,31 +302,19 @@ def bench(
             err.print(f"wrote {path}")
 
 
-def _run_config(device: str, batch: str, dtype, channels_last: bool, cuda_graph: bool, compile: bool, min_time: float):
-    """The RunConfig of a profile or compare command's options."""
+def _knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode) -> dict:
+    """RunConfig's backend knobs from their options (None: PyTorch's own default)."""
+    return {"cudnn_benchmark": cudnn_benchmark, "tf32_matmul": tf32_matmul, "tf32_cudnn": tf32_conv,
+            "sdpa_backend": sdpa_backend.value if sdpa_backend else None, "compile_mode": compile_mode.value if compile_mode else None}
+
+
+def _run_config(device: str, batch: str | None, precision, channels_last: bool, cuda_graph: bool, compile: bool, min_time: float, knobs: dict):
+    """The RunConfig of a profile or compare command's options (batch 1 and 64 on a GPU unless given)."""
     from effkit.config import RunConfig
+    from effkit.profiling import default_batches
 
-    return RunConfig(device=device, precision=dtype.value, batches=parse_batches(batch), layout="channels_last" if channels_last else "contiguous",
-                     cuda_graph=cuda_graph, compile=compile, min_time_s=min_time)
-
-
-DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N: where to measure.")]
-BatchOpt = Annotated[str, typer.Option(help="Batch sizes, comma-separated (the layer views use the last).")]
-DtypeOpt = Annotated[RunDtype, typer.Option(help="fp32, tf32 (CUDA), fp16 or bf16.")]
-CeilOpt = Annotated[Optional[str], typer.Option(help="Analyse against a datasheet (h100, h200, a100, l4, ...) or a ceilings JSON instead of "
-                                                       "the device's measured ceilings; then counts only, unless --measure.")]
-MeasureOpt = Annotated[Optional[bool], typer.Option("--measure/--no-measure", help="Measure on --device (default: yes, unless --ceilings).")]
-CLOpt = Annotated[bool, typer.Option("--channels-last", help="NHWC layout.")]
-GraphOpt = Annotated[bool, typer.Option("--cuda-graph", help="Time CUDA-graph replays.")]
-CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model.")]
-FuseOpt = Annotated[Optional[str], typer.Option(help="Fusion what-if blocks: module paths matching this pattern (default: residual blocks).")]
-MinTimeOpt = Annotated[float, typer.Option(help="Seconds of timed steps per batch size.")]
-ShapeOpt = Annotated[Optional[str], typer.Option("--input-shape", help="One sample's shape, e.g. 3,224,224 (models that do not declare it).")]
-ResOpt = Annotated[Optional[int], typer.Option(help="Input height = width.")]
-RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Measure the device's ceilings again instead of using the cached ones.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the run the --out folder already holds.")]
-MismatchOpt = Annotated[bool, typer.Option("--mismatched-ceilings", help="Measure on this device but analyse against --ceilings of another "
-                                                                          "kind (e.g. CPU times against a GPU datasheet): meaningless ratios, on purpose.")]
+    return RunConfig(device=device, precision=precision.value, batches=parse_batches(batch) if batch else default_batches(device),
+                     layout="channels_last" if channels_last else "contiguous", cuda_graph=cuda_graph, compile=compile, min_time_s=min_time, **knobs)
 
 
 def _stage_progress(err: Console):
@@ -319,16 +327,18 @@ def _stage_progress(err: Console):
 @cli_errors
 def profile(
     model: Annotated[str, typer.Argument(help="Zoo name, path/to/file.py:factory or package.module:factory.")] = DEFAULT_MODEL,
-    device: DeviceOpt = "cpu", batch: BatchOpt = "1", dtype: DtypeOpt = RunDtype.fp32, out: Annotated[Optional[str], typer.Option(help="Run folder (default: reports/MODEL-DEVICE-DTYPE-TIME).")] = None,
+    device: DeviceOpt = "cpu", batch: BatchOpt = None, precision: PrecisionOpt = Precision.fp32, out: Annotated[Optional[str], typer.Option(help="Run folder (default: reports/MODEL-DEVICE-PRECISION-TIME).")] = None,
     ceilings: CeilOpt = None, measure: MeasureOpt = None, channels_last: CLOpt = False, cuda_graph: GraphOpt = False, compile: CompileOpt = False,
     fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None, refresh: RefreshOpt = False,
-    force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, debug: Debug = False,
+    force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, cudnn_benchmark: CudnnBenchOpt = None, tf32_matmul: Tf32MatmulOpt = None,
+    tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None, compile_mode: CompileModeOpt = None, debug: Debug = False,
 ):
     """Trace, measure, analyse and report one model: an HTML report, CSVs and figures in one run folder."""
     from effkit.models.ref import resolve
     from effkit.profiling import ProfileOptions, run_profile
 
-    config = _run_config(device, batch, dtype, channels_last, cuda_graph, compile, min_time)
+    config = _run_config(device, batch, precision, channels_last, cuda_graph, compile, min_time,
+                         _knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode))
     ref = resolve(model, parse_shape(input_shape) if input_shape else None, resolution=resolution)
     with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task(f"profile {model}")
@@ -341,11 +351,13 @@ def profile(
 @cli_errors
 def compare(
     models: Annotated[list[str], typer.Argument(help="Two or more models.")],
-    device: DeviceOpt = "cpu", batch: BatchOpt = "1", dtype: DtypeOpt = RunDtype.fp32, out: Annotated[Optional[str], typer.Option(help="Folder (default: reports/compare-TIME).")] = None,
+    device: DeviceOpt = "cpu", batch: BatchOpt = None, precision: PrecisionOpt = Precision.fp32, out: Annotated[Optional[str], typer.Option(help="Folder (default: reports/compare-TIME).")] = None,
     ceilings: CeilOpt = None, measure: MeasureOpt = None, channels_last: CLOpt = False, cuda_graph: GraphOpt = False, compile: CompileOpt = False,
     fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None,
     accuracy: Annotated[Optional[str], typer.Option(help="CSV of model,top1 for the accuracy vs latency plot (default: the zoo's published top-1).")] = None,
-    refresh: RefreshOpt = False, force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, debug: Debug = False,
+    refresh: RefreshOpt = False, force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, cudnn_benchmark: CudnnBenchOpt = None,
+    tf32_matmul: Tf32MatmulOpt = None, tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None, compile_mode: CompileModeOpt = None,
+    debug: Debug = False,
 ):
     """Profile several models and write one comparison report (summary table, efficiency gap plot)."""
     from effkit.models.ref import resolve
@@ -353,7 +365,8 @@ def compare(
 
     if len(models) < 2:
         raise UserInputError("compare needs at least two models")
-    config = _run_config(device, batch, dtype, channels_last, cuda_graph, compile, min_time)
+    config = _run_config(device, batch, precision, channels_last, cuda_graph, compile, min_time,
+                         _knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode))
     acc = read_accuracy(accuracy) or {}
     shape = parse_shape(input_shape) if input_shape else None
     refs = [resolve(m, shape, resolution=resolution) for m in models]
@@ -389,7 +402,7 @@ def scale(
     device: Annotated[Optional[str], typer.Option(help="Measure each variant here (cpu, cuda[:N]); counts only if not given.")] = None,
     measure: Annotated[Optional[bool], typer.Option("--measure/--no-measure", help="Measure on --device (default: when a device is given).")] = None,
     batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
-    dtype: DtypeOpt = RunDtype.fp32,
+    precision: PrecisionOpt = Precision.fp32,
     out: Annotated[Optional[str], typer.Option(help="Report folder (default: reports/scale-BASE-TIME).")] = None,
     min_time: MinTimeOpt = 0.5,
     cuda_graph: GraphOpt = False,
@@ -410,7 +423,7 @@ def scale(
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=err, disable=not err.is_terminal) as prog:
         task = prog.add_task(f"scale {base}", total=len(strats) * len(facs))
-        res = run_scale(base, strats, facs, alpha=alpha, device=measure_on, batch=batch, dtype=dtype.value, out=out, min_time_s=min_time,
+        res = run_scale(base, strats, facs, alpha=alpha, device=measure_on, batch=batch, dtype=precision.value, out=out, min_time_s=min_time,
                         cuda_graph=cuda_graph, channels_last=channels_last,
                         on_point=lambda p: prog.update(task, advance=1, description=f"scale {base}: {p.strategy} x{p.factor:g}"))
     from effkit.report.terminal import print_scale

@@ -4,7 +4,13 @@ Ground floor: every stage reads these; they import nothing of effkit's stages.
 
 A `Precision` says in which dtypes a model's weights and inputs are held, whether
 torch.autocast runs its ops at a lower precision, and how PyTorch's TF32 switches are
-set. `Precision.context(device)` sets what it touches and restores it after.
+set. `Precision.context(device)` sets what it touches and restores it after. The names
+follow Lightning's: fp32, tf32, bf16 and fp16 cast weights and inputs; bf16-mixed and
+fp16-mixed keep fp32 weights and run the step under torch.autocast.
+
+Backend settings are knobs of the RunConfig (None: PyTorch's own default, left as found):
+cudnn.benchmark, the TF32 switches for matmuls and for cuDNN convolutions, the SDPA backend
+and the torch.compile mode. `RunConfig.backend()` sets them and restores them after.
 
 A `RunConfig` is what was asked of a measurement: device, precision, batch sizes, mode,
 memory layout, CUDA graphs, compile, per-layer times and the timing budget. It is frozen,
@@ -43,6 +49,21 @@ def compute_dtype_unsupported(device: str, dtype: str) -> str | None:
             return f"{dtype} needs compute capability 8.0 or newer"
         return None
     return "tf32 is a CUDA tensor-core mode" if dtype == "tf32" else None
+
+
+def autocast_unsupported(device: str, dtype: torch.dtype) -> str | None:
+    """None if this torch's autocast runs `dtype` on `device`'s type, else why not."""
+    import warnings
+
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.autocast(kind, dtype=dtype):
+                on = torch.is_autocast_enabled(kind) if kind == "cuda" or hasattr(torch, "get_autocast_dtype") else True
+    except (RuntimeError, TypeError) as e:
+        return f"torch {torch.__version__} has no {kind} autocast for {dtype}: {e}"
+    return None if on else f"torch {torch.__version__}'s {kind} autocast does not support {str(dtype).removeprefix('torch.')}"
 
 
 @contextlib.contextmanager
@@ -92,7 +113,19 @@ class Precision:
             return f"{self.name} is a CUDA tensor-core mode"
         if device == "meta":
             return None
+        if self.mixed:
+            missing = autocast_unsupported(device, self.autocast_torch)
+            if missing:
+                return missing
         return compute_dtype_unsupported(device, self.compute_dtype)
+
+    @property
+    def mixed(self) -> bool:
+        return self.autocast_dtype is not None
+
+    @property
+    def autocast_torch(self) -> torch.dtype | None:
+        return DTYPES[self.autocast_dtype] if self.autocast_dtype else None
 
     @contextlib.contextmanager
     def context(self, device: str):
@@ -101,13 +134,21 @@ class Precision:
         with tf32_switches(self.tf32, self.tf32) if cuda else contextlib.nullcontext():
             yield
 
+    def autocast(self, device: str):
+        """torch.autocast for a mixed precision on `device`'s type; a null context otherwise."""
+        if not self.mixed:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=self.autocast_torch)
+
 
 PRECISIONS: dict[str, Precision] = {p.name: p for p in (
-    Precision("fp32", "fp32", "fp32", None, False, "weights and inputs in float32; TF32 off"),
+    Precision("fp32", "fp32", "fp32", None, None, "weights and inputs in float32; TF32 as PyTorch sets it (cuDNN convolutions on, matmuls off)"),
     Precision("tf32", "fp32", "fp32", None, True, "float32 weights and inputs; matmuls and convolutions on TF32 tensor cores",
               cuda_only=True),
-    Precision("fp16", "fp16", "fp16", None, False, "weights and inputs cast to float16"),
-    Precision("bf16", "bf16", "bf16", None, False, "weights and inputs cast to bfloat16"),
+    Precision("fp16", "fp16", "fp16", None, None, "weights and inputs cast to float16"),
+    Precision("bf16", "bf16", "bf16", None, None, "weights and inputs cast to bfloat16"),
+    Precision("bf16-mixed", "fp32", "fp32", "bf16", None, "float32 weights and inputs; torch.autocast runs eligible ops in bfloat16"),
+    Precision("fp16-mixed", "fp32", "fp32", "fp16", None, "float32 weights and inputs; torch.autocast runs eligible ops in float16"),
 )}
 
 
@@ -131,6 +172,43 @@ def check_precision(name: str, device: str, what: str = "precision") -> Precisio
 
 MODES = ("infer", "train")
 LAYOUTS = ("contiguous", "channels_last")
+SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+GRAPHING_COMPILE_MODES = ("reduce-overhead", "max-autotune")  # these capture CUDA graphs of their own
+PYTORCH_TF32_DEFAULTS = (False, True)  # torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(on: bool | None):
+    saved = torch.backends.cudnn.benchmark
+    try:
+        if on is not None:
+            torch.backends.cudnn.benchmark = on
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def _sdpa(backend: str | None):
+    if backend is None:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    names = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH"}
+    return sdpa_kernel([getattr(SDPBackend, names[backend])])
+
+
+def backend_state() -> dict:
+    """The backend settings in force now (recorded with every measured point)."""
+    out = {"cudnn_benchmark": torch.backends.cudnn.benchmark, "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+           "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+    try:
+        out["sdpa_enabled"] = [n for n, f in (("flash", torch.backends.cuda.flash_sdp_enabled), ("efficient", torch.backends.cuda.mem_efficient_sdp_enabled),
+                                              ("cudnn", getattr(torch.backends.cuda, "cudnn_sdp_enabled", None)), ("math", torch.backends.cuda.math_sdp_enabled))
+                               if f is not None and f()]
+    except Exception:  # an older torch without one of these switches
+        pass
+    return out
 
 
 @dataclass(frozen=True)
@@ -146,6 +224,11 @@ class RunConfig:
     compile: bool = False
     layers: bool = True  # per-layer times through the profiler
     fallback_eager: bool = False  # measure eager if compilation fails
+    cudnn_benchmark: bool | None = None  # knobs: None leaves PyTorch's own setting
+    tf32_matmul: bool | None = None
+    tf32_cudnn: bool | None = None
+    sdpa_backend: str | None = None  # flash, efficient, cudnn, math
+    compile_mode: str | None = None  # with compile: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs
     min_time_s: float = 1.0  # timed seconds per point, at least
     min_runs: int = 20  # timed steps per point, at least
     ci_target: float = 0.02  # then time on until the median's 95 % interval is within this fraction of it ...
@@ -166,6 +249,14 @@ class RunConfig:
         check_positive("min runs", self.min_runs)
         if not 0 < self.ci_target < 1:
             raise UserInputError(f"ci target must be a fraction between 0 and 1, got {self.ci_target}")
+        if self.sdpa_backend is not None:
+            check_choice("SDPA backend", self.sdpa_backend, SDPA_BACKENDS)
+        if self.compile_mode is not None:
+            check_choice("compile mode", self.compile_mode, COMPILE_MODES)
+            object.__setattr__(self, "compile", True)
+        if self.cuda_graph and self.compile_mode in GRAPHING_COMPILE_MODES:
+            raise UserInputError(f"--cuda-graph with --compile-mode {self.compile_mode}: that mode captures CUDA graphs of its own, which "
+                                 "cannot be captured again; use --compile-mode default (or max-autotune-no-cudagraphs), or drop --cuda-graph")
 
     @property
     def prec(self) -> Precision:
@@ -177,6 +268,28 @@ class RunConfig:
 
     def replace(self, **changes) -> "RunConfig":
         return replace(self, **changes)
+
+    def tf32_flags(self) -> tuple[bool, bool]:
+        """(matmul, cuDNN) TF32 in force for this run: the precision's, else the knobs', else PyTorch's defaults."""
+        if self.prec.tf32 is not None:
+            return self.prec.tf32, self.prec.tf32
+        m, c = PYTORCH_TF32_DEFAULTS
+        return (m if self.tf32_matmul is None else self.tf32_matmul), (c if self.tf32_cudnn is None else self.tf32_cudnn)
+
+    @contextlib.contextmanager
+    def backend(self):
+        """Set the precision's and the knobs' backend switches for the block, and restore every one after."""
+        cuda = self.device.startswith("cuda")
+        with self.prec.context(self.device), \
+                (tf32_switches(self.tf32_matmul, self.tf32_cudnn) if cuda and self.prec.tf32 is None else contextlib.nullcontext()), \
+                _cudnn_benchmark(self.cudnn_benchmark), _sdpa(self.sdpa_backend):
+            yield
+
+    @property
+    def knobs(self) -> dict:
+        """The backend knobs set (not None)."""
+        return {k: v for k, v in (("cudnn_benchmark", self.cudnn_benchmark), ("tf32_matmul", self.tf32_matmul), ("tf32_cudnn", self.tf32_cudnn),
+                                  ("sdpa_backend", self.sdpa_backend), ("compile_mode", self.compile_mode)) if v is not None}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -203,7 +316,8 @@ class RunConfig:
         if self.channels_last:
             parts.append("channels-last")
         if self.compile:
-            parts.append("compiled")
+            parts.append(f"compiled ({self.compile_mode})" if self.compile_mode else "compiled")
         if self.cuda_graph:
             parts.append("CUDA graph")
+        parts += [f"{k}={'on' if v is True else 'off' if v is False else v}" for k, v in self.knobs.items() if k != "compile_mode"]
         return ", ".join(parts)

@@ -68,16 +68,21 @@ def default_folder(ref: ModelRef, device: str, precision: str) -> Path:
     return Path("reports") / f"{model_name(ref)}-{device.replace(':', '')}-{precision}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def default_batches(device: str) -> tuple[int, ...]:
+    """Batch 1 (latency) and 64 (throughput) on a GPU; batch 1 on the CPU."""
+    return (1, 64) if device.startswith("cuda") else (1,)
+
+
 def _config(device, batch, dtype, channels_last, cuda_graph, compile, min_time_s) -> RunConfig:
-    return RunConfig(device=device, precision=dtype, batches=batch, layout="channels_last" if channels_last else "contiguous",
-                     cuda_graph=cuda_graph, compile=compile, min_time_s=min_time_s)
+    return RunConfig(device=device, precision=dtype, batches=default_batches(device) if batch is None else batch,
+                     layout="channels_last" if channels_last else "contiguous", cuda_graph=cuda_graph, compile=compile, min_time_s=min_time_s)
 
 
 def profile(
     model,
     *,
     device: str = "cpu",
-    batch: int | list[int] = 1,
+    batch: int | list[int] | None = None,
     dtype: str = "fp32",
     out: str | Path | None = None,
     ceilings: str | None = None,
@@ -96,6 +101,7 @@ def profile(
 
     `ceilings` (a datasheet name such as 'h100', or a ceilings JSON) analyses against those
     roofs and, unless `measure=True`, skips measuring: counts-only roofline and waterline.
+    `batch` defaults to 1 and 64 on a GPU (latency and throughput), 1 on the CPU.
     """
     ref = resolve(model, input_shape, resolution=resolution)
     config = _config(device, batch, dtype, channels_last, cuda_graph, compile, min_time_s)
@@ -132,11 +138,14 @@ def run_profile(ref: ModelRef, config: RunConfig, options: ProfileOptions = Prof
             roof, warnings = _measured_roof(config, options.refresh)
         stage(f"trace (batch {', '.join(map(str, config.batches))})")
         traces = _traces(ref, config)
+        # a mixed precision is set beside the same model cast to its autocast dtype: what autocast's casts cost
+        cast = _traces(ref, config.replace(precision=config.prec.autocast_dtype)) if config.prec.mixed else None
+        tf32 = config.tf32_flags() if (config.device.startswith("cuda") or options.ceilings) else (False, False)
         done: list = []
         state = {"record": None}
 
         def save(status: str, note: str | None = None):
-            state["record"] = _record(ref, config, options, measure, roof, traces, done, status, warnings, note)
+            state["record"] = _record(ref, config, options, measure, (roof, tf32), (traces, cast), done, status, warnings, note)
             state["record"].save(folder)
 
         save("incomplete", "counted; not measured yet" if measure else None)
@@ -211,11 +220,16 @@ def _traces(ref: ModelRef, config: RunConfig):
             raise
 
 
-def _record(ref, config, options, measure, roof, traces, points, status, warnings, note):
+def _record(ref, config, options, measure, roofs, traces, points, status, warnings, note):
+    from dataclasses import replace
+
     from effkit.report.record import ModelRecord, RunRecord
 
+    (roof, tf32), (traces, cast) = roofs, traces
     by_batch = {p.batch: p for p in points if p.status == "ok"}
-    analyses = tuple(analyse(t, roof, by_batch.get(t.batch), fuse=options.fuse, top1=options.top1) for t in traces)
+    analyses = tuple(analyse(t, roof, by_batch.get(t.batch), fuse=options.fuse, top1=options.top1, tf32=tf32) for t in traces)
+    if cast:
+        analyses = tuple(replace(a, waterline_if_cast_s=analyse(c, roof, tf32=tf32).waterline_s) for a, c in zip(analyses, cast))
     model = ModelRecord(ref.name, analyses, tuple({"batch": t.batch, **t.totals_row()} for t in traces), tuple(traces[-1].rows()), tuple(points))
     env = points[0].environment if points else None
     opts = {"ceilings": options.ceilings, "measure": measure, "fuse": options.fuse, "input_shapes": [list(s) for s in ref.input_shapes]}
@@ -223,7 +237,7 @@ def _record(ref, config, options, measure, roof, traces, points, status, warning
 
 
 def compare(models: list, *, out: str | Path | None = None, on_model: Callable[[str], None] | None = None, accuracy: dict | None = None,
-            device: str = "cpu", batch: int | list[int] = 1, dtype: str = "fp32", channels_last: bool = False, cuda_graph: bool = False,
+            device: str = "cpu", batch: int | list[int] | None = None, dtype: str = "fp32", channels_last: bool = False, cuda_graph: bool = False,
             compile: bool = False, min_time_s: float = 1.0, input_shape=None, resolution=None, ceilings=None, measure=None, fuse=None,
             on_stage=None) -> ProfileRun:
     """Profile several models into sub-folders of one folder and write a comparison report."""

@@ -211,3 +211,46 @@ def measure(step: Callable[[], object], device: str, *, min_runs: int = 20, min_
                 break
             samples += steps(step, min(chunk, max_runs - len(samples)), 0.0, max_runs - len(samples))
     return Timing(tuple(samples), len(warm), clock_name or name, stopped_by, ci_target)
+
+
+def _sync(device: str) -> Callable[[], None]:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def measure_sync(step: Callable[[], object], device: str, *, min_runs: int = 10, min_time_s: float = 0.25) -> Timing:
+    """Synchronous latency: the wall clock from issuing one step to having its result, one step at a time
+    (what a caller waits for, as timm's infer_step_time and most serving code see it). `step` is warm."""
+    sync = _sync(device)
+    sync()
+    samples = []
+    t0 = time.perf_counter()
+    while len(samples) < min_runs or time.perf_counter() - t0 < min_time_s:
+        t = time.perf_counter()
+        step()
+        sync()
+        samples.append(time.perf_counter() - t)
+    return Timing(tuple(samples), 0, "perf_counter, one step at a time, synchronised after each")
+
+
+def measure_throughput(step: Callable[[], object], device: str, *, loops: int = 5, min_time_s: float = 0.25) -> Timing:
+    """Throughput: loops of steps issued back to back with one synchronisation at the end; each sample is a
+    loop's wall time over its steps (seconds per step; samples/s = batch / it). `step` is warm."""
+    sync = _sync(device)
+    sync()
+    t = time.perf_counter()
+    step()
+    sync()
+    per_loop = max(min_time_s / loops, 1e-4)
+    n = max(3, min(10_000, math.ceil(per_loop / max(time.perf_counter() - t, 1e-6))))
+    samples = []
+    for _ in range(loops):
+        t = time.perf_counter()
+        for _ in range(n):
+            step()
+        sync()
+        samples.append((time.perf_counter() - t) / n)
+    return Timing(tuple(samples), 0, f"perf_counter over {n} steps issued back to back, synchronised once")

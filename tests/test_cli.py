@@ -107,7 +107,7 @@ def test_dtype_the_device_cannot_run(tmp_path):
         "def net():\n    return Inv()\n"
     )
     one_line_error(run("trace", f"{tmp_path / 'inv.py'}:net", "--input-shape", "3,3", "--dtype", "fp16"),
-                   r"dtype fp16 cannot run on cpu: .*use --dtype fp32")
+                   r"precision fp16 cannot run on cpu: .*use --precision fp32")
 
 
 def test_forward_raises_names_layer_and_op(tmp_path):
@@ -149,7 +149,7 @@ def test_bench_cli(tmp_path):
 @pytest.mark.parametrize("args,pattern", [
     (("bench", "resnet18", "--batch", "1,0"), r"batch must be a positive integer, got 0"),
     (("bench", "resnet18", "--batch", "1,x"), r"batch '1,x' must be comma-separated positive integers"),
-    (("bench", "resnet18", "--dtype", "tf32"), r"dtype tf32 cannot run on cpu: tf32 is a CUDA tensor-core mode; choose one of: fp32, fp16, bf16"),
+    (("bench", "resnet18", "--dtype", "tf32"), r"precision tf32 cannot run on cpu: tf32 is a CUDA tensor-core mode; choose one of: fp32, fp16, bf16, bf16-mixed, fp16-mixed"),
     (("bench", "resnet18", "--cuda-graph"), r"--cuda-graph needs a CUDA device"),
     (("bench", "resnet99"), r"unknown model 'resnet99'"),
 ])

@@ -32,7 +32,7 @@ def test_run_config_round_trips_and_has_a_stable_key():
 
 
 @pytest.mark.parametrize("kw,pattern", [
-    ({"precision": "fp8"}, r"unknown precision 'fp8'; choose one of: fp32, tf32, fp16, bf16"),
+    ({"precision": "fp8"}, r"unknown precision 'fp8'; choose one of: fp32, tf32, fp16, bf16, bf16-mixed, fp16-mixed"),
     ({"batches": [1, 0]}, r"batch must be a positive integer, got 0"),
     ({"batches": []}, r"give at least one batch size"),
     ({"mode": "eval"}, r"unknown mode 'eval'; choose one of: infer, train"),
@@ -49,11 +49,11 @@ def test_run_config_from_dict_names_unknown_fields():
 
 
 def test_precision_table():
-    assert [p for p in PRECISIONS] == ["fp32", "tf32", "fp16", "bf16"]
+    assert [p for p in PRECISIONS] == ["fp32", "tf32", "fp16", "bf16", "bf16-mixed", "fp16-mixed"]
     tf32 = get_precision("tf32")
     assert (tf32.param_dtype, tf32.compute_dtype, tf32.tf32) == ("fp32", "tf32", True)
     assert get_precision("bf16").compute_dtype == "bf16" and get_precision("fp32").compute_dtype == "fp32"
-    with pytest.raises(UserInputError, match="precision tf32 cannot run on cpu: tf32 is a CUDA tensor-core mode; choose one of: fp32, fp16, bf16"):
+    with pytest.raises(UserInputError, match="precision tf32 cannot run on cpu: tf32 is a CUDA tensor-core mode; choose one of: fp32, fp16, bf16, bf16-mixed, fp16-mixed"):
         check_precision("tf32", "cpu")
 
 

@@ -123,9 +123,9 @@ def test_compile_failure_reported_or_falls_back(monkeypatch):
 def test_errors():
     with pytest.raises(UserInputError, match="batch must be a positive integer, got 0"):
         bench(Tiny(), [1, 0], input_shape=(3, 8, 8))
-    with pytest.raises(UserInputError, match="dtype tf32 cannot run on cpu: tf32 is a CUDA tensor-core mode; choose one of: fp32, fp16, bf16"):
+    with pytest.raises(UserInputError, match="precision tf32 cannot run on cpu: tf32 is a CUDA tensor-core mode; choose one of: fp32, fp16, bf16, bf16-mixed, fp16-mixed"):
         bench(Tiny(), 1, input_shape=(3, 8, 8), dtype="tf32")
-    with pytest.raises(UserInputError, match="unknown dtype 'int8'"):
+    with pytest.raises(UserInputError, match="unknown precision 'int8'"):
         bench(Tiny(), 1, input_shape=(3, 8, 8), dtype="int8")
     with pytest.raises(UserInputError, match="--cuda-graph needs a CUDA device"):
         bench(Tiny(), 1, input_shape=(3, 8, 8), cuda_graph=True)

@@ -145,7 +145,7 @@ def test_bad_arguments():
         effkit.trace("resnet18", batch=0)
     with pytest.raises(UserInputError, match="resolution must be a positive integer, got -3"):
         effkit.trace("resnet18", resolution=-3)
-    with pytest.raises(UserInputError, match="unknown dtype 'fp8'; choose one of: fp32, fp16, bf16"):
+    with pytest.raises(UserInputError, match="unknown precision 'fp8'; choose one of: fp32, tf32, fp16, bf16, bf16-mixed, fp16-mixed"):
         effkit.trace("resnet18", dtype="fp8")
     with pytest.raises(UserInputError, match="unknown device 'tpu'"):
         effkit.trace("resnet18", device="tpu")
@@ -161,10 +161,10 @@ def test_dtype_the_device_cannot_run():
         def forward(self, x):
             return torch.linalg.inv(x)
 
-    with pytest.raises(UserInputError, match=r"dtype fp16 cannot run on cpu: .*linalg.*use --dtype fp32 or --device meta"):
+    with pytest.raises(UserInputError, match=r"precision fp16 cannot run on cpu: .*linalg.*use --precision fp32 or --device meta"):
         effkit.trace(Inv(), (3, 3), dtype="fp16")
     # meta tensors apply the same dtype checks (and then cannot suggest meta)
-    with pytest.raises(UserInputError, match=r"dtype fp16 cannot run on meta: .*use --dtype fp32$"):
+    with pytest.raises(UserInputError, match=r"precision fp16 cannot run on meta: .*use --precision fp32$"):
         effkit.trace(Inv(), (3, 3), dtype="fp16", device="meta")
 
 

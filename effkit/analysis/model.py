@@ -48,10 +48,32 @@ def layer_kinds(trace: TraceResult) -> dict[str, str]:
     return {p: k for p, (_, k) in best.items()}
 
 
-def layer_costs(trace: TraceResult) -> list[LayerCost]:
+_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "float64": "fp32"}
+_CONV_KINDS = ("dense conv", "pointwise conv", "depthwise conv", "grouped conv")
+
+
+def compute_dtype(op, tf32: tuple[bool, bool]) -> str:
+    """The compute dtype an op's FLOPs run at: its floating inputs' dtype; fp32 convolutions in TF32 when cuDNN's
+    switch is on, fp32 matmuls and attention products in TF32 when the matmul switch is on."""
+    dt = next((d for d in op.in_dtypes if d in _SHORT), None) or next((d for d in op.out_dtypes if d in _SHORT), "float32")
+    short = _SHORT[dt]
+    if short == "fp32":
+        kind = op_kind(op.op, op.in_shapes)
+        if (kind in _CONV_KINDS and tf32[1]) or (kind in ("linear", "attention") and tf32[0]):
+            return "tf32"
+    return short
+
+
+def layer_costs(trace: TraceResult, tf32: tuple[bool, bool] = (False, False)) -> list[LayerCost]:
+    """What each layer asks for, with its FLOPs split by the compute dtype each op runs in (`tf32`: the
+    (matmul, cuDNN) TF32 switches in force)."""
     kinds = layer_kinds(trace)
+    by_peak: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for o in trace.ops:
+        if o.phase == "forward" and o.flops:
+            by_peak[o.path][compute_dtype(o, tf32)] += o.flops
     return [LayerCost(l.path, l.module_type, kinds.get(l.path, "other"), l.flops, l.bytes_read + l.bytes_written, l.bytes_read, max(1, l.calls),
-                      l.ops) for l in trace.layers]
+                      l.ops, dict(by_peak[l.path]) if l.path in by_peak else None) for l in trace.layers]
 
 
 def residual_blocks(trace: TraceResult) -> list[str]:
@@ -82,10 +104,15 @@ def measured_by_path(layer_times) -> dict:
     return {p: tuple(v) for p, v in m.items()}
 
 
-def analyse(trace: TraceResult, roof: Roof, point=None, fuse: str | None = None, top1: float | None = None) -> ModelAnalysis:
-    """Join a trace with the ceilings and, if given, a measured bench point (effkit.run.BenchPoint)."""
+def analyse(trace: TraceResult, roof: Roof, point=None, fuse: str | None = None, top1: float | None = None,
+            tf32: tuple[bool, bool] = (False, False)) -> ModelAnalysis:
+    """Join a trace with the ceilings and, if given, a measured bench point (effkit.run.BenchPoint). `tf32` is the
+    (matmul, cuDNN) TF32 switches in force on a CUDA device; a measured point's own record of them wins."""
     measured = measured_by_path(point.layers) if point is not None and point.layers is not None else None
-    layers = analyse_layers(layer_costs(trace), roof, measured)
+    backend = point.environment.backend if point is not None and point.environment is not None else {}
+    if backend.get("tf32_matmul") is not None and point.config.device.startswith("cuda"):
+        tf32 = (backend["tf32_matmul"], backend["tf32_cudnn"])
+    layers = analyse_layers(layer_costs(trace, tf32), roof, measured)
     notes = []
     if measured:
         unmatched = {p: v for p, v in measured.items() if p not in {l.path for l in layers} and v[0] > 0}
@@ -101,6 +128,11 @@ def analyse(trace: TraceResult, roof: Roof, point=None, fuse: str | None = None,
         paths, pattern = residual_blocks(trace), "residual blocks"
     fusion = fusion_what_if(layers, blocks_for(trace, paths), roof, pattern) if paths else None
     t = trace.totals
+    kinds = {l.path: l.kind for l in layers}
+    cast_by_kind: dict[str, int] = defaultdict(int)
+    for o in trace.ops:
+        if o.cast and o.phase == "forward":
+            cast_by_kind[kinds.get(o.path, "other")] += o.bytes_read + o.bytes_written
     timing = point.timing if point is not None else None
     lt = point.layers if point is not None else None
     device = point.environment.device_name if point is not None and point.environment is not None else roof.name
@@ -108,4 +140,6 @@ def analyse(trace: TraceResult, roof: Roof, point=None, fuse: str | None = None,
                          t.acts, timing.median_s if timing else None, lt.total_s if lt else None, fusion, top1,
                          tuple(f"{u.op} x{u.count}" for u in trace.uncovered), tuple(notes),
                          timing.iqr_s if timing else None, timing.cv if timing else None, len(timing.samples_s) if timing else None,
-                         lt.total_iqr_s if lt else None, lt.profiler_overhead if lt else None)
+                         lt.total_iqr_s if lt else None, lt.profiler_overhead if lt else None,
+                         point.sync_latency_s if point is not None else None, point.throughput_samples_per_s if point is not None else None,
+                         t.casts, t.cast_bytes, dict(cast_by_kind) or None)

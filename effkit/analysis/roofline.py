@@ -3,6 +3,9 @@ device's ceilings and (when there are any) measured layer times.
 
 Definitions (DESIGN.md, stated in every report):
 * roofline time of a layer = max(FLOPs / P, bytes / B); its bound is whichever term wins;
+  P is per op: each op's FLOPs over the peak of the dtype it computes in (TF32 for fp32
+  convolutions when cuDNN's TF32 switch is on and for fp32 matmuls when matmul TF32 is on,
+  bf16 for autocast's products, fp32 for what stays fp32);
 * waterline latency = the sum of roofline times over the layers in execution order;
 * ideal latency = FLOPs / P; efficiency = FLOPs / (latency x P);
 * gap ratios: memory-bound = waterline / ideal, kernel = kernel-time sum / waterline,
@@ -29,8 +32,8 @@ DEFINITIONS = {
     "roofline time": "max(FLOPs / P, bytes / B) per layer: no kernel can run that layer faster",
     "bound": "compute if FLOPs / P is the larger term, else memory",
     "waterline latency": "sum of roofline times over layers in execution order: the best these unfused kernels can do",
-    "ideal latency": "FLOPs / P",
-    "efficiency": "FLOPs / (latency x P)",
+    "ideal latency": "FLOPs / P, summed op by op at each op's own peak (its compute dtype and the TF32 switches in force)",
+    "efficiency": "ideal latency / latency (= FLOPs / (latency x P) where all ops share one peak)",
     "memory-bound gap": "waterline / ideal",
     "kernel gap": "sum of measured kernel times / waterline",
     "overhead gap": "end-to-end latency / sum of kernel times (launches, Python, synchronisation)",
@@ -40,6 +43,10 @@ DEFINITIONS = {
                     "max(roofline time, kernels x floor) per layer",
     "spread": "IQR (interquartile range) and CV (standard deviation / mean) of the timed samples; the median's 95 % interval "
               "from order statistics",
+    "device time per step": "CUDA events around steps issued back to back (perf_counter per step on the CPU): the latency the ladder's "
+                            "end-to-end rung and efficiency use",
+    "synchronous latency": "wall clock from issuing one step to its result, one step at a time (what a caller waits for)",
+    "throughput": "samples per second from the wall time of loops of steps issued back to back, synchronised once per loop",
 }
 KINDS = ("dense conv", "grouped conv", "depthwise conv", "pointwise conv", "linear", "attention", "norm", "elementwise",
          "pooling", "other")
@@ -57,6 +64,12 @@ class LayerCost:
     bytes_read: int = 0
     calls: int = 1
     ops: int = 0  # costed ops the trace saw (about the kernels it launches, eager)
+    flops_by_peak: dict | None = None  # compute dtype -> FLOPs computed in it (None: all at the roof's own peak)
+
+    def compute_s(self, roof: Roof) -> float:
+        if not self.flops_by_peak:
+            return self.flops / roof.peak_flops
+        return sum(f / roof.peak(k) for k, f in self.flops_by_peak.items())
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,8 @@ class LayerResult:
     bytes_read: int = 0
     calls: int = 1
     ops: int = 0
+    compute_s: float | None = None  # FLOPs over their per-op peaks (None: FLOPs / the roof's peak)
+    flops_by_peak: dict | None = None
 
     def floor_s(self, roof: "Roof") -> float:
         """Roofline time, or the launch floor of the kernels the layer launches if that is longer."""
@@ -83,7 +98,10 @@ class LayerResult:
         """The roofline time if as much of the layer's input as the last cache holds came from it:
         each call can read at most one cache's worth written by the layer before it."""
         allowance = min(self.bytes_read, self.calls * (roof.l2_bytes or 0))
-        return max(self.flops / roof.peak_flops, (self.bytes - allowance) / roof.bandwidth)
+        return max(self.compute_time(roof), (self.bytes - allowance) / roof.bandwidth)
+
+    def compute_time(self, roof: "Roof") -> float:
+        return self.compute_s if self.compute_s is not None else self.flops / roof.peak_flops
 
     @property
     def intensity(self) -> float | None:
@@ -119,9 +137,11 @@ class LayerResult:
                 "faster_than_roofline": self.faster_than_roofline}
 
 
-def roofline_time(flops: float, nbytes: float, roof: Roof) -> tuple[float, str]:
-    """(max(FLOPs / P, bytes / B), its bound); a layer with no work at all is bound by neither: 'none'."""
-    t_c, t_m = flops / roof.peak_flops, nbytes / roof.bandwidth
+def roofline_time(flops: float, nbytes: float, roof: Roof, compute_s: float | None = None) -> tuple[float, str]:
+    """(max(FLOPs / P, bytes / B), its bound); a layer with no work at all is bound by neither: 'none'.
+    `compute_s` is FLOPs / P already taken op by op at per-op peaks."""
+    t_c = compute_s if compute_s is not None else flops / roof.peak_flops
+    t_m = nbytes / roof.bandwidth
     if not flops and not nbytes:
         return 0.0, "none"
     return max(t_c, t_m), "compute" if t_c >= t_m else "memory"
@@ -131,10 +151,11 @@ def analyse_layers(costs: list[LayerCost], roof: Roof, measured: dict | None = N
     """Roofline time and bound per layer; measured (seconds, kernels) where `measured` has the path."""
     out = []
     for c in costs:
-        t, bound = roofline_time(c.flops, c.bytes, roof)
+        compute = c.compute_s(roof)
+        t, bound = roofline_time(c.flops, c.bytes, roof, compute)
         m = (measured or {}).get(c.path)
         out.append(LayerResult(c.path, c.module_type, c.kind, c.flops, c.bytes, t, bound, m[0] if m else None, m[1] if m else None,
-                               c.bytes_read, c.calls, c.ops))
+                               c.bytes_read, c.calls, c.ops, compute, c.flops_by_peak))
     return out
 
 
@@ -168,13 +189,14 @@ def fusion_what_if(layers: list[LayerResult], blocks: list[Block], roof: Roof, p
             block_of.setdefault(m, b)
     last_member = {b.path: max(i for i, l in enumerate(layers) if l.path in b.members) for b in blocks if any(l.path in b.members for l in layers)}
     flops = {b.path: sum(l.flops for l in layers if l.path in b.members) for b in blocks}
+    compute = {b.path: sum(l.compute_time(roof) for l in layers if l.path in b.members) for b in blocks}
     curve, total = [], 0.0
     for i, l in enumerate(layers):
         b = block_of.get(l.path)
         if b is None:
             total += l.roofline_s
         elif last_member.get(b.path) == i:
-            total += roofline_time(flops[b.path], b.fused_bytes, roof)[0]
+            total += roofline_time(flops[b.path], b.fused_bytes, roof, compute[b.path])[0]
         curve.append(total)
     return Fusion(tuple(b.path for b in blocks), pattern, sum(l.roofline_s for l in layers), total, tuple(curve))
 
@@ -202,10 +224,27 @@ class ModelAnalysis:
     latency_samples: int | None = None
     kernels_iqr_s: float | None = None  # spread of the kernel-time sum over the profiled steps
     profiler_overhead: float | None = None  # profiled step / unprofiled step (before correction)
+    sync_latency_s: float | None = None  # one step at a time, wall clock to the result
+    throughput_samples_per_s: float | None = None  # from back-to-back loops
+    casts: int = 0  # autocast's dtype casts in the forward
+    cast_bytes: int = 0  # their bytes read + written
+    cast_bytes_by_kind: dict | None = None  # layer kind -> cast bytes
+    waterline_if_cast_s: float | None = None  # a mixed precision's waterline had the model been cast to its autocast dtype instead
 
     @property
     def ideal_s(self) -> float:
-        return self.flops / self.roof.peak_flops
+        """FLOPs / P, op by op at each op's own peak."""
+        per_layer = sum(l.compute_time(self.roof) for l in self.layers)
+        return per_layer if self.layers and sum(l.flops for l in self.layers) == self.flops else self.flops / self.roof.peak_flops
+
+    def peaks_used(self) -> dict:
+        """Compute dtype -> (peak FLOP/s, FLOPs computed at it): every peak the roofline used."""
+        out: dict = {}
+        for l in self.layers:
+            for k, f in (l.flops_by_peak or {self.roof.dtype: l.flops}).items():
+                if f:
+                    out[k] = (self.roof.peak(k), out.get(k, (0, 0))[1] + f)
+        return out
 
     @property
     def waterline_s(self) -> float:
@@ -213,7 +252,8 @@ class ModelAnalysis:
 
     @property
     def efficiency(self) -> float | None:
-        return self.flops / (self.latency_s * self.roof.peak_flops) if self.latency_s else None
+        """Ideal latency / latency: FLOPs / (latency x P) with each op at its own peak."""
+        return self.ideal_s / self.latency_s if self.latency_s else None
 
     @property
     def waterline_floor_s(self) -> float | None:
@@ -286,6 +326,11 @@ class ModelAnalysis:
             "fusion_speedup": None if not self.fusion else self.fusion.speedup,
             "flagged_layers": len(self.flagged), "peak_flops_per_s": self.roof.peak_flops, "bandwidth_bytes_per_s": self.roof.bandwidth,
             "roof": self.roof.name, "top1": self.top1,
+            "device_time_ms": None if self.latency_s is None else 1e3 * self.latency_s,
+            "sync_latency_ms": None if self.sync_latency_s is None else 1e3 * self.sync_latency_s,
+            "throughput_samples_per_s": self.throughput_samples_per_s,
+            "cast_bytes": self.cast_bytes, "waterline_if_cast_ms": None if self.waterline_if_cast_s is None else 1e3 * self.waterline_if_cast_s,
+            "peaks_used": ", ".join(f"{k} {v[0] / 1e12:.3g} TFLOP/s" for k, v in self.peaks_used().items()),
             "latency_iqr_ms": None if self.latency_iqr_s is None else 1e3 * self.latency_iqr_s, "latency_cv": self.latency_cv,
             "latency_samples": self.latency_samples, "kernels_iqr_ms": None if self.kernels_iqr_s is None else 1e3 * self.kernels_iqr_s,
             "waterline_with_launch_floor_ms": None if self.waterline_floor_s is None else 1e3 * self.waterline_floor_s,

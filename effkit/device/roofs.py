@@ -21,6 +21,11 @@ class Roof:
     source: str  # "measured on ..." or the datasheet's source
     l2_bytes: int | None = None  # the last on-chip cache before DRAM (GPU L2, CPU last level)
     launch_floor_s: float | None = None  # seconds per kernel launched back to back, eager (None: not measured)
+    peaks: dict | None = None  # every compute dtype's peak FLOP/s (fp32, tf32, fp16, bf16), for per-op peaks
+
+    def peak(self, key: str) -> float:
+        """The peak for ops computing in `key` (a compute dtype); the roof's own peak where that one is unknown."""
+        return (self.peaks or {}).get(key) or self.peak_flops
 
     @property
     def ridge(self) -> float:
@@ -37,7 +42,8 @@ def roof_from_ceilings(c: Ceilings, dtype: str) -> Roof:
     if not peak:
         raise UserInputError(f"no measured {dtype} peak on {c.name}; measured: {', '.join(d for d, v in c.peak_flops.items() if v)}")
     cache = c.facts.get("l2_cache_bytes") or c.facts.get("llc_bytes")  # GPU L2, or the CPU's last-level cache
-    return Roof(c.name, dtype, peak, c.bandwidth_bytes_per_s, f"measured on {c.name} ({c.measured_at})", cache, c.launch_floor_s)
+    return Roof(c.name, dtype, peak, c.bandwidth_bytes_per_s, f"measured on {c.name} ({c.measured_at})", cache, c.launch_floor_s,
+                {k: v for k, v in c.peak_flops.items() if v})
 
 
 def roof_from_spec(spec: str, dtype: str) -> Roof:
@@ -54,7 +60,7 @@ def roof_from_spec(spec: str, dtype: str) -> Roof:
         peak = d["peak_flops"].get(dtype)
         if not peak:
             raise UserInputError(f"ceilings file {spec!r} has no {dtype} peak")
-        return Roof(d["name"], dtype, peak, d["bandwidth_bytes_per_s"], f"ceilings file {spec}")
+        return Roof(d["name"], dtype, peak, d["bandwidth_bytes_per_s"], f"ceilings file {spec}", peaks={k: v for k, v in d["peak_flops"].items() if v})
     ds = lookup(spec.replace("_", " "))
     if ds is None:
         names = ", ".join(d.name.lower().replace(" ", "_") for d in DATASHEETS)
@@ -62,4 +68,4 @@ def roof_from_spec(spec: str, dtype: str) -> Roof:
     peak = ds.flops.get(dtype)
     if not peak:
         raise UserInputError(f"{ds.name} has no {dtype} rate in its datasheet; choose another --dtype")
-    return Roof(f"{ds.name} (datasheet)", dtype, peak, ds.bandwidth, ds.source)
+    return Roof(f"{ds.name} (datasheet)", dtype, peak, ds.bandwidth, ds.source, peaks={k: v for k, v in ds.flops.items() if v})

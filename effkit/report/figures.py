@@ -90,6 +90,9 @@ def roofline(a: ModelAnalysis):
     lo, hi = min(min(ints) / 3, roof.ridge / 100), max(max(ints) * 3, roof.ridge * 10)
     xx = np.geomspace(lo, hi, 200)
     ax.plot(xx, [roof.attainable(x) for x in xx], color="k", lw=1.5, label=f"roof: min(P, I x B), ridge {roof.ridge:.0f} FLOP/B")
+    for k, (peak, _) in a.peaks_used().items():  # every other peak the per-op roofline used, as a roof of its own
+        if peak != roof.peak_flops:
+            ax.plot(xx, [min(peak, x * roof.bandwidth) for x in xx], color="0.5", lw=1, ls="--", label=f"{k} roof ({peak / 1e12:.3g} TFLOP/s)")
     seen = set()
     for i, l in pts:
         y = l.achieved_flops_per_s if measured else roof.attainable(l.intensity)

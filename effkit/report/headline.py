@@ -71,14 +71,54 @@ def problem_sentences(a: ModelAnalysis) -> list[str]:
     return out
 
 
+def _mb(b: float) -> str:
+    return f"{b / 1e6:,.1f} MB"
+
+
+def figures_sentence(a: ModelAnalysis) -> str | None:
+    """The three timing figures, each under its name, and which one the ladder uses."""
+    if not a.latency_s:
+        return None
+    parts = [f"device time per step {_ms(a.latency_s)} (the ladder's end-to-end rung)"]
+    if a.sync_latency_s:
+        parts.append(f"synchronous latency {_ms(a.sync_latency_s)} (one step at a time, to its result)")
+    if a.throughput_samples_per_s:
+        parts.append(f"throughput {a.throughput_samples_per_s:,.0f} samples/s (back-to-back loops)")
+    return "Timing: " + "; ".join(parts) + "."
+
+
+def peaks_sentence(a: ModelAnalysis) -> str | None:
+    used = a.peaks_used()
+    if len(used) < 2:
+        return None
+    return ("Peaks used, op by op: " + ", ".join(f"{k} {p / 1e12:.3g} TFLOP/s for {f / 1e9:,.2f} GFLOP" for k, (p, f) in
+                                                  sorted(used.items(), key=lambda kv: -kv[1][1])) + ".")
+
+
+def autocast_sentence(a: ModelAnalysis) -> str | None:
+    """Where a mixed precision's extra time goes: its casts (which layers, how many bytes) and the waterline it costs."""
+    if not a.casts:
+        return None
+    total = sum(l.bytes for l in a.layers) or 1
+    kinds = sorted((a.cast_bytes_by_kind or {}).items(), key=lambda kv: -kv[1])
+    where = ", ".join(f"{k} layers {_mb(b)}" for k, b in kinds[:3])
+    out = (f"Autocast: {a.casts} casts move {_mb(a.cast_bytes)} of the {_mb(total)} the forward moves ({100 * a.cast_bytes / total:.0f} %): "
+           f"{where}.")
+    if a.waterline_if_cast_s:
+        out += (f" Cast to one dtype instead, the waterline would be {_ms(a.waterline_if_cast_s)}, not {_ms(a.waterline_s)} "
+                f"(×{a.waterline_s / a.waterline_if_cast_s:.2f}): the casts and the float32 activations between low-precision products.")
+    return out
+
+
 def headline(a: ModelAnalysis, environment=None) -> list[str]:
     """The sentences a report and the terminal lead with."""
     out = []
     if a.latency_s:
         spread = f" (IQR {_ms(a.latency_iqr_s)}, CV {a.latency_cv:.2f})" if a.latency_iqr_s is not None and a.latency_cv is not None else ""
+        peak = (f"peak {a.roof.dtype} ({a.roof.peak_flops / 1e12:.3g} TFLOP/s, {a.roof.name})" if len(a.peaks_used()) < 2 else
+                f"its ideal at the peaks of each op's dtype ({a.roof.name})")
         out.append(f"{a.model} at batch {a.batch}, {a.dtype} on {a.device}: {_ms(a.latency_s)} per batch{spread}, "
-                   f"{a.batch / a.latency_s:,.0f} samples/s, {100 * a.efficiency:.1f} % of peak {a.roof.dtype} "
-                   f"({a.roof.peak_flops / 1e12:.3g} TFLOP/s, {a.roof.name}).")
+                   f"{a.batch / a.latency_s:,.0f} samples/s, {100 * a.efficiency:.1f} % of {peak}.")
     else:
         out.append(f"{a.model} at batch {a.batch}, {a.dtype}: not measured; roofline analysis against {a.roof.name}.")
     for extra in (load_sentence(environment), spread_sentence(a, environment)):
@@ -86,6 +126,7 @@ def headline(a: ModelAnalysis, environment=None) -> list[str]:
             out.append(extra)
     out.append(ladder_sentence(a))
     out += problem_sentences(a)
+    out += [x for x in (figures_sentence(a), peaks_sentence(a), autocast_sentence(a)) if x]
     if a.waterline_floor_s is not None and a.waterline_floor_s > 1.05 * a.waterline_s:
         out.append(f"With the measured launch floor ({1e6 * a.roof.launch_floor_s:.1f} µs per kernel), the waterline is "
                    f"{_ms(a.waterline_floor_s)}, not {_ms(a.waterline_s)}: at this size launching the kernels costs more than their work.")

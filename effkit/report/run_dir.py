@@ -60,8 +60,9 @@ def layer_table(a: ModelAnalysis, layer_counts) -> list[dict]:
 def provenance(record: RunRecord, batch: int | None = None) -> dict:
     """What was asked (the config) and what was found (the environment), flat, for display."""
     c = record.config
-    out = {**(record.environment.to_dict() if record.environment else {}), "dtype": c.precision, "mode": c.mode, "layout": c.layout,
-           "compile": c.compile, "cuda_graph": c.cuda_graph, "batches": list(c.batches), "config_key": c.key(),
+    out = {**(record.environment.to_dict() if record.environment else {}), "configuration": c.describe(), "dtype": c.precision, "mode": c.mode,
+           "layout": c.layout, "compile": c.compile, "cuda_graph": c.cuda_graph, **c.knobs, "batches": list(c.batches), "config_key": c.key(),
+           "timing figures": "device time per step (the ladder's end-to-end rung), synchronous latency, throughput",
            "record": f"schema {record.schema_version}, effkit {record.effkit_version}, {record.status}"}
     if batch is not None:
         out["batch"] = batch
@@ -122,7 +123,8 @@ def _profile_views(folder: Path, record: RunRecord) -> Path:
     lost = sorted([r for r in rows if r["lost_ms"] is not None], key=lambda r: -r["lost_ms"])[:15]
     page = Page(
         title=f"effkit profile: {a.model}" + ("" if record.complete else " (incomplete run)"),
-        subtitle=f"{a.device} · {a.dtype} · batch {', '.join(str(x.batch) for x in analyses)} · roofs: {a.roof.name} ({a.roof.source})",
+        subtitle=f"{a.device} · {record.config.describe()} · batch {', '.join(str(x.batch) for x in analyses)} · roofs: {a.roof.name} "
+                 f"({a.roof.source}) · peaks used: {a.summary_row()['peaks_used'] or '-'}",
         headline=lead, summary_rows=summary, summary_cols=SUMMARY_COLS, banners=banners(record),
         figures=[
             {"id": "gap", "title": "Efficiency gap", "caption": "Each batch's ladder: ideal → waterline → kernels → end-to-end, against "
@@ -159,7 +161,7 @@ def _comparison_views(folder: Path, record: RunRecord) -> Path:
                      f"{best.model} ({100 * best.efficiency:.1f} % of peak).")
     lines += [ladder_sentence(a, a.model) for a in analyses]
     page = Page(title="effkit comparison: " + ", ".join(a.model for a in analyses),
-                subtitle=f"{analyses[0].device} · {analyses[0].dtype} · roofs: {analyses[0].roof.name}",
+                subtitle=f"{analyses[0].device} · {record.config.describe()} · roofs: {analyses[0].roof.name}",
                 headline=lines, summary_rows=summary, summary_cols=SUMMARY_COLS, banners=banners(record),
                 figures=[{"id": "gap", "title": "Efficiency gap" + (" and accuracy" if any(a.top1 for a in analyses) else ""),
                           "caption": "Each model's ladder ideal → waterline → kernels → end-to-end; top-1 from the zoo's reference or --accuracy.",

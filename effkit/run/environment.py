@@ -31,6 +31,7 @@ class Environment:
     state_start: dict = field(default_factory=dict)  # clocks, power, temperature when the point started
     state_end: dict = field(default_factory=dict)
     load: dict = field(default_factory=dict)  # what other processes did while the point was measured (device.facts.LoadMonitor)
+    backend: dict = field(default_factory=dict)  # the backend switches in force (config.backend_state): TF32, cudnn.benchmark, SDPA
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,10 +41,11 @@ class Environment:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def with_states(self, start: dict, end: dict, load: dict | None = None) -> "Environment":
+    def with_states(self, start: dict, end: dict, load: dict | None = None, backend: dict | None = None) -> "Environment":
         from dataclasses import replace
 
-        return replace(self, state_start=start, state_end=end, load=load or {}, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        return replace(self, state_start=start, state_end=end, load=load or {}, backend=backend or {},
+                       timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     @property
     def load_issues(self) -> list[str]:

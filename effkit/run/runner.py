@@ -10,9 +10,10 @@ resolved ModelRef and a RunConfig and is what the other stages call.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,8 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from effkit.config import PRECISIONS, RunConfig, check_precision
-from effkit.errors import check_choice
+from effkit.config import RunConfig, backend_state, check_precision
 from effkit.devices import parse_device
 from effkit.errors import EffkitError, UserInputError
 from effkit.files import atomic_write_json
@@ -30,7 +30,7 @@ from effkit.models.ref import ModelRef, resolve
 from effkit.device.facts import LoadMonitor
 from effkit.run.environment import Environment, capture, state
 from effkit.run.layers import LayerTimes, profile_layers
-from effkit.timing import Timing, measure
+from effkit.timing import Timing, measure, measure_sync, measure_throughput
 
 
 class CompileError(EffkitError):
@@ -48,6 +48,8 @@ class BenchPoint:
     config: RunConfig = field(default_factory=RunConfig)
     environment: Environment | None = None
     note: str = ""
+    sync: Timing | None = None  # synchronous latency: one step at a time, wall clock to the result
+    throughput: Timing | None = None  # seconds per step over back-to-back loops (samples/s = batch / median)
 
     @property
     def latency_s(self) -> float | None:
@@ -55,7 +57,16 @@ class BenchPoint:
 
     @property
     def samples_per_s(self) -> float | None:
+        """batch / device time per step (the ladder's end-to-end rung)."""
         return self.batch / self.timing.median_s if self.timing else None
+
+    @property
+    def sync_latency_s(self) -> float | None:
+        return self.sync.median_s if self.sync else None
+
+    @property
+    def throughput_samples_per_s(self) -> float | None:
+        return self.batch / self.throughput.median_s if self.throughput else None
 
     @property
     def provenance(self) -> dict:
@@ -72,15 +83,20 @@ class BenchPoint:
             "latency_ms": t.get("median_ms"), "iqr_ms": t.get("iqr_ms"), "min_ms": t.get("min_ms"), "p95_ms": t.get("p95_ms"),
             "cv": t.get("cv"), "ci_low_ms": t.get("ci_low_ms"), "ci_high_ms": t.get("ci_high_ms"), "samples": t.get("samples"),
             "stopped_by": t.get("stopped_by"), "samples_per_s": self.samples_per_s,
+            "device_time_ms": t.get("median_ms"),
+            "sync_latency_ms": 1e3 * self.sync.median_s if self.sync else None, "sync_iqr_ms": 1e3 * self.sync.iqr_s if self.sync else None,
+            "throughput_samples_per_s": self.throughput_samples_per_s,
+            "throughput_iqr_samples_per_s": self.throughput_samples_per_s * self.throughput.iqr_rel if self.throughput else None,
             "peak_memory_bytes": self.peak_memory_bytes,
             "kernel_sum_ms": 1e3 * self.layers.total_s if self.layers else None,
             "profiler_overhead": self.layers.profiler_overhead if self.layers else None,
             "device": c.device, "dtype": c.precision, "mode": c.mode, "layout": c.layout,
-            "compile": c.compile, "cuda_graph": c.cuda_graph, "note": self.note,
+            "compile": c.compile, "cuda_graph": c.cuda_graph, **c.knobs, "note": self.note,
         }
 
     def to_dict(self) -> dict:
         return {**self.row(), **(self.timing.to_dict() if self.timing else {"samples_s": []}),
+                "sync": self.sync.to_dict() if self.sync else None, "throughput": self.throughput.to_dict() if self.throughput else None,
                 "layers": self.layers.to_dict() if self.layers else None, "config": self.config.to_dict(),
                 "environment": self.environment.to_dict() if self.environment else None}
 
@@ -90,7 +106,8 @@ class BenchPoint:
         return cls(d["model"], d["batch"], d["status"], timing, d.get("peak_memory_bytes"),
                    LayerTimes.from_dict(d["layers"]) if isinstance(d.get("layers"), dict) else None,
                    RunConfig.from_dict(d["config"]), Environment.from_dict(d["environment"]) if d.get("environment") else None,
-                   d.get("note") or "")
+                   d.get("note") or "", Timing.from_dict(d["sync"]) if d.get("sync") else None,
+                   Timing.from_dict(d["throughput"]) if d.get("throughput") else None)
 
 
 @dataclass(frozen=True)
@@ -140,7 +157,6 @@ def bench(
     on_stage: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Measure latency and throughput of `model` for each batch size (see the module docstring)."""
-    check_choice("dtype", dtype, PRECISIONS)
     config = RunConfig(device=device, precision=dtype, batches=batch, mode=mode, layout="channels_last" if channels_last else "contiguous",
                        cuda_graph=cuda_graph, compile=compile, layers=layers, fallback_eager=fallback_eager, min_time_s=min_time_s,
                        min_runs=min_runs)
@@ -151,7 +167,7 @@ def bench(
 def check_config(config: RunConfig) -> RunConfig:
     """The config with its device normalised (cuda -> cuda:0), if it can run here; else a UserInputError."""
     device = parse_device(config.device, allow_meta=False)
-    check_precision(config.precision, device, "dtype")
+    check_precision(config.precision, device)
     if config.cuda_graph and not device.startswith("cuda"):
         raise UserInputError("--cuda-graph needs a CUDA device")
     if config.cuda_graph and config.mode == "train":
@@ -173,24 +189,28 @@ def run(ref: ModelRef, config: RunConfig, *, json_path=None, csv_path=None, on_p
     env = capture(config.device)
     writer = _Writer(json_path, csv_path, ref, config)
     points: list[BenchPoint] = []
-    with config.prec.context(config.device):
+    with config.backend():
+        backend = backend_state()
         for b in config.batches:
             start = state(config.device)
             with LoadMonitor(config.device) as load:
                 point = session.point(b)
-            point = BenchPoint(point.model, point.batch, point.status, point.timing, point.peak_memory_bytes, point.layers, config,
-                               env.with_states(start, state(config.device), load.result), point.note)
+            point = replace(point, environment=env.with_states(start, state(config.device), load.result, backend))
             points.append(point)
             writer.write(points)
             if on_point:
                 on_point(point)
+    if points and all(p.status == "skipped" for p in points):
+        raise UserInputError(f"{points[0].note} (every batch size skipped)")
     return BenchResult(tuple(points), config, ref.name, ref.input_shapes)
 
 
-def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str) -> Callable[[], object]:
+def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str, autocast=None) -> Callable[[], object]:
+    """One step: a forward (infer), or forward + backward + SGD step (train); under torch.autocast for a mixed precision."""
+    autocast = autocast or contextlib.nullcontext
     if mode == "infer":
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 return model(*xs)
         return step
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -198,7 +218,8 @@ def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str) -> Callable[
 
     def step():
         opt.zero_grad(set_to_none=True)
-        out = model(*xs)
+        with autocast():
+            out = model(*xs)
         out = out if isinstance(out, torch.Tensor) else next(t for t in _tensors(out))
         if out.dim() == 2:  # a classifier: cross-entropy on fixed random labels
             loss = F.cross_entropy(out.float(), labels[: out.shape[0]] % out.shape[1])
@@ -246,7 +267,8 @@ class _Session:
         if config.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.net.train(config.mode == "train")
-        self.runner = torch.compile(self.net) if config.compile else self.net
+        self.runner = torch.compile(self.net, **({"mode": config.compile_mode} if config.compile_mode else {})) if config.compile else self.net
+        self.autocast = (lambda: config.prec.autocast(config.device)) if config.prec.mixed else None
 
     def point(self, b: int) -> BenchPoint:
         c, cuda = self.config, self.config.device.startswith("cuda")
@@ -255,10 +277,13 @@ class _Session:
         self.on_stage(f"batch {b}: warm-up and timing")
         try:
             xs = self.ref.inputs(b, c.prec.input_torch, c.device, c.channels_last)
-            step = _make_step(self.runner, xs, c.mode)
+            step = _make_step(self.runner, xs, c.mode, self.autocast)
             try:
-                step()  # first call: compile errors surface here
+                step()  # first call: compile errors and unavailable backends surface here
             except Exception as e:
+                reason = _unavailable(e, c)
+                if reason:
+                    return BenchPoint(self.ref.name, b, "skipped", None, None, None, c, None, reason)
                 if not c.compile or is_oom(e):
                     raise
                 if not c.fallback_eager:
@@ -267,7 +292,7 @@ class _Session:
                                        "pass --fallback-eager to measure eager instead") from e
                 note = f"compile failed ({type(e).__name__}); measured eager"
                 self.runner = self.net
-                step = _make_step(self.runner, xs, c.mode)
+                step = _make_step(self.runner, xs, c.mode, self.autocast)
             if cuda:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats(c.device)
@@ -276,13 +301,19 @@ class _Session:
                              max_time_s=c.max_time_s,
                              clock_name="cuda graph replays issued back to back, cuda events" if c.cuda_graph else None)
             peak = torch.cuda.max_memory_allocated(c.device) if cuda else None
+            self.on_stage(f"batch {b}: synchronous latency and throughput")
+            budget = max(c.min_time_s / 4, 0.05)
+            sync = measure_sync(timed_step, c.device, min_runs=max(5, c.min_runs // 2), min_time_s=budget)
+            throughput = measure_throughput(timed_step, c.device, min_time_s=budget)
             lt = None
             if c.layers:
                 self.on_stage(f"batch {b}: per-layer times (profiler)")
                 # graphs hide kernels from per-layer attribution: profile the eager step
                 eager_median = timing.median_s if not c.cuda_graph else measure(step, c.device, min_runs=5, min_time_s=0.2).median_s
                 lt = profile_layers(self.net, step, c.device, eager_median)
-            return BenchPoint(self.ref.name, b, "ok", timing, peak, lt, c, None, note)
+            if c.cudnn_benchmark and cuda:
+                note = "; ".join(x for x in (note, "cudnn.benchmark on: its choice of kernels can differ from run to run") if x)
+            return BenchPoint(self.ref.name, b, "ok", timing, peak, lt, c, None, note, sync, throughput)
         except EffkitError:
             raise
         except Exception as e:
@@ -294,6 +325,14 @@ class _Session:
             gc.collect()
             if cuda:
                 torch.cuda.empty_cache()
+
+
+def _unavailable(e: BaseException, c: RunConfig) -> str | None:
+    """Why a configuration cannot run at all (an SDPA backend not available for these shapes), or None."""
+    text = str(e)
+    if c.sdpa_backend and ("No available kernel" in text or "No viable backend" in text):
+        return f"SDPA backend {c.sdpa_backend} is not available for this model's attention shapes on {c.device}: {_first_line(e)[:160]}"
+    return None
 
 
 def _first_line(e: BaseException) -> str:

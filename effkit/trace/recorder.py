@@ -63,8 +63,10 @@ def _distinct_bytes(t: torch.Tensor) -> int:
 class Recorder(TorchDispatchMode):
     """Records an OpRecord per aten op; use `attach(model)` around the forward."""
 
-    def __init__(self, model: nn.Module, train: bool):
+    def __init__(self, model: nn.Module, train: bool, autocast_real: bool = False):
         super().__init__()
+        self.autocast_real = autocast_real  # real traces under torch.autocast: its dtype-changing copies are its casts
+        self.casting = False  # set by the autocast emulation (trace/autocast.py) while it casts
         self.paths = {id(m): module_path(name) for name, m in model.named_modules()}
         self.owner = {id(p): module_path(name.rpartition(".")[0]) for name, p in model.named_parameters()}
         self.param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
@@ -190,15 +192,17 @@ class Recorder(TorchDispatchMode):
         else:
             cost, covered = fn(*shaped_args, out=tuple(outs[0].shape) if outs else None, **shaped_kwargs), True
         out_bytes = sum(t.numel() * t.element_size() for t in outs)
+        cast = self.casting or (self.autocast_real and self.phase == "forward" and packet is torch.ops.aten._to_copy and len(tensors) == 1
+                                and len(outs) == 1 and tensors[0].is_floating_point() and outs[0].is_floating_point()
+                                and tensors[0].dtype != outs[0].dtype)
         self.records.append(OpRecord(
             len(self.records), self.phase, path, str(func),
             tuple(tuple(t.shape) for t in tensors), tuple(str(t.dtype).removeprefix("torch.") for t in tensors),
             tuple(tuple(t.shape) for t in outs), tuple(str(t.dtype).removeprefix("torch.") for t in outs),
             cost.macs, cost.flops, cost.acts if self.phase == "forward" else 0,
-            _bytes_read(packet, tensors, out_bytes), out_bytes, out_bytes, covered,
+            _bytes_read(packet, tensors, out_bytes), out_bytes, out_bytes, covered, cast,
         ))
         return out
-
 
     def _follow(self, packet, tensors: list, outs: list) -> None:
         """Carry each open module call's derived-storage sets through this op; spot residual adds."""

@@ -33,11 +33,12 @@ class OpRecord:
     bytes_written: int
     out_bytes: int
     covered: bool
+    cast: bool = False  # a dtype cast autocast made (its own row, with its bytes)
 
 
 # Per-layer counters: forward unless prefixed bwd_; saved_bytes is what backward keeps.
 COUNTERS = ("macs", "flops", "acts", "activation_bytes", "bytes_read", "bytes_written", "ops",
-            "bwd_macs", "bwd_flops", "bwd_bytes_read", "bwd_bytes_written", "saved_bytes")
+            "bwd_macs", "bwd_flops", "bwd_bytes_read", "bwd_bytes_written", "saved_bytes", "casts", "cast_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,8 @@ class Layer:
     bwd_bytes_read: int = 0
     bwd_bytes_written: int = 0
     saved_bytes: int = 0
+    casts: int = 0  # autocast's dtype casts (forward), included in the counts above
+    cast_bytes: int = 0  # their bytes read + written
 
     @property
     def bytes(self) -> int:
@@ -102,6 +105,7 @@ class TraceResult:
     module_inputs: dict = None  # path -> first input shape, every module that ran
     precision: str = ""  # the precision name traced (dtype is its parameter dtype)
     blocks: tuple = ()  # residual blocks: modules that add their own input to a function of it (recorder docstring)
+    autocast: str = ""  # how a mixed precision's casts were found: "" (none), a policy applied on meta, or torch.autocast
 
     @property
     def totals(self) -> Layer:
@@ -162,6 +166,7 @@ class TraceResult:
             "batch": self.batch,
             "dtype": self.dtype,
             "precision": self.precision or self.dtype,
+            "autocast": self.autocast,
             "device": self.device,
             "mode": self.mode,
             "conventions": CONVENTIONS,
@@ -190,6 +195,8 @@ def layer_row(layer: Layer, mode: str) -> dict:
         "bytes_read": layer.bytes_read,
         "bytes_written": layer.bytes_written,
         "intensity_flop_per_byte": round(layer.intensity, 4) if layer.bytes else None,
+        "casts": layer.casts,
+        "cast_bytes": layer.cast_bytes,
     }
     if mode == "train":
         row.update({f.name: getattr(layer, f.name) for f in fields(Layer) if f.name.startswith("bwd_") or f.name == "saved_bytes"})

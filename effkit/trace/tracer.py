@@ -14,6 +14,7 @@ from effkit.devices import parse_device
 from effkit.errors import CoverageError, ModelRunError, UserInputError, check_choice, check_positive
 from effkit.models.ref import ModelRef, quiet_fake_tensor_log, resolve
 from effkit.trace.paths import AUTOGRAD, ROOT
+from effkit.trace.autocast import CudaAutocastEmulation
 from effkit.trace.recorder import Recorder, outputs
 from effkit.trace.result import Layer, TraceResult, Uncovered
 
@@ -50,7 +51,6 @@ def trace(
     memory, no arithmetic, the same counts.
     """
     check_positive("batch", batch)
-    check_choice("dtype", dtype, ("fp32", "fp16", "bf16"))
     ref = resolve(model, input_shape, resolution=resolution, seq_len=seq_len, **model_kwargs)
     return trace_ref(ref, [batch], precision=dtype, device=device, mode=mode, strict=strict, counter=counter)[0]
 
@@ -62,6 +62,8 @@ def trace_ref(ref: ModelRef, batches, *, precision: str = "fp32", device: str = 
     for b in batches:
         check_positive("batch", b)
     prec = get_precision(precision)
+    if prec.cuda_only and device != "meta" and not device.startswith("cuda"):
+        raise UserInputError(f"precision {prec.name} cannot run on {device}: {prec.unsupported(device)}; trace it with --device meta or cuda")
     check_choice("mode", mode, MODES)
     check_choice("counter", counter, COUNTERS)
     device = parse_device(device)
@@ -69,22 +71,30 @@ def trace_ref(ref: ModelRef, batches, *, precision: str = "fp32", device: str = 
         raise UserInputError("--counter fvcore needs real tensors (fvcore runs the model); use --device cpu")
     fake = fake_mode() if device == "meta" else None
     run_device = "cpu" if device == "meta" else device  # fake tensors behave as CPU tensors
+    if prec.mixed and fake is not None and mode == "train":
+        raise ModelRunError(f"a training trace under {prec.name} needs real tensors (autocast's backward casts cannot be emulated on meta); "
+                            "trace it with --device cpu or cuda")
     net = ref.build(run_device, prec.param_torch, fake=fake)
     net.train(mode == "train")
+    autocast = "" if not prec.mixed else ("CUDA autocast's op policy, applied by effkit on fake tensors" if fake is not None else
+                                          f"torch.autocast on {run_device.split(':')[0]}")
     results = []
     for b in batches:
-        rec = Recorder(net, train=mode == "train")
+        rec = Recorder(net, train=mode == "train", autocast_real=prec.mixed and fake is None)
+        emulate = CudaAutocastEmulation(prec.autocast_torch, rec) if prec.mixed and fake is not None else contextlib.nullcontext()
         with fake if fake is not None else contextlib.nullcontext():
             inputs = ref.inputs(b, prec.input_torch, run_device)
             rec.attach()
             try:
-                with torch.enable_grad() if mode == "train" else torch.no_grad(), rec, quiet_fake_tensor_log():
+                with torch.enable_grad() if mode == "train" else torch.no_grad(), rec, quiet_fake_tensor_log(), \
+                        (prec.autocast(run_device) if fake is None else contextlib.nullcontext()), emulate:
                     output = _run_forward(net, inputs, rec, prec.name, device)
                     if mode == "train":
                         _run_backward(output, rec)
             finally:
                 rec.detach_hooks()
-        result = _assemble(ref.name, net, rec, tuple((b, *s) for s in ref.input_shapes), b, prec, device, mode)
+        result = dataclasses.replace(_assemble(ref.name, net, rec, tuple((b, *s) for s in ref.input_shapes), b, prec, device, mode),
+                                     autocast=autocast)
         if counter == "fvcore":
             from effkit.trace.fvcore_counter import fvcore_counts
 
@@ -102,7 +112,7 @@ def _run_forward(net, inputs, rec: Recorder, precision: str, device: str):
         cause = e.__cause__
         if precision != "fp32" and re.search(r"Half|BFloat16|not implemented for|[Ll]ow precision", str(cause)):
             alt = "" if device == "meta" else " or --device meta"
-            raise UserInputError(f"dtype {precision} cannot run on {device}: {e}; use --dtype fp32{alt}") from e
+            raise UserInputError(f"precision {precision} cannot run on {device}: {e}; use --precision fp32{alt}") from e
         if type(cause).__name__ in ("DataDependentOutputException", "DynamicOutputShapeException", "UnsupportedOperatorException"):
             raise ModelRunError(f"this model cannot be traced without compute (--device meta): {e}; trace it with --device cpu") from e
         raise
@@ -146,6 +156,9 @@ def _assemble(name, net: nn.Module, rec: Recorder, input_shapes, batch, prec, de
     for r in rec.records:
         s = acc(r.path)
         if r.phase == "forward":
+            if r.cast:
+                s["casts"] += 1
+                s["cast_bytes"] += r.bytes_read + r.bytes_written
             s["macs"] += r.macs
             s["flops"] += r.flops
             s["acts"] += r.acts
