@@ -8,7 +8,8 @@
 4. the meta trace under CUDA autocast's policy (effkit's emulation) against a real CUDA autocast trace,
    layer by layer: MACs, FLOPs, casts, cast bytes, and the dtype of every product, norm and softmax;
 5. the reports: compare examples regenerated, and the bf16-mixed ConvNeXt-T profile;
-6. the scale examples regenerated.
+6. the scale examples regenerated;
+7. three convnext_tiny profiles for `effkit diff` (layout, then execution mode).
 
 Every result is written to --out as soon as it exists (JSON rewritten), so a cut-off run keeps what it did.
     python3 benchmarks/trust_precision_gpu.py --out $OUT [--device cuda] [--quick] [--parts 1,2,3,4,5]
@@ -81,10 +82,11 @@ def part_ladder(device, out, quick, models):
                 r = {"model": m, "batch": b, "cuda_graph": graph, "device_time_ms": 1e3 * p.latency_s, "iqr_ms": 1e3 * p.timing.iqr_s,
                      "kernel_sum_ms": 1e3 * lt.total_s, "kernel_iqr_ms": 1e3 * (lt.total_iqr_s or 0), "ratio": lt.total_s / p.latency_s,
                      "kernels_above_e2e_beyond_spread": lt.total_s - p.latency_s > spread, "profiler_overhead": lt.profiler_overhead,
-                     "eager_step_ms": 1e3 * lt.unprofiled_step_s, "correction": lt.correction}
+                     "unprofiled_step_ms": 1e3 * lt.unprofiled_step_s, "correction": lt.correction, "what": lt.what, "note": lt.note}
                 rows.append(r)
                 log(f"ladder {m} b{b} {'graph' if graph else 'eager'}: device {r['device_time_ms']:.3f} ms (IQR {r['iqr_ms']:.3f}), "
-                    f"kernels {r['kernel_sum_ms']:.3f} ms, ratio {r['ratio']:.3f}, beyond spread: {r['kernels_above_e2e_beyond_spread']}")
+                    f"kernels {r['kernel_sum_ms']:.3f} ms, ratio {r['ratio']:.3f}, beyond spread: {r['kernels_above_e2e_beyond_spread']}"
+                    + (f" [{lt.note}]" if lt.note else ""))
                 RESULTS["ladder"] = rows
                 save(out)
                 torch.cuda.empty_cache() if device.startswith("cuda") else None
@@ -166,21 +168,28 @@ def part_figures(device, out, quick, models):
                 for prec in ("bf16", "bf16-mixed"):
                     cfg = RunConfig(device=device, precision=prec, batches=(b,), layout="channels_last", cuda_graph=graph, layers=False,
                                     min_time_s=0.5)
-                    p = run(ref, cfg).points[0]
                     mixed = prec.endswith("mixed")
                     net = ref.build(device, torch.float32 if mixed else torch.bfloat16).to(memory_format=torch.channels_last).eval()
                     x = torch.randn(b, *ref.input_shape, device=device, dtype=torch.float32 if mixed else torch.bfloat16)
                     x = x.contiguous(memory_format=torch.channels_last)
-                    dev_s, sync_s, tput = independent(net, x, device, graph, mixed)
+                    # own loops before and after effkit's run: their disagreement is the run-to-run spread that a
+                    # ratio effkit/own has to be read against
+                    before = independent(net, x, device, graph, mixed)
+                    p = run(ref, cfg).points[0]
+                    after = independent(net, x, device, graph, mixed)
+                    dev_s, sync_s, tput = (statistics.fmean(v) for v in zip(before, after))
                     r = {"model": m, "batch": b, "cuda_graph": graph, "precision": prec,
                          "effkit_device_ms": 1e3 * p.latency_s, "own_device_ms": 1e3 * dev_s, "device_ratio": p.latency_s / dev_s,
                          "effkit_sync_ms": 1e3 * p.sync_latency_s, "own_sync_ms": 1e3 * sync_s, "sync_ratio": p.sync_latency_s / sync_s,
                          "effkit_samples_per_s": p.throughput_samples_per_s, "own_samples_per_s": tput,
-                         "throughput_ratio": p.throughput_samples_per_s / tput, "effkit_iqr_rel": p.timing.iqr_rel}
+                         "throughput_ratio": p.throughput_samples_per_s / tput, "effkit_iqr_rel": p.timing.iqr_rel,
+                         "own_after_over_before": {"device": after[0] / before[0], "sync": after[1] / before[1],
+                                                   "throughput": after[2] / before[2]}}
                     rows.append(r)
                     log(f"figures {m} b{b} {'graph' if graph else 'eager'} {prec}: device {r['effkit_device_ms']:.3f}/{r['own_device_ms']:.3f} ms "
                         f"({r['device_ratio']:.3f}), sync {r['effkit_sync_ms']:.3f}/{r['own_sync_ms']:.3f} ({r['sync_ratio']:.3f}), "
-                        f"throughput {r['effkit_samples_per_s']:,.0f}/{r['own_samples_per_s']:,.0f} ({r['throughput_ratio']:.3f})")
+                        f"throughput {r['effkit_samples_per_s']:,.0f}/{r['own_samples_per_s']:,.0f} ({r['throughput_ratio']:.3f}); "
+                        "own after/before " + " ".join(f"{k} {v:.3f}" for k, v in r["own_after_over_before"].items()))
                     RESULTS["figures"] = rows
                     save(out)
                     del net, x
@@ -285,6 +294,22 @@ def part_scale(device, out, quick, models):
         save(out)
 
 
+# ----------------------------------------------------------------------------- 7. profiles for `effkit diff` (issue 16)
+def part_diff_inputs(device, out, quick, models):
+    """convnext_tiny at batch 64, bf16: NCHW eager, channels-last eager, channels-last with CUDA graphs, each a profile
+    run folder, for `effkit diff` to compare (the layout change, then the execution-mode change)."""
+    from effkit.profiling import profile
+
+    rep = out / "reports"
+    b = 8 if quick else 64
+    graph_ok = device.startswith("cuda")
+    for name, cl, graph in (("nchw_eager", False, False), ("nhwc_eager", True, False), ("nhwc_graph", True, graph_ok)):
+        t = time.perf_counter()
+        profile("convnext_tiny", device=device, batch=b, dtype="bf16", channels_last=cl, cuda_graph=graph,
+                out=rep / f"diff_convnext_tiny_h200_bf16_b64_{name}")
+        log(f"profile convnext_tiny {name} in {time.perf_counter() - t:.0f} s")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -298,7 +323,7 @@ def main():
     models = a.models.split(",")
     RESULTS["meta"] = {"torch": torch.__version__, "device": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu",
                        "effkit": effkit.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
-    parts = {"1": part_ceilings, "2": part_ladder, "3": part_figures, "4": part_trace, "5": part_reports, "6": part_scale}
+    parts = {"1": part_ceilings, "2": part_ladder, "3": part_figures, "4": part_trace, "5": part_reports, "6": part_scale, "7": part_diff_inputs}
     for k in a.parts.split(","):
         t = time.perf_counter()
         try:

@@ -121,6 +121,11 @@ def test_cpu_kernel_times_are_corrected_for_the_profiler():
     assert lt.total_s < 1e-8
     slow = profile_layers(m, step, "cpu", unprofiled_step_s=10.0)  # the unprofiled step slower than the profiled: no correction
     assert slow.correction == 1.0
+    # each layer's per-step times are kept (a diff tests them): their mean is the layer's time, and per step they add
+    # up to that step's total
+    assert all(len(l.step_s) == slow.steps and sum(l.step_s) / slow.steps == pytest.approx(l.time_s) for l in slow.layers)
+    for i, total in enumerate(slow.step_totals_s):
+        assert sum(l.step_s[i] for l in slow.layers) == pytest.approx(total)
 
 
 def test_zero_work_layers_are_not_compute_bound():
@@ -309,3 +314,78 @@ def test_a_bert_layer_stack_has_one_block_per_layer_and_none_in_its_embeddings()
     # SelfOutput adds its second input to a function of its first (not of that input); the feed-forward residual adds the
     # attention output, which is no module's own input inside BertLayer; the embeddings add embeddings of ids, never ids.
     assert t.blocks == ("encoder.0.attention", "encoder.1.attention", "encoder.2.attention")
+
+
+def test_gpu_load_waits_out_our_own_kernels(monkeypatch):
+    """NVML's utilisation counts our own kernels of the last sample period: a GPU busy only with our work reads idle
+    once that work is done and the period has passed; one that stays busy is someone else's work."""
+    import sys
+    import types
+
+    from effkit.device import facts
+
+    def fake_nvml(readings):
+        it = iter(readings)
+        last = [None]
+
+        def util(h):
+            last[0] = next(it, last[0])
+            return types.SimpleNamespace(gpu=last[0])
+
+        return types.SimpleNamespace(nvmlInit=lambda: None, nvmlShutdown=lambda: None, nvmlDeviceGetHandleByIndex=lambda i: i,
+                                     nvmlDeviceGetComputeRunningProcesses=lambda h: [], nvmlDeviceGetUtilizationRates=util)
+
+    monkeypatch.setattr(facts.time, "sleep", lambda s: None)
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml([98, 60, 0]))  # our GEMMs fading out of the window
+    own = facts.gpu_load(0)
+    assert own["gpu_utilization_pct"] == 0 and own["gpu_utilization_pct_with_own_work"] == 98
+    assert facts.load_issues({f"{k}_at_start": v for k, v in own.items()}) == []
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml([98, 97, 99]))  # still busy: someone else
+    clock = iter(range(100))
+    monkeypatch.setattr(facts.time, "perf_counter", lambda: next(clock) * 0.1)
+    other = facts.gpu_load(0, settle_s=0.5)
+    assert other["gpu_utilization_pct"] == 99
+    assert facts.load_issues({f"{k}_at_start": v for k, v in other.items()}) == ["the GPU was 99 % busy before measuring started"]
+
+
+def test_graph_kernels_take_their_layers_from_the_eager_order():
+    """A CUDA graph replays the captured kernels in order: kernel k of a replay is kernel k of the eager step."""
+    from effkit.run.layers import match_graph_kernels
+
+    a, b = ("stem", "forward"), ("head", "forward")
+    eager = [("conv", a), ("relu", a), ("gemm", b)]
+    replays = [[("conv", 10.0), ("relu", 2.0), ("gemm", 5.0)], [("conv", 12.0), ("relu", 2.0), ("gemm", 7.0)]]
+    per_key, totals = match_graph_kernels(eager, replays)
+    assert per_key == {a: (10 + 2, 12 + 2), b: (5, 7)}  # µs in each replay
+    assert totals == [17.0, 21.0]
+    why = match_graph_kernels(eager, [[("conv", 10.0), ("gemm", 5.0)]])
+    assert isinstance(why, str) and "2 kernels and the eager step 3" in why and "kernel 1 on" in why
+    assert isinstance(match_graph_kernels(eager, []), str)
+
+
+def test_eager_kernel_order_follows_the_device():
+    """Kernels in the order the device ran them, each attributed to the op that launched it (matched by name and
+    duration), one step only: an outer op that starts first but launches after its inner op comes second."""
+    import types
+
+    from effkit.run import layers as L
+
+    cpu, gpu = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
+
+    def op(name, start, parent=None, kernels=()):
+        return types.SimpleNamespace(name=name, device_type=cpu, time_range=types.SimpleNamespace(start=start), cpu_parent=parent,
+                                     kernels=[types.SimpleNamespace(name=k, duration=us) for k, us in kernels], sequence_nr=-1)
+
+    def kernel(name, start, us):
+        return types.SimpleNamespace(name=name, device_type=gpu, time_range=types.SimpleNamespace(start=start, end=start + us))
+
+    s0, s1 = op(L._STEP + "0", 0), op(L._STEP + "1", 100)
+    stem, head = op(L._PREFIX + "stem", 1, s0), op(L._PREFIX + "head", 50, s0)
+    bn = op("aten::batch_norm", 2, stem, [("copy", 1.0)])  # outer op: starts first, launches its kernel last
+    events = [bn, op("aten::bn_stats", 3, bn, [("stats", 2.0), ("apply", 3.0)]), op("aten::mm", 60, head, [("gemm", 4.0)]),
+              op("aten::mm", 101, op(L._PREFIX + "stem", 100, s1), [("gemm", 4.0)])]
+    events += [kernel("stats", 1000, 2.0), kernel("apply", 1003, 3.0), kernel("copy", 1007, 1.0), kernel("gemm", 1010, 4.0),
+               kernel("gemm", 1100, 4.0)]
+    stem_k, head_k = ("stem", "forward"), ("head", "forward")
+    assert L.eager_kernel_order(events) == [("stats", stem_k), ("apply", stem_k), ("copy", stem_k), ("gemm", head_k)]
+    assert L.eager_kernel_order(events, step=1) == [("gemm", stem_k)]

@@ -125,8 +125,12 @@ def cpu_governor() -> str | None:
         return None
 
 
-def gpu_load(index: int) -> dict:
-    """Other processes on the GPU and its utilisation now, through NVML ({} where NVML is not there)."""
+BUSY_PCT = 10  # NVML utilisation above this, with our own work finished, is someone else's work
+
+
+def gpu_load(index: int, settle_s: float = 1.2) -> dict:
+    """Other processes on the GPU and its utilisation now, through NVML ({} where NVML is not there); our own
+    kernels are waited out (up to `settle_s`) before a busy GPU is believed busy."""
     try:
         import pynvml
 
@@ -141,7 +145,20 @@ def gpu_load(index: int) -> dict:
         # processes listed is us (we hold a CUDA context by now)
         others = len([p for p in pids if p != os.getpid()]) - (0 if os.getpid() in pids or not pids else 1)
         util = pynvml.nvmlDeviceGetUtilizationRates(h).gpu
-        return {"gpu_other_processes": max(0, others), "gpu_utilization_pct": util}
+        out = {"gpu_other_processes": max(0, others), "gpu_utilization_pct": util}
+        if util > BUSY_PCT and settle_s > 0:
+            # NVML's figure is the share of its last sample period (1/6 s to 1 s) in which any kernel ran, ours
+            # included: wait for our own work to finish and that period to pass, then ask again. What is still
+            # busy then is someone else's work.
+            out["gpu_utilization_pct_with_own_work"] = util
+            if torch.cuda.is_initialized():
+                torch.cuda.synchronize(index)
+            deadline = time.perf_counter() + settle_s
+            while util > BUSY_PCT and time.perf_counter() < deadline:
+                time.sleep(0.1)
+                util = pynvml.nvmlDeviceGetUtilizationRates(h).gpu
+            out["gpu_utilization_pct"] = util
+        return out
     except Exception:  # a field this driver does not report
         return {}
     finally:
@@ -200,6 +217,6 @@ def load_issues(load: dict) -> list[str]:
     if load.get("gpu_other_processes_at_start"):
         out.append(f"{load['gpu_other_processes_at_start']} other process(es) held the GPU")
     util = load.get("gpu_utilization_pct_at_start")
-    if util is not None and util > 10:
+    if util is not None and util > BUSY_PCT:
         out.append(f"the GPU was {util} % busy before measuring started")
     return out

@@ -171,14 +171,14 @@ def kernel_sum_sentence(p) -> str:
         out += f"The profiler slowed the step {slow:.2f}x"
     if lt.correction != 1.0:
         out += f"; CPU op self times are scaled by {lt.correction:.2f} to undo that"
-    return out + "."
+    return out + "." + (f" ({lt.note}.)" if getattr(lt, "note", "") else "")
 
 
 def print_bench_layers(points: list, console: Console, top: int) -> None:
     last = next((p for p in reversed(points) if p.layers), None)
     if last is not None and top > 0:
         lt = last.layers
-        t = Table(title=f"top {top} layers by {lt.what}, batch {last.batch} (eager step, mean of {lt.steps} profiled steps)", header_style="bold")
+        t = Table(title=f"top {top} layers by {lt.what}, batch {last.batch} (mean of {lt.steps} profiled steps)", header_style="bold")
         for col in ("layer", "phase", "time (ms)", "share", "count/step"):
             t.add_column(col, justify="left" if col in ("layer", "phase") else "right")
         for l in sorted(lt.layers, key=lambda l: -l.time_s)[:top]:

@@ -40,6 +40,7 @@ class LayerTime:
     phase: str  # "forward" or "backward"
     time_s: float  # kernel time (CUDA) or op self time (CPU, corrected), per step
     count: float  # kernels (or ops) per step
+    step_s: tuple = ()  # the layer's time in each profiled step (its spread; what a diff tests)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class LayerTimes:
     unprofiled_step_s: float  # the same step without it (the timing discipline's median)
     correction: float = 1.0  # factor applied to every layer time (CPU: unprofiled / profiled step, at most 1)
     step_totals_s: tuple[float, ...] = field(default=())  # kernel-time sum of each profiled step, corrected
+    note: str = ""  # how the times were obtained where it is not the plain way (CUDA graphs)
 
     @property
     def total_s(self) -> float:
@@ -84,7 +86,7 @@ class LayerTimes:
     @classmethod
     def from_dict(cls, d: dict) -> "LayerTimes":
         d = dict(d)
-        d["layers"] = tuple(LayerTime(**l) for l in d["layers"])
+        d["layers"] = tuple(LayerTime(**{**l, "step_s": tuple(l.get("step_s") or ())}) for l in d["layers"])
         d["step_totals_s"] = tuple(d.get("step_totals_s") or ())
         return cls(**d)
 
@@ -151,6 +153,7 @@ def attribute(events, device: str, steps: int) -> tuple[list[LayerTime], list[fl
     time_us: dict[tuple[str, str], float] = defaultdict(float)
     count: dict[tuple[str, str], int] = defaultdict(int)
     per_step: dict[int, float] = defaultdict(float)
+    per_key_step: dict[tuple[str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
     order: list[tuple[str, str]] = []
     cuda = device.startswith("cuda")
     for evt in events:
@@ -171,14 +174,84 @@ def attribute(events, device: str, steps: int) -> tuple[list[LayerTime], list[fl
         step = _step_of(evt)
         if step is not None:
             per_step[step] += us
+            per_key_step[key][step] += us
         if key not in order:
             order.append(key)
-    layers = [LayerTime(p, ph, time_us[(p, ph)] / 1e6 / steps, count[(p, ph)] / steps) for p, ph in order]
+    steps_seen = sorted(per_step)
+    layers = [LayerTime(p, ph, time_us[(p, ph)] / 1e6 / steps, count[(p, ph)] / steps,
+                        tuple(per_key_step[(p, ph)].get(i, 0.0) / 1e6 for i in steps_seen)) for p, ph in order]
     return layers, [per_step[i] / 1e6 for i in sorted(per_step)]
 
 
-def profile_layers(model: nn.Module, step, device: str, unprofiled_step_s: float, steps: int = 5) -> LayerTimes:
-    """Profile `steps` calls of `step` (already warm) and attribute their time to layers (see the module docstring)."""
+def eager_kernel_order(events, step: int = 0) -> list[tuple[str, tuple[str, str]]]:
+    """(kernel name, (layer path, phase)) of every device kernel one profiled step ran, in the order the device ran
+    them. The profiler attaches each kernel to the op that launched it as (name, duration); the device's own kernel
+    events carry the same name and duration and their start time. So each device event, in time order, is matched to
+    the earliest op (by start) not yet matched that launched a kernel of that name and duration. (Ops cannot simply be
+    sorted by start: an outer op starts before the inner op it calls but may launch its kernel after it.)"""
+    from collections import deque
+
+    queues: dict = defaultdict(deque)
+    ops = sorted((e for e in events if e.device_type == torch.autograd.DeviceType.CPU and e.kernels), key=lambda e: e.time_range.start)
+    for op in ops:
+        for k in op.kernels:
+            queues[(k.name, k.duration)].append(op)
+    out = []
+    for d in sorted((e for e in events if e.device_type == torch.autograd.DeviceType.CUDA), key=lambda e: e.time_range.start):
+        q = queues.get((d.name, d.time_range.end - d.time_range.start))
+        if q:
+            op = q.popleft()
+            if _step_of(op) == step:
+                out.append((d.name, _layer_of(op, {})))
+    return out
+
+
+def match_graph_kernels(eager: list[tuple[str, tuple]], replays: list[list[tuple[str, float]]]) -> tuple[dict, list[float]] | str:
+    """A CUDA graph hides which layer launched each kernel, but it replays the kernels that were captured, in the order
+    captured. So the k-th kernel of a replay is the k-th kernel of an eager step, where the two lists match one to one
+    by name. Returns (layer key -> its time in each replay in µs, each replay's total in µs), or why they do not match."""
+    if not replays or not eager:
+        return "no kernels were recorded in the graph replays" if not replays or not replays[0] else "no kernels in the eager step"
+    names = [n for n, _ in eager]
+    for r in replays:
+        if [n for n, _ in r] != names:
+            first = next((i for i, (a, b) in enumerate(zip(names, [n for n, _ in r])) if a != b), min(len(names), len(r)))
+            return (f"the graph replays {len(r)} kernels and the eager step {len(names)}; they differ from kernel {first} on, "
+                    "so graph kernels cannot be attributed to layers by their order")
+    per_key: dict = defaultdict(lambda: [0.0] * len(replays))
+    for i, r in enumerate(replays):
+        for (_, key), (_, us) in zip(eager, r):
+            per_key[key][i] += us
+    return {k: tuple(v) for k, v in per_key.items()}, [sum(us for _, us in r) for r in replays]
+
+
+def _graph_replays(replay, steps: int) -> tuple[list[list[tuple[str, float]]], float]:
+    """Profile `steps` replays of a CUDA graph: each replay's kernels (name, µs) in order, and the wall time per replay."""
+    import time
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(steps):
+            replay()
+        torch.cuda.synchronize()
+        wall = (time.perf_counter() - t) / steps
+    kernels = sorted((e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA), key=lambda e: e.time_range.start)
+    if not kernels or len(kernels) % steps:
+        return [[(k.name, k.time_range.elapsed_us()) for k in kernels]], wall
+    n = len(kernels) // steps
+    return [[(k.name, k.time_range.elapsed_us()) for k in kernels[i * n:(i + 1) * n]] for i in range(steps)], wall
+
+
+def profile_layers(model: nn.Module, step, device: str, unprofiled_step_s: float, steps: int = 5, replay=None,
+                   replay_step_s: float | None = None) -> LayerTimes:
+    """Profile `steps` calls of `step` (already warm) and attribute their time to layers (see the module docstring).
+
+    With `replay` (a captured CUDA graph of `step`, timed at `replay_step_s` per replay), the kernel times are taken from profiled replays of the graph, the
+    configuration that was timed, and attributed to layers by kernel order (`match_graph_kernels`); where that is not
+    possible, the eager step's times are kept and `note` says why."""
     import time
 
     from torch.profiler import ProfilerActivity, profile
@@ -195,10 +268,24 @@ def profile_layers(model: nn.Module, step, device: str, unprofiled_step_s: float
         if cuda:
             torch.cuda.synchronize()
         wall = (time.perf_counter() - t) / steps
-    layers, totals = attribute(prof.events(), device, steps)
+    events = prof.events()
+    layers, totals = attribute(events, device, steps)
     correction = 1.0 if cuda or not wall else min(1.0, unprofiled_step_s / wall)
     if correction != 1.0:
-        layers = [LayerTime(l.path, l.phase, l.time_s * correction, l.count) for l in layers]
+        layers = [LayerTime(l.path, l.phase, l.time_s * correction, l.count, tuple(t * correction for t in l.step_s)) for l in layers]
         totals = [t * correction for t in totals]
-    return LayerTimes(tuple(layers), steps, device, "kernel time (CUPTI)" if cuda else "CPU op self time",
-                      wall, unprofiled_step_s, correction, tuple(totals))
+    what, note = ("kernel time (CUPTI)" if cuda else "CPU op self time"), ""
+    if replay is not None and cuda:
+        replays, graph_wall = _graph_replays(replay, steps)
+        matched = match_graph_kernels(eager_kernel_order(events), replays)
+        if isinstance(matched, str):
+            note = f"per-layer times from eager steps, not the graph: {matched}"
+        else:
+            per_key, graph_totals = matched
+            layers = [LayerTime(l.path, l.phase, sum(per_key.get((l.path, l.phase), ())) / len(graph_totals) / 1e6, l.count,
+                                tuple(us / 1e6 for us in per_key.get((l.path, l.phase), ()))) for l in layers]
+            totals, wall = [t / 1e6 for t in graph_totals], graph_wall
+            unprofiled_step_s = replay_step_s or unprofiled_step_s
+            what = "kernel time (CUPTI) in CUDA graph replays"
+            note = "kernels of the graph replays, attributed to layers by their order in a profiled eager step"
+    return LayerTimes(tuple(layers), steps, device, what, wall, unprofiled_step_s, correction, tuple(totals), note)

@@ -308,9 +308,10 @@ class _Session:
             lt = None
             if c.layers:
                 self.on_stage(f"batch {b}: per-layer times (profiler)")
-                # graphs hide kernels from per-layer attribution: profile the eager step
+                # graphs hide which layer launched a kernel: the eager step gives the attribution, the replays the times
                 eager_median = timing.median_s if not c.cuda_graph else measure(step, c.device, min_runs=5, min_time_s=0.2).median_s
-                lt = profile_layers(self.net, step, c.device, eager_median)
+                lt = profile_layers(self.net, step, c.device, eager_median, replay=timed_step if c.cuda_graph else None,
+                                    replay_step_s=timing.median_s if c.cuda_graph else None)
             if c.cudnn_benchmark and cuda:
                 note = "; ".join(x for x in (note, "cudnn.benchmark on: its choice of kernels can differ from run to run") if x)
             return BenchPoint(self.ref.name, b, "ok", timing, peak, lt, c, None, note, sync, throughput)
