@@ -431,6 +431,53 @@ def scale(
     print_scale(res, _console())
 
 
+@app.command()
+@cli_errors
+def diff(
+    a: Annotated[str, typer.Argument(help="A: a run folder (profile, compare), a run.json, a trace JSON (effkit trace --json), or a model spec.")],
+    b: Annotated[str, typer.Argument(help="B: the same kinds as A.")],
+    device: Annotated[str, typer.Option(help="Where model specs are traced: meta (counts, no memory or arithmetic), cpu or cuda.")] = "meta",
+    batch: Annotated[int, typer.Option(help="Batch size for model specs.")] = 1,
+    precision: PrecisionOpt = Precision.fp32,
+    model_a: Annotated[Optional[str], typer.Option(help="Which model of a comparison folder A is.")] = None,
+    model_b: Annotated[Optional[str], typer.Option(help="Which model of a comparison folder B is.")] = None,
+    fail_on: Annotated[Optional[str], typer.Option(help="Gate rules, e.g. 'macs>0%,params>0%,latency_ms>+5%', or a TOML file: exit 1 "
+                                                        "with one line per violated rule. Only significant time changes violate time rules.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Write diff.json, diff.csv and index.html (with the waterfall) here.")] = None,
+    format: Annotated[Format, typer.Option(help="auto: a table on a terminal, CSV when piped; or table, csv, json.")] = Format.auto,
+    top: Annotated[int, typer.Option(help="Changed layers shown in the table.")] = 25,
+    alpha: Annotated[float, typer.Option(help="Significance level of the time tests.")] = 0.05,
+    debug: Debug = False,
+):
+    """What changed from A to B: configuration, counts per layer, and times with their significance; a gate for CI."""
+    from effkit.diffing import diff as run_diff, gate, read_rules
+
+    rules = read_rules(fail_on) if fail_on else None  # a malformed rule fails before any tracing
+    res = run_diff(a, b, device=device, batch=batch, precision=precision.value, model_a=model_a, model_b=model_b, alpha=alpha)
+    console = _console()
+    fmt = format.value if format != Format.auto else ("table" if console.is_terminal else "csv")
+    from effkit.report import diff as views
+
+    if fmt == "table":
+        views.print_diff(res, console, top)
+    elif fmt == "csv":
+        sys.stdout.write(views.to_csv(res))
+    else:
+        sys.stdout.write(views.to_json(res) + "\n")
+    err = _console(stderr=True)
+    if fmt != "table":
+        err.print(escape(res.summary()), soft_wrap=True)
+    if out:
+        err.print(f"diff report: [bold]{views.write_diff(res, out)}[/bold]")
+    if rules:
+        broken = gate(res, rules)
+        for line in broken:
+            err.print(f"[bold red]gate:[/bold red] {escape(line)}", soft_wrap=True)
+        if broken:
+            raise typer.Exit(1)
+        err.print(f"gate: {len(rules)} rule{'s' if len(rules) != 1 else ''} hold")
+
+
 def _print_summary(run) -> None:
     from effkit.report.terminal import print_profile_summary
 

@@ -17,7 +17,7 @@ FLOORS = [
     {"run"},
     {"analysis"},
     {"report"},
-    {"profiling", "scaling"},
+    {"profiling", "scaling", "diffing"},
     {"cli"},
     {"__init__"},
 ]
