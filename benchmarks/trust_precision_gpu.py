@@ -34,6 +34,7 @@ from effkit.run.runner import run  # noqa: E402
 
 CORE = ["resnet50", "convnext_tiny", "efficientnet_b0", "mobilenet_v2", "vit_b_16"]
 RESULTS: dict = {}
+MODES = ["eager", "graph"]  # part 3's execution modes (--modes)
 
 
 def save(out: Path):
@@ -164,7 +165,7 @@ def part_figures(device, out, quick, models):
     for m in models:
         ref = effkit.resolve(m)
         for b in ((1, 8) if quick else (1, 64)):
-            for graph in ((False,) if not device.startswith("cuda") else (False, True)):
+            for graph in ((False,) if not device.startswith("cuda") else tuple(m == "graph" for m in MODES)):
                 for prec in ("bf16", "bf16-mixed"):
                     cfg = RunConfig(device=device, precision=prec, batches=(b,), layout="channels_last", cuda_graph=graph, layers=False,
                                     min_time_s=0.5)
@@ -317,8 +318,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small sizes, for a dry run on the CPU")
     ap.add_argument("--parts", default="1,2,3,4,5")
     ap.add_argument("--models", default=",".join(CORE))
+    ap.add_argument("--modes", default="eager,graph", help="part 3: eager, graph or both")
     a = ap.parse_args()
     out = Path(a.out)
+    MODES[:] = a.modes.split(",")
     out.mkdir(parents=True, exist_ok=True)
     models = a.models.split(",")
     RESULTS["meta"] = {"torch": torch.__version__, "device": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu",

@@ -389,3 +389,13 @@ def test_eager_kernel_order_follows_the_device():
     stem_k, head_k = ("stem", "forward"), ("head", "forward")
     assert L.eager_kernel_order(events) == [("stats", stem_k), ("apply", stem_k), ("copy", stem_k), ("gemm", head_k)]
     assert L.eager_kernel_order(events, step=1) == [("gemm", stem_k)]
+
+
+def test_graph_replay_correction_is_unprofiled_over_profiled_span():
+    from effkit.run.layers import replay_correction
+
+    # spans of five profiled replays 6140-6160 µs (median 6150 µs); the unprofiled replay took 6.09 ms:
+    # correction = 6.09 / 6.150 = 0.99024
+    assert replay_correction([6140.0, 6150.0, 6160.0, 6145.0, 6155.0], 6.09e-3) == pytest.approx(6.09 / 6.150)
+    assert replay_correction([6000.0], 6.09e-3) == 1.0  # profiled faster than unprofiled: never scaled up
+    assert replay_correction([], 6.09e-3) == 1.0 and replay_correction([6150.0], None) == 1.0

@@ -95,7 +95,8 @@ def to_json(result: DiffResult) -> str:
 
 
 def waterfall_figure(result: DiffResult, top: int = 20):
-    """A's end-to-end time, each of the layers with the largest time deltas as a step, the rest as one, then B's."""
+    """A's end-to-end time, then a step per layer (the significant changes first, each group largest first), the rest as
+    one step, what lies outside the kernels, then B's end-to-end time."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,14 +105,14 @@ def waterfall_figure(result: DiffResult, top: int = 20):
     timed = [l for l in result.layers if l.time is not None]
     if not timed or result.end_to_end is None:
         return None
-    timed.sort(key=lambda l: -abs(l.time.b_s - l.time.a_s))
+    timed.sort(key=lambda l: (not l.time.significant, -abs(l.time.b_s - l.time.a_s)))  # significant changes first, largest first
     shown = timed[:top]
     rest = sum(l.time.b_s - l.time.a_s for l in timed[top:])
     a_ms, b_ms = 1e3 * result.end_to_end.a_s, 1e3 * result.end_to_end.b_s
     kern = sum(1e3 * (l.time.b_s - l.time.a_s) for l in timed)
     steps = [(l.path + ("" if l.time.significant else " (noise)"), 1e3 * (l.time.b_s - l.time.a_s), l.time.significant) for l in shown]
     steps.append((f"{len(timed) - len(shown)} other layers", 1e3 * rest, False))
-    steps.append(("outside the kernels (launches, gaps)", (b_ms - a_ms) - kern, False))
+    steps.append(("outside kernels (launch gaps)", (b_ms - a_ms) - kern, False))
     fig, ax = plt.subplots(figsize=(10, 0.32 * (len(steps) + 2) + 1.5))
     y = len(steps) + 1
     ax.barh(y, a_ms, color="#888")
