@@ -70,7 +70,24 @@ GraphOpt = Annotated[bool, typer.Option("--cuda-graph", help="Time CUDA-graph re
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model.")]
 FuseOpt = Annotated[Optional[str], typer.Option(help="Fusion what-if blocks: module paths matching this pattern (default: residual blocks).")]
 MinTimeOpt = Annotated[float, typer.Option(help="Seconds of timed steps per batch size.")]
-ShapeOpt = Annotated[Optional[str], typer.Option("--input-shape", help="One sample's shape, e.g. 3,224,224 (models that do not declare it).")]
+ShapeOpt = Annotated[Optional[list[str]], typer.Option("--input-shape", help="One sample's shape, e.g. 3,224,224 (models that do not declare it); "
+                                                      "repeat for several inputs.")]
+SeqLenOpt = Annotated[Optional[int], typer.Option("--seq-len", help="Tokens per sample for text models (hf:..., token-id factories).")]
+TaskOpt = Annotated[Optional[str], typer.Option("--task", help="hf: models: the Auto class to build (causal-lm, masked-lm, seq2seq-lm, "
+                                                "sequence-classification, token-classification, question-answering, image-classification, "
+                                                "base); default: the config's own architecture.")]
+
+
+def _shapes(input_shape):
+    """Repeatable --input-shape values -> one shape, several, or None."""
+    if not input_shape:
+        return None
+    shapes = [parse_shape(s) for s in input_shape]
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
+def _model_kwargs(seq_len, task) -> dict:
+    return {k: v for k, v in (("seq_len", seq_len), ("task", task)) if v is not None}
 ResOpt = Annotated[Optional[int], typer.Option(help="Input height = width.")]
 RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Measure the device's ceilings again instead of using the cached ones.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the run the --out folder already holds.")]
@@ -151,7 +168,8 @@ def trace(
     json: Annotated[Optional[str], typer.Option(help="Write totals, layers, uncovered ops and conventions as JSON here.")] = None,
     strict: Annotated[bool, typer.Option(help="Fail if any op has no formula.")] = False,
     counter: Annotated[Counter, typer.Option(help="fvcore: also show fvcore's per-layer counts (its convention).")] = Counter.effkit,
-    seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Tokens per sample for text models (hf:...).")] = None,
+    seq_len: SeqLenOpt = None,
+    task: TaskOpt = None,
     fmt: Annotated[Format, typer.Option("--format", help="Terminal output: table on a terminal, CSV when piped (auto).")] = Format.auto,
     debug: Debug = False,
 ):
@@ -166,7 +184,7 @@ def trace(
     err = _console(stderr=True)
     with err.status(f"tracing {model} ({device}, {mode})…", spinner="dots") if err.is_terminal else contextlib.nullcontext():
         result = run_trace(model, shapes, batch=batch, resolution=resolution, dtype=precision.value, device=device,
-                           mode=mode.value, strict=strict, counter=counter.value, seq_len=seq_len)
+                           mode=mode.value, strict=strict, counter=counter.value, seq_len=seq_len, **({"task": task} if task else {}))
     if result.uncovered:
         err.print(f"[yellow]warning:[/yellow] {sum(u.count for u in result.uncovered)} op call(s) without a formula, not counted: "
                   + ", ".join(f"{u.op} x{u.count}" for u in result.uncovered), soft_wrap=True)
@@ -249,7 +267,9 @@ def bench(
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1",
     precision: PrecisionOpt = Precision.fp32,
     resolution: Annotated[Optional[int], typer.Option(help="Input height = width.")] = None,
-    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="One sample's shape, e.g. 3,224,224.")] = None,
+    input_shape: ShapeOpt = None,
+    seq_len: SeqLenOpt = None,
+    task: TaskOpt = None,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory layout for model and input.")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     fallback_eager: Annotated[bool, typer.Option("--fallback-eager", help="If compilation fails, measure eager instead of failing.")] = False,
@@ -276,7 +296,7 @@ def bench(
                        layout="channels_last" if channels_last else "contiguous", cuda_graph=cuda_graph, compile=compile, layers=layers,
                        fallback_eager=fallback_eager, min_time_s=min_time,
                        **_knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode))
-    ref = resolve(model, parse_shape(input_shape) if input_shape else None, resolution=resolution)
+    ref = resolve(model, _shapes(input_shape), resolution=resolution, **_model_kwargs(seq_len, task))
     out, err = _console(), _console(stderr=True)
     table = bench_table(model, config)
     points = []
@@ -329,7 +349,8 @@ def profile(
     model: Annotated[str, typer.Argument(help="Zoo name, path/to/file.py:factory or package.module:factory.")] = DEFAULT_MODEL,
     device: DeviceOpt = "cpu", batch: BatchOpt = None, precision: PrecisionOpt = Precision.fp32, out: Annotated[Optional[str], typer.Option(help="Run folder (default: reports/MODEL-DEVICE-PRECISION-TIME).")] = None,
     ceilings: CeilOpt = None, measure: MeasureOpt = None, channels_last: CLOpt = False, cuda_graph: GraphOpt = False, compile: CompileOpt = False,
-    fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None, refresh: RefreshOpt = False,
+    fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None, seq_len: SeqLenOpt = None,
+    task: TaskOpt = None, refresh: RefreshOpt = False,
     force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, cudnn_benchmark: CudnnBenchOpt = None, tf32_matmul: Tf32MatmulOpt = None,
     tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None, compile_mode: CompileModeOpt = None, debug: Debug = False,
 ):
@@ -339,7 +360,7 @@ def profile(
 
     config = _run_config(device, batch, precision, channels_last, cuda_graph, compile, min_time,
                          _knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode))
-    ref = resolve(model, parse_shape(input_shape) if input_shape else None, resolution=resolution)
+    ref = resolve(model, _shapes(input_shape), resolution=resolution, **_model_kwargs(seq_len, task))
     with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task(f"profile {model}")
         run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, ref.top1, refresh, force, mismatched_ceilings),
@@ -353,7 +374,8 @@ def compare(
     models: Annotated[list[str], typer.Argument(help="Two or more models.")],
     device: DeviceOpt = "cpu", batch: BatchOpt = None, precision: PrecisionOpt = Precision.fp32, out: Annotated[Optional[str], typer.Option(help="Folder (default: reports/compare-TIME).")] = None,
     ceilings: CeilOpt = None, measure: MeasureOpt = None, channels_last: CLOpt = False, cuda_graph: GraphOpt = False, compile: CompileOpt = False,
-    fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None,
+    fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None, seq_len: SeqLenOpt = None,
+    task: TaskOpt = None,
     accuracy: Annotated[Optional[str], typer.Option(help="CSV of model,top1 for the accuracy vs latency plot (default: the zoo's published top-1).")] = None,
     refresh: RefreshOpt = False, force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, cudnn_benchmark: CudnnBenchOpt = None,
     tf32_matmul: Tf32MatmulOpt = None, tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None, compile_mode: CompileModeOpt = None,
@@ -368,8 +390,7 @@ def compare(
     config = _run_config(device, batch, precision, channels_last, cuda_graph, compile, min_time,
                          _knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode))
     acc = read_accuracy(accuracy) or {}
-    shape = parse_shape(input_shape) if input_shape else None
-    refs = [resolve(m, shape, resolution=resolution) for m in models]
+    refs = [resolve(m, _shapes(input_shape), resolution=resolution, **_model_kwargs(seq_len, task)) for m in models]
     top1 = {ref.name: acc.get(m, ref.top1) for m, ref in zip(models, refs)}
     with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task("compare")

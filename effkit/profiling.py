@@ -30,6 +30,25 @@ class ProfileRun:
     def report(self) -> Path:
         return self.folder / "index.html"
 
+    def to_frame(self):
+        """One row per model and batch: the summary table (latency, spread, efficiency, ladder, gaps, counts)."""
+        import pandas as pd
+
+        return pd.DataFrame([a.summary_row() for a in self.analyses])
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the summary as the report shows it, the figures, and where the report is."""
+        from html import escape
+
+        from effkit.report.html import png64
+        from effkit.report.summary import DISPLAY_COLS, display_row
+
+        rows = "".join("<tr>" + "".join(f"<td>{escape(str(display_row(a)[c]))}</td>" for c in DISPLAY_COLS) + "</tr>" for a in self.analyses)
+        table = "<table><thead><tr>" + "".join(f"<th>{escape(c)}</th>" for c in DISPLAY_COLS) + f"</tr></thead><tbody>{rows}</tbody></table>"
+        figs = "".join(f"<img style='max-width:48%' alt='{n}' src='data:image/png;base64,{png64(self.folder / (n + '.png'))}'>"
+                       for n in ("efficiency_gap", "roofline", "waterline") if (self.folder / f"{n}.png").is_file())
+        return f"{table}<div>{figs}</div><p>report: <code>{escape(str(self.report))}</code></p>"
+
 
 @dataclass(frozen=True)
 class ProfileOptions:
@@ -93,9 +112,11 @@ def profile(
     fuse: str | None = None,
     min_time_s: float = 1.0,
     accuracy: dict | None = None,
-    input_shape: tuple[int, ...] | None = None,
+    input_shape: tuple[int, ...] | list[tuple[int, ...]] | None = None,
     resolution: int | None = None,
     on_stage: Callable[[str], None] | None = None,
+    seq_len: int | None = None,
+    **model_kwargs,
 ) -> ProfileRun:
     """Trace, measure, analyse and report one model into a run folder (see the module docstring).
 
@@ -103,7 +124,7 @@ def profile(
     roofs and, unless `measure=True`, skips measuring: counts-only roofline and waterline.
     `batch` defaults to 1 and 64 on a GPU (latency and throughput), 1 on the CPU.
     """
-    ref = resolve(model, input_shape, resolution=resolution)
+    ref = resolve(model, input_shape, resolution=resolution, seq_len=seq_len, **model_kwargs)
     config = _config(device, batch, dtype, channels_last, cuda_graph, compile, min_time_s)
     top1 = (accuracy or {}).get(str(model), ref.top1)
     return run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, top1), on_stage)
@@ -239,11 +260,11 @@ def _record(ref, config, options, measure, roofs, traces, points, status, warnin
 def compare(models: list, *, out: str | Path | None = None, on_model: Callable[[str], None] | None = None, accuracy: dict | None = None,
             device: str = "cpu", batch: int | list[int] | None = None, dtype: str = "fp32", channels_last: bool = False, cuda_graph: bool = False,
             compile: bool = False, min_time_s: float = 1.0, input_shape=None, resolution=None, ceilings=None, measure=None, fuse=None,
-            on_stage=None) -> ProfileRun:
+            on_stage=None, seq_len=None, **model_kwargs) -> ProfileRun:
     """Profile several models into sub-folders of one folder and write a comparison report."""
     if len(models) < 2:
         raise UserInputError("compare needs at least two models")
-    refs = [resolve(m, input_shape, resolution=resolution) for m in models]
+    refs = [resolve(m, input_shape, resolution=resolution, seq_len=seq_len, **model_kwargs) for m in models]
     config = _config(device, batch, dtype, channels_last, cuda_graph, compile, min_time_s)
     top1 = {ref.name: (accuracy or {}).get(str(m), ref.top1) for m, ref in zip(models, refs)}
     return run_compare(refs, config, ProfileOptions(out, ceilings, measure, fuse), top1, on_model)

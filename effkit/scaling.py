@@ -12,7 +12,7 @@ from typing import Callable
 
 import pandas as pd
 
-from effkit.analysis.scaling import fit_exponent, r_squared
+from effkit.analysis.scaling import depth_unscaled_share, fit_exponent, r_squared
 from effkit.errors import UserInputError
 from effkit.models.scaling import STRATEGIES, theory, variant
 
@@ -141,6 +141,8 @@ def scale(
             "acts": (fit_exponent([p.flops for p in ps], [p.acts for p in ps]), th["acts"]),
             "latency": (fit_exponent([p.flops for p in ps if p.latency_ms], [p.latency_ms for p in ps if p.latency_ms]), None),
         }
+    if "d" in fits:
+        fits["d"]["unscaled"] = _depth_unscaled(base_ref, [p for p in points if p.strategy == "d"], alpha, batch, dtype)
     result = ScaleResult(tuple(points), fits, alpha, folder)
     write_scale_report(result, {"base": name, "device": (device or "not measured") + (", CUDA graphs" if cuda_graph else "")
                                 + (", channels-last" if channels_last else ""), "batch": batch, "dtype": dtype, "alpha": alpha})
@@ -156,3 +158,25 @@ def _append_csv(path: Path, row: dict) -> None:
         w.writerow(row)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _depth_unscaled(base_ref, ps: list, alpha: float, batch: int, dtype: str) -> dict | None:
+    """Why depth scaling's activation exponent falls short of the per-layer theory of 1: the share of activations and
+    FLOPs in the parts depth scaling does not copy (from meta traces of the base and the deepest variant), and the
+    exponent those shares predict over the same factors (acts = f_a + (1 - f_a) g, FLOPs = f_f + (1 - f_f) g)."""
+    from effkit.models.ref import resolve
+    from effkit.trace.tracer import trace_ref
+
+    deepest = max(ps, key=lambda p: p.factor, default=None)
+    if deepest is None or deepest.factor <= 1:
+        return None
+    rows = lambda ref: [{"path": l.path, "acts": l.acts, "flops": l.flops}  # noqa: E731
+                        for l in trace_ref(ref, [batch], precision=dtype, device="meta")[0].layers]
+    v = variant(base_ref, "d", deepest.factor, alpha)
+    share = depth_unscaled_share(rows(base_ref), rows(resolve(base_ref.spec, **v.build_kwargs)))
+    if share is None or share["flops_share"] >= 1:
+        return None
+    fa, ff = share["acts_share"], share["flops_share"]
+    xs = [p.achieved_factor for p in ps]
+    share["predicted_exponent"] = fit_exponent(xs, [fa + (1 - fa) * (x - ff) / (1 - ff) for x in xs])
+    return share

@@ -116,6 +116,20 @@ class DiffResult:
             parts.append(", ".join(f"{n} {s}" for s, n in kinds.items() if n))
         return ", ".join(parts)
 
+    def to_frame(self):
+        """One row per aligned layer: status, counts of A and B and their deltas, time deltas where measured."""
+        import pandas as pd
+
+        return pd.DataFrame([l.row() for l in self.layers])
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        changed = self.to_frame()
+        changed = changed[changed["status"] != "same"] if len(changed) else changed
+        return (f"<p><b>{escape(self.a.label)} → {escape(self.b.label)}</b>: {escape(self.summary())}</p>"
+                + (changed.head(40).to_html(index=False) if len(changed) else "<p>no layer changed its counts</p>"))
+
     def to_dict(self) -> dict:
         return {"a": self.a.label, "b": self.b.label, "model_a": self.a.model, "model_b": self.b.model, "summary": self.summary(),
                 "same_device": self.same_device, "alpha": self.alpha,

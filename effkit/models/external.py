@@ -47,9 +47,39 @@ def build_external(prefix: str, name: str, resolution=None, seq_len=None, **kwar
         config = tr.AutoConfig.from_pretrained(name, local_files_only=True)
     except Exception as e:  # noqa: BLE001 - not in the local cache, or not a config
         raise UserInputError(f"no local config for {spec!r} (effkit never downloads): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-    model = tr.AutoModel.from_config(config)
+    task = kwargs.pop("task", None)
+    if kwargs:
+        raise UserInputError(f"{spec!r}: builder arguments {sorted(kwargs)} are not used for hf: models; it takes --task, --seq-len, --resolution")
+    model = getattr(tr, hf_class(config, task, spec)).from_config(config)
     if getattr(config, "image_size", None) and getattr(config, "num_channels", None):
         r = resolution or (config.image_size if isinstance(config.image_size, int) else config.image_size[0])
         return BuiltModel(model, spec, (config.num_channels, r, r), "hf")
     length = seq_len or min(getattr(config, "max_position_embeddings", 512) or 512, 512)
     return BuiltModel(model, spec, (length,), "hf", vocab_size=config.vocab_size)
+
+
+HF_TASKS = {"base": "AutoModel", "causal-lm": "AutoModelForCausalLM", "masked-lm": "AutoModelForMaskedLM",
+            "seq2seq-lm": "AutoModelForSeq2SeqLM", "sequence-classification": "AutoModelForSequenceClassification",
+            "token-classification": "AutoModelForTokenClassification", "question-answering": "AutoModelForQuestionAnswering",
+            "image-classification": "AutoModelForImageClassification"}
+_ARCH_SUFFIX = {"ForCausalLM": "causal-lm", "LMHeadModel": "causal-lm", "ForMaskedLM": "masked-lm", "ForConditionalGeneration": "seq2seq-lm",
+                "ForSequenceClassification": "sequence-classification", "ForTokenClassification": "token-classification",
+                "ForQuestionAnswering": "question-answering", "ForImageClassification": "image-classification"}
+
+
+def hf_task(config) -> str:
+    """The task a user would run this config for: what its `architectures` name (e.g. LlamaForCausalLM -> causal-lm),
+    else the base model."""
+    for arch in getattr(config, "architectures", None) or ():
+        for suffix, task in _ARCH_SUFFIX.items():
+            if arch.endswith(suffix):
+                return task
+    return "base"
+
+
+def hf_class(config, task: str | None, spec: str) -> str:
+    """The transformers Auto class for `task` (default: the config's own, see hf_task)."""
+    task = task or hf_task(config)
+    if task not in HF_TASKS:
+        raise UserInputError(f"unknown --task {task!r} for {spec!r}; choose one of: {', '.join(HF_TASKS)}")
+    return HF_TASKS[task]

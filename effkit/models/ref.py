@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from effkit.errors import ModelRunError, UserInputError, check_positive
-from effkit.models.registry import BuiltModel, build_model, declared_input_shape, get_entry
+from effkit.models.registry import BuiltModel, build_model, declared_input_shape, declared_inputs, get_entry
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,11 @@ class ModelRef:
     kwargs: tuple[tuple[str, object], ...] = ()  # builder arguments
     published: dict = field(default_factory=dict, compare=False)  # params, macs, top1 ... with "source"
     instance: nn.Module | None = field(default=None, compare=False, repr=False)
+    input_names: tuple[str, ...] = ()  # keyword inputs, one name per input shape: model(**{name: tensor})
+
+    def call(self, model: nn.Module, xs: list):
+        """Run `model` on inputs made by `inputs()`: positionally, or by name where the model declared names."""
+        return model(**dict(zip(self.input_names, xs))) if self.input_names else model(*xs)
 
     @property
     def top1(self) -> float | None:
@@ -99,13 +104,15 @@ def resolve(model, input_shape=None, *, resolution: int | None = None, seq_len: 
     if isinstance(model, BuiltModel):
         if build_kwargs:
             raise UserInputError(f"builder arguments {sorted(build_kwargs)} need a model name, not a built model")
-        shapes = _shapes(model.name, input_shape, model.input_shape, resolution)
-        return ModelRef(model.name, model.source, model.name, shapes, model.vocab_size, instance=model.model)
+        shapes = _shapes(model.name, input_shape, model.input_shapes or model.input_shape, resolution)
+        return ModelRef(model.name, model.source, model.name, shapes, model.vocab_size, instance=model.model,
+                        input_names=_names(model.input_names, shapes))
     if isinstance(model, nn.Module):
         if build_kwargs:
             raise UserInputError(f"builder arguments {sorted(build_kwargs)} need a model name, not a built model")
-        shapes = _shapes(type(model).__name__, input_shape, declared_input_shape(model), resolution)
-        return ModelRef(type(model).__name__, "instance", type(model).__name__, shapes, instance=model)
+        declared, names, vocab = declared_inputs(model)
+        shapes = _shapes(type(model).__name__, input_shape, declared, resolution)
+        return ModelRef(type(model).__name__, "instance", type(model).__name__, shapes, vocab, instance=model, input_names=_names(names, shapes))
     if not isinstance(model, str):
         raise UserInputError(f"cannot use a {type(model).__name__} as a model; give a model name, a spec like file.py:factory, or an nn.Module")
     kwargs = dict(build_kwargs)
@@ -124,8 +131,13 @@ def resolve(model, input_shape=None, *, resolution: int | None = None, seq_len: 
 
     probe = ModelRef(model, "spec", model, ((1,),), kwargs=tuple(sorted(kwargs.items())))
     built = _probe(probe, FakeTensorMode(allow_non_fake_inputs=True))
-    shapes = _shapes(built.name, input_shape, built.input_shape, resolution)
-    return ModelRef(built.name, built.source, model, shapes, built.vocab_size, probe.kwargs)
+    shapes = _shapes(built.name, input_shape, built.input_shapes or built.input_shape, resolution)
+    return ModelRef(built.name, built.source, model, shapes, built.vocab_size, probe.kwargs, input_names=_names(built.input_names, shapes))
+
+
+def _names(names: tuple, shapes: tuple) -> tuple:
+    """Keyword input names, kept only while they match the inputs one to one (an --input-shape list replaces them)."""
+    return tuple(names) if names and len(names) == len(shapes) else ()
 
 
 def _probe(ref: ModelRef, fake) -> BuiltModel:
@@ -157,7 +169,7 @@ def _shapes(name: str, input_shape, declared, resolution) -> tuple[tuple[int, ..
     if input_shape is None:
         if declared is None:
             raise UserInputError(f"model {name!r} does not declare its input shape; give --input-shape, e.g. 3,224,224")
-        shapes = [tuple(declared)]
+        shapes = [tuple(d) for d in declared] if declared and isinstance(declared[0], (list, tuple)) else [tuple(declared)]
     elif input_shape and isinstance(input_shape[0], int):
         shapes = [tuple(input_shape)]
     else:

@@ -98,6 +98,8 @@ class BuiltModel:
     input_shape: tuple[int, ...] | None
     source: str  # "zoo", "file", "module", "torchvision", "timm", "hf"
     vocab_size: int | None = None  # set for models that take token ids (their input is integers below it)
+    input_shapes: tuple | None = None  # several inputs: one sample's shape each (input_shape is the first)
+    input_names: tuple = ()  # keyword inputs: the model is called as model(**{name: tensor})
 
 
 EXTERNAL = ("torchvision", "timm", "hf")
@@ -126,10 +128,12 @@ def build_model(spec: str, resolution: int | None = None, seq_len: int | None = 
         model = fn(**kwargs)
         if not isinstance(model, nn.Module):
             raise UserInputError(f"factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
-        shape = declared_input_shape(model)
+        shapes, names, vocab = declared_inputs(model)
+        shape = shapes[0] if shapes else None
         if shape is not None and resolution is not None and len(shape) == 3:
             shape = (shape[0], resolution, resolution)
-        return BuiltModel(model, spec, shape, source)
+            shapes = (shape, *shapes[1:])
+        return BuiltModel(model, spec, shape, source, vocab, shapes if shapes and len(shapes) > 1 or names else None, names)
     if seq_len is not None:
         kwargs["seq_len"] = seq_len
     entry = get_entry(spec)
@@ -158,9 +162,25 @@ def factory_of(spec: str):
     return fn
 
 
+def declared_inputs(model: nn.Module) -> tuple[tuple | None, tuple, int | None]:
+    """(shapes, names, vocab_size) a model declares: `input_shapes` as a list of shapes (several positional inputs)
+    or a dict name -> shape (keyword inputs), else `input_shape`; `vocab_size` for token-id inputs."""
+    vocab = getattr(model, "vocab_size", None)
+    vocab = int(vocab) if isinstance(vocab, int) else None
+    shapes = getattr(model, "input_shapes", None)
+    if isinstance(shapes, dict) and shapes:
+        return tuple(tuple(int(x) for x in s) for s in shapes.values()), tuple(shapes), vocab
+    if isinstance(shapes, (list, tuple)) and shapes and all(isinstance(s, (list, tuple)) for s in shapes):
+        return tuple(tuple(int(x) for x in s) for s in shapes), (), vocab
+    one = declared_input_shape(model)
+    return ((one,) if one is not None else None), (), vocab
+
+
 def declared_input_shape(model: nn.Module) -> tuple[int, ...] | None:
     """The input shape a model declares: `input_shape` attribute or timm's default_cfg."""
     shape = getattr(model, "input_shape", None)
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        shape = shape[0]
     if shape is None:
         cfg = getattr(model, "default_cfg", None) or getattr(model, "pretrained_cfg", None) or {}
         shape = cfg.get("input_size") if isinstance(cfg, dict) else None

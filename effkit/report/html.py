@@ -33,7 +33,8 @@ document.querySelectorAll('table.sortable th').forEach(th => th.addEventListener
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1300px;color:#222;padding:0 1em}
 h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.82em;margin:.5em 0} th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}
+table{border-collapse:collapse;font-size:.82em;margin:.5em 0} #summary{font-size:.78em} #summary th{white-space:normal;max-width:9em}
+details summary{cursor:pointer;color:#555;margin:1em 0} th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}
 th{background:#f5f5f5;cursor:pointer;position:sticky;top:0} td.l,th.l{text-align:left}
 th[data-dir=asc]::after{content:' ▲'} th[data-dir=desc]::after{content:' ▼'}
 .headline li{margin:.3em 0} .flag{color:#b00} img,svg{max-width:100%;height:auto} .fig{margin:1em 0}
@@ -49,6 +50,8 @@ _TEMPLATE = """<!doctype html>
 {% for b in banners %}<div class="banner">⚠ {{ b }}</div>{% endfor %}
 <h2>Headline</h2>
 <ul class="headline">{% for h in headline %}<li>{{ h }}</li>{% endfor %}</ul>
+{% if faster %}<h2>What would make it faster</h2>
+<ul class="headline" id="faster">{% for h in faster %}<li>{{ h }}</li>{% endfor %}</ul>{% endif %}
 {% if summary_rows %}
 <h2>Summary</h2>
 <table class="sortable" id="summary"><thead><tr>{% for c in summary_cols %}<th class="{{ 'l' if loop.index0 < 2 else '' }}">{{ c }}</th>{% endfor %}</tr></thead>
@@ -58,8 +61,15 @@ _TEMPLATE = """<!doctype html>
 <h2>{{ f.title }}</h2><p class="small">{{ f.caption }}</p>
 <div class="fig" id="fig-{{ f.id }}">{% if f.svg %}{{ f.svg | safe }}{% else %}<img alt="{{ f.title }}" src="data:image/png;base64,{{ f.png64 }}">{% endif %}</div>
 {% endfor %}
+{% if cached_flags %}
+<details id="cached-flags"><summary>{{ cached_flags|length }} layer{{ 's' if cached_flags|length != 1 }} measured faster than the DRAM roofline,
+every one explained by cache reuse (the layer before wrote its input to the last on-chip cache): click to list</summary>
+<table><thead><tr><th class="l">layer</th><th class="l">kind</th><th>measured (ms)</th><th>DRAM roofline (ms)</th><th>roofline with cache allowance (ms)</th><th>bytes (MB)</th><th class="l">explanation</th></tr></thead>
+<tbody>{% for f in cached_flags %}<tr><td class="l">{{ f.path }}</td><td class="l">{{ f.kind }}</td><td>{{ '%.4f' % f.measured_ms }}</td><td>{{ '%.4f' % f.roofline_ms }}</td><td>{{ '%.4f' % f.cached_roofline_ms }}</td><td>{{ '%.2f' % f.mb }}</td><td class="l">{{ f.reason }}</td></tr>{% endfor %}</tbody></table>
+</details>
+{% endif %}
 {% if flags %}
-<h2 class="flag">Layers measured faster than their roofline time</h2>
+<h2 class="flag">Layers measured faster than their roofline time, not explained by cache</h2>
 <p class="small">A layer cannot beat max(FLOPs/P, bytes/B) with bytes counted as DRAM traffic, unless part of its input came from the last
 on-chip cache (written there by the layer before; at most one cache's worth per call) or a count or a ceiling is wrong. Each is listed with
 the roofline recomputed under that cache allowance; never silently plotted.</p>
@@ -81,7 +91,11 @@ the roofline recomputed under that cache allowance; never silently plotted.</p>
 {% if notes %}<h2>Notes</h2><ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 <h2>Conventions and definitions</h2>
 <table><tbody>{% for k, v in conventions.items() %}<tr><td class="l"><b>{{ k }}</b></td><td class="l">{{ v }}</td></tr>{% endfor %}</tbody></table>
-{% if provenance %}<h2>Provenance</h2>
+{% if provenance_models %}<h2>Provenance: what differs between models</h2>
+<table id="provenance-models"><thead><tr><th class="l">field</th>{% for m in provenance_models %}<th class="l">{{ m }}</th>{% endfor %}</tr></thead>
+<tbody>{% for k, vals in provenance_differs %}<tr><td class="l">{{ k }}</td>{% for v in vals %}<td class="l">{{ v }}</td>{% endfor %}</tr>{% endfor %}</tbody></table>
+{% endif %}
+{% if provenance %}<h2>Provenance{{ ': common to all models' if provenance_models else '' }}</h2>
 <table><tbody>{% for k, v in provenance.items() %}<tr><td class="l">{{ k }}</td><td class="l">{{ v }}</td></tr>{% endfor %}</tbody></table>{% endif %}
 <script>{{ js | safe }}</script>
 </body></html>
@@ -127,6 +141,10 @@ class Page:
     provenance: dict = field(default_factory=dict)
     links: list = field(default_factory=list)  # (label, href)
     banners: list = field(default_factory=list)  # warnings every reader must see first
+    faster: list = field(default_factory=list)  # "what would make it faster", sentences
+    cached_flags: list = field(default_factory=list)  # flags that the cache allowance explains (collapsed)
+    provenance_models: list = field(default_factory=list)  # comparison: the models, one column each
+    provenance_differs: list = field(default_factory=list)  # (field, [value per model]) where models differ
 
 
 def render(path: Path, page: Page) -> Path:

@@ -19,6 +19,7 @@ from effkit.report import figures as F
 from effkit.report.headline import headline, ladder_sentence
 from effkit.report.html import Page, png64, render
 from effkit.report.record import ModelRecord, RunRecord
+from effkit.report.summary import DISPLAY_COLS, display_row, faster_sentences
 
 SUMMARY_COLS = ["model", "batch", "dtype", "latency_ms", "latency_iqr_ms", "latency_cv", "samples_per_s", "efficiency", "ideal_ms",
                 "waterline_ms", "waterline_with_launch_floor_ms", "kernels_ms", "kernels_iqr_ms", "memory_gap", "kernel_gap", "overhead_gap",
@@ -67,6 +68,28 @@ def provenance(record: RunRecord, batch: int | None = None) -> dict:
     if batch is not None:
         out["batch"] = batch
     return out
+
+
+def model_provenance(record: RunRecord, shared: dict) -> tuple[list[str], list[tuple[str, list]], dict]:
+    """A comparison's provenance: (models, [(field, value per model)] where the models' measured points differ, the
+    fields common to all). Each model's fields are its point's environment over the run's own."""
+    per = []
+    for m in record.models:
+        a = m.analyses[-1] if m.analyses else None
+        env = environment_of(m, a.batch) if a is not None else None
+        d = dict(shared)
+        if env is not None:
+            d.update({k: v for k, v in env.to_dict().items() if v is not None})
+        if a is not None:
+            d["batch"] = a.batch
+        per.append((m.model, d))
+    if len(per) < 2:
+        return [], [], shared
+    keys = [k for k in dict.fromkeys(k for _, d in per for k in d)]
+    differs = [(k, [d.get(k, "–") for _, d in per]) for k in keys if len({str(d.get(k)) for _, d in per}) > 1]
+    differ_keys = {k for k, _ in differs}
+    common = {k: v for k, v in per[0][1].items() if k not in differ_keys}
+    return [name for name, _ in per], differs, common
 
 
 def banners(record: RunRecord) -> list[str]:
@@ -125,17 +148,19 @@ def _profile_views(folder: Path, record: RunRecord) -> Path:
         title=f"effkit profile: {a.model}" + ("" if record.complete else " (incomplete run)"),
         subtitle=f"{a.device} · {record.config.describe()} · batch {', '.join(str(x.batch) for x in analyses)} · roofs: {a.roof.name} "
                  f"({a.roof.source}) · peaks used: {a.summary_row()['peaks_used'] or '-'}",
-        headline=lead, summary_rows=summary, summary_cols=SUMMARY_COLS, banners=banners(record),
+        headline=lead, summary_rows=[display_row(x) for x in analyses], summary_cols=DISPLAY_COLS, banners=banners(record),
+        faster=faster_sentences(a),
         figures=[
             {"id": "gap", "title": "Efficiency gap", "caption": "Each batch's ladder: ideal → waterline → kernels → end-to-end, against "
-             "diagonals of constant efficiency (% of peak).", "png64": png64(figs["efficiency_gap"]["png"])},
+             "diagonals of constant efficiency (% of peak).", "svg": F.svg_with_titles(figs["efficiency_gap"]["svg_text"], {})},
             {"id": "roofline", "title": "Roofline", "caption": "One point per layer (hover to name it), coloured by kind; red rings: "
              "measured faster than the roofline.", "svg": F.svg_with_titles(figs["roofline"]["svg_text"], titles)},
             {"id": "waterline", "title": "Waterline", "caption": "Cumulative roofline time against cumulative measured kernel time, "
              "and the fusion what-if.", "png64": png64(figs["waterline"]["png"])},
         ],
         layer_rows=rows, layer_cols=LAYER_COLS, layer_caption=f" (batch {a.batch})",
-        flags=flag_rows(a), lost=lost, uncovered=list(a.uncovered), notes=list(a.notes) + list(record.notes), provenance=prov)
+        flags=[f for f in flag_rows(a) if not f["explained_by_cache"]], cached_flags=[f for f in flag_rows(a) if f["explained_by_cache"]],
+        lost=lost, uncovered=list(a.uncovered), notes=list(a.notes) + list(record.notes), provenance=prov)
     return render(folder / "index.html", page).parent
 
 
@@ -160,13 +185,17 @@ def _comparison_views(folder: Path, record: RunRecord) -> Path:
         lines.append(f"Fastest: {fastest.model} ({1e3 * fastest.latency_s:.3f} ms per batch of {fastest.batch}); most efficient: "
                      f"{best.model} ({100 * best.efficiency:.1f} % of peak).")
     lines += [ladder_sentence(a, a.model) for a in analyses]
+    prov = provenance(record)
+    models, differs, common = model_provenance(record, prov)
     page = Page(title="effkit comparison: " + ", ".join(a.model for a in analyses),
                 subtitle=f"{analyses[0].device} · {record.config.describe()} · roofs: {analyses[0].roof.name}",
-                headline=lines, summary_rows=summary, summary_cols=SUMMARY_COLS, banners=banners(record),
+                headline=lines, summary_rows=[display_row(a) for a in analyses], summary_cols=DISPLAY_COLS, banners=banners(record),
+                faster=[s for a in analyses for s in faster_sentences(a, top=1)[:1]],
+                provenance_models=models, provenance_differs=differs,
                 figures=[{"id": "gap", "title": "Efficiency gap" + (" and accuracy" if any(a.top1 for a in analyses) else ""),
                           "caption": "Each model's ladder ideal → waterline → kernels → end-to-end; top-1 from the zoo's reference or --accuracy.",
-                          "png64": png64(fig["png"])}],
-                links=[(m.model, m.link) for m in record.models if m.link], notes=list(record.notes), provenance=provenance(record))
+                          "svg": F.svg_with_titles(fig["svg_text"], {})}],
+                links=[(m.model, m.link) for m in record.models if m.link], notes=list(record.notes), provenance=common)
     return render(folder / "index.html", page).parent
 
 

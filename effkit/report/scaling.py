@@ -46,6 +46,14 @@ def write_scale_report(result, meta: dict):
         le = f["latency"][0]
         headline.append(f"{s}: params ∝ FLOPs^{pe:.2f} (theory {pt:.2f}), activations ∝ FLOPs^{ae:.2f} (theory {at:.2f})"
                         + (f", latency ∝ FLOPs^{le:.2f}" if le is not None else "") + ".")
+    depth = (result.fits.get("d") or {}).get("unscaled")
+    if depth:
+        ae, at = result.fits["d"]["acts"]
+        headline.append(
+            f"Depth: activations ∝ FLOPs^{ae:.2f} for the network against a per-layer theory of {at:.2f}, because depth scaling copies "
+            f"only the later blocks of each stage: the stem, the head and each stage's first (stride-2 transition) block are not "
+            f"copied, and in the base they hold {100 * depth['acts_share']:.0f} % of the activations but {100 * depth['flops_share']:.0f} % "
+            f"of the FLOPs; with those parts fixed, the exponent over these factors would be {depth['predicted_exponent']:.2f}.")
     noisy = [p for p in result.points if p.latency_ms and p.latency_iqr_ms and p.latency_iqr_ms > 0.1 * p.latency_ms]
     if noisy:
         headline.append(f"Noisy timing: {len(noisy)} of {sum(1 for p in result.points if p.latency_ms)} measured variants have an IQR over "
@@ -59,8 +67,10 @@ def write_scale_report(result, meta: dict):
     rows = [{**p.__dict__, "config": f"d×{p.d:.3g} w×{p.w:.3g} r×{p.r:.3g} ({p.resolution}px)"} for p in result.points]
     cols = ["strategy", "factor", "achieved_factor", "config", "flops", "macs", "params", "acts", "latency_ms", "latency_iqr_ms", "latency_cv",
             "status"]
-    fits = [{"strategy": s, "params (fit)": f["params"][0], "params (theory)": f["params"][1], "acts (fit)": f["acts"][0],
-             "acts (theory)": f["acts"][1], "latency (fit)": f["latency"][0]} for s, f in result.fits.items()]
+    fits = [{"strategy": s, "params (fit)": f["params"][0], "params (theory)": f["params"][1], "acts (fit, network)": f["acts"][0],
+             "acts (theory, per layer)": f["acts"][1],
+             "acts (predicted with the parts not scaled)": (f.get("unscaled") or {}).get("predicted_exponent"),
+             "latency (fit)": f["latency"][0]} for s, f in result.fits.items()]
     render(folder / "index.html", Page(
         title=f"effkit scale: {meta['base']}", subtitle=f"{meta['device']} · {meta['dtype']} · batch {meta['batch']}",
         headline=headline, figures=[{"id": "scaling", "title": "Growth against FLOPs", "caption": "Log-log; each line one strategy, each "

@@ -117,6 +117,17 @@ class BenchResult:
     model: str = ""
     input_shapes: tuple = ()
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: one row per batch size with its spread, and where it was measured."""
+        from html import escape
+
+        env = next((p.environment for p in self.points if p.environment is not None), None)
+        where = escape(f"{env.device_name} · torch {env.torch} · {self.config.describe()}") if env is not None else escape(self.config.describe())
+        cols = [c for c in ("batch", "status", "latency_ms", "iqr_ms", "cv", "ci_low_ms", "ci_high_ms", "sync_latency_ms",
+                            "throughput_samples_per_s", "peak_memory_bytes", "kernel_sum_ms", "note") if c in self.to_frame().columns]
+        return (f"<p><b>{escape(self.model)}</b> on {where}: device time per step (median) with its IQR and 95 % interval, ms</p>"
+                + self.to_frame()[cols].to_html(index=False))
+
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([p.row() for p in self.points])
 
@@ -155,12 +166,14 @@ def bench(
     min_time_s: float = 1.0,
     on_point: Callable[[BenchPoint], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    seq_len: int | None = None,
+    **model_kwargs,
 ) -> BenchResult:
     """Measure latency and throughput of `model` for each batch size (see the module docstring)."""
     config = RunConfig(device=device, precision=dtype, batches=batch, mode=mode, layout="channels_last" if channels_last else "contiguous",
                        cuda_graph=cuda_graph, compile=compile, layers=layers, fallback_eager=fallback_eager, min_time_s=min_time_s,
                        min_runs=min_runs)
-    ref = resolve(model, input_shape, resolution=resolution)
+    ref = resolve(model, input_shape, resolution=resolution, seq_len=seq_len, **model_kwargs)
     return run(ref, config, json_path=json_path, csv_path=csv_path, on_point=on_point, on_stage=on_stage)
 
 
@@ -205,13 +218,18 @@ def run(ref: ModelRef, config: RunConfig, *, json_path=None, csv_path=None, on_p
     return BenchResult(tuple(points), config, ref.name, ref.input_shapes)
 
 
-def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str, autocast=None) -> Callable[[], object]:
-    """One step: a forward (infer), or forward + backward + SGD step (train); under torch.autocast for a mixed precision."""
+def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str, autocast=None, names: tuple = ()) -> Callable[[], object]:
+    """One step: a forward (infer), or forward + backward + SGD step (train); under torch.autocast for a mixed precision.
+    Inputs are passed by position, or by name where the model declared `names`."""
     autocast = autocast or contextlib.nullcontext
+
+    def forward():
+        return model(**dict(zip(names, xs))) if names else model(*xs)
+
     if mode == "infer":
         def step():
             with torch.no_grad(), autocast():
-                return model(*xs)
+                return forward()
         return step
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     labels = torch.randint(0, 1000, (xs[0].shape[0],), device=xs[0].device)
@@ -219,8 +237,8 @@ def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str, autocast=Non
     def step():
         opt.zero_grad(set_to_none=True)
         with autocast():
-            out = model(*xs)
-        out = out if isinstance(out, torch.Tensor) else next(t for t in _tensors(out))
+            out = forward()
+        out = out if isinstance(out, torch.Tensor) else next(t for t in _tensors(out) if t.is_floating_point())
         if out.dim() == 2:  # a classifier: cross-entropy on fixed random labels
             loss = F.cross_entropy(out.float(), labels[: out.shape[0]] % out.shape[1])
         else:
@@ -277,7 +295,7 @@ class _Session:
         self.on_stage(f"batch {b}: warm-up and timing")
         try:
             xs = self.ref.inputs(b, c.prec.input_torch, c.device, c.channels_last)
-            step = _make_step(self.runner, xs, c.mode, self.autocast)
+            step = _make_step(self.runner, xs, c.mode, self.autocast, self.ref.input_names)
             try:
                 step()  # first call: compile errors and unavailable backends surface here
             except Exception as e:
@@ -292,7 +310,7 @@ class _Session:
                                        "pass --fallback-eager to measure eager instead") from e
                 note = f"compile failed ({type(e).__name__}); measured eager"
                 self.runner = self.net
-                step = _make_step(self.runner, xs, c.mode, self.autocast)
+                step = _make_step(self.runner, xs, c.mode, self.autocast, self.ref.input_names)
             if cuda:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats(c.device)

@@ -127,6 +127,21 @@ class TraceResult:
                              sum(m.params for m in members), sum(m.buffers for m in members), **sums))
         return tuple(out)
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the totals, the first layers, the uncovered ops and the counting conventions."""
+        from html import escape
+
+        t = self.totals
+        head = (f"<b>{escape(self.model)}</b>, batch {self.batch}, {escape(self.precision or self.dtype)}, {escape(self.mode)}, traced on "
+                f"{escape(self.device)}: {t.macs / 1e9:,.3f} GMACs, {t.flops / 1e9:,.3f} GFLOPs, {self.params / 1e6:,.3f} M params, "
+                f"{t.acts / 1e6:,.3f} M activations, {(t.bytes_read + t.bytes_written) / 1e6:,.1f} MB moved")
+        frame = self.to_frame()
+        more = f"<p><i>first 40 of {len(frame)} layers; .to_frame() has them all</i></p>" if len(frame) > 40 else ""
+        unc = ("<p style='color:#b00'>ops without a formula (not counted): " + escape(", ".join(f"{u.op} x{u.count}" for u in self.uncovered))
+               + "</p>") if self.uncovered else ""
+        conv = "<p style='font-size:smaller;color:#555'>" + escape("; ".join(f"{k}: {v}" for k, v in CONVENTIONS.items())) + "</p>"
+        return f"<p>{head}</p>{frame.head(40).to_html(index=False)}{more}{unc}{conv}"
+
     def to_frame(self, depth: int | None = None) -> pd.DataFrame:
         """One row per layer; columns carry units in their names (bytes, flop_per_byte)."""
         return pd.DataFrame(self.rows(depth), columns=list(self.row(self.totals, True)))

@@ -88,7 +88,7 @@ def trace_ref(ref: ModelRef, batches, *, precision: str = "fp32", device: str = 
             try:
                 with torch.enable_grad() if mode == "train" else torch.no_grad(), rec, quiet_fake_tensor_log(), \
                         (prec.autocast(run_device) if fake is None else contextlib.nullcontext()), emulate:
-                    output = _run_forward(net, inputs, rec, prec.name, device)
+                    output = _run_forward(net, inputs, rec, prec.name, device, ref)
                     if mode == "train":
                         _run_backward(output, rec)
             finally:
@@ -105,9 +105,9 @@ def trace_ref(ref: ModelRef, batches, *, precision: str = "fp32", device: str = 
     return results
 
 
-def _run_forward(net, inputs, rec: Recorder, precision: str, device: str):
+def _run_forward(net, inputs, rec: Recorder, precision: str, device: str, ref=None):
     try:
-        return net(*inputs)
+        return ref.call(net, inputs) if ref is not None else net(*inputs)
     except ModelRunError as e:
         cause = e.__cause__
         if precision != "fp32" and re.search(r"Half|BFloat16|not implemented for|[Ll]ow precision", str(cause)):
