@@ -125,7 +125,7 @@ def test_same_distribution_is_flagged_at_about_the_chosen_level():
         la = [rng.lognormvariate(0, 0.01) for _ in range(5)]  # per-layer: 5 profiled steps a side
         lb = [rng.lognormvariate(0, 0.01) for _ in range(5)]
         flagged_t += welch_log(la, lb) < 0.05
-    assert flagged_u / 1000 <= 0.066 and flagged_t / 1000 <= 0.066
+    assert flagged_u / 1000 <= 0.06 and flagged_t / 1000 <= 0.06  # the bound; 0.066 is where binomial noise alone would end
     assert flagged_u > 0 and flagged_t > 0  # a test that never rejects would pass the line above too
 
 

@@ -198,12 +198,16 @@ def print_profile_summary(run, console: Console) -> None:
     from effkit.report.run_dir import banners, environment_of
 
     t = Table(title="effkit summary", header_style="bold")
-    for col in ("model", "batch", "latency (ms)", "IQR (ms)", "CV", "samples/s", "efficiency", "ideal (ms)", "waterline (ms)", "kernels (ms)",
-                "flags"):
+    from effkit.report.summary import with_spread
+
+    for col in ("model", "batch", "latency (ms, ± IQR/2)", "IQR (ms)", "CV", "samples/s", "efficiency", "ideal (ms)", "waterline (ms)",
+                "kernels (ms)", "flags"):
         t.add_column(col, justify="left" if col == "model" else "right")
     for a in run.analyses:
         r = a.summary_row()
-        t.add_row(a.model, str(a.batch), _num(r["latency_ms"]), _num(r["latency_iqr_ms"]), _num(r["latency_cv"], 2), _num(r["samples_per_s"], 1),
+        half = r["latency_iqr_ms"] / 2 if r["latency_iqr_ms"] else None
+        t.add_row(a.model, str(a.batch), with_spread(r["latency_ms"], half), _num(r["latency_iqr_ms"]), _num(r["latency_cv"], 2),
+                  _num(r["samples_per_s"], 1),
                   "-" if r["efficiency"] is None else f"{100 * r['efficiency']:.1f} %", _num(r["ideal_ms"]), _num(r["waterline_ms"]),
                   _num(r["kernels_ms"]), str(r["flagged_layers"]))
     console.print(t)
