@@ -170,6 +170,12 @@ def trace(
     counter: Annotated[Counter, typer.Option(help="fvcore: also show fvcore's per-layer counts (its convention).")] = Counter.effkit,
     seq_len: SeqLenOpt = None,
     task: TaskOpt = None,
+    memory: Annotated[bool, typer.Option("--memory", help="Predict the peak memory of an inference step (and with --mode train, of a "
+                                                          "training step) from a meta trace, with what fills it at the peak.")] = False,
+    optimizer: Annotated[Optional[str], typer.Option(help="Training-memory prediction: the optimizer whose state and step to count "
+                                                          "(sgd, sgd-momentum, adamw).")] = None,
+    fits: Annotated[Optional[str], typer.Option(help="The largest batch whose predicted peak fits this memory (e.g. 80GB, 40GiB) or "
+                                                     "'cuda' (the GPU's free memory now), by bisection on meta traces.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Terminal output: table on a terminal, CSV when piped (auto).")] = Format.auto,
     debug: Debug = False,
 ):
@@ -181,6 +187,8 @@ def trace(
     if depth is not None and depth < 0:
         raise UserInputError(f"depth must be >= 0, got {depth}")
     shapes = [parse_shape(s) for s in input_shape] if input_shape else None
+    if memory or fits or optimizer:
+        return _trace_memory(model, shapes, batch, resolution, precision.value, mode.value, optimizer, fits, seq_len, task, fmt)
     err = _console(stderr=True)
     with err.status(f"tracing {model} ({device}, {mode})…", spinner="dots") if err.is_terminal else contextlib.nullcontext():
         result = run_trace(model, shapes, batch=batch, resolution=resolution, dtype=precision.value, device=device,
@@ -199,6 +207,47 @@ def trace(
     for path, writer in ((csv, write_csv), (json, write_json)):
         if path:
             err.print(f"wrote {writer(result, path, depth)}")
+
+
+def _trace_memory(model, shapes, batch, resolution, precision, mode, optimizer, fits, seq_len, task, fmt) -> None:
+    """effkit trace --memory / --fits: the predicted peak and its breakdown, or the largest batch that fits."""
+    import json as _json
+
+    from effkit.models.ref import resolve
+    from effkit.trace.memory import CONTEXT_BYTES, HEADROOM_FRACTION, budget_of, largest_batch, predict_memory, usable
+
+    if optimizer is not None and mode != "train":
+        raise UserInputError("--optimizer counts a training step's optimizer: give --mode train too")
+    budget = budget_of(fits) if fits else None  # a bad size fails before any tracing
+    ref = resolve(model, shapes, resolution=resolution, **_model_kwargs(seq_len, task))
+    out, err = _console(), _console(stderr=True)
+    if budget is not None:
+        best, tried = largest_batch(lambda b: predict_memory(ref, b, precision=precision, mode=mode, optimizer=optimizer).peak_bytes, budget[0])
+        what = "inference" if mode == "infer" else f"a training step ({optimizer or 'no optimizer'})"
+        out.print(f"{ref.name}, {what}, {precision}: the largest batch whose predicted peak fits {budget[0] / 1e9:,.2f} GB ({budget[1]}) is "
+                  f"[bold]{best}[/bold]. Kept back: {CONTEXT_BYTES / 2**20:.0f} MiB for the CUDA context and library workspaces, then "
+                  f"{100 * HEADROOM_FRACTION:.0f} % for the allocator's rounding: the prediction may fill {usable(budget[0]) / 1e9:,.2f} GB.")
+        out.print("batches tried (predicted peak): " + ", ".join(f"{b}: {p / 1e9:,.2f} GB" for b, p in tried))
+        return
+    pred = predict_memory(ref, batch, precision=precision, mode=mode, optimizer=optimizer)
+    if fmt == Format.json or (fmt == Format.auto and not out.is_terminal):
+        sys.stdout.write(_json.dumps({k: v for k, v in pred.to_dict().items() if k != "timeline"}, indent=1) + "\n")
+        return
+    out.print(pred.summary())
+    from rich.table import Table
+
+    t = Table(title="at the peak", header_style="bold")
+    t.add_column("what", justify="left")
+    t.add_column("MB", justify="right")
+    for k, v in pred.at_peak.items():
+        t.add_row(k, f"{v / 1e6:,.1f}")
+    t.add_row("[bold]peak[/bold]", f"[bold]{pred.peak_bytes / 1e6:,.1f}[/bold]")
+    out.print(t)
+    if pred.layers_at_peak:
+        out.print("activations alive at the peak, by the layer that made them (largest first): " + ", ".join(
+            f"{p} {b / 1e6:,.1f} MB" for p, b in pred.layers_at_peak[:8]), soft_wrap=True)
+    err.print("[dim]storage-level liveness on a meta trace: views are free, in-place ops allocate nothing, a storage lives from the op "
+              "that makes it to its last reader; the allocator's rounding and library workspaces are not modelled. MB = 10^6 bytes.[/dim]")
 
 
 @app.command()
@@ -313,6 +362,9 @@ def bench(
                 err.print(f"[yellow]warning:[/yellow] batch {p.batch}: {w}")
             if p.status == "oom":
                 err.print(f"[yellow]batch {p.batch}: out of memory, recorded as oom; going on[/yellow]")
+            if p.peak_memory_bytes and p.predicted_peak_bytes:
+                err.print(f"batch {p.batch}: peak memory measured {p.peak_memory_bytes / 1e6:,.1f} MB (max_memory_allocated), predicted "
+                          f"{p.predicted_peak_bytes / 1e6:,.1f} MB from a meta trace: ratio {p.peak_memory_bytes / p.predicted_peak_bytes:.3f}")
 
         run(ref, config, json_path=json, csv_path=csv, on_point=on_point, on_stage=lambda m: prog.update(task, description=f"bench {model}: {m}"))
     out.print(table)

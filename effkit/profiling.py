@@ -162,11 +162,13 @@ def run_profile(ref: ModelRef, config: RunConfig, options: ProfileOptions = Prof
         # a mixed precision is set beside the same model cast to its autocast dtype: what autocast's casts cost
         cast = _traces(ref, config.replace(precision=config.prec.autocast_dtype)) if config.prec.mixed else None
         tf32 = config.tf32_flags() if (config.device.startswith("cuda") or options.ceilings) else (False, False)
+        stage("memory prediction")
+        memory = _memory(ref, config)
         done: list = []
         state = {"record": None}
 
         def save(status: str, note: str | None = None):
-            state["record"] = _record(ref, config, options, measure, (roof, tf32), (traces, cast), done, status, warnings, note)
+            state["record"] = _record(ref, config, options, measure, (roof, tf32), (traces, cast), done, status, warnings, note, memory)
             state["record"].save(folder)
 
         save("incomplete", "counted; not measured yet" if measure else None)
@@ -241,7 +243,20 @@ def _traces(ref: ModelRef, config: RunConfig):
             raise
 
 
-def _record(ref, config, options, measure, roofs, traces, points, status, warnings, note):
+def _memory(ref: ModelRef, config: RunConfig) -> dict | None:
+    """The predicted peak memory of a step at the largest batch (trace/memory.py), or None where it cannot be made."""
+    from effkit.trace.memory import predict_memory
+
+    if config.prec.mixed and config.mode == "train":
+        return None
+    try:
+        return predict_memory(ref, max(config.batches), precision=config.precision, mode=config.mode,
+                              optimizer="sgd-momentum" if config.mode == "train" else None).to_dict()
+    except Exception:  # noqa: BLE001 - a model that cannot run on fake tensors: no prediction, the profile goes on
+        return None
+
+
+def _record(ref, config, options, measure, roofs, traces, points, status, warnings, note, memory=None):
     from dataclasses import replace
 
     from effkit.report.record import ModelRecord, RunRecord
@@ -251,7 +266,8 @@ def _record(ref, config, options, measure, roofs, traces, points, status, warnin
     analyses = tuple(analyse(t, roof, by_batch.get(t.batch), fuse=options.fuse, top1=options.top1, tf32=tf32) for t in traces)
     if cast:
         analyses = tuple(replace(a, waterline_if_cast_s=analyse(c, roof, tf32=tf32).waterline_s) for a, c in zip(analyses, cast))
-    model = ModelRecord(ref.name, analyses, tuple({"batch": t.batch, **t.totals_row()} for t in traces), tuple(traces[-1].rows()), tuple(points))
+    model = ModelRecord(ref.name, analyses, tuple({"batch": t.batch, **t.totals_row()} for t in traces), tuple(traces[-1].rows()), tuple(points),
+                        memory=memory)
     env = points[0].environment if points else None
     opts = {"ceilings": options.ceilings, "measure": measure, "fuse": options.fuse, "input_shapes": [list(s) for s in ref.input_shapes]}
     return RunRecord("profile", config, (model,), env, status, (note,) if note else (), opts, warnings=tuple(warnings))

@@ -86,8 +86,9 @@ def test_html_is_self_contained(run):
     html = (run.folder / "index.html").read_text()
     # nothing to fetch: no links, scripts or images from the network (XML namespace URIs are names, not fetches)
     assert not re.search(r"""(src|href)\s*=\s*["']https?:|<link|url\(\s*["']?https?:|<script[^>]+src""", html)
-    # the efficiency gap and the roofline inline as SVG (label boxes and hover names live in the page), the waterline as a PNG
-    assert html.count("data:image/png;base64,") == 1 and html.count("<svg") == 2
+    # the efficiency gap and the roofline inline as SVG (label boxes and hover names live in the page), the waterline and the
+    # predicted memory over the step as PNGs
+    assert html.count("data:image/png;base64,") == 2 and html.count("<svg") == 2 and 'id="fig-memory"' in html
     assert "<title>blocks.0.conv (depthwise conv" in html  # hover names the layer
     assert "Conventions and definitions" in html and "Provenance" in html
 
@@ -178,7 +179,7 @@ def test_html_in_headless_chromium(run, tmp_path):
     m = re.search(r'<pre id="selftest">(.*?)</pre>', dom, re.S)
     assert m, dom[-2000:]
     out = json.loads(m.group(1).replace("&quot;", '"'))
-    assert out["imgs"] == [True]  # the waterline PNG decoded (the efficiency gap and the roofline are inline SVG)
+    assert out["imgs"] == [True, True]  # the waterline and memory PNGs decoded (the efficiency gap and the roofline are inline SVG)
     assert out["svg_width"] > 100 and out["points"] > 5  # the inline roofline SVG laid out, one group per layer
     assert out["asc"] == sorted(out["before"]) and out["desc"] == sorted(out["before"], reverse=True)
     assert out["asc"] != out["before"]  # the click really reordered the rows

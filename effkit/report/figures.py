@@ -288,6 +288,35 @@ def waterline(a: ModelAnalysis):
     return fig
 
 
+def memory_timeline(memory: dict):
+    """Predicted live bytes along the ops of a step (activations, gradients, temporaries stacked on what lives
+    throughout), the peak marked and the layers alive at it named."""
+    tl = memory["timeline"]
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    x = np.arange(len(tl))
+    static = memory["static_bytes"] / 1e6
+    acts = np.array([t[2] for t in tl]) / 1e6
+    grads = np.array([t[3] for t in tl]) / 1e6
+    temps = np.array([t[4] for t in tl]) / 1e6
+    ax.stackplot(x, np.full(len(tl), static), acts, grads, temps, labels=["parameters, buffers, inputs, optimizer state", "activations",
+                 "gradients", "temporaries"], colors=["#bbbbbb", "C0", "C1", "C3"], alpha=0.85)
+    i = memory["peak_op"]
+    ax.axvline(i, color="k", lw=0.8, ls="--")
+    top = ", ".join(p for p, _ in memory["layers_at_peak"][:3])
+    ax.annotate(f"peak {memory['peak_bytes'] / 1e6:,.0f} MB at {memory['peak_path'] or '(model)'} ({memory['peak_phase']})"
+                + (f"\nalive: {top}" if top else ""), (i, memory["peak_bytes"] / 1e6), textcoords="offset points", xytext=(-6, -8),
+                ha="right" if i > len(tl) / 2 else "left", va="top", fontsize=7, bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
+    ax.set_xlabel("op (execution order)")
+    ax.set_ylabel("predicted live memory (MB = 10^6 bytes)")
+    what = "inference" if memory["mode"] == "infer" else f"training step ({memory['optimizer']})"
+    ax.set_title(f"Memory over the step: {memory['model']}, batch {memory['batch']}, {memory['precision']}, {what} (meta trace)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_ylim(0, memory["peak_bytes"] / 1e6 * 1.25)
+    ax.grid(True, color="0.93")
+    fig.tight_layout()
+    return fig
+
+
 def save(fig, folder: Path, name: str) -> dict:
     """Write `name`.png and `name`.svg; return the paths and the SVG text."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -39,15 +39,17 @@ class ModelRecord:
     layers: tuple[dict, ...] = ()  # per-layer counts at the last batch
     points: tuple[BenchPoint, ...] = ()  # measured points, with raw samples
     link: str | None = None  # a comparison's link to this model's own report, relative to the comparison folder
+    memory: dict | None = None  # the predicted peak memory of a step at the largest batch (trace/memory.py MemoryPrediction)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "analyses": [a.to_dict() for a in self.analyses], "counts": list(self.counts),
-                "layers": list(self.layers), "points": [p.to_dict() for p in self.points], "link": self.link}
+                "layers": list(self.layers), "points": [p.to_dict() for p in self.points], "link": self.link, "memory": self.memory}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelRecord":
         return cls(d["model"], tuple(ModelAnalysis.from_dict(a) for a in d.get("analyses") or ()), tuple(d.get("counts") or ()),
-                   tuple(d.get("layers") or ()), tuple(BenchPoint.from_dict(p) for p in d.get("points") or ()), d.get("link"))
+                   tuple(d.get("layers") or ()), tuple(BenchPoint.from_dict(p) for p in d.get("points") or ()), d.get("link"),
+                   d.get("memory"))
 
 
 @dataclass(frozen=True)

@@ -157,11 +157,25 @@ def _profile_views(folder: Path, record: RunRecord) -> Path:
              "measured faster than the roofline.", "svg": F.svg_with_titles(figs["roofline"]["svg_text"], titles)},
             {"id": "waterline", "title": "Waterline", "caption": "Cumulative roofline time against cumulative measured kernel time, "
              "and the fusion what-if.", "png64": png64(figs["waterline"]["png"])},
-        ],
+        ] + ([{"id": "memory", "title": "Memory over the step (predicted)", "caption": memory_caption(m),
+               "png64": png64(F.save(F.memory_timeline(m.memory), folder, "memory")["png"])}] if m.memory else []),
         layer_rows=rows, layer_cols=LAYER_COLS, layer_caption=f" (batch {a.batch})",
         flags=[f for f in flag_rows(a) if not f["explained_by_cache"]], cached_flags=[f for f in flag_rows(a) if f["explained_by_cache"]],
         lost=lost, uncovered=list(a.uncovered), notes=list(a.notes) + list(record.notes), provenance=prov)
     return render(folder / "index.html", page).parent
+
+
+def memory_caption(m: ModelRecord) -> str:
+    """The predicted peak, what fills it, and (where measured on CUDA) the measured peak beside it."""
+    mem = m.memory
+    parts = ", ".join(f"{k} {v / 1e6:,.1f} MB" for k, v in mem["at_peak"].items() if v)
+    out = (f"Storage-level liveness on a meta trace (views free, in-place ops allocate nothing). Predicted peak "
+           f"{mem['peak_bytes'] / 1e6:,.1f} MB at batch {mem['batch']}: {parts}.")
+    pt = next((p for p in m.points if p.batch == mem["batch"] and p.peak_memory_bytes), None)
+    if pt is not None and pt.predicted_peak_bytes:
+        out += (f" Measured max_memory_allocated {pt.peak_memory_bytes / 1e6:,.1f} MB: ratio measured / predicted "
+                f"{pt.peak_memory_bytes / pt.predicted_peak_bytes:.3f}.")
+    return out
 
 
 def profile_figures(folder: Path, analyses: list[ModelAnalysis]) -> dict:

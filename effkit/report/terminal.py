@@ -219,6 +219,12 @@ def print_profile_summary(run, console: Console) -> None:
     elif record is not None:
         for b in banners(record):
             console.print(f"[yellow]warning:[/yellow] {b}", soft_wrap=True)
+    if record is not None:
+        for m in record.models:
+            for pt in m.points:
+                if pt.peak_memory_bytes and pt.predicted_peak_bytes:
+                    console.print(f"• {m.model}, batch {pt.batch}: peak memory measured {pt.peak_memory_bytes / 1e6:,.1f} MB, predicted "
+                                  f"{pt.predicted_peak_bytes / 1e6:,.1f} MB from a meta trace (ratio {pt.peak_memory_bytes / pt.predicted_peak_bytes:.3f}).")
     console.print("[dim]latency: median of the timed steps (device time per step); IQR and CV of its samples; MB = 10^6 bytes.[/dim]")
     console.print(f"report: [bold]{run.report}[/bold]")
 

@@ -50,6 +50,7 @@ class BenchPoint:
     note: str = ""
     sync: Timing | None = None  # synchronous latency: one step at a time, wall clock to the result
     throughput: Timing | None = None  # seconds per step over back-to-back loops (samples/s = batch / median)
+    predicted_peak_bytes: int | None = None  # the meta-trace prediction of the step's peak (CUDA points; trace/memory.py)
 
     @property
     def latency_s(self) -> float | None:
@@ -87,7 +88,9 @@ class BenchPoint:
             "sync_latency_ms": 1e3 * self.sync.median_s if self.sync else None, "sync_iqr_ms": 1e3 * self.sync.iqr_s if self.sync else None,
             "throughput_samples_per_s": self.throughput_samples_per_s,
             "throughput_iqr_samples_per_s": self.throughput_samples_per_s * self.throughput.iqr_rel if self.throughput else None,
-            "peak_memory_bytes": self.peak_memory_bytes,
+            "peak_memory_bytes": self.peak_memory_bytes, "predicted_peak_bytes": self.predicted_peak_bytes,
+            "peak_measured_over_predicted": self.peak_memory_bytes / self.predicted_peak_bytes
+            if self.peak_memory_bytes and self.predicted_peak_bytes else None,
             "kernel_sum_ms": 1e3 * self.layers.total_s if self.layers else None,
             "profiler_overhead": self.layers.profiler_overhead if self.layers else None,
             "device": c.device, "dtype": c.precision, "mode": c.mode, "layout": c.layout,
@@ -107,7 +110,7 @@ class BenchPoint:
                    LayerTimes.from_dict(d["layers"]) if isinstance(d.get("layers"), dict) else None,
                    RunConfig.from_dict(d["config"]), Environment.from_dict(d["environment"]) if d.get("environment") else None,
                    d.get("note") or "", Timing.from_dict(d["sync"]) if d.get("sync") else None,
-                   Timing.from_dict(d["throughput"]) if d.get("throughput") else None)
+                   Timing.from_dict(d["throughput"]) if d.get("throughput") else None, d.get("predicted_peak_bytes"))
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,9 @@ class _Session:
         self.runner = torch.compile(self.net, **({"mode": config.compile_mode} if config.compile_mode else {})) if config.compile else self.net
         self.autocast = (lambda: config.prec.autocast(config.device)) if config.prec.mixed else None
 
+    def _predicted_peak(self, b: int) -> int | None:
+        return _predicted(self.ref, b, self.config)
+
     def point(self, b: int) -> BenchPoint:
         c, cuda = self.config, self.config.device.startswith("cuda")
         xs = step = None
@@ -332,7 +338,8 @@ class _Session:
                                     replay_step_s=timing.median_s if c.cuda_graph else None)
             if c.cudnn_benchmark and cuda:
                 note = "; ".join(x for x in (note, "cudnn.benchmark on: its choice of kernels can differ from run to run") if x)
-            return BenchPoint(self.ref.name, b, "ok", timing, peak, lt, c, None, note, sync, throughput)
+            return BenchPoint(self.ref.name, b, "ok", timing, peak, lt, c, None, note, sync, throughput,
+                              self._predicted_peak(b) if cuda else None)
         except EffkitError:
             raise
         except Exception as e:
@@ -344,6 +351,18 @@ class _Session:
             gc.collect()
             if cuda:
                 torch.cuda.empty_cache()
+
+
+def _predicted(ref, b: int, c: RunConfig) -> int | None:
+    """The meta-trace prediction of a step's peak memory, set beside the measured one (None where not modelled)."""
+    from effkit.trace.memory import predict_memory
+
+    if c.compile or (c.prec.mixed and c.mode == "train"):
+        return None  # compiled code allocates what its fused kernels need; autocast's training casts are not modelled
+    try:
+        return predict_memory(ref, b, precision=c.precision, mode=c.mode, optimizer="sgd-momentum" if c.mode == "train" else None).peak_bytes
+    except Exception:  # noqa: BLE001 - a prediction that cannot be made never costs the measurement
+        return None
 
 
 def _unavailable(e: BaseException, c: RunConfig) -> str | None:

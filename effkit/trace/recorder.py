@@ -63,8 +63,14 @@ def _distinct_bytes(t: torch.Tensor) -> int:
 class Recorder(TorchDispatchMode):
     """Records an OpRecord per aten op; use `attach(model)` around the forward."""
 
-    def __init__(self, model: nn.Module, train: bool, autocast_real: bool = False):
+    def __init__(self, model: nn.Module, train: bool, autocast_real: bool = False, track_memory: bool = False):
         super().__init__()
+        # memory: per op, the storages it reads and the storages it creates (see trace/memory.py); the storages are held
+        # so that an identity (its _cdata) is never reused by a later storage while tracing (meta traces: no memory)
+        self.track_memory = track_memory
+        self.mem_events: list[tuple] = []  # (phase, path, read keys, ((new key, nbytes), ...))
+        self._mem_seen: set[int] = set()
+        self._mem_keep: list = []
         self.autocast_real = autocast_real  # real traces under torch.autocast: its dtype-changing copies are its casts
         self.casting = False  # set by the autocast emulation (trace/autocast.py) while it casts
         self.paths = {id(m): module_path(name) for name, m in model.named_modules()}
@@ -163,6 +169,8 @@ class Recorder(TorchDispatchMode):
         except Exception as e:
             raise ModelRunError(f"layer {self.current_path()!r} failed at op {func}: {type(e).__name__}: {_first_line(e)}") from e
         path = self.current_path()
+        if self.track_memory:
+            self._memory_event(path, args, kwargs, out)
         if self.phase == "forward":
             self._events += 1
             self.first_seen.setdefault(path, self._events)
@@ -203,6 +211,28 @@ class Recorder(TorchDispatchMode):
             _bytes_read(packet, tensors, out_bytes), out_bytes, out_bytes, covered, cast,
         ))
         return out
+
+    def _memory_event(self, path: str, args, kwargs, out) -> None:
+        reads: list = []
+        _shape_args(list(args) + list(kwargs.values()), reads)
+        read_keys = tuple(dict.fromkeys(_storage(t) for t in reads))
+        new = []
+        for t in outputs(out):
+            st = t.untyped_storage()
+            key = st._cdata
+            if key not in self._mem_seen:
+                self._mem_seen.add(key)
+                self._mem_keep.append(st)
+                new.append((key, st.nbytes()))
+        self.mem_events.append((self.phase, path, read_keys, tuple(new)))
+
+    def mark_known(self, tensors) -> None:
+        """Storages that exist before the traced ops (parameters, buffers, inputs): not allocated by any op."""
+        for t in tensors:
+            st = t.untyped_storage()
+            if st._cdata not in self._mem_seen:
+                self._mem_seen.add(st._cdata)
+                self._mem_keep.append(st)
 
     def _follow(self, packet, tensors: list, outs: list) -> None:
         """Carry each open module call's derived-storage sets through this op; spot residual adds."""
