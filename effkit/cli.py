@@ -132,6 +132,8 @@ def cli_errors(fn):
         except KeyboardInterrupt:
             _console(stderr=True).print("[yellow]interrupted[/yellow]")
             raise typer.Exit(130)
+        except typer.Exit:  # a command's own exit code (the diff gate's 1): not an error
+            raise
         except Exception as e:  # a bug in effkit, not in the input: say so, briefly
             if kwargs.get("debug"):
                 raise

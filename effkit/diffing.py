@@ -40,7 +40,7 @@ def side_from_trace_dict(d: dict, label: str) -> Side:
     return Side(label, d.get("model", label), tuple(layers), totals, d.get("batch"), config)
 
 
-def side_from_record(record, label: str, model: str | None = None) -> Side:
+def side_from_record(record, label: str, model: str | None = None, folder: str | Path | None = None) -> Side:
     models = record.models
     if model is not None:
         pick = [m for m in models if m.model == model]
@@ -52,12 +52,19 @@ def side_from_record(record, label: str, model: str | None = None) -> Side:
     else:
         raise UserInputError(f"{label!r} is a comparison of {len(models)} models ({', '.join(m.model for m in models)}); "
                              "say which with --model-a/--model-b, or give that model's own folder")
+    if not m.layers and m.link and folder is not None:
+        # a comparison keeps each model's counts and samples in that model's own run folder, which its link names
+        own = (Path(folder) / m.link).parent if not m.link.startswith("file:") else Path(m.link[len("file://"):]).parent
+        if (own / "run.json").is_file():
+            from effkit.report.record import RunRecord
+
+            return side_from_record(RunRecord.load(own), label, None)
     a = m.analyses[-1] if m.analyses else None
     batch = a.batch if a else (m.counts[-1].get("batch") if m.counts else None)
     rows = [r for r in m.layers if r.get("batch", batch) == batch] or list(m.layers)
-    if not rows and a is not None:  # schema 1 comparisons kept no trace rows: the analysis has per-layer counts
-        rows = [{"path": l.path, "module_type": l.module_type, "macs": l.macs, "flops": l.flops, "params": getattr(l, "params", 0),
-                 "acts": getattr(l, "acts", 0), "bytes_read": l.bytes, "bytes_written": 0} for l in a.layers]
+    if not rows and a is not None:  # no trace rows kept (schema 1 comparisons): the analysis's per-layer FLOPs and bytes, no MACs
+        rows = [{"path": l.path, "module_type": l.module_type, "flops": l.flops, "bytes_read": l.bytes_read,
+                 "bytes_written": l.bytes - l.bytes_read} for l in a.layers]
     layers = _leaf_rows(rows)
     totals = _totals(layers)
     if a is not None and a.params:
@@ -83,13 +90,13 @@ def load_side(spec: str, *, device: str = "meta", batch: int = 1, precision: str
 
     p = Path(spec)
     if p.is_dir():
-        return side_from_record(RunRecord.load(p), spec, model)
+        return side_from_record(RunRecord.load(p), spec, model, p)
     if p.suffix == ".json":
         if not p.is_file():
             raise UserInputError(f"{spec!r} does not exist; give a run folder, a run.json, a trace JSON (effkit trace --json) or a model spec")
         d = read_json_file(p, "diff input")
         if isinstance(d, dict) and "models" in d and "schema_version" in d or (isinstance(d, dict) and p.name == RECORD_FILE):
-            return side_from_record(RunRecord.load(p.parent), spec, model)
+            return side_from_record(RunRecord.load(p.parent), spec, model, p.parent)
         if isinstance(d, dict) and "layers" in d and "totals" in d:
             return side_from_trace_dict(d, spec)
         raise UserInputError(f"{spec!r} is neither an effkit run record nor an effkit trace JSON (no layers and totals)")

@@ -198,6 +198,7 @@ def test_cli_gate_exit_codes(tmp_path):
     assert bad.exit_code == 1
     lines = [l for l in bad.stderr.splitlines() if l.startswith("gate:")]
     assert len(lines) == 2 and "macs>0%" in lines[0] and "params>0%" in lines[1]
+    assert "internal error" not in bad.stderr and "Traceback" not in bad.stderr
     out = json.loads(bad.stdout)
     assert out["totals"]["macs"]["delta"] == 192 and out["layers"][0]["path"] == "stem"
     toml = tmp_path / "gate.toml"
@@ -223,6 +224,11 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, says, monkeypatch):
 
 def test_run_folders_old_schema_and_comparisons(tmp_path):
     # the schema-1 profile folder (effkit 0.1) reads, and diffs against itself with no change
+    # a comparison folder: its model's counts and samples come from that model's own folder, which the comparison links
+    cmp = ROOT / "reports" / "examples" / "compare_h200_bf16_b64"
+    same = diff_specs(str(cmp), str(cmp), model_a="resnet50", model_b="resnet50")
+    assert same.total_delta("macs") == (0, 0.0) and same.a.totals["macs"] > 4e9 * 64 * 0.9 and same.end_to_end is not None
+    assert not same.end_to_end.significant and not same.slower  # a run against itself: never a regression
     r = diff_specs(str(FIXTURE), str(FIXTURE))
     assert r.total_delta("macs") == (0, 0.0) and not r.counts_changed()
     assert r.end_to_end is None or not r.end_to_end.significant
