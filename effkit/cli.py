@@ -553,6 +553,54 @@ def diff(
         err.print(f"gate: {len(rules)} rule{'s' if len(rules) != 1 else ''} hold")
 
 
+@app.command()
+@cli_errors
+def advise(
+    model: Annotated[str, typer.Argument(help="Zoo name, path/to/file.py:factory, package.module:factory, torchvision:, timm:, hf:.")] = DEFAULT_MODEL,
+    device: DeviceOpt = "cpu",
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
+    budget: Annotated[float, typer.Option(help="Seconds the search may spend; points past it are listed as skipped.")] = 300.0,
+    out: Annotated[Optional[str], typer.Option(help="Folder for the points and the report (default: a cache per model, device and torch "
+                                                    "version, so a second call reuses what was measured).")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Measure every point again instead of reusing saved ones.")] = False,
+    min_time: MinTimeOpt = 0.3,
+    input_shape: ShapeOpt = None, resolution: ResOpt = None, seq_len: SeqLenOpt = None, task: TaskOpt = None,
+    debug: Debug = False,
+):
+    """Measure the knobs that apply (precision, layout, cudnn.benchmark, CUDA graphs, torch.compile, SDPA backend, CPU threads),
+    rank what makes this model faster with intervals and the rung each moved, and print the Python that applies the best."""
+    from effkit.advising import advise as run_advise, knobs_text
+
+    if not budget > 0:
+        raise UserInputError(f"--budget must be > 0 seconds, got {budget}")
+    err = _console(stderr=True)
+    with _stage_progress(err) as prog:
+        task_id = prog.add_task(f"advise {model}")
+        res = run_advise(model, device=device, batch=batch, budget_s=budget, out=out, refresh=refresh, min_time_s=min_time,
+                         on_point=lambda p: prog.update(task_id, description=f"advise {model}: measured {knobs_text(p.knobs)} ({p.status})"),
+                         **({"input_shape": _shapes(input_shape)} if input_shape else {}),
+                         **({"resolution": resolution} if resolution else {}), **_model_kwargs(seq_len, task))
+    from rich.table import Table
+
+    t = Table(title=f"what makes {model} faster on {device}, batch {batch} (against the fp32 baseline)", header_style="bold")
+    for c in ("change", "status", "median (ms)", "speed-up (×, 95 % interval)", "verdict", "rungs moved", "max rel diff vs fp32"):
+        t.add_column(c, justify="right" if c in ("median (ms)", "speed-up (×, 95 % interval)", "max rel diff vs fp32") else "left")
+    for r in res.ranking:
+        sp = (f"{r['speedup']:.3f} ({r['speedup_low']:.3f}-{r['speedup_high']:.3f})" if r.get("speedup_low") else
+              (f"{r['speedup']:.3f}" if r.get("speedup") else "–"))
+        t.add_row(knobs_text(r["knobs"]), r["status"], f"{r['median_ms']:.3f}" if r.get("median_ms") else "–", sp, r.get("verdict", ""),
+                  r.get("rungs", ""), f"{r['max_rel_diff']:.2e}" if r.get("max_rel_diff") is not None else "–")
+    out_c = _console()
+    out_c.print(t)
+    for knobs, why in res.search.skipped:
+        err.print(f"[yellow]skipped[/yellow] {escape(knobs_text(knobs))}: {escape(why)}")
+    for s in res.skipped_knobs:
+        err.print(f"[dim]not searched: {escape(s)}[/dim]")
+    out_c.print("[bold]Apply the best configuration:[/bold]")
+    out_c.print(res.snippet, markup=False, highlight=False)
+    out_c.print(f"report: [bold]{res.folder / 'index.html'}[/bold]")
+
+
 def _print_summary(run) -> None:
     from effkit.report.terminal import print_profile_summary
 

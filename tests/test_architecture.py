@@ -17,7 +17,7 @@ FLOORS = [
     {"run"},
     {"analysis"},
     {"report"},
-    {"profiling", "scaling", "diffing"},
+    {"profiling", "scaling", "diffing", "advising"},
     {"cli"},
     {"__init__"},
 ]

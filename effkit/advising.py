@@ -1,0 +1,222 @@
+"""`effkit.advise`: measure the knobs that apply to a model on this device, rank what makes it faster, and say
+why (see effkit.analysis.advice for the search).
+
+Each point is measured with effkit's one timing discipline (the runner), its per-layer kernel sum and the
+trace's waterline give the ladder's rungs, and every reduced precision's outputs are compared with fp32's
+on the same input. Each point is written to `points/KEY.json` in the folder as soon as it is measured
+(atomically), so an interrupt loses nothing and a rerun into the same folder resumes: measured points are
+reused, not measured again (`refresh=True` measures them again). The default folder is a cache per model,
+device and torch version.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from effkit.analysis.advice import AdvicePoint, SearchResult, coordinate_search, knob_space, knobs_key, rank, snippet
+from effkit.errors import UserInputError
+from effkit.files import atomic_write_json, atomic_write_text, ensure_folder, safe_name
+
+
+@dataclass
+class AdviceResult:
+    folder: Path
+    search: SearchResult
+    ranking: list
+    skipped_knobs: list
+    snippet: str
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([{**r, "knobs": knobs_text(r["knobs"])} for r in self.ranking])
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return (f"<p>best: <b>{escape(knobs_text(self.search.best.knobs))}</b></p>" + self.to_frame().to_html(index=False)
+                + f"<pre>{escape(self.snippet)}</pre>")
+
+
+def knobs_text(knobs: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in knobs.items()) or "baseline"
+
+
+def config_of(knobs: dict, device: str, batch: int, mode: str, min_time_s: float):
+    """The RunConfig that measures `knobs` (threads are set around the run, not in the config)."""
+    from effkit.config import RunConfig
+
+    comp = knobs.get("compile", "off")
+    return RunConfig(device=device, precision=knobs.get("precision", "fp32"), batches=(batch,), mode=mode,
+                     layout=knobs.get("layout", "contiguous"), cuda_graph=bool(knobs.get("cuda_graph")) and mode == "infer",
+                     compile=comp != "off", compile_mode=None if comp in ("off", "default") else comp,
+                     cudnn_benchmark=True if knobs.get("cudnn_benchmark") else None,
+                     sdpa_backend=None if knobs.get("sdpa_backend", "default") == "default" else knobs["sdpa_backend"],
+                     min_time_s=min_time_s, layers=True)
+
+
+@contextlib.contextmanager
+def _threads(n):
+    old = torch.get_num_threads()
+    if n not in (None, "default"):
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def numerical_cost(ref, precision: str, device: str, batch: int = 1, seed: int = 0) -> tuple[float | None, float | None]:
+    """Max absolute and max relative difference of the outputs at `precision` against fp32, same weights, same input."""
+    from effkit.config import get_precision
+    from effkit.run.runner import _tensors
+
+    if precision == "fp32":
+        return 0.0, 0.0
+    prec = get_precision(precision)
+    torch.manual_seed(seed)
+    net = ref.build(device, torch.float32).eval()
+    xs = ref.inputs(batch, torch.float32, device)
+    with torch.no_grad():
+        ref_out = next(t for t in _tensors(ref.call(net, xs)) if t.is_floating_point()).float()
+        if prec.mixed:
+            with prec.autocast(device):
+                out = next(t for t in _tensors(ref.call(net, xs)) if t.is_floating_point()).float()
+        elif precision == "tf32":
+            from effkit.config import tf32_switches
+
+            with tf32_switches(True, True):
+                out = next(t for t in _tensors(ref.call(net, xs)) if t.is_floating_point()).float()
+        else:
+            low = net.to(prec.param_torch)
+            lx = [x.to(prec.input_torch) if x.is_floating_point() else x for x in xs]
+            out = next(t for t in _tensors(ref.call(low, lx)) if t.is_floating_point()).float()
+    diff = (out - ref_out).abs()
+    scale = ref_out.abs().max().item() or 1.0
+    return diff.max().item(), diff.max().item() / scale
+
+
+def default_folder(ref, device: str) -> Path:
+    from effkit.device.facts import device_facts
+    from effkit.paths import cache_root
+
+    name = device_facts(device).get("name", device)
+    return cache_root() / "advise" / safe_name(f"{ref.name}-{name}-torch{torch.__version__}")
+
+
+def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", budget_s: float = 300.0, out=None, refresh: bool = False,
+           min_time_s: float = 0.3, measure=None, on_point=None, **model_kwargs) -> AdviceResult:
+    """Search the knobs for `model` on `device` inside `budget_s` seconds; rank them; write the report to `out`."""
+    from effkit.models.ref import resolve
+
+    if not budget_s > 0:
+        raise UserInputError(f"budget must be > 0 s, got {budget_s}")
+    ref = resolve(model, **model_kwargs)
+    folder = ensure_folder(Path(out) if out else default_folder(ref, device))
+    points_dir = ensure_folder(folder / "points")
+    image = all(len(s) == 3 for s in ref.input_shapes) and not ref.vocab_size
+    attention = _has_attention(ref)
+    import os
+
+    space, skipped_knobs = knob_space(device, mode=mode, image_input=image, attention=attention, cpus=os.cpu_count() or 1)
+    measure = measure or _measurer(ref, device, batch, mode, min_time_s)
+
+    def cached_measure(knobs: dict) -> AdvicePoint:
+        path = points_dir / f"{safe_name(knobs_key(knobs))}.json"
+        if path.is_file() and not refresh:
+            try:
+                return AdvicePoint.from_dict(json.loads(path.read_text()))
+            except (ValueError, TypeError, KeyError):
+                pass  # a damaged point file: measure it again
+        p = measure(knobs)
+        atomic_write_json(path, p.to_dict())
+        if on_point:
+            on_point(p)
+        return p
+
+    result = coordinate_search(space, cached_measure, budget_s)
+    ranking = rank(result)
+    code = snippet(result.best.knobs, device)
+    write_report(folder, ref.name, device, batch, result, ranking, skipped_knobs, code)
+    return AdviceResult(folder, result, ranking, skipped_knobs, code)
+
+
+def _has_attention(ref) -> bool:
+    try:
+        from effkit.trace.tracer import trace_ref
+
+        t = trace_ref(ref, [1], device="meta")[0]
+        return any("scaled_dot_product" in o.op for o in t.ops)
+    except Exception:  # noqa: BLE001 - a model that cannot be traced on meta: no SDPA knob
+        return False
+
+
+def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
+    """measure(knobs) with the runner: timing samples, the kernel sum, the waterline and ideal, the numerical cost."""
+    from effkit.analysis import analyse
+    from effkit.device.ceilings import device_ceilings
+    from effkit.device.roofs import roof_from_ceilings
+    from effkit.run.runner import run
+    from effkit.trace.tracer import trace_ref
+
+    def measure(knobs: dict) -> AdvicePoint:
+        t0 = time.perf_counter()
+        try:
+            config = config_of(knobs, device, batch, mode, min_time_s)
+        except UserInputError as e:
+            return AdvicePoint(knobs, "skipped", note=str(e), elapsed_s=time.perf_counter() - t0)
+        unsupported = config.prec.unsupported(device) if hasattr(config.prec, "unsupported") else None
+        if unsupported:
+            return AdvicePoint(knobs, "skipped", note=unsupported, elapsed_s=time.perf_counter() - t0)
+        try:
+            with _threads(knobs.get("threads")):
+                p = run(ref, config).points[0]
+        except Exception as e:  # noqa: BLE001 - a configuration that cannot run (compile errors, ...) is recorded, the search goes on
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return AdvicePoint(knobs, "failed", note=f"{type(e).__name__}: {msg}"[:300], elapsed_s=time.perf_counter() - t0)
+        if p.status != "ok":
+            return AdvicePoint(knobs, p.status, note=p.note, elapsed_s=time.perf_counter() - t0)
+        waterline = ideal = None
+        try:
+            t = trace_ref(ref, [batch], precision=config.precision, device="meta")[0]
+            a = analyse(t, roof_from_ceilings(device_ceilings(device), config.prec.compute_dtype), None, tf32=config.tf32_flags())
+            waterline, ideal = a.waterline_s, a.ideal_s
+        except Exception:  # noqa: BLE001 - no roofs for this device: the rungs stay unknown
+            pass
+        try:
+            abs_d, rel_d = numerical_cost(ref, config.precision, device)
+        except Exception:  # noqa: BLE001 - a precision this device cannot run in eager: no numerical cost
+            abs_d = rel_d = None
+        return AdvicePoint(knobs, "ok", tuple(p.timing.samples_s), p.note, p.layers.total_s if p.layers else None, waterline, ideal,
+                           abs_d, rel_d, time.perf_counter() - t0)
+
+    return measure
+
+
+def write_report(folder: Path, model: str, device: str, batch: int, result: SearchResult, ranking: list, skipped_knobs: list, code: str):
+    from effkit.report.html import Page, render
+
+    rows = []
+    for r in ranking:
+        rows.append({"change": knobs_text(r["knobs"]), "status": r["status"], "median (ms)": r.get("median_ms"),
+                     "speed-up (×)": r.get("speedup"), "95 % interval": f"{r['speedup_low']:.3f}-{r['speedup_high']:.3f}"
+                     if r.get("speedup_low") else "", "verdict": r.get("verdict", ""), "rungs moved": r.get("rungs", ""),
+                     "max abs diff vs fp32": r.get("max_abs_diff"), "max rel diff vs fp32": r.get("max_rel_diff"), "note": r.get("note", "")})
+    best = result.best
+    head = [f"{model} on {device}, batch {batch}: best configuration {knobs_text({k: v for k, v in best.knobs.items() if v != result.baseline.knobs.get(k)})}"
+            + (f", {1e3 * best.median_s:.3f} ms against the baseline's {1e3 * result.baseline.median_s:.3f} ms "
+               f"(×{result.baseline.median_s / best.median_s:.2f})" if best.median_s and result.baseline.median_s else "") + ".",
+            "Search: the knobs one at a time in the order " + ", ".join(result.order) + ", each value tried with the others at the best "
+            "so far; a value is kept only if significantly faster (Mann-Whitney on the raw samples, α = 0.05)."]
+    notes = [f"not searched: {s}" for s in skipped_knobs] + [f"skipped {knobs_text(k)}: {why}" for k, why in result.skipped]
+    atomic_write_json(folder / "advice.json", {"model": model, "device": device, "batch": batch, "best": best.knobs, "ranking": ranking,
+                                               "skipped": [{"knobs": k, "reason": w} for k, w in result.skipped], "not_searched": skipped_knobs,
+                                               "snippet": code})
+    atomic_write_text(folder / "best_config.py", code)
+    render(folder / "index.html", Page(f"effkit advise: {model}", f"{device} · batch {batch}", head + ["Apply it:\n" + code],
+                                       summary_rows=rows, summary_cols=list(rows[0]) if rows else [], notes=notes))

@@ -1,0 +1,220 @@
+"""What would make this model faster, measured: the knobs that apply, a coordinate search inside a time
+budget, a ranking with intervals from the raw samples, the rung of the ladder each knob moved, and the
+Python that applies the best configuration.
+
+Pure: the search takes a `measure(knobs) -> AdvicePoint` function (effkit.advising measures with the
+runner; tests give a stub). The search starts from the baseline (PyTorch's defaults, fp32), then takes
+the knobs one at a time in a fixed order, trying each value with the others at the best found so far;
+a value is kept only if it is significantly faster than the best (Mann-Whitney on the raw samples).
+Points past the budget are listed as skipped, with the reason.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from effkit.analysis.stats import ALPHA, compare_samples
+
+BASELINE = {"precision": "fp32", "layout": "contiguous", "cudnn_benchmark": False, "cuda_graph": False, "compile": "off",
+            "sdpa_backend": "default", "threads": "default"}
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    values: tuple  # the values to try (the baseline's first)
+    rung: str  # the rung of the ladder it is expected to move: memory, kernel or overhead
+    why: str
+
+
+def knob_space(device: str, *, mode: str = "infer", image_input: bool = True, attention: bool = False, cpus: int = 1) -> tuple[list[Knob], list[str]]:
+    """The knobs that apply to this model and device, in search order, and why the others do not."""
+    cuda = device.startswith("cuda")
+    out, skipped = [], []
+    precisions = ("fp32", "tf32", "bf16", "bf16-mixed", "fp16", "fp16-mixed") if cuda else ("fp32", "bf16", "bf16-mixed")
+    out.append(Knob("precision", precisions, "memory", "fewer bytes per value moved, and tensor-core peaks"))
+    if image_input:
+        out.append(Knob("layout", ("contiguous", "channels_last"), "kernel", "NHWC convolution kernels, no layout transposes"))
+    else:
+        skipped.append("layout: the model's input is not an image (channels-last needs 4-d inputs)")
+    if cuda:
+        out.append(Knob("cudnn_benchmark", (False, True), "kernel", "cuDNN times its algorithms and keeps the fastest for these shapes"))
+        if mode == "infer":
+            out.append(Knob("cuda_graph", (False, True), "overhead", "one launch for the whole step instead of one per kernel"))
+        else:
+            skipped.append("cuda_graph: measured for inference steps only (effkit times training eager or compiled)")
+        out.append(Knob("compile", ("off", "default", "max-autotune-no-cudagraphs", "reduce-overhead"), "kernel",
+                        "fused kernels (less memory traffic) and better kernels; reduce-overhead also captures CUDA graphs"))
+        if attention:
+            out.append(Knob("sdpa_backend", ("default", "flash", "efficient", "cudnn", "math"), "kernel", "another attention kernel"))
+        else:
+            skipped.append("sdpa_backend: the model has no scaled-dot-product attention")
+    else:
+        skipped += ["cudnn_benchmark, cuda_graph and sdpa_backend: CUDA only"]
+        out.append(Knob("compile", ("off", "default"), "kernel", "fused kernels (less memory traffic)"))
+        threads = tuple(dict.fromkeys(t for t in ("default", 1, max(1, cpus // 2), cpus) if t == "default" or t != cpus or cpus > 1))
+        out.append(Knob("threads", threads, "kernel", "intra-op parallelism: more threads, or fewer and less contention"))
+    return out, skipped
+
+
+def knobs_key(knobs: dict) -> str:
+    return ",".join(f"{k}={knobs[k]}" for k in sorted(knobs))
+
+
+@dataclass(frozen=True)
+class AdvicePoint:
+    knobs: dict
+    status: str  # ok, oom, failed, skipped
+    samples_s: tuple = ()
+    note: str = ""
+    kernels_s: float | None = None  # per-layer kernel sum (the ladder's kernel rung)
+    waterline_s: float | None = None
+    ideal_s: float | None = None
+    max_abs_diff: float | None = None  # outputs against fp32 on the same input
+    max_rel_diff: float | None = None
+    elapsed_s: float = 0.0  # what the point cost the search
+
+    @property
+    def median_s(self) -> float | None:
+        if not self.samples_s:
+            return None
+        s = sorted(self.samples_s)
+        return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+
+    @property
+    def key(self) -> str:
+        return knobs_key(self.knobs)
+
+    def gaps(self) -> dict:
+        """memory = waterline / ideal, kernel = kernels / waterline, overhead = end-to-end / kernels (None where unknown)."""
+        m = self.median_s
+        return {"memory": self.waterline_s / self.ideal_s if self.waterline_s and self.ideal_s else None,
+                "kernel": self.kernels_s / self.waterline_s if self.kernels_s and self.waterline_s else None,
+                "overhead": m / self.kernels_s if m and self.kernels_s else None}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["samples_s"] = list(self.samples_s)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AdvicePoint":
+        d = dict(d)
+        d["samples_s"] = tuple(d.get("samples_s") or ())
+        return cls(**d)
+
+
+@dataclass
+class SearchResult:
+    baseline: AdvicePoint
+    best: AdvicePoint
+    points: list = field(default_factory=list)  # every point measured (or recorded as failed / oom), in order
+    skipped: list = field(default_factory=list)  # (knobs, reason) not measured
+    order: list = field(default_factory=list)  # the knobs in search order
+
+
+def coordinate_search(space: list[Knob], measure, budget_s: float, baseline: dict | None = None, clock=time.perf_counter,
+                      alpha: float = ALPHA) -> SearchResult:
+    """Try each knob's values with the other knobs at the best found so far; keep a value only if significantly faster."""
+    base_knobs = {k.name: k.values[0] for k in space}
+    base_knobs.update(baseline or {})
+    t0 = clock()
+    seen: dict[str, AdvicePoint] = {}
+
+    def get(knobs):
+        key = knobs_key(knobs)
+        if key not in seen:
+            seen[key] = measure(dict(knobs))
+        return seen[key]
+
+    base = get(base_knobs)
+    result = SearchResult(base, base, [base], [], [k.name for k in space])
+    if base.status != "ok":
+        return result
+    best = base
+    for knob in space:
+        for v in knob.values:
+            knobs = {**best.knobs, knob.name: v}
+            if knobs_key(knobs) in seen:
+                continue
+            if clock() - t0 >= budget_s:
+                result.skipped.append((knobs, f"the time budget ({budget_s:g} s) was spent"))
+                continue
+            p = get(knobs)
+            result.points.append(p)
+            if p.status == "ok" and compare_samples(list(best.samples_s), list(p.samples_s), alpha).verdict == "faster":
+                best = p
+    result.best = best
+    return result
+
+
+def rank(result: SearchResult, alpha: float = ALPHA) -> list[dict]:
+    """Every measured point against the baseline, fastest first: speed-up (baseline median / point median) with its 95 %
+    bootstrap interval, the verdict, which rung moved, and each precision's numerical cost."""
+    base = result.baseline
+    rows = []
+    for p in result.points:
+        row = {"knobs": {k: v for k, v in p.knobs.items() if v != base.knobs.get(k)}, "status": p.status, "note": p.note,
+               "median_ms": 1e3 * p.median_s if p.median_s else None, "max_abs_diff": p.max_abs_diff, "max_rel_diff": p.max_rel_diff}
+        if p.status == "ok" and base.samples_s and p is not base:
+            d = compare_samples(list(p.samples_s), list(base.samples_s), alpha)  # ratio = base / point: the speed-up
+            row.update({"speedup": d.ratio, "speedup_low": d.ci[0] if d.ci else None, "speedup_high": d.ci[1] if d.ci else None,
+                        "verdict": {"slower": "faster", "faster": "slower"}.get(d.verdict, d.verdict)})
+        elif p is base:
+            row.update({"speedup": 1.0, "verdict": "baseline"})
+        row["rungs"] = rungs_moved(base, p)
+        rows.append(row)
+    return sorted(rows, key=lambda r: -(r.get("speedup") or 0))
+
+
+def rungs_moved(base: AdvicePoint, p: AdvicePoint, threshold: float = 0.05) -> str:
+    """'kernel gap ×2.50 → ×1.60, ...' for each gap that moved by more than `threshold`."""
+    a, b = base.gaps(), p.gaps()
+    out = []
+    for rung in ("memory", "kernel", "overhead"):
+        x, y = a.get(rung), b.get(rung)
+        if x and y and abs(y / x - 1) > threshold:
+            out.append(f"{rung} gap ×{x:.2f} → ×{y:.2f}")
+    return ", ".join(out)
+
+
+def snippet(knobs: dict, device: str = "cuda") -> str:
+    """Python that applies `knobs` to a `model` and an input `x` that the user already has, and runs one step."""
+    cuda = device.startswith("cuda")
+    dev = "cuda" if cuda else "cpu"
+    lines = ["import torch", ""]
+    prec = knobs.get("precision", "fp32")
+    if knobs.get("threads", "default") != "default":
+        lines.append(f"torch.set_num_threads({int(knobs['threads'])})")
+    if knobs.get("cudnn_benchmark"):
+        lines.append("torch.backends.cudnn.benchmark = True")
+    if prec == "tf32":
+        lines += ["torch.backends.cuda.matmul.allow_tf32 = True", "torch.backends.cudnn.allow_tf32 = True"]
+    if prec in ("bf16", "fp16"):
+        dt = "torch.bfloat16" if prec == "bf16" else "torch.float16"
+        lines += [f"model = model.to({dt})", f"x = x.to({dt})"]
+    if knobs.get("layout") == "channels_last":
+        lines += ["model = model.to(memory_format=torch.channels_last)", "x = x.contiguous(memory_format=torch.channels_last)"]
+    lines.append("model = model.eval()")
+    comp = knobs.get("compile", "off")
+    if comp != "off":
+        lines.append("model = torch.compile(model)" if comp == "default" else f"model = torch.compile(model, mode={comp!r})")
+    ctx = []
+    if prec.endswith("-mixed"):
+        dt = "torch.bfloat16" if prec.startswith("bf16") else "torch.float16"
+        ctx.append(f"torch.autocast({dev!r}, dtype={dt})")
+    sdpa = knobs.get("sdpa_backend", "default")
+    if sdpa != "default":
+        lines.append("from torch.nn.attention import SDPBackend, sdpa_kernel")
+        name = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH"}[sdpa]
+        ctx.append(f"sdpa_kernel(SDPBackend.{name})")
+    body = "out = model(x)"
+    if knobs.get("cuda_graph"):
+        lines += ["", "# capture one step in a CUDA graph (after a warm-up on a side stream), then replay it for new inputs copied into x",
+                  "s = torch.cuda.Stream()", "s.wait_stream(torch.cuda.current_stream())", "with torch.cuda.stream(s), torch.no_grad():"]
+        lines += [f"    with {', '.join(ctx)}:" if ctx else "    if True:", "        for _ in range(3):", "            model(x)"]
+        lines += ["torch.cuda.current_stream().wait_stream(s)", "graph = torch.cuda.CUDAGraph()", "with torch.cuda.graph(graph), torch.no_grad():"]
+        lines += [f"    with {', '.join(ctx)}:" if ctx else "    if True:", "        out = model(x)", "graph.replay()  # out now holds the result"]
+        return "\n".join(lines) + "\n"
+    lines += ["", "with torch.no_grad()" + "".join(f", {c}" for c in ctx) + ":", f"    {body}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,163 @@
+"""effkit advise (issue 15), on the CPU: the search with a stubbed timer, the snippet, the numerical cost by hand,
+resume after an interrupt, and the command."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn as nn
+from typer.testing import CliRunner
+
+from effkit.advising import advise, numerical_cost
+from effkit.analysis.advice import AdvicePoint, Knob, coordinate_search, knobs_key, rank, snippet
+from effkit.cli import app
+from effkit.models.ref import resolve
+
+runner = CliRunner()
+
+SPACE = [Knob("precision", ("fp32", "bf16"), "memory", ""), Knob("layout", ("contiguous", "channels_last"), "kernel", ""),
+         Knob("compile", ("off", "default"), "kernel", "")]
+# stubbed medians (ms): bf16 helps (x0.8), channels-last helps (x0.6), compile does nothing measurable
+MS = {"precision": {"fp32": 1.0, "bf16": 0.8}, "layout": {"contiguous": 1.0, "channels_last": 0.6}, "compile": {"off": 1.0, "default": 1.0}}
+
+
+class StubClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def stub_measure(clock: StubClock, cost_s: float = 10.0, seed: int = 0):
+    rng = random.Random(seed)
+
+    def measure(knobs):
+        clock.t += cost_s  # each point costs 10 s of the budget
+        m = 10.0
+        for k, v in knobs.items():
+            m *= MS[k][v]
+        return AdvicePoint(dict(knobs), "ok", tuple(rng.gauss(m, 0.01 * m) / 1e3 for _ in range(50)))
+
+    return measure
+
+
+def test_search_ranks_by_measured_speed_and_keeps_only_significant_gains():
+    clock = StubClock()
+    res = coordinate_search(SPACE, stub_measure(clock), budget_s=1000, clock=clock)
+    # baseline 10 ms; bf16 8 ms (kept); + channels-last 4.8 ms (kept); + compile 4.8 ms: within noise, not kept
+    assert res.best.knobs == {"precision": "bf16", "layout": "channels_last", "compile": "off"}
+    assert len(res.points) == 4 and not res.skipped
+    rows = rank(res)
+    # the two fastest are bf16 + channels-last, with compile or without (4.8 ms both: their order is noise)
+    assert all({"precision": "bf16", "layout": "channels_last"}.items() <= r["knobs"].items() for r in rows[:2])
+    top = rows[0]
+    assert top["speedup"] == pytest.approx(10 / 4.8, rel=0.02) and top["speedup_low"] < top["speedup"] < top["speedup_high"]
+    assert [r["verdict"] for r in rows].count("baseline") == 1 and rows[1]["verdict"] == "faster"
+
+
+def test_search_respects_the_budget():
+    clock = StubClock()
+    res = coordinate_search(SPACE, stub_measure(clock), budget_s=25, clock=clock)
+    # 10 s per point: the baseline runs from t = 0 to 10, bf16 from 10 to 20, channels-last starts at 20 (< 25) and ends at 30;
+    # compile would start at 30 >= 25: skipped, with the reason
+    assert len(res.points) == 3 and len(res.skipped) == 1 and "budget (25 s)" in res.skipped[0][1]
+
+
+def test_failed_and_oom_points_are_recorded_and_the_search_goes_on():
+    clock = StubClock()
+    good = stub_measure(clock)
+
+    def measure(knobs):
+        if knobs["compile"] == "default":
+            return AdvicePoint(knobs, "failed", note="BackendCompilerFailed: no compiler")
+        if knobs["layout"] == "channels_last":
+            return AdvicePoint(knobs, "oom", note="out of memory")
+        return good(knobs)
+
+    res = coordinate_search(SPACE, measure, budget_s=1000, clock=clock)
+    assert {p.status for p in res.points} == {"ok", "failed", "oom"} and res.best.knobs["precision"] == "bf16"
+
+
+def test_the_snippet_runs_and_reproduces_the_configuration():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    x = torch.randn(1, 3, 8, 8)
+    code = snippet({"precision": "bf16", "layout": "channels_last", "compile": "off", "threads": 1}, "cpu")
+    old = torch.get_num_threads()
+    scope = {"model": model, "x": x}
+    try:
+        exec(compile(code, "<snippet>", "exec"), scope)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(old)
+    m, out = scope["model"], scope["out"]
+    assert next(m.parameters()).dtype == torch.bfloat16 and out.dtype == torch.bfloat16
+    assert next(m.parameters()).is_contiguous(memory_format=torch.channels_last) and not m.training
+    mixed = snippet({"precision": "bf16-mixed", "compile": "default"}, "cpu")
+    assert "torch.autocast('cpu', dtype=torch.bfloat16)" in mixed and "torch.compile(model)" in mixed
+    graph = snippet({"precision": "fp32", "cuda_graph": True, "cudnn_benchmark": True}, "cuda")
+    assert "torch.cuda.CUDAGraph()" in graph and "torch.backends.cudnn.benchmark = True" in graph
+    compile(graph, "<graph snippet>", "exec")  # valid Python (it needs a GPU to run)
+
+
+def test_numerical_cost_by_hand():
+    class Scale(nn.Module):
+        """y = w * x with w = 1 + 2^-10: exact in fp32, rounds to 1 in bf16 (8 mantissa bits)."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor(1.0 + 2**-10))
+            self.input_shape = (4,)
+
+        def forward(self, x):
+            return self.w * x
+
+    ref = resolve(Scale())
+    torch.manual_seed(0)
+    x = torch.randn(1, 4)
+    # fp32: w x; bf16: w rounds to 1 and x to bf16: the difference is at most |x| 2^-10 + the rounding of x (2^-9 relative)
+    abs_d, rel_d = numerical_cost(ref, "bf16", "cpu", batch=1, seed=0)
+    y = (1 + 2**-10) * x
+    assert 0 < abs_d <= y.abs().max().item() * (2**-10 + 2**-8)
+    assert rel_d == pytest.approx(abs_d / y.abs().max().item())
+    assert numerical_cost(ref, "fp32", "cpu") == (0.0, 0.0)
+
+
+def test_resume_after_an_interrupt(tmp_path):
+    calls = []
+    clock_knobs = {}
+
+    def measure(knobs):
+        calls.append(knobs_key(knobs))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the third point is interrupted
+        m = 10.0 * MS["precision"].get(knobs.get("precision"), 1.0) * MS["layout"].get(knobs.get("layout"), 1.0)
+        clock_knobs[knobs_key(knobs)] = m
+        return AdvicePoint(dict(knobs), "ok", tuple(m / 1e3 * (1 + 0.001 * i) for i in range(20)))
+
+    tiny = nn.Sequential(nn.Conv2d(3, 4, 3))
+    tiny.input_shape = (3, 8, 8)
+    with pytest.raises(KeyboardInterrupt):
+        advise(tiny, out=tmp_path / "a", budget_s=1e6, measure=measure)
+    saved = sorted(p.stem for p in (tmp_path / "a" / "points").glob("*.json"))
+    assert len(saved) == 2  # the two points measured before the interrupt are on disk
+    before = len(calls)
+    res = advise(tiny, out=tmp_path / "a", budget_s=1e6, measure=measure)
+    assert calls[before:] and all(c not in calls[:2] for c in calls[before:])  # the saved points are not measured again
+    assert (tmp_path / "a" / "index.html").is_file() and (tmp_path / "a" / "best_config.py").is_file()
+    assert res.search.best.knobs["layout"] == "channels_last"
+
+
+def test_bad_input():
+    r = runner.invoke(app, ["advise", "resnet18", "--budget", "0"])
+    assert r.exit_code == 2 and "--budget must be > 0" in r.stderr
+    r = runner.invoke(app, ["advise", "not_a_model_xyz"])
+    assert r.exit_code == 2 and "unknown model" in r.stderr
+
+
+def test_advise_command_on_the_cpu(tmp_path):
+    r = runner.invoke(app, ["advise", "resnet18", "--resolution", "32", "--budget", "8", "--min-time", "0.05", "--out", str(tmp_path / "adv")])
+    assert r.exit_code == 0, r.output
+    assert "Apply the best configuration" in r.stdout and "model = model.eval()" in r.stdout
+    assert (tmp_path / "adv" / "advice.json").is_file()
