@@ -7,11 +7,13 @@ Python API (each mirrors a CLI command):
     effkit.profile(model, device="cuda", batch=64, dtype="bf16")  -> ProfileRun (.folder, .analyses)
     effkit.compare([m1, m2, ...], device=..., ...)  -> ProfileRun of the comparison
     effkit.scale("regnety_400mf", ["d", "w", "r", "dWr"], [1, 2, 4, 8, 16])  -> ScaleResult (.to_frame())
+    effkit.advise(model, device="cuda", batch=64, budget_s=300)  -> AdviceResult (.ranking, .snippet, .to_frame())
     effkit.diff(a, b)  -> DiffResult (.summary(), .layers, .end_to_end, .to_dict()): run folders, trace JSON or specs
     effkit.list_models(pattern), effkit.resolve(spec) -> ModelRef, effkit.RunConfig(...)
 """
 from effkit._version import __version__
 from effkit.config import PRECISIONS, Precision, RunConfig
+from effkit.advising import advise
 from effkit.device.ceilings import device_ceilings
 from effkit.diffing import diff
 from effkit.errors import EffkitError, UserInputError
@@ -21,5 +23,5 @@ from effkit.run.runner import bench
 from effkit.scaling import scale
 from effkit.trace.tracer import trace  # the function; the stage's package stays importable as effkit.trace.*
 
-__all__ = ["PRECISIONS", "EffkitError", "ModelRef", "Precision", "RunConfig", "UserInputError", "__version__", "bench", "build_model", "compare",
+__all__ = ["PRECISIONS", "EffkitError", "ModelRef", "Precision", "RunConfig", "UserInputError", "__version__", "advise", "bench", "build_model", "compare",
            "device_ceilings", "diff", "list_models", "profile", "resolve", "scale", "trace"]
