@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from effkit.analysis.advice import AdvicePoint, SearchResult, coordinate_search, knob_space, knobs_key, rank, snippet
+from effkit.analysis.advice import (AdvicePoint, SearchResult, compile_table, coordinate_search, knob_space, knobs_key, rank, snippet,
+                                   throughput_search)
 from effkit.errors import UserInputError
 from effkit.files import atomic_write_json, atomic_write_text, ensure_folder, safe_name
 
@@ -30,6 +31,8 @@ class AdviceResult:
     ranking: list
     skipped_knobs: list
     snippet: str
+    compile_vs_fusion: list = None  # analysis.advice.compile_table rows
+    throughput: dict | None = None  # best batch for samples/s, and every batch tried
 
     def to_frame(self):
         import pandas as pd
@@ -110,7 +113,8 @@ def default_folder(ref, device: str) -> Path:
 
 
 def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", budget_s: float = 300.0, out=None, refresh: bool = False,
-           min_time_s: float = 0.3, measure=None, on_point=None, **model_kwargs) -> AdviceResult:
+           min_time_s: float = 0.3, measure=None, on_point=None, throughput: bool = False, max_batch: int = 4096,
+           **model_kwargs) -> AdviceResult:
     """Search the knobs for `model` on `device` inside `budget_s` seconds; rank them; write the report to `out`."""
     from effkit.models.ref import resolve
 
@@ -142,8 +146,23 @@ def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", b
     result = coordinate_search(space, cached_measure, budget_s)
     ranking = rank(result)
     code = snippet(result.best.knobs, device)
-    write_report(folder, ref.name, device, batch, result, ranking, skipped_knobs, code)
-    return AdviceResult(folder, result, ranking, skipped_knobs, code)
+    batches = None
+    if throughput and result.best.status == "ok":
+        best_knobs = result.best.knobs
+
+        def measure_batch(b):
+            path = points_dir / f"batch-{b}-{safe_name(knobs_key(best_knobs))}.json"
+            if path.is_file() and not refresh:
+                p = AdvicePoint.from_dict(json.loads(path.read_text()))
+            else:
+                p = _measurer(ref, device, b, mode, min_time_s)(dict(best_knobs))
+                atomic_write_json(path, p.to_dict())
+            return p.status, (b / p.median_s if p.status == "ok" and p.median_s else None)
+
+        best_b, tried = throughput_search(measure_batch, batch, max_batch, budget_s=budget_s)
+        batches = {"best_batch": best_b, "tried": [{"batch": b, "status": st, "samples_per_s": r} for b, st, r in tried]}
+    write_report(folder, ref.name, device, batch, result, ranking, skipped_knobs, code, compile_table(result), batches)
+    return AdviceResult(folder, result, ranking, skipped_knobs, code, compile_table(result), batches)
 
 
 def _has_attention(ref) -> bool:
@@ -181,11 +200,12 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
             return AdvicePoint(knobs, "failed", note=f"{type(e).__name__}: {msg}"[:300], elapsed_s=time.perf_counter() - t0)
         if p.status != "ok":
             return AdvicePoint(knobs, p.status, note=p.note, elapsed_s=time.perf_counter() - t0)
-        waterline = ideal = None
+        waterline = ideal = fused = None
         try:
             t = trace_ref(ref, [batch], precision=config.precision, device="meta")[0]
             a = analyse(t, roof_from_ceilings(device_ceilings(device), config.prec.compute_dtype), None, tf32=config.tf32_flags())
             waterline, ideal = a.waterline_s, a.ideal_s
+            fused = a.fusion.fused_waterline_s if a.fusion else None
         except Exception:  # noqa: BLE001 - no roofs for this device: the rungs stay unknown
             pass
         try:
@@ -193,12 +213,13 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
         except Exception:  # noqa: BLE001 - a precision this device cannot run in eager: no numerical cost
             abs_d = rel_d = None
         return AdvicePoint(knobs, "ok", tuple(p.timing.samples_s), p.note, p.layers.total_s if p.layers else None, waterline, ideal,
-                           abs_d, rel_d, time.perf_counter() - t0)
+                           abs_d, rel_d, time.perf_counter() - t0, fused, batch)
 
     return measure
 
 
-def write_report(folder: Path, model: str, device: str, batch: int, result: SearchResult, ranking: list, skipped_knobs: list, code: str):
+def write_report(folder: Path, model: str, device: str, batch: int, result: SearchResult, ranking: list, skipped_knobs: list, code: str,
+                 compiled: list | None = None, batches: dict | None = None):
     from effkit.report.html import Page, render
 
     rows = []
@@ -213,10 +234,23 @@ def write_report(folder: Path, model: str, device: str, batch: int, result: Sear
                f"(×{result.baseline.median_s / best.median_s:.2f})" if best.median_s and result.baseline.median_s else "") + ".",
             "Search: the knobs one at a time in the order " + ", ".join(result.order) + ", each value tried with the others at the best "
             "so far; a value is kept only if significantly faster (Mann-Whitney on the raw samples, α = 0.05)."]
+    for c in compiled or []:
+        share = c["realised_share_of_predicted"]
+        head.append(f"torch.compile ({knobs_text(c['knobs'])}) against the fusion what-if: kernels {c['eager_kernels_ms']:.3f} → "
+                    f"{c['compiled_kernels_ms']:.3f} ms; " + (f"of the {c['gain_ms']:.3f} ms gained, {c['kernel_gap_part_ms']:.3f} ms closed the "
+                    f"kernel gap (above the unfused waterline, {c['waterline_ms']:.3f} ms) and {c['memory_traffic_part_ms']:.3f} ms came from "
+                    f"removing memory traffic (below it)" if c["gain_ms"] > 0 else f"the compiled kernels are {-c['gain_ms']:.3f} ms slower") +
+                    f"; the what-if predicted {c['predicted_fusion_gain_ms']:.3f} ms from fusion (fused "
+                    f"waterline {c['fused_waterline_ms']:.3f} ms)" + (f": compile realised {100 * share:.0f} % of it." if share is not None
+                                                                      else ".") + " From totals: compiled kernels are not attributed to modules.")
+    if batches:
+        head.append(f"Throughput: the best samples/s with the best configuration is at batch {batches['best_batch']} (tried: "
+                    + ", ".join(f"{t['batch']} {t['status']}" + (f" {t['samples_per_s']:,.0f}/s" if t["samples_per_s"] else "")
+                                for t in batches["tried"]) + ").")
     notes = [f"not searched: {s}" for s in skipped_knobs] + [f"skipped {knobs_text(k)}: {why}" for k, why in result.skipped]
     atomic_write_json(folder / "advice.json", {"model": model, "device": device, "batch": batch, "best": best.knobs, "ranking": ranking,
                                                "skipped": [{"knobs": k, "reason": w} for k, w in result.skipped], "not_searched": skipped_knobs,
-                                               "snippet": code})
+                                               "snippet": code, "compile_vs_fusion": compiled or [], "throughput": batches})
     atomic_write_text(folder / "best_config.py", code)
     render(folder / "index.html", Page(f"effkit advise: {model}", f"{device} · batch {batch}", head + ["Apply it:\n" + code],
                                        summary_rows=rows, summary_cols=list(rows[0]) if rows else [], notes=notes))

@@ -563,6 +563,8 @@ def advise(
     out: Annotated[Optional[str], typer.Option(help="Folder for the points and the report (default: a cache per model, device and torch "
                                                     "version, so a second call reuses what was measured).")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure every point again instead of reusing saved ones.")] = False,
+    throughput: Annotated[bool, typer.Option("--throughput", help="Then find the batch with the best samples/s that fits in memory "
+                                                                  "(doubling, then bisection on out-of-memory; each OOM recorded).")] = False,
     min_time: MinTimeOpt = 0.3,
     input_shape: ShapeOpt = None, resolution: ResOpt = None, seq_len: SeqLenOpt = None, task: TaskOpt = None,
     debug: Debug = False,
@@ -576,7 +578,7 @@ def advise(
     err = _console(stderr=True)
     with _stage_progress(err) as prog:
         task_id = prog.add_task(f"advise {model}")
-        res = run_advise(model, device=device, batch=batch, budget_s=budget, out=out, refresh=refresh, min_time_s=min_time,
+        res = run_advise(model, device=device, batch=batch, budget_s=budget, out=out, refresh=refresh, min_time_s=min_time, throughput=throughput,
                          on_point=lambda p: prog.update(task_id, description=f"advise {model}: measured {knobs_text(p.knobs)} ({p.status})"),
                          **({"input_shape": _shapes(input_shape)} if input_shape else {}),
                          **({"resolution": resolution} if resolution else {}), **_model_kwargs(seq_len, task))
@@ -596,6 +598,16 @@ def advise(
         err.print(f"[yellow]skipped[/yellow] {escape(knobs_text(knobs))}: {escape(why)}")
     for s in res.skipped_knobs:
         err.print(f"[dim]not searched: {escape(s)}[/dim]")
+    for c in res.compile_vs_fusion or []:
+        share = c["realised_share_of_predicted"]
+        out_c.print(f"torch.compile ({escape(knobs_text(c['knobs']))}): kernels {c['eager_kernels_ms']:.3f} → {c['compiled_kernels_ms']:.3f} ms; "
+                    + (f"kernel gap closed {c['kernel_gap_part_ms']:.3f} ms, memory traffic removed {c['memory_traffic_part_ms']:.3f} ms; "
+                       if c["gain_ms"] > 0 else "compiled kernels slower; ") + "fusion "
+                    f"what-if predicted {c['predicted_fusion_gain_ms']:.3f} ms" + (f" ({100 * share:.0f} % realised)" if share is not None else ""),
+                    soft_wrap=True)
+    if res.throughput:
+        out_c.print(f"best samples/s at batch {res.throughput['best_batch']} (batches tried: "
+                    + ", ".join(f"{t['batch']} {t['status']}" for t in res.throughput["tried"]) + ")")
     out_c.print("[bold]Apply the best configuration:[/bold]")
     out_c.print(res.snippet, markup=False, highlight=False)
     out_c.print(f"report: [bold]{res.folder / 'index.html'}[/bold]")

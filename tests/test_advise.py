@@ -161,3 +161,47 @@ def test_advise_command_on_the_cpu(tmp_path):
     assert r.exit_code == 0, r.output
     assert "Apply the best configuration" in r.stdout and "model = model.eval()" in r.stdout
     assert (tmp_path / "adv" / "advice.json").is_file()
+
+
+def test_throughput_search_doubles_then_bisects_on_oom():
+    from effkit.analysis.advice import throughput_search
+
+    # batches up to 100 fit; samples/s grows with the batch until 64 and then flattens (a stub, no GPU)
+    def measure(b):
+        if b > 100:
+            return "oom", None
+        return "ok", 1000.0 * min(b, 64) / (1 + 0.001 * b)
+
+    best, tried = throughput_search(measure, 1)
+    seen = [b for b, _, _ in tried]
+    # doubling 1, 2, ..., 64, 128 (oom), then bisection between 64 and 128 to within 64 / 8 = 8: 96 (ok), 112 (oom), 104 (oom)
+    assert seen[:8] == [1, 2, 4, 8, 16, 32, 64, 128] and seen[8:] == [96, 112, 104]
+    assert [st for b, st, _ in tried if b > 100] == ["oom", "oom", "oom"]  # every OOM recorded
+    assert best == 64  # 1000 x 64 / 1.064 = 60,150/s beats 96's 1000 x 64 / 1.096 = 58,394/s
+
+
+def test_compile_split_by_hand():
+    from effkit.analysis.advice import compile_split
+
+    # eager kernels 10 ms, waterline 6 ms, fused waterline 2 ms; compiled kernels 4 ms:
+    # gained 6 ms; below the waterline (6 -> 4): 2 ms of memory traffic removed; above it (10 -> 6): 4 ms of kernel gap;
+    # the what-if predicted 6 - 2 = 4 ms from fusion: compile realised 2 / 4 = 50 %
+    eager = AdvicePoint({"compile": "off"}, "ok", (0.01,), kernels_s=0.010, waterline_s=0.006, fused_waterline_s=0.002)
+    compiled = AdvicePoint({"compile": "default"}, "ok", (0.005,), kernels_s=0.004)
+    s = compile_split(eager, compiled)
+    assert s["gain_ms"] == pytest.approx(6) and s["memory_traffic_part_ms"] == pytest.approx(2) and s["kernel_gap_part_ms"] == pytest.approx(4)
+    assert s["realised_share_of_predicted"] == pytest.approx(0.5)
+
+
+def test_throughput_search_respects_the_budget():
+    from effkit.analysis.advice import throughput_search
+
+    clock = StubClock()
+
+    def measure(b):
+        clock.t += 10  # 10 s a batch
+        return "ok", float(b)
+
+    best, tried = throughput_search(measure, 1, budget_s=25, clock=clock)
+    # batch 1 (t 0 -> 10), 2 (10 -> 20), 4 (starts at 20 < 25, ends at 30), 8 would start at 30: skipped, and the search stops
+    assert [b for b, st, _ in tried if st == "ok"] == [1, 2, 4] and tried[-1][1].startswith("skipped") and best == 4

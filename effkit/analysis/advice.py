@@ -73,6 +73,8 @@ class AdvicePoint:
     max_abs_diff: float | None = None  # outputs against fp32 on the same input
     max_rel_diff: float | None = None
     elapsed_s: float = 0.0  # what the point cost the search
+    fused_waterline_s: float | None = None  # the fusion what-if's waterline (each residual block one kernel)
+    batch: int | None = None
 
     @property
     def median_s(self) -> float | None:
@@ -218,3 +220,69 @@ def snippet(knobs: dict, device: str = "cuda") -> str:
         return "\n".join(lines) + "\n"
     lines += ["", "with torch.no_grad()" + "".join(f", {c}" for c in ctx) + ":", f"    {body}"]
     return "\n".join(lines) + "\n"
+
+
+def throughput_search(measure_batch, start: int, limit: int = 4096, budget_s: float | None = None, clock=time.perf_counter) -> tuple[int | None, list]:
+    """The batch with the best samples/s that fits: double from `start` until a batch runs out of memory (or `limit`),
+    then bisect between the last that ran and the first that did not. `measure_batch(b)` returns (status, samples/s);
+    every batch tried is returned as (batch, status, samples/s), OOMs included."""
+    tried: list = []
+    t0 = clock()
+
+    def run(b):
+        if budget_s is not None and clock() - t0 >= budget_s:
+            tried.append((b, "skipped: the time budget was spent", None))
+            return False
+        status, rate = measure_batch(b)
+        tried.append((b, status, rate))
+        return status == "ok"
+
+    good, bad = None, None
+    b = start
+    while b <= limit:
+        if run(b):
+            good = b
+            b *= 2
+        else:
+            bad = b if tried[-1][1] == "oom" else None
+            break
+    if good is not None and bad is not None:
+        lo, hi = good, bad
+        while hi - lo > max(1, lo // 8):  # to within 1/8 of the largest that fits: batches that close cost more than they tell
+            mid = (lo + hi) // 2
+            if run(mid):
+                lo = mid
+            else:
+                hi = mid
+    ok = [(b, r) for b, st, r in tried if st == "ok" and r]
+    return (max(ok, key=lambda x: x[1])[0] if ok else None), tried
+
+
+def compile_split(eager: AdvicePoint, compiled: AdvicePoint) -> dict | None:
+    """torch.compile's gain against the fusion what-if, from kernel-time totals: the part of the gain below the unfused
+    waterline (which only removing memory traffic, i.e. fusion, can reach) and the part above it (better kernels: the
+    kernel gap closed), and the share of the predicted fusion gain that compile realised."""
+    if not (eager.kernels_s and compiled.kernels_s and eager.waterline_s and eager.fused_waterline_s):
+        return None
+    gain = eager.kernels_s - compiled.kernels_s
+    traffic = max(0.0, eager.waterline_s - compiled.kernels_s)
+    predicted = eager.waterline_s - eager.fused_waterline_s
+    return {"eager_kernels_ms": 1e3 * eager.kernels_s, "compiled_kernels_ms": 1e3 * compiled.kernels_s, "waterline_ms": 1e3 * eager.waterline_s,
+            "fused_waterline_ms": 1e3 * eager.fused_waterline_s, "gain_ms": 1e3 * gain, "kernel_gap_part_ms": 1e3 * (gain - traffic),
+            "memory_traffic_part_ms": 1e3 * traffic, "predicted_fusion_gain_ms": 1e3 * predicted,
+            "realised_share_of_predicted": traffic / predicted if predicted > 0 else None,
+            "compiled_over_fused_waterline": compiled.kernels_s / eager.fused_waterline_s}
+
+
+def compile_table(result: SearchResult) -> list[dict]:
+    """compile_split for every compiled point that ran, against the same knobs without compile."""
+    by_key = {p.key: p for p in result.points}
+    rows = []
+    for p in result.points:
+        if p.status != "ok" or p.knobs.get("compile", "off") == "off":
+            continue
+        eager = by_key.get(knobs_key({**p.knobs, "compile": "off"}))
+        split = compile_split(eager, p) if eager is not None and eager.status == "ok" else None
+        if split:
+            rows.append({"knobs": p.knobs, **split})
+    return rows
