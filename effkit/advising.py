@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from effkit.analysis.advice import (AdvicePoint, SearchResult, compile_table, coordinate_search, knob_space, knobs_key, rank, snippet,
-                                   throughput_search)
+from effkit.analysis.advice import (AdvicePoint, SearchResult, compile_table, confirm, coordinate_search, knob_space, knobs_key,
+                                   needs_second_process, rank, snippet, throughput_search)
 from effkit.errors import UserInputError
 from effkit.files import atomic_write_json, atomic_write_text, ensure_folder, safe_name
 
@@ -113,7 +113,7 @@ def default_folder(ref, device: str) -> Path:
 
 
 def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", budget_s: float = 300.0, out=None, refresh: bool = False,
-           min_time_s: float = 0.3, measure=None, on_point=None, throughput: bool = False, max_batch: int = 4096,
+           min_time_s: float = 0.3, measure=None, on_point=None, throughput: bool = False, max_batch: int = 4096, verify=None,
            **model_kwargs) -> AdviceResult:
     """Search the knobs for `model` on `device` inside `budget_s` seconds; rank them; write the report to `out`."""
     from effkit.models.ref import resolve
@@ -144,6 +144,9 @@ def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", b
         return p
 
     result = coordinate_search(space, cached_measure, budget_s)
+    if needs_second_process(result.best, result.baseline):
+        second = (verify or _second_process(ref, device, batch, mode, min_time_s))(dict(result.best.knobs))
+        confirm(result, second)
     ranking = rank(result)
     code = snippet(result.best.knobs, device)
     batches = None
@@ -163,6 +166,48 @@ def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", b
         batches = {"best_batch": best_b, "tried": [{"batch": b, "status": st, "samples_per_s": r} for b, st, r in tried]}
     write_report(folder, ref.name, device, batch, result, ranking, skipped_knobs, code, compile_table(result), batches)
     return AdviceResult(folder, result, ranking, skipped_knobs, code, compile_table(result), batches)
+
+
+def _second_process(ref, device: str, batch: int, mode: str, min_time_s: float):
+    """verify(knobs): the same measurement in a fresh Python process (`python -m effkit.advising`), for knobs whose
+    effect can differ between processes. A model given as an object, not a spec, cannot be rebuilt there: None."""
+    import subprocess
+    import sys
+
+    def verify(knobs: dict) -> AdvicePoint | None:
+        if ref.instance is not None:
+            return None
+        cmd = [sys.executable, "-m", "effkit.advising", ref.spec, "--device", device, "--batch", str(batch), "--mode", mode,
+               "--min-time", str(min_time_s), "--knobs", json.dumps(knobs), "--kwargs", json.dumps(dict(ref.kwargs)),
+               "--input-shapes", json.dumps([list(s) for s in ref.input_shapes])]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        if r.returncode != 0:
+            return AdvicePoint(knobs, "failed", note=(r.stderr.strip().splitlines() or ["second process failed"])[-1][:300])
+        return AdvicePoint.from_dict(json.loads(r.stdout.strip().splitlines()[-1]))
+
+    return verify
+
+
+def _main(argv=None) -> None:
+    """`python -m effkit.advising SPEC --knobs JSON ...`: measure one configuration in this process, print it as JSON."""
+    import argparse
+
+    from effkit.models.ref import resolve
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("spec")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--mode", default="infer")
+    ap.add_argument("--min-time", type=float, default=0.3)
+    ap.add_argument("--knobs", required=True)
+    ap.add_argument("--kwargs", default="{}")
+    ap.add_argument("--input-shapes", default=None)
+    a = ap.parse_args(argv)
+    shapes = [tuple(s) for s in json.loads(a.input_shapes)] if a.input_shapes else None
+    ref = resolve(a.spec, shapes, **json.loads(a.kwargs))
+    p = _measurer(ref, a.device, a.batch, a.mode, a.min_time)(json.loads(a.knobs))
+    print(json.dumps(p.to_dict()))
 
 
 def _has_attention(ref) -> bool:
@@ -229,11 +274,13 @@ def write_report(folder: Path, model: str, device: str, batch: int, result: Sear
                      if r.get("speedup_low") else "", "verdict": r.get("verdict", ""), "rungs moved": r.get("rungs", ""),
                      "max abs diff vs fp32": r.get("max_abs_diff"), "max rel diff vs fp32": r.get("max_rel_diff"), "note": r.get("note", "")})
     best = result.best
+    confirmation = [f"Second process: {result.confirmation}."] if result.confirmation else []
     head = [f"{model} on {device}, batch {batch}: best configuration {knobs_text({k: v for k, v in best.knobs.items() if v != result.baseline.knobs.get(k)})}"
             + (f", {1e3 * best.median_s:.3f} ms against the baseline's {1e3 * result.baseline.median_s:.3f} ms "
                f"(×{result.baseline.median_s / best.median_s:.2f})" if best.median_s and result.baseline.median_s else "") + ".",
             "Search: the knobs one at a time in the order " + ", ".join(result.order) + ", each value tried with the others at the best "
             "so far; a value is kept only if significantly faster (Mann-Whitney on the raw samples, α = 0.05)."]
+    head += confirmation
     for c in compiled or []:
         share = c["realised_share_of_predicted"]
         head.append(f"torch.compile ({knobs_text(c['knobs'])}) against the fusion what-if: kernels {c['eager_kernels_ms']:.3f} → "
@@ -254,3 +301,7 @@ def write_report(folder: Path, model: str, device: str, batch: int, result: Sear
     atomic_write_text(folder / "best_config.py", code)
     render(folder / "index.html", Page(f"effkit advise: {model}", f"{device} · batch {batch}", head + ["Apply it:\n" + code],
                                        summary_rows=rows, summary_cols=list(rows[0]) if rows else [], notes=notes))
+
+
+if __name__ == "__main__":
+    _main()

@@ -598,6 +598,8 @@ def advise(
         err.print(f"[yellow]skipped[/yellow] {escape(knobs_text(knobs))}: {escape(why)}")
     for s in res.skipped_knobs:
         err.print(f"[dim]not searched: {escape(s)}[/dim]")
+    if res.search.confirmation:
+        out_c.print(f"second process: {escape(res.search.confirmation)}", soft_wrap=True)
     for c in res.compile_vs_fusion or []:
         share = c["realised_share_of_predicted"]
         out_c.print(f"torch.compile ({escape(knobs_text(c['knobs']))}): kernels {c['eager_kernels_ms']:.3f} → {c['compiled_kernels_ms']:.3f} ms; "

@@ -205,3 +205,35 @@ def test_throughput_search_respects_the_budget():
     best, tried = throughput_search(measure, 1, budget_s=25, clock=clock)
     # batch 1 (t 0 -> 10), 2 (10 -> 20), 4 (starts at 20 < 25, ends at 30), 8 would start at 30: skipped, and the search stops
     assert [b for b, st, _ in tried if st == "ok"] == [1, 2, 4] and tried[-1][1].startswith("skipped") and best == 4
+
+
+def _point(knobs, ms, seed, n=50):
+    rng = random.Random(seed)
+    return AdvicePoint(dict(knobs), "ok", tuple(rng.gauss(ms, 0.01 * ms) / 1e3 for _ in range(n)))
+
+
+def test_a_process_variable_gain_must_hold_in_a_second_process():
+    from effkit.analysis.advice import SearchResult, confirm
+
+    base = _point({"layout": "contiguous", "compile": "off"}, 10.0, 1)
+    cl = _point({"layout": "channels_last", "compile": "off"}, 8.0, 2)
+    comp = _point({"layout": "channels_last", "compile": "default"}, 6.0, 3)
+    # the second process measures compile at the baseline's speed: its gain did not hold; channels-last is recommended
+    r = confirm(SearchResult(base, comp, [base, cl, comp]), _point(comp.knobs, 10.0, 4))
+    assert r.best is cl and "not in a second process" in r.confirmation
+    # it holds (6.2 ms against 10): kept
+    r = confirm(SearchResult(base, comp, [base, cl, comp]), _point(comp.knobs, 6.2, 5))
+    assert r.best is comp and r.confirmation == "its gain held in a second process"
+    # no process-variable knob changed: no second process needed, nothing said
+    r = confirm(SearchResult(base, cl, [base, cl]), None)
+    assert r.best is cl and r.confirmation == ""
+
+
+def test_the_second_process_measures_in_a_fresh_python(tmp_path, monkeypatch):
+    from effkit.advising import _second_process
+
+    monkeypatch.setenv("EFFKIT_CACHE_DIR", str(tmp_path / "cache"))
+    ref = resolve("resnet18", resolution=32)
+    p = _second_process(ref, "cpu", 1, "infer", 0.05)({"precision": "fp32", "layout": "channels_last", "compile": "off", "threads": "default"})
+    assert p.status == "ok" and len(p.samples_s) >= 20 and p.knobs["layout"] == "channels_last"
+    assert _second_process(resolve(nn.Linear(4, 4), (4,)), "cpu", 1, "infer", 0.05)({"precision": "fp32"}) is None  # an object: no spec

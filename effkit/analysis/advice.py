@@ -106,6 +106,34 @@ class AdvicePoint:
         return cls(**d)
 
 
+# knobs whose effect can differ between processes (cuDNN's benchmark picks, compile's autotuning): a configuration that
+# changes one of them is measured again in a fresh process before it is recommended
+PROCESS_VARIABLE = ("cudnn_benchmark", "compile")
+
+
+def needs_second_process(best: AdvicePoint, baseline: AdvicePoint) -> bool:
+    return any(best.knobs.get(k) != baseline.knobs.get(k) for k in PROCESS_VARIABLE if k in best.knobs)
+
+
+def confirm(result: "SearchResult", second: AdvicePoint | None, alpha: float = ALPHA) -> "SearchResult":
+    """Keep the best configuration if its second-process measurement is still significantly faster than the baseline;
+    otherwise recommend the best measured point that changes no process-variable knob, and say why."""
+    result.second = second
+    if second is None or not needs_second_process(result.best, result.baseline):
+        return result
+    holds = second.status == "ok" and compare_samples(list(result.baseline.samples_s), list(second.samples_s), alpha).verdict == "faster"
+    if holds:
+        result.confirmation = "its gain held in a second process"
+        return result
+    stable = [p for p in result.points if p.status == "ok" and not needs_second_process(p, result.baseline)]
+    fallback = min(stable, key=lambda p: p.median_s) if stable else result.baseline
+    result.confirmation = (f"{knobs_key(result.best.knobs)} was fastest in the search but not in a second process "
+                           f"({'not significantly faster than the baseline' if second.status == 'ok' else second.status}); "
+                           f"recommended instead: {knobs_key(fallback.knobs)}")
+    result.best = fallback
+    return result
+
+
 @dataclass
 class SearchResult:
     baseline: AdvicePoint
@@ -113,6 +141,8 @@ class SearchResult:
     points: list = field(default_factory=list)  # every point measured (or recorded as failed / oom), in order
     skipped: list = field(default_factory=list)  # (knobs, reason) not measured
     order: list = field(default_factory=list)  # the knobs in search order
+    second: AdvicePoint | None = None  # the best configuration measured again in a fresh process (process-variable knobs)
+    confirmation: str = ""  # what the second process showed
 
 
 def coordinate_search(space: list[Knob], measure, budget_s: float, baseline: dict | None = None, clock=time.perf_counter,
