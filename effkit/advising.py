@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,7 @@ def _threads(n):
 def numerical_cost(ref, precision: str, device: str, batch: int = 1, seed: int = 0) -> tuple[float | None, float | None]:
     """Max absolute and max relative difference of the outputs at `precision` against fp32, same weights, same input."""
     from effkit.config import get_precision
-    from effkit.run.runner import _tensors
+    from effkit.run.runner import first_float
 
     if precision == "fp32":
         return 0.0, 0.0
@@ -86,19 +87,19 @@ def numerical_cost(ref, precision: str, device: str, batch: int = 1, seed: int =
     net = ref.build(device, torch.float32).eval()
     xs = ref.inputs(batch, torch.float32, device)
     with torch.no_grad():
-        ref_out = next(t for t in _tensors(ref.call(net, xs)) if t.is_floating_point()).float()
+        ref_out = first_float(ref.call(net, xs)).float()
         if prec.mixed:
             with prec.autocast(device):
-                out = next(t for t in _tensors(ref.call(net, xs)) if t.is_floating_point()).float()
+                out = first_float(ref.call(net, xs)).float()
         elif precision == "tf32":
             from effkit.config import tf32_switches
 
             with tf32_switches(True, True):
-                out = next(t for t in _tensors(ref.call(net, xs)) if t.is_floating_point()).float()
+                out = first_float(ref.call(net, xs)).float()
         else:
             low = net.to(prec.param_torch)
             lx = [x.to(prec.input_torch) if x.is_floating_point() else x for x in xs]
-            out = next(t for t in _tensors(ref.call(low, lx)) if t.is_floating_point()).float()
+            out = first_float(ref.call(low, lx)).float()
     diff = (out - ref_out).abs()
     scale = ref_out.abs().max().item() or 1.0
     return diff.max().item(), diff.max().item() / scale
@@ -125,8 +126,6 @@ def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", b
     points_dir = ensure_folder(folder / "points")
     image = all(len(s) == 3 for s in ref.input_shapes) and not ref.vocab_size
     attention = _has_attention(ref)
-    import os
-
     space, skipped_knobs = knob_space(device, mode=mode, image_input=image, attention=attention, cpus=os.cpu_count() or 1)
     measure = measure or _measurer(ref, device, batch, mode, min_time_s)
 
@@ -234,7 +233,7 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
             config = config_of(knobs, device, batch, mode, min_time_s)
         except UserInputError as e:
             return AdvicePoint(knobs, "skipped", note=str(e), elapsed_s=time.perf_counter() - t0)
-        unsupported = config.prec.unsupported(device) if hasattr(config.prec, "unsupported") else None
+        unsupported = config.prec.unsupported(device)
         if unsupported:
             return AdvicePoint(knobs, "skipped", note=unsupported, elapsed_s=time.perf_counter() - t0)
         try:
@@ -245,20 +244,30 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
             return AdvicePoint(knobs, "failed", note=f"{type(e).__name__}: {msg}"[:300], elapsed_s=time.perf_counter() - t0)
         if p.status != "ok":
             return AdvicePoint(knobs, p.status, note=p.note, elapsed_s=time.perf_counter() - t0)
-        waterline = ideal = fused = None
-        try:
-            t = trace_ref(ref, [batch], precision=config.precision, device="meta")[0]
-            a = analyse(t, roof_from_ceilings(device_ceilings(device), config.prec.compute_dtype), None, tf32=config.tf32_flags())
-            waterline, ideal = a.waterline_s, a.ideal_s
-            fused = a.fusion.fused_waterline_s if a.fusion else None
-        except Exception:  # noqa: BLE001 - no roofs for this device: the rungs stay unknown
-            pass
-        try:
-            abs_d, rel_d = numerical_cost(ref, config.precision, device)
-        except Exception:  # noqa: BLE001 - a precision this device cannot run in eager: no numerical cost
-            abs_d = rel_d = None
+        waterline, ideal, fused, abs_d, rel_d = by_precision(config)
         return AdvicePoint(knobs, "ok", tuple(p.timing.samples_s), p.note, p.layers.total_s if p.layers else None, waterline, ideal,
                            abs_d, rel_d, time.perf_counter() - t0, fused, batch)
+
+    computed: dict = {}
+
+    def by_precision(config) -> tuple:
+        """(waterline, ideal, fused waterline, max abs diff, max rel diff): they depend on the precision alone, so each is
+        computed once per precision, not once per point."""
+        if config.precision not in computed:
+            waterline = ideal = fused = None
+            try:
+                t = trace_ref(ref, [batch], precision=config.precision, device="meta")[0]
+                a = analyse(t, roof_from_ceilings(device_ceilings(device), config.prec.compute_dtype), None, tf32=config.tf32_flags())
+                waterline, ideal = a.waterline_s, a.ideal_s
+                fused = a.fusion.fused_waterline_s if a.fusion else None
+            except Exception:  # noqa: BLE001 - no roofs for this device: the rungs stay unknown
+                pass
+            try:
+                abs_d, rel_d = numerical_cost(ref, config.precision, device)
+            except Exception:  # noqa: BLE001 - a precision this device cannot run in eager: no numerical cost
+                abs_d = rel_d = None
+            computed[config.precision] = (waterline, ideal, fused, abs_d, rel_d)
+        return computed[config.precision]
 
     return measure
 

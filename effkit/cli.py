@@ -340,6 +340,7 @@ def bench(
 
     from effkit.config import RunConfig
     from effkit.models.ref import resolve
+    from effkit.report.summary import peak_memory_sentence
     from effkit.report.terminal import add_bench_row, bench_table, print_bench_layers
     from effkit.run.runner import run
 
@@ -364,9 +365,9 @@ def bench(
                 err.print(f"[yellow]warning:[/yellow] batch {p.batch}: {w}")
             if p.status == "oom":
                 err.print(f"[yellow]batch {p.batch}: out of memory, recorded as oom; going on[/yellow]")
-            if p.peak_memory_bytes and p.predicted_peak_bytes:
-                err.print(f"batch {p.batch}: peak memory measured {p.peak_memory_bytes / 1e6:,.1f} MB (max_memory_allocated), predicted "
-                          f"{p.predicted_peak_bytes / 1e6:,.1f} MB from a meta trace: ratio {p.peak_memory_bytes / p.predicted_peak_bytes:.3f}")
+            memory = peak_memory_sentence(p)
+            if memory:
+                err.print(f"batch {p.batch}: {memory}")
 
         run(ref, config, json_path=json, csv_path=csv, on_point=on_point, on_stage=lambda m: prog.update(task, description=f"bench {model}: {m}"))
     out.print(table)

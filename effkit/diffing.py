@@ -95,7 +95,7 @@ def load_side(spec: str, *, device: str = "meta", batch: int = 1, precision: str
         if not p.is_file():
             raise UserInputError(f"{spec!r} does not exist; give a run folder, a run.json, a trace JSON (effkit trace --json) or a model spec")
         d = read_json_file(p, "diff input")
-        if isinstance(d, dict) and "models" in d and "schema_version" in d or (isinstance(d, dict) and p.name == RECORD_FILE):
+        if isinstance(d, dict) and ({"models", "schema_version"} <= set(d) or p.name == RECORD_FILE):
             return side_from_record(RunRecord.load(p.parent), spec, model, p.parent)
         if isinstance(d, dict) and "layers" in d and "totals" in d:
             return side_from_trace_dict(d, spec)

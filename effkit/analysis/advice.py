@@ -10,6 +10,7 @@ Points past the budget are listed as skipped, with the reason.
 """
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -78,10 +79,7 @@ class AdvicePoint:
 
     @property
     def median_s(self) -> float | None:
-        if not self.samples_s:
-            return None
-        s = sorted(self.samples_s)
-        return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+        return statistics.median(self.samples_s) if self.samples_s else None
 
     @property
     def key(self) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -29,8 +30,6 @@ def r_squared(xs: list[float], ys: list[float]) -> float | None:
 
 def _numbered_children(paths: list[str]) -> dict[str, set[str]]:
     """container path -> its children whose last component is a number or a numbered name (b1, 0, layer2 ...)."""
-    import re
-
     out: dict[str, set[str]] = {}
     for p in paths:
         parts = p.split(".")
@@ -42,8 +41,6 @@ def _numbered_children(paths: list[str]) -> dict[str, set[str]]:
 
 
 def _index(child: str) -> int:
-    import re
-
     return int(re.search(r"(\d+)$", child).group(1))
 
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from effkit.analysis.diff import COUNTS, DiffResult
-from effkit.files import atomic_write_json, atomic_write_text, ensure_folder
+from effkit.files import atomic_write_text, ensure_folder
 from effkit.report.html import Page, render
 
 UNITS = {"macs": "MACs", "flops": "FLOPs", "params": "parameters", "acts": "activation elements", "bytes": "bytes (read + written)"}
@@ -139,7 +139,7 @@ def write_diff(result: DiffResult, folder: str | Path) -> Path:
     from effkit.report.figures import save
 
     folder = ensure_folder(Path(folder))
-    atomic_write_json(folder / "diff.json", json.loads(to_json(result)))
+    atomic_write_text(folder / "diff.json", to_json(result))
     atomic_write_text(folder / "diff.csv", to_csv(result))
     figures = []
     fig = waterfall_figure(result)

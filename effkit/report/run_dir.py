@@ -19,7 +19,7 @@ from effkit.report import figures as F
 from effkit.report.headline import headline, ladder_sentence
 from effkit.report.html import Page, png64, render
 from effkit.report.record import ModelRecord, RunRecord
-from effkit.report.summary import DISPLAY_COLS, display_row, faster_sentences
+from effkit.report.summary import DISPLAY_COLS, display_row, faster_sentences, peak_memory_sentence
 
 SUMMARY_COLS = ["model", "batch", "dtype", "latency_ms", "latency_iqr_ms", "latency_cv", "samples_per_s", "efficiency", "ideal_ms",
                 "waterline_ms", "waterline_with_launch_floor_ms", "kernels_ms", "kernels_iqr_ms", "memory_gap", "kernel_gap", "overhead_gap",
@@ -171,11 +171,8 @@ def memory_caption(m: ModelRecord) -> str:
     parts = ", ".join(f"{k} {v / 1e6:,.1f} MB" for k, v in mem["at_peak"].items() if v)
     out = (f"Storage-level liveness on a meta trace (views free, in-place ops allocate nothing). Predicted peak "
            f"{mem['peak_bytes'] / 1e6:,.1f} MB at batch {mem['batch']}: {parts}.")
-    pt = next((p for p in m.points if p.batch == mem["batch"] and p.peak_memory_bytes), None)
-    if pt is not None and pt.predicted_peak_bytes:
-        out += (f" Measured max_memory_allocated {pt.peak_memory_bytes / 1e6:,.1f} MB: ratio measured / predicted "
-                f"{pt.peak_memory_bytes / pt.predicted_peak_bytes:.3f}.")
-    return out
+    pt = next((p for p in m.points if p.batch == mem["batch"] and peak_memory_sentence(p)), None)
+    return out + (f" Where measured: {peak_memory_sentence(pt)}." if pt is not None else "")
 
 
 def profile_figures(folder: Path, analyses: list[ModelAnalysis]) -> dict:

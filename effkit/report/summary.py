@@ -80,3 +80,12 @@ def faster_sentences(a: ModelAnalysis, top: int = 3) -> list[str]:
 
 def _g(v: float) -> str:
     return f"{v:,.0f}" if v >= 1000 else f"{v:.3g}"
+
+
+def peak_memory_sentence(point) -> str | None:
+    """A measured point's peak memory beside the meta-trace prediction, in words (None where either is missing)."""
+    if not (point.peak_memory_bytes and point.predicted_peak_bytes):
+        return None
+    return (f"peak memory measured {point.peak_memory_bytes / 1e6:,.1f} MB (max_memory_allocated), predicted "
+            f"{point.predicted_peak_bytes / 1e6:,.1f} MB from a meta trace: ratio measured / predicted "
+            f"{point.peak_memory_bytes / point.predicted_peak_bytes:.3f}")

@@ -198,7 +198,7 @@ def print_profile_summary(run, console: Console) -> None:
     from effkit.report.run_dir import banners, environment_of
 
     t = Table(title="effkit summary", header_style="bold")
-    from effkit.report.summary import with_spread
+    from effkit.report.summary import peak_memory_sentence, with_spread
 
     for col in ("model", "batch", "latency (ms, ± IQR/2)", "IQR (ms)", "CV", "samples/s", "efficiency", "ideal (ms)", "waterline (ms)",
                 "kernels (ms)", "flags"):
@@ -222,9 +222,9 @@ def print_profile_summary(run, console: Console) -> None:
     if record is not None:
         for m in record.models:
             for pt in m.points:
-                if pt.peak_memory_bytes and pt.predicted_peak_bytes:
-                    console.print(f"• {m.model}, batch {pt.batch}: peak memory measured {pt.peak_memory_bytes / 1e6:,.1f} MB, predicted "
-                                  f"{pt.predicted_peak_bytes / 1e6:,.1f} MB from a meta trace (ratio {pt.peak_memory_bytes / pt.predicted_peak_bytes:.3f}).")
+                memory = peak_memory_sentence(pt)
+                if memory:
+                    console.print(f"• {m.model}, batch {pt.batch}: {memory}.")
     console.print("[dim]latency: median of the timed steps (device time per step); IQR and CV of its samples; MB = 10^6 bytes.[/dim]")
     console.print(f"report: [bold]{run.report}[/bold]")
 

@@ -236,10 +236,10 @@ def replay_correction(spans_us: list[float], unprofiled_s: float | None) -> floa
     summed to 0.7 % more than the unprofiled replay's device time). A replay's kernels run back to back, so the
     device span of a profiled replay (first kernel's start to last kernel's end) against the unprofiled replay's
     device time measures that lengthening: every kernel time is scaled by unprofiled / profiled span (at most 1)."""
-    spans = sorted(s for s in spans_us if s > 0)
+    spans = [s for s in spans_us if s > 0]
     if not spans or not unprofiled_s:
         return 1.0
-    return min(1.0, unprofiled_s / (spans[len(spans) // 2] / 1e6))
+    return min(1.0, unprofiled_s / (statistics.median_high(spans) / 1e6))
 
 
 def _graph_replays(replay, steps: int) -> tuple[list[list[tuple[str, float]]], float, list[float]]:
@@ -307,7 +307,7 @@ def profile_layers(model: nn.Module, step, device: str, unprofiled_step_s: float
                                 tuple(k * us / 1e6 for us in per_key.get((l.path, l.phase), ()))) for l in layers]
             totals = [k * t / 1e6 for t in graph_totals]
             unprofiled_step_s = replay_step_s or unprofiled_step_s
-            wall = sorted(spans)[len(spans) // 2] / 1e6 if spans else graph_wall  # the profiled replay's device span
+            wall = statistics.median_high(spans) / 1e6 if spans else graph_wall  # the profiled replay's device span
             what = "kernel time (CUPTI) in CUDA graph replays"
             note = ("kernels of the graph replays, attributed to layers by their order in a profiled eager step"
                     + (f"; scaled by {k:.4f}, the unprofiled replay's device time over the profiled replay's span" if k != 1.0 else ""))

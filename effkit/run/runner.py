@@ -221,13 +221,14 @@ def run(ref: ModelRef, config: RunConfig, *, json_path=None, csv_path=None, on_p
     return BenchResult(tuple(points), config, ref.name, ref.input_shapes)
 
 
-def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str, autocast=None, names: tuple = ()) -> Callable[[], object]:
+def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str, autocast=None, call=None) -> Callable[[], object]:
     """One step: a forward (infer), or forward + backward + SGD step (train); under torch.autocast for a mixed precision.
-    Inputs are passed by position, or by name where the model declared `names`."""
+    `call(model, xs)` runs the model (ModelRef.call: by position, or by the names the model declared)."""
     autocast = autocast or contextlib.nullcontext
+    call = call or (lambda m, inputs: m(*inputs))
 
     def forward():
-        return model(**dict(zip(names, xs))) if names else model(*xs)
+        return call(model, xs)
 
     if mode == "infer":
         def step():
@@ -241,7 +242,7 @@ def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str, autocast=Non
         opt.zero_grad(set_to_none=True)
         with autocast():
             out = forward()
-        out = out if isinstance(out, torch.Tensor) else next(t for t in _tensors(out) if t.is_floating_point())
+        out = first_float(out)
         if out.dim() == 2:  # a classifier: cross-entropy on fixed random labels
             loss = F.cross_entropy(out.float(), labels[: out.shape[0]] % out.shape[1])
         else:
@@ -250,6 +251,11 @@ def _make_step(model: nn.Module, xs: list[torch.Tensor], mode: str, autocast=Non
         opt.step()
 
     return step
+
+
+def first_float(out) -> torch.Tensor:
+    """The first floating-point tensor of a model's output (a tensor, a tuple, a dict or a transformers ModelOutput)."""
+    return next(t for t in _tensors(out) if t.is_floating_point())
 
 
 def _tensors(out):
@@ -291,9 +297,6 @@ class _Session:
         self.runner = torch.compile(self.net, **({"mode": config.compile_mode} if config.compile_mode else {})) if config.compile else self.net
         self.autocast = (lambda: config.prec.autocast(config.device)) if config.prec.mixed else None
 
-    def _predicted_peak(self, b: int) -> int | None:
-        return _predicted(self.ref, b, self.config)
-
     def point(self, b: int) -> BenchPoint:
         c, cuda = self.config, self.config.device.startswith("cuda")
         xs = step = None
@@ -301,7 +304,7 @@ class _Session:
         self.on_stage(f"batch {b}: warm-up and timing")
         try:
             xs = self.ref.inputs(b, c.prec.input_torch, c.device, c.channels_last)
-            step = _make_step(self.runner, xs, c.mode, self.autocast, self.ref.input_names)
+            step = _make_step(self.runner, xs, c.mode, self.autocast, self.ref.call)
             try:
                 step()  # first call: compile errors and unavailable backends surface here
             except Exception as e:
@@ -316,7 +319,7 @@ class _Session:
                                        "pass --fallback-eager to measure eager instead") from e
                 note = f"compile failed ({type(e).__name__}); measured eager"
                 self.runner = self.net
-                step = _make_step(self.runner, xs, c.mode, self.autocast, self.ref.input_names)
+                step = _make_step(self.runner, xs, c.mode, self.autocast, self.ref.call)
             if cuda:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats(c.device)
@@ -339,7 +342,7 @@ class _Session:
             if c.cudnn_benchmark and cuda:
                 note = "; ".join(x for x in (note, "cudnn.benchmark on: its choice of kernels can differ from run to run") if x)
             return BenchPoint(self.ref.name, b, "ok", timing, peak, lt, c, None, note, sync, throughput,
-                              self._predicted_peak(b) if cuda else None)
+                              _predicted(self.ref, b, c) if cuda else None)
         except EffkitError:
             raise
         except Exception as e:

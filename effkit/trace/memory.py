@@ -17,7 +17,6 @@ after it). The allocator's rounding and the libraries' workspaces (cuBLAS, cuDNN
 """
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import asdict, dataclass
 
@@ -80,27 +79,31 @@ def liveness(events: list[tuple], keep_to_end: set, grad_keys: set = frozenset()
     for key, i in alloc.items():
         start.setdefault(i, []).append(key)
         end.setdefault(last[key], []).append(key)
+    def kind(key, i: int) -> str:
+        """What a storage alive at op i is: a gradient, a temporary (made by op i and read by no later op, or made by
+        the optimizer's step), or an activation."""
+        if key in grad_keys:
+            return "gradients"
+        if (alloc[key] == i and last[key] == i and key not in keep_to_end) or born_in[key] == STEP:
+            return "temporaries"
+        return "activations"
+
     live: set = set()
     timeline = []
     best, best_i, best_live = -1, 0, set()
     for i in range(n):
         live.update(start.get(i, ()))
-        acts = grads = temps = 0
+        by_kind = {"activations": 0, "gradients": 0, "temporaries": 0}
         for key in live:
-            if key in grad_keys:
-                grads += size[key]
-            elif (alloc[key] == i and last[key] == i and key not in keep_to_end) or born_in[key] == STEP:
-                temps += size[key]
-            else:
-                acts += size[key]
-        total = acts + grads + temps
-        timeline.append((events[i][0], events[i][1], acts, grads, temps))
+            by_kind[kind(key, i)] += size[key]
+        total = sum(by_kind.values())
+        timeline.append((events[i][0], events[i][1], by_kind["activations"], by_kind["gradients"], by_kind["temporaries"]))
         if total > best:
             best, best_i, best_live = total, i, set(live)
         live.difference_update(end.get(i, ()))
     by_layer: dict[str, int] = {}
     for key in best_live:
-        if key not in grad_keys and born_in[key] != STEP and not (alloc[key] == best_i and last[key] == best_i and key not in keep_to_end):
+        if kind(key, best_i) == "activations":
             by_layer[owner[key]] = by_layer.get(owner[key], 0) + size[key]
     return {"timeline": timeline, "peak_index": best_i, "peak_dynamic": max(best, 0), "by_layer": by_layer}
 
@@ -165,7 +168,7 @@ def predict_memory(ref, batch: int, *, precision: str = "fp32", mode: str = "inf
             del out
         rec.attach()
         try:
-            with torch.enable_grad() if mode == "train" else torch.no_grad(), rec, contextlib.nullcontext():
+            with torch.enable_grad() if mode == "train" else torch.no_grad(), rec:
                 out = ref.call(net, xs)
                 if mode == "train":
                     _run_backward(out, rec)

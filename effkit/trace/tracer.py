@@ -105,9 +105,9 @@ def trace_ref(ref: ModelRef, batches, *, precision: str = "fp32", device: str = 
     return results
 
 
-def _run_forward(net, inputs, rec: Recorder, precision: str, device: str, ref=None):
+def _run_forward(net, inputs, rec: Recorder, precision: str, device: str, ref: ModelRef):
     try:
-        return ref.call(net, inputs) if ref is not None else net(*inputs)
+        return ref.call(net, inputs)
     except ModelRunError as e:
         cause = e.__cause__
         if precision != "fp32" and re.search(r"Half|BFloat16|not implemented for|[Ll]ow precision", str(cause)):
