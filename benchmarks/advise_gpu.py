@@ -61,16 +61,27 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget", type=float, default=300.0)
+    ap.add_argument("--cases", default=",".join(f"{m}:{b}" for m, b in CASES), help="model:batch,...")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for model, batch in CASES:
+    for case in a.cases.split(","):
+        model, batch = case.split(":")[0], int(case.split(":")[1])
         t = time.perf_counter()
-        r = advise(model, device="cuda", batch=batch, budget_s=a.budget, out=out / f"advise_{model}_b{batch}")
+        try:
+            r = advise(model, device="cuda", batch=batch, budget_s=a.budget, out=out / f"advise_{model}_b{batch}")
+        except Exception as e:  # report and go on: the other cases still count
+            rows.append({"model": model, "batch": batch, "error": f"{type(e).__name__}: {e}"})
+            print(f"{model} b{batch}: FAILED {type(e).__name__}: {e}", flush=True)
+            continue
         wall = time.perf_counter() - t
         best_ms = 1e3 * r.search.best.median_s
-        own = own_median_ms(model, batch, r.snippet)
+        try:
+            own = own_median_ms(model, batch, r.snippet)
+        except Exception as e:
+            print(f"{model} b{batch}: own loop FAILED {type(e).__name__}: {e}\n{r.snippet}", flush=True)
+            own = float("nan")
         rows.append({"model": model, "batch": batch, "wall_s": wall, "best": r.search.best.knobs, "effkit_ms": best_ms, "own_ms": own,
                      "ratio": best_ms / own, "ranking": r.ranking})
         print(f"{model} b{batch}: {wall:.0f} s, best {r.search.best.knobs}: effkit {best_ms:.3f} ms, own loop {own:.3f} ms "

@@ -2,7 +2,7 @@
 
 For the five core models at batch 1, 64 and 256, bf16: an inference step and a training step with AdamW
 (foreach, as on CUDA), each measured by this script's own loop: reset the peak statistics, run the step
-(a warm-up step first for training, so the optimizer's state exists, as in the prediction's steady state),
+(a warm-up step first: in training so the optimizer's state exists, as in the prediction's steady state),
 read torch.cuda.max_memory_allocated. Then the largest batch `effkit trace --fits 40GB` predicts for
 resnet50 training is run, and that batch plus 25 %.
 
@@ -34,6 +34,8 @@ def measured(ref, batch: int, mode: str) -> int | str:
         net.train(mode == "train")
         xs = ref.inputs(batch, torch.bfloat16, "cuda")
         if mode == "infer":
+            with torch.no_grad():  # a warm-up step: the libraries' first-call workspaces exist before the measured step
+                ref.call(net, xs)
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()

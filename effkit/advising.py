@@ -105,6 +105,9 @@ def numerical_cost(ref, precision: str, device: str, batch: int = 1, seed: int =
     return diff.max().item(), diff.max().item() / scale
 
 
+SEARCH_SHARE = 0.8  # of the budget, for the search; the rest is kept for measuring its best again in a fresh process
+
+
 def default_folder(ref, device: str) -> Path:
     from effkit.device.facts import device_facts
     from effkit.paths import cache_root
@@ -142,7 +145,7 @@ def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", b
             on_point(p)
         return p
 
-    result = coordinate_search(space, cached_measure, budget_s)
+    result = coordinate_search(space, cached_measure, SEARCH_SHARE * budget_s)
     if needs_second_process(result.best, result.baseline):
         second = (verify or _second_process(ref, device, batch, mode, min_time_s))(dict(result.best.knobs))
         confirm(result, second)

@@ -46,9 +46,11 @@ def stub_measure(clock: StubClock, cost_s: float = 10.0, seed: int = 0):
 def test_search_ranks_by_measured_speed_and_keeps_only_significant_gains():
     clock = StubClock()
     res = coordinate_search(SPACE, stub_measure(clock), budget_s=1000, clock=clock)
-    # baseline 10 ms; bf16 8 ms (kept); + channels-last 4.8 ms (kept); + compile 4.8 ms: within noise, not kept
+    # pass 1: baseline 10 ms; bf16 8 ms (kept); + channels-last 4.8 ms (kept); + compile 4.8 ms: within noise, not kept.
+    # Pass 1 kept something, so pass 2 goes round again from the new best: only fp32 + channels-last (8 ms) is new, and slower
     assert res.best.knobs == {"precision": "bf16", "layout": "channels_last", "compile": "off"}
-    assert len(res.points) == 4 and not res.skipped
+    assert len(res.points) == 5 and not res.skipped
+    assert res.points[-1].knobs == {"precision": "fp32", "layout": "channels_last", "compile": "off"}
     rows = rank(res)
     # the two fastest are bf16 + channels-last, with compile or without (4.8 ms both: their order is noise)
     assert all({"precision": "bf16", "layout": "channels_last"}.items() <= r["knobs"].items() for r in rows[:2])
@@ -60,9 +62,45 @@ def test_search_ranks_by_measured_speed_and_keeps_only_significant_gains():
 def test_search_respects_the_budget():
     clock = StubClock()
     res = coordinate_search(SPACE, stub_measure(clock), budget_s=25, clock=clock)
-    # 10 s per point: the baseline runs from t = 0 to 10, bf16 from 10 to 20, channels-last starts at 20 (< 25) and ends at 30;
-    # compile would start at 30 >= 25: skipped, with the reason
-    assert len(res.points) == 3 and len(res.skipped) == 1 and "budget (25 s)" in res.skipped[0][1]
+    # 10 s per point: the baseline runs from t = 0 to 10, bf16 from 10 to 20 (expected 10 s, 15 s left); channels-last would
+    # start at 20 with 5 s left and is expected to take 10 s: skipped; compile (expected 5 x 10 s) too, and both say why
+    assert len(res.points) == 2 and len(res.skipped) == 2
+    assert all("more than the 5 s left of the time budget (25 s)" in why for _, why in res.skipped)
+
+
+def test_a_knob_that_pays_only_once_another_is_set_is_found_by_a_second_pass():
+    """ViT-B/16 at batch 1 on the H200: eager bf16 was slower than fp32 (host-bound: 0.6 ms of kernels in 7.8 ms), so one pass
+    kept fp32 and then CUDA graphs (3.1 ms); bf16 under CUDA graphs ran in 0.65 ms."""
+    space = [Knob("precision", ("fp32", "bf16"), "memory", ""), Knob("cuda_graph", (False, True), "overhead", "")]
+    ms = {("fp32", False): 3.7, ("bf16", False): 7.8, ("fp32", True): 3.1, ("bf16", True): 0.65}
+    clock = StubClock()
+
+    def measure(knobs):
+        clock.t += 5
+        m = ms[(knobs["precision"], knobs["cuda_graph"])]
+        return AdvicePoint(dict(knobs), "ok", tuple(m * (1 + 0.001 * i) / 1e3 for i in range(30)))
+
+    res = coordinate_search(space, measure, budget_s=1000, clock=clock)
+    # pass 1: fp32 eager 3.7, bf16 eager 7.8 (slower), fp32 + graphs 3.1 (kept); pass 2: bf16 + graphs 0.65 (kept); pass 3: nothing new
+    assert res.best.knobs == {"precision": "bf16", "cuda_graph": True} and len(res.points) == 4
+
+
+def test_max_autotune_is_not_started_when_it_cannot_finish_inside_the_budget():
+    """The H200 run that motivated it: compile's default mode cost 23 s, max-autotune 321 s, in a 70 s budget."""
+    space = [Knob("precision", ("fp32",), "memory", ""), Knob("compile", ("off", "default", "max-autotune-no-cudagraphs"), "kernel", "")]
+    clock = StubClock()
+    started = []
+
+    def measure(knobs):
+        started.append(knobs["compile"])
+        clock.t += {"off": 4.0, "default": 20.0, "max-autotune-no-cudagraphs": 300.0}[knobs["compile"]]
+        return AdvicePoint(dict(knobs), "ok", tuple(1e-3 * (1 + 0.001 * i) for i in range(20)))
+
+    res = coordinate_search(space, measure, budget_s=70, clock=clock)
+    # eager 0-4 s; default expected 5 x 4 = 20 s with 66 s left: runs, 4-24 s; max-autotune expected 15 x 20 = 300 s > 46 s left
+    assert started == ["off", "default"]
+    (knobs, why), = res.skipped
+    assert knobs["compile"] == "max-autotune-no-cudagraphs" and "about 300 s, more than the 46 s left" in why
 
 
 def test_failed_and_oom_points_are_recorded_and_the_search_goes_on():

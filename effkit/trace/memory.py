@@ -2,8 +2,9 @@
 
 The recorder (track_memory) notes, for every aten op, the storages it reads and the storages it creates.
 Liveness is storage-level: a view shares its base's storage (free), an in-place op creates nothing, and a
-storage lives from the op that created it to the last op that reads it (or to the end, for the model's
-outputs and the parameters' gradients). Live bytes at each op are the sum over the storages alive then;
+storage lives from the op that created it to the last op that reads it or, if later, until the last Python
+tensor on it is let go (as eager PyTorch frees it: a forward's local variable holds its tensor until it is
+rebound or the forward returns), or to the end, for the model's outputs and the parameters' gradients. Live bytes at each op are the sum over the storages alive then;
 the peak is their maximum, plus what lives throughout: parameters, buffers, the inputs, and in training
 the optimizer's state (a steady-state step: the state exists from the step before; gradients are set to
 None before the forward, as `zero_grad(set_to_none=True)` does).
@@ -58,9 +59,12 @@ class MemoryPrediction:
                 f"{self.peak_phase} at {self.peak_path or '(model)'}: {parts}")
 
 
-def liveness(events: list[tuple], keep_to_end: set, grad_keys: set = frozenset()) -> dict:
+def liveness(events: list[tuple], keep_to_end: set, grad_keys: set = frozenset(), deaths: dict | None = None) -> dict:
     """From recorder events (phase, path, read keys, ((new key, nbytes), ...)): per op the live bytes by kind, and the
-    peak. A storage lives from its creating op to its last reader (to the end if in `keep_to_end`)."""
+    peak. A storage lives from its creating op to its last reader (to the end if in `keep_to_end`), or, where `deaths`
+    is given, until its last tensor was let go if that is later: `deaths[key]` events had been recorded then, so the
+    storage was alive through op deaths[key] - 1; a storage made by an op and absent from `deaths` was never let go
+    during the trace and lives to the end."""
     n = len(events)
     alloc, size, owner, last, born_in = {}, {}, {}, {}, {}
     for i, (phase, path, reads, news) in enumerate(events):
@@ -73,6 +77,9 @@ def liveness(events: list[tuple], keep_to_end: set, grad_keys: set = frozenset()
     for key in keep_to_end:
         if key in alloc:
             last[key] = n - 1
+    if deaths is not None:
+        for key in alloc:
+            last[key] = max(last[key], deaths[key] - 1 if key in deaths else n - 1)
     # sweep: +size at alloc, -size after last
     start: dict[int, list] = {}
     end: dict[int, list] = {}
@@ -179,7 +186,8 @@ def predict_memory(ref, batch: int, *, precision: str = "fp32", mode: str = "inf
         finally:
             rec.detach_hooks()
         out_keys = {t.untyped_storage()._cdata for t in outputs(out)}
-    live = liveness(rec.mem_events, out_keys | grad_keys, grad_keys)
+        deaths = dict(rec.mem_deaths)
+    live = liveness(rec.mem_events, out_keys | grad_keys, grad_keys, deaths)
     params_b, buffers_b, inputs_b = _storage_bytes(params), _storage_bytes(buffers), _storage_bytes(xs)
     i = live["peak_index"]
     phase, path, acts, grads, temps = live["timeline"][i] if live["timeline"] else ("forward", "", 0, 0, 0)

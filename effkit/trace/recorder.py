@@ -22,7 +22,9 @@ in a projection shortcut) is not one.
 """
 from __future__ import annotations
 
+import functools
 import math
+import weakref
 from collections import defaultdict
 
 import torch
@@ -71,6 +73,11 @@ class Recorder(TorchDispatchMode):
         self.mem_events: list[tuple] = []  # (phase, path, read keys, ((new key, nbytes), ...))
         self._mem_seen: set[int] = set()
         self._mem_keep: list = []
+        # when the last Python tensor on a storage an op made is let go (weakref callbacks): eager PyTorch frees the
+        # memory then, not at the storage's last use: a forward's local variable keeps its tensor until it is rebound
+        self.mem_deaths: dict[int, int] = {}  # storage key -> number of memory events recorded when it was let go
+        self._mem_owners: dict[int, int] = {}  # storage key -> tensors alive on it
+        self._mem_refs: list = []
         self.autocast_real = autocast_real  # real traces under torch.autocast: its dtype-changing copies are its casts
         self.casting = False  # set by the autocast emulation (trace/autocast.py) while it casts
         self.paths = {id(m): module_path(name) for name, m in model.named_modules()}
@@ -224,7 +231,17 @@ class Recorder(TorchDispatchMode):
                 self._mem_seen.add(key)
                 self._mem_keep.append(st)
                 new.append((key, st.nbytes()))
+                self._mem_owners[key] = 0
+            if key in self._mem_owners:
+                self._mem_owners[key] += 1
+                self.mem_deaths.pop(key, None)
+                self._mem_refs.append(weakref.ref(t, functools.partial(self._mem_let_go, key)))
         self.mem_events.append((self.phase, path, read_keys, tuple(new)))
+
+    def _mem_let_go(self, key: int, _ref) -> None:
+        self._mem_owners[key] -= 1
+        if self._mem_owners[key] == 0:
+            self.mem_deaths[key] = len(self.mem_events)
 
     def mark_known(self, tensors) -> None:
         """Storages that exist before the traced ops (parameters, buffers, inputs): not allocated by any op."""
