@@ -457,13 +457,21 @@ def compare(
 @app.command()
 @cli_errors
 def report(
-    run_dirs: Annotated[list[str], typer.Argument(help="Run folders written by profile or compare.")],
+    run_dirs: Annotated[list[str], typer.Argument(help="Run folders written by profile, compare or sweep.")],
     out: Annotated[Optional[str], typer.Option(help="Where to write a comparison of several runs (default: reports/compare-TIME).")] = None,
     debug: Debug = False,
 ):
     """Rebuild a report from saved run folders without measuring again (one folder: in place; several: a comparison)."""
-    from effkit.report.run_dir import rebuild
+    from pathlib import Path
 
+    from effkit.report.run_dir import rebuild
+    from effkit.sweeping import MANIFEST, merge
+
+    if len(run_dirs) == 1 and out is None and (Path(run_dirs[0]) / MANIFEST).is_file():  # a sweep: merged again from its point files
+        counts = merge(run_dirs[0])
+        _console().print(f"sweep: {counts['ok']} points ok, {counts['other']} not ok, {counts['missing']} not measured yet; "
+                         f"report: [bold]{Path(run_dirs[0]) / 'index.html'}[/bold]")
+        return
     folder = rebuild(run_dirs, out)
     _console().print(f"report: [bold]{folder / 'index.html'}[/bold]")
 
@@ -614,6 +622,74 @@ def advise(
     out_c.print("[bold]Apply the best configuration:[/bold]")
     out_c.print(res.snippet, markup=False, highlight=False)
     out_c.print(f"report: [bold]{res.folder / 'index.html'}[/bold]")
+
+
+@app.command()
+@cli_errors
+def sweep(
+    models: Annotated[list[str], typer.Argument(help="Zoo names or shell patterns (resnet*, 'convnext_*'), or any model spec.")],
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1",
+    precision: Annotated[str, typer.Option("--precision", "--dtype", help="Precisions, comma-separated (fp32, tf32, bf16, fp16, "
+                                                                        "bf16-mixed, fp16-mixed).")] = "fp32",
+    knob: Annotated[Optional[list[str]], typer.Option(help="NAME=on,off for each knob to sweep: channels_last, cuda_graph, compile, "
+                                                           "cudnn_benchmark (repeatable).")] = None,
+    device: DeviceOpt = "cpu",
+    out: Annotated[Optional[str], typer.Option(help="Folder for the point files, the merged table and the report "
+                                                    "(default: reports/sweep-TIME). A rerun into it skips finished points.")] = None,
+    gpus: Annotated[Optional[str], typer.Option(help="'all' or N: start torchrun on this host with one process per GPU.")] = None,
+    min_time: MinTimeOpt = 0.5,
+    layers: Annotated[bool, typer.Option("--layers", help="Also per-layer kernel times (the profiler; slower).")] = False,
+    ceilings: Annotated[Optional[str], typer.Option(help="Analyse against these roofs (datasheet name or ceilings JSON) instead of "
+                                                         "measuring the device's ceilings.")] = None,
+    timm_test_size: Annotated[bool, typer.Option("--timm-test-size", help="Measure timm: models at timm's test_input_size, as timm's "
+                                                                          "benchmark tables do (default: the 224 px input).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start over in a folder that holds a sweep of another grid.")] = False,
+    debug: Debug = False,
+):
+    """Measure a grid of models x batches x precisions x knobs and merge it into one table (timm's column names beside
+    effkit's) and a report. Under `torchrun --nproc-per-node=N -m effkit sweep ...` each rank takes its own GPU and draws
+    from one work queue; see the README for several hosts."""
+    import os
+    import sys
+
+    from effkit.sweeping import parse_knobs, sweep as run_sweep
+
+    knobs = parse_knobs(knob or [])
+    batches = parse_batches(batch)
+    precisions = [p.strip() for p in precision.split(",") if p.strip()]
+    if gpus is not None and "LOCAL_RANK" not in os.environ:
+        import subprocess
+
+        import torch
+
+        n = torch.cuda.device_count()
+        want = n if gpus == "all" else (int(gpus) if gpus.isdigit() else -1)
+        if want < 1 or want > n:
+            raise UserInputError(f"--gpus {gpus!r}: this host has {n} GPU(s); give 'all' or a number from 1 to {n}" if n else
+                                 f"--gpus {gpus!r}: this host has no CUDA GPU")
+        argv = [a for a in sys.argv[1:]]
+        i = argv.index("--gpus") if "--gpus" in argv else None
+        argv = argv[:i] + argv[i + 2:] if i is not None else [a for a in argv if not a.startswith("--gpus=")]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={want}", "-m", "effkit", *argv]
+        _console(stderr=True).print(f"starting: {' '.join(cmd)}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(subprocess.run(cmd).returncode)
+    err = _console(stderr=True)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} not ok"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as prog:
+            tid = prog.add_task("sweep", total=None, failed=0)
+            res = run_sweep(models, batches=batches, precisions=precisions, knobs=knobs, device=device, out=out, min_time_s=min_time,
+                            layers=layers, ceilings=ceilings, force=force, timm_test_size=timm_test_size,
+                            log=lambda s: prog.console.print(s, markup=False, highlight=False, soft_wrap=True),
+                            on_progress=lambda done, bad, total: prog.update(tid, completed=done, total=total, failed=bad))
+        _console().print(f"{res['ok']} points measured, {res['other']} not ok (failed, skipped or out of memory), {res['missing']} missing; "
+                         f"table: [bold]{res['folder'] / 'sweep.csv'}[/bold], report: [bold]{res['folder'] / 'index.html'}[/bold]")
+    else:
+        run_sweep(models, batches=batches, precisions=precisions, knobs=knobs, device=device, out=out, min_time_s=min_time, layers=layers,
+                  ceilings=ceilings, force=force, timm_test_size=timm_test_size, log=lambda s: print(s, flush=True))
 
 
 def _print_summary(run) -> None:

@@ -83,3 +83,20 @@ def hf_class(config, task: str | None, spec: str) -> str:
     if task not in HF_TASKS:
         raise UserInputError(f"unknown --task {task!r} for {spec!r}; choose one of: {', '.join(HF_TASKS)}")
     return HF_TASKS[task]
+
+
+def timm_test_size(name: str) -> int | None:
+    """The input size timm's own benchmark tables use for `name` (its pretrained config's test_input_size, else its
+    input_size), or None where timm is not installed or states none."""
+    try:
+        import timm
+    except ImportError:
+        return None
+    try:
+        cfg = timm.get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 - a name without a pretrained config
+        cfg = None
+    if cfg is None:
+        return None
+    size = getattr(cfg, "test_input_size", None) or getattr(cfg, "input_size", None)
+    return int(size[-1]) if size else None

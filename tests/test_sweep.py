@@ -1,0 +1,197 @@
+"""effkit sweep (issue 17): the grid, the work queue on the c10d store, torchrun on gloo with CPU ranks, restarts,
+reruns, bad input, and the queue's balance with stubbed point durations."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from effkit.cli import app
+from effkit.errors import UserInputError
+from effkit.sweeping import MANIFEST, POINTS, Queue, build_grid, claim_folder, expand_models, grid_spec, parse_knobs, simulate
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+FIX = ROOT / "tests" / "fixtures" / "sweep_models.py"
+TINY = [f"{FIX}:tiny_a", f"{FIX}:tiny_b", f"{FIX}:tiny_c"]
+# roofs for the CPU (any numbers serve: the tests check the bookkeeping, not the efficiency)
+CEIL = {"name": "test cpu", "peak_flops": {"fp32": 1e11, "bf16": 1e11}, "bandwidth_bytes_per_s": 2e10}
+POINT_LINE = re.compile(r"\[(\S+-b\d+-[0-9a-f]{16})\]")
+
+
+@pytest.fixture
+def ceilings(tmp_path):
+    p = tmp_path / "ceil.json"
+    p.write_text(json.dumps(CEIL))
+    return str(p)
+
+
+def torchrun(args: list[str], nproc: int = 2, restarts: int = 0, env: dict | None = None, timeout: int = 240):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={restarts}",
+           "-m", "effkit", "sweep", *args]
+    e = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e, cwd=ROOT)
+
+
+def measured_keys(output: str) -> list[str]:
+    """The point keys the ranks logged as measured (one line per point, wherever it was measured)."""
+    return POINT_LINE.findall(output)
+
+
+def points(folder: Path) -> dict:
+    return {p.stem: json.loads(p.read_text()) for p in (folder / POINTS).glob("*.json")}
+
+
+def test_two_ranks_on_gloo_measure_every_point_once_and_merge_them(tmp_path, ceilings):
+    out = tmp_path / "sw"
+    r = torchrun([*TINY, "--batch", "1,2", "--precision", "fp32,bf16", "--min-time", "0.01", "--ceilings", ceilings, "--out", str(out)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    keys = measured_keys(r.stdout + r.stderr)
+    # 3 models x 2 batches x 2 precisions = 12 points, each logged once, by one rank or the other
+    assert len(keys) == 12 and len(set(keys)) == 12
+    found = points(out)
+    assert set(found) == set(keys) and all(d["status"] == "ok" for d in found.values())
+    assert {d["rank"] for d in found.values()} == {0, 1}  # both ranks drew from the queue
+    import pandas as pd
+
+    table = pd.read_csv(out / "sweep.csv")
+    assert len(table) == 12 and set(table["status"]) == {"ok"}
+    for col in ("infer_samples_per_sec", "infer_step_time", "infer_batch_size", "infer_img_size", "param_count", "macs", "efficiency",
+                "waterline_ms", "step_time_iqr_ms", "host"):
+        assert table[col].notna().all(), col
+    # param_count in millions as timm writes it: tiny_a is conv 3->4 (3*9*4 + 4 = 112) + linear 4->10 (50) = 162 parameters
+    assert table.loc[table["spec"].str.endswith(":tiny_a"), "param_count"].iloc[0] == round(162 / 1e6, 2)
+    assert (table["infer_img_size"] == 16).all()
+    assert (out / "index.html").is_file()
+    # a rerun of the same command skips everything: no point measured, no point file rewritten
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / POINTS).glob("*.json")}
+    again = runner.invoke(app, ["sweep", *TINY, "--batch", "1,2", "--precision", "fp32,bf16", "--min-time", "0.01", "--ceilings", ceilings,
+                                "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert not measured_keys(again.output) and "12 points measured" in again.output
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (out / POINTS).glob("*.json")}
+
+
+def test_a_worker_killed_mid_sweep_loses_nothing_and_repeats_nothing(tmp_path, ceilings):
+    out = tmp_path / "sw"
+    marker = tmp_path / "killed"
+    r = torchrun([f"{FIX}:tiny_a", f"{FIX}:killer", f"{FIX}:tiny_b", "--batch", "1,2", "--min-time", "0.01", "--ceilings", ceilings,
+                  "--out", str(out)], restarts=1, env={"EFFKIT_TEST_KILL_MARKER": str(marker)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert marker.exists()  # the killer did stop its worker once; torchrun restarted the ranks
+    keys = measured_keys(r.stdout + r.stderr)
+    found = points(out)
+    assert len(found) == 6 and all(d["status"] == "ok" for d in found.values())  # nothing lost
+    assert sorted(keys) == sorted(set(keys)) and set(keys) == set(found)  # nothing measured twice
+
+
+def test_a_point_that_kills_its_worker_twice_is_recorded_failed(tmp_path, ceilings):
+    out = tmp_path / "sw"
+    r = torchrun([f"{FIX}:always_killer", f"{FIX}:tiny_a", "--batch", "1", "--min-time", "0.01", "--ceilings", ceilings, "--out", str(out)],
+                 restarts=2, env={"EFFKIT_TEST_KILL_MARKER": str(tmp_path / "k")})
+    assert r.returncode == 0, r.stderr[-3000:]
+    found = points(out)
+    bad = [d for d in found.values() if d["status"] != "ok"]
+    assert len(found) == 2 and len(bad) == 1
+    assert bad[0]["status"] == "failed" and "stopped 2 times" in bad[0]["note"]
+
+
+def test_another_grid_in_the_same_folder_is_refused_naming_what_differs(tmp_path):
+    models = expand_models(["resnet18"])
+    spec = grid_spec(models, [1], ["fp32"], {}, "cpu", 0.5, False, {})
+    tasks = build_grid(models, [1], ["fp32"], {}, "cpu")
+    claim_folder(tmp_path, spec, tasks, force=False)
+    claim_folder(tmp_path, spec, tasks, force=False)  # the same grid resumes
+    other = grid_spec(models, [1, 8], ["fp32"], {}, "cpu", 0.5, False, {})
+    with pytest.raises(UserInputError, match=r"another grid \(differing: batches\).*--force"):
+        claim_folder(tmp_path, other, tasks, force=False)
+    (tmp_path / POINTS).mkdir(exist_ok=True)
+    (tmp_path / POINTS / "x.json").write_text("{}")
+    claim_folder(tmp_path, other, tasks, force=True)  # --force starts over
+    assert not list((tmp_path / POINTS).iterdir()) and json.loads((tmp_path / MANIFEST).read_text())["grid"] == other
+
+
+def test_bad_input_is_reported_before_any_work(tmp_path):
+    r = runner.invoke(app, ["sweep", "resnet18", "resnet_nope", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "resnet_nope" in r.stderr and not (tmp_path / "x").exists()
+    r = runner.invoke(app, ["sweep", "zzz*"])
+    assert r.exit_code == 2 and "matching no built-in model" in r.stderr
+    r = runner.invoke(app, ["sweep", "resnet18", "--knob", "channels_last=maybe"])
+    assert r.exit_code == 2 and "on, off" in r.stderr
+    with pytest.raises(UserInputError, match="unknown knob 'fusion'"):
+        parse_knobs(["fusion=on"])
+    assert parse_knobs(["channels-last=on,off"]) == {"channels_last": ["on", "off"]}
+    assert expand_models(["resnet1?"]) == ["resnet18"]
+
+
+def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    import torch
+
+    from effkit import sweeping
+
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(UserInputError, match="local rank 2 has none; use --nproc-per-node=2"):
+        sweeping.place("cuda")
+
+
+def test_the_grid_builds_one_task_per_model_precision_and_knob_value():
+    tasks = build_grid(["resnet18", "mobilenet_v2"], [1, 64], ["fp32", "bf16"], {"channels_last": ["on", "off"]}, "cpu")
+    # 2 models x 2 precisions x 2 layouts = 8 tasks, each measuring both batches: 16 points, 16 distinct keys
+    assert len(tasks) == 8 and all(t.config.batches == (1, 64) for t in tasks)
+    keys = {t.key(b) for t in tasks for b in t.config.batches}
+    assert len(keys) == 16
+    assert {t.config.layout for t in tasks} == {"channels_last", "contiguous"}
+
+
+def _rank(port: int, rank: int, durations: list[float], out) -> None:
+    """A CPU rank that draws tasks from the shared counter and 'measures' each by sleeping its stubbed duration."""
+    import torch.distributed as dist
+
+    store = dist.TCPStore("127.0.0.1", port, 4, rank == 0, wait_for_workers=False)
+    q = Queue(len(durations), store)
+    store.add("ready", 1)
+    while store.add("ready", 0) < 4:
+        time.sleep(0.01)
+    start = time.perf_counter()
+    while (i := q.next()) is not None:
+        time.sleep(durations[i])
+    out.put((rank, time.perf_counter() - start))
+    store.add("finished", 1)
+    while rank == 0 and store.add("finished", 0) < 4:  # the server lives until every rank is done
+        time.sleep(0.01)
+
+
+def test_the_queue_balances_four_cpu_ranks_with_stubbed_durations():
+    """Durations like a zoo sweep's, largest first (as order_tasks sorts them): 40 points, 0.02 to 0.3 s."""
+    import random
+    import socket
+
+    rng = random.Random(0)
+    durations = sorted((rng.uniform(0.02, 0.3) for _ in range(40)), reverse=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_rank, args=(port, r, durations, out)) for r in range(4)]
+    for p in procs:
+        p.start()
+    ends = dict(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+    makespan = max(ends.values())
+    idle = sum(makespan - e for e in ends.values()) / (4 * makespan)
+    # every rank busy until near the end: the idle time at the end is under 10 % of the ranks' total time
+    assert idle < 0.10, (idle, ends)
+    assert simulate(durations, 4)["idle_share"] < 0.10
