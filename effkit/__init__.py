@@ -21,7 +21,8 @@ from effkit.models import ModelRef, build_model, list_models, resolve
 from effkit.profiling import compare, profile
 from effkit.run.runner import bench
 from effkit.scaling import scale
+from effkit.sweeping import sweep
 from effkit.trace.tracer import trace  # the function; the stage's package stays importable as effkit.trace.*
 
 __all__ = ["PRECISIONS", "EffkitError", "ModelRef", "Precision", "RunConfig", "UserInputError", "__version__", "advise", "bench", "build_model", "compare",
-           "device_ceilings", "diff", "list_models", "profile", "resolve", "scale", "trace"]
+           "device_ceilings", "diff", "list_models", "profile", "resolve", "scale", "sweep", "trace"]

@@ -239,11 +239,17 @@ class Worker:
         return self._refs[k]
 
     def _trace(self, ref, task: Task, batch: int):
-        from effkit.profiling import _traces
+        """The counts on meta tensors (real CPU tensors for a model that cannot run on fake ones), once per model, batch
+        and precision in this process: the layout and the knobs do not change them."""
+        from effkit.errors import ModelRunError
+        from effkit.trace.tracer import trace_ref
 
         k = (task.model, task.resolution, task.config.precision, batch)
         if k not in self._traces:
-            self._traces[k] = _traces(ref, task.point_config(batch))[0]
+            try:
+                self._traces[k] = trace_ref(ref, [batch], precision=task.config.precision, device="meta")[0]
+            except ModelRunError:
+                self._traces[k] = trace_ref(ref, [batch], precision=task.config.precision, device="cpu")[0]
         return self._traces[k]
 
     def _attempt(self, key: str) -> int:

@@ -17,8 +17,9 @@ FLOORS = [
     {"run"},
     {"analysis"},
     {"report"},
-    {"profiling", "scaling", "diffing", "advising"},
+    {"profiling", "scaling", "diffing", "advising", "sweeping"},
     {"cli"},
+    {"__main__"},
     {"__init__"},
 ]
 FLOOR = {unit: i for i, units in enumerate(FLOORS) for unit in units}
