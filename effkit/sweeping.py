@@ -32,7 +32,7 @@ from effkit.config import RunConfig, check_precision
 from effkit.errors import UserInputError
 from effkit.files import atomic_write_json, atomic_write_text, ensure_folder, safe_name
 
-MANIFEST = "sweep.json"
+MANIFEST = "grid.json"  # the grid and its point keys (the merged table is sweep.csv, sweep.json)
 POINTS = "points"
 TABLE = "sweep"
 MAX_ATTEMPTS = 2
@@ -383,10 +383,11 @@ def merge(folder: str | Path) -> dict:
     measured = [d for d in found if d.get("status") == "ok" and d.get("analysis")]
     if measured:
         models = []
+        shared = len({RunConfig.from_dict({**d["config"], "batches": [1]}).describe() for d in measured}) == 1  # then the subtitle says it
         for d in measured:
             a = ModelAnalysis.from_dict(d["analysis"])
             c = RunConfig.from_dict(d["config"])
-            label = f"{d['row']['model']} b{d['batch']} {c.describe()}"
+            label = f"{d['row']['model']} b{d['batch']}" + ("" if shared else f" {c.describe()}")
             models.append(ModelRecord(label, (replace(a, model=label),)))
         config = RunConfig.from_dict(measured[0]["config"])
         notes = (f"{len(missing)} of {len(found) + len(missing)} points not measured yet",) if missing else ()

@@ -71,6 +71,7 @@ def test_two_ranks_on_gloo_measure_every_point_once_and_merge_them(tmp_path, cei
     assert table.loc[table["spec"].str.endswith(":tiny_a"), "param_count"].iloc[0] == round(162 / 1e6, 2)
     assert (table["infer_img_size"] == 16).all()
     assert (out / "index.html").is_file()
+    assert json.loads((out / MANIFEST).read_text())["grid"]["precisions"] == ["fp32", "bf16"]  # the merge leaves the grid alone
     # a rerun of the same command skips everything: no point measured, no point file rewritten
     mtimes = {p: p.stat().st_mtime_ns for p in (out / POINTS).glob("*.json")}
     again = runner.invoke(app, ["sweep", *TINY, "--batch", "1,2", "--precision", "fp32,bf16", "--min-time", "0.01", "--ceilings", ceilings,
@@ -78,6 +79,10 @@ def test_two_ranks_on_gloo_measure_every_point_once_and_merge_them(tmp_path, cei
     assert again.exit_code == 0, again.output
     assert not measured_keys(again.output) and "12 points measured" in again.output
     assert mtimes == {p: p.stat().st_mtime_ns for p in (out / POINTS).glob("*.json")}
+    # `effkit report DIR` merges the table and the report again from the point files
+    (out / "sweep.csv").unlink()
+    rebuilt = runner.invoke(app, ["report", str(out)])
+    assert rebuilt.exit_code == 0 and "12 points ok" in rebuilt.output and len(pd.read_csv(out / "sweep.csv")) == 12
 
 
 def test_a_worker_killed_mid_sweep_loses_nothing_and_repeats_nothing(tmp_path, ceilings):
