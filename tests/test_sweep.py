@@ -200,3 +200,19 @@ def test_the_queue_balances_four_cpu_ranks_with_stubbed_durations():
     # every rank busy until near the end: the idle time at the end is under 10 % of the ranks' total time
     assert idle < 0.10, (idle, ends)
     assert simulate(durations, 4)["idle_share"] < 0.10
+
+
+def test_timm_models_can_be_measured_at_timms_test_size(monkeypatch):
+    """timm's benchmark tables use each model's test_input_size (288 px for resnet50); --timm-test-size asks for it."""
+    import types
+
+    from effkit.sweeping import timm_test_sizes
+
+    cfgs = {"resnet50": types.SimpleNamespace(test_input_size=(3, 288, 288), input_size=(3, 224, 224)),
+            "vit_small_patch16_224": types.SimpleNamespace(test_input_size=None, input_size=(3, 224, 224))}
+    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(get_pretrained_cfg=lambda name: cfgs.get(name)))
+    assert timm_test_sizes(["timm:resnet50", "timm:vit_small_patch16_224", "timm:unknown", "resnet50"]) == \
+        {"timm:resnet50": 288, "timm:vit_small_patch16_224": 224}
+    # the size is part of the point's key, so a sweep at timm's size never reuses a 224 px point
+    t224, t288 = build_grid(["resnet50"], [1], ["fp32"], {}, "cpu")[0], build_grid(["resnet50"], [1], ["fp32"], {}, "cpu", resolutions={"resnet50": 288})[0]
+    assert t224.key(1) != t288.key(1) and t288.key(1).endswith("-r288")
