@@ -31,11 +31,11 @@ from typing import Callable
 from effkit.config import RunConfig, check_precision
 from effkit.errors import UserInputError
 from effkit.files import atomic_write_json, atomic_write_text, ensure_folder, safe_name
+from effkit.run.queue import Attempts, Stopped, drain, gate, place
 
 MANIFEST = "grid.json"  # the grid and its point keys (the merged table is sweep.csv, sweep.json)
 POINTS = "points"
 TABLE = "sweep"
-MAX_ATTEMPTS = 2
 KNOBS = {"channels_last": ("layout", {"on": "channels_last", "off": "contiguous"}),
          "cuda_graph": ("cuda_graph", {"on": True, "off": False}),
          "compile": ("compile", {"on": True, "off": False}),
@@ -140,36 +140,9 @@ def claim_folder(folder: Path, spec: dict, tasks: list[Task], force: bool) -> No
 
 
 # ----------------------------------------------------------------------------- the queue
-class Queue:
-    """Task indices for this rank: one shared counter on the c10d store (torchrun), or a local one (one process)."""
-
-    def __init__(self, n: int, store=None, restart: int = 0):
-        self.n, self.store, self.local = n, store, 0
-        self.key = f"effkit-sweep/{restart}/next"
-
-    def next(self) -> int | None:
-        if self.store is None:
-            i, self.local = self.local, self.local + 1
-        else:
-            i = self.store.add(self.key, 1) - 1
-        return i if i < self.n else None
-
-
 def order_tasks(tasks: list[Task], cost: Callable[[Task], float]) -> list[Task]:
     """Largest expected cost first: the last tasks to be drawn are the short ones, so the ranks finish together."""
     return sorted(tasks, key=lambda t: -cost(t))
-
-
-def simulate(durations: list[float], ranks: int) -> dict:
-    """Each rank draws the next task from the shared counter when it is free (the queue above, in simulated time):
-    the makespan, the total work and the idle share at the end (ranks waiting for the last task to finish)."""
-    free = [0.0] * ranks
-    for d in durations:
-        r = min(range(ranks), key=lambda k: free[k])
-        free[r] += d
-    makespan = max(free)
-    idle = sum(makespan - f for f in free)
-    return {"makespan": makespan, "work": sum(durations), "idle_share": idle / (makespan * ranks) if makespan else 0.0}
 
 
 # ----------------------------------------------------------------------------- one point
@@ -209,20 +182,13 @@ def point_row(task: Task, batch: int, analysis, point, ref, identity: dict, wall
     return row
 
 
-class Stopped(BaseException):
-    """SIGTERM arrived (torchrun ends the surviving ranks this way when one fails)."""
-
-
-def _stop(signum, frame):
-    raise Stopped(f"signal {signum}")
-
-
 class Worker:
     """Measures tasks in this process, reusing what a process can keep: resolved models, traces, the roof."""
 
     def __init__(self, folder: Path, device: str, roof_of: Callable[[str], object], log: Callable[[str], None] = lambda s: None):
         self.folder, self.device, self.roof_of, self.log = folder, device, roof_of, log
         self.points = ensure_folder(folder / POINTS)
+        self.attempts = Attempts(self.points)
         self.identity = gpu_identity(device)
         self._refs: dict = {}
         self._traces: dict = {}
@@ -252,17 +218,6 @@ class Worker:
                 self._traces[k] = trace_ref(ref, [batch], precision=task.config.precision, device="cpu")[0]
         return self._traces[k]
 
-    def _attempt(self, key: str) -> int:
-        path = self.points / f"{key}.attempts"
-        try:
-            n = int(path.read_text().strip() or 0)
-        except (OSError, ValueError):
-            n = 0
-        return n
-
-    def _note_attempt(self, key: str, n: int) -> None:
-        atomic_write_text(self.points / f"{key}.attempts", str(n))
-
     def _write(self, key: str, data: dict) -> None:
         atomic_write_json(self.points / f"{key}.json", data)
 
@@ -276,14 +231,12 @@ class Worker:
             key = task.key(b)
             if self.done(key):
                 continue
-            tries = self._attempt(key)
-            if tries >= MAX_ATTEMPTS:
+            if self.attempts.exhausted(key):
                 self._write(key, {"status": "failed", "model": task.model, "batch": b, "config": task.point_config(b).to_dict(),
-                                  "note": f"its worker was stopped {tries} times while measuring it (a crash, a kill or an "
-                                          "out-of-memory abort): not tried again", **self.identity})
-                self.log(f"{task.model} b{b} {task.config.precision}: failed (worker stopped {tries} times)")
+                                  "note": self.attempts.why(key), **self.identity})
+                self.log(f"{task.model} b{b} {task.config.precision}: failed ({self.attempts.why(key)})")
                 continue
-            self._note_attempt(key, tries + 1)
+            self.attempts.start(key)
             pending.append(b)
         if not pending:
             return []
@@ -316,11 +269,11 @@ class Worker:
             traces = {b: self._trace(ref, task, b) for b in pending}
             t_trace = time.perf_counter() - t0
             last[0] = time.perf_counter()
-            run(ref, task.config.replace(batches=tuple(pending)), on_point=on_point)
+            run(ref, task.config.replace(batches=tuple(pending), device=self.device), on_point=on_point)
         except (KeyboardInterrupt, Stopped):  # stopped from outside (^C, or torchrun ending the ranks after another failed):
             for b in pending:                # not this point's fault, so the attempt is not counted against it
                 if not self.done(task.key(b)):
-                    self._note_attempt(task.key(b), max(0, self._attempt(task.key(b)) - 1))
+                    self.attempts.stopped_from_outside(task.key(b))
             raise
         except UserInputError as e:  # every batch skipped (a precision the device lacks ...): recorded, the sweep goes on
             for b in pending:
@@ -400,40 +353,6 @@ def merge(folder: str | Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- the driver
-@dataclass(frozen=True)
-class Place:
-    """Where this process stands: its rank among `world`, the device it measures on, the store it shares."""
-
-    rank: int = 0
-    world: int = 1
-    device: str = "cpu"
-    store: object = None
-    restart: int = 0
-
-
-def place(device: str) -> Place:
-    """One process, or a torchrun rank (LOCAL_RANK set): the rank's own GPU and the c10d store of its process group."""
-    if "LOCAL_RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return Place(device=device)
-    import torch
-    import torch.distributed as dist
-
-    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-    if device.startswith("cuda"):
-        n = torch.cuda.device_count()
-        if local >= n:
-            raise UserInputError(f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', world)} processes on this host but it has {n} GPU(s): "
-                                 f"local rank {local} has none; use --nproc-per-node={n} or fewer")
-        device = f"cuda:{local}"
-        torch.cuda.set_device(local)
-    # only a store is needed, no process group: the one torchrun's agent hosts at MASTER_ADDR:MASTER_PORT (it outlives
-    # restarts, so every key carries the restart count), or, launched without an agent, one that rank 0 hosts
-    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
-    store = dist.TCPStore(os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ.get("MASTER_PORT", "29500")), world,
-                          is_master=rank == 0 and not agent, wait_for_workers=False, timeout=timedelta(seconds=600))
-    return Place(rank, world, device, store, int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")))
-
-
 def _roofs(device: str, ceilings: str | None):
     """roof_of(precision): from --ceilings, or the device's ceilings measured once in this process (cached where trusted)."""
     from effkit.config import get_precision
@@ -484,49 +403,27 @@ def sweep(models: list[str], *, batches=(1,), precisions=("fp32",), knobs: dict 
     Returns {'folder', 'rank', 'world', 'measured' (points this rank wrote), and on rank 0 'ok', 'other', 'missing'}."""
     knobs = knobs or {}
     where = place(device)
-    if where.world > 1:
-        import signal
-
-        signal.signal(signal.SIGTERM, _stop)
     say = log or (lambda s: None)
     names = expand_models(list(models))
     resolutions = timm_test_sizes(names) if timm_test_size else {}
-    tasks = build_grid(names, list(batches), list(precisions), knobs, where.device, min_time_s, layers, resolutions)
+    # the tasks name the device as given ('cuda'), so every rank computes the same point keys; each measures on its own
+    tasks = build_grid(names, list(batches), list(precisions), knobs, device, min_time_s, layers, resolutions)
     spec = grid_spec(names, batches, precisions, knobs, device, min_time_s, layers, resolutions)
     folder = Path(out) if out else Path("reports") / time.strftime("sweep-%Y%m%d-%H%M%S")
-    ready = f"effkit-sweep/{where.restart}/ready"
-    if where.rank == 0:
-        try:
-            ensure_folder(folder)
-            claim_folder(folder, spec, tasks, force)
-        except UserInputError as e:
-            if where.store is not None:
-                where.store.set(ready, "error: " + str(e))
-            raise
-        if where.store is not None:
-            where.store.set(ready, "ok")
-    elif where.store is not None:
-        where.store.wait([ready])
-        state = where.store.get(ready).decode()
-        if state != "ok":
-            raise UserInputError(state.removeprefix("error: "))
+    gate(where, "effkit-sweep", lambda: claim_folder(ensure_folder(folder), spec, tasks, force))
     ordered = order_tasks(tasks, _cost)
     worker = Worker(folder, where.device, _roofs(where.device, ceilings), log=lambda s: say(f"[rank {where.rank}] {s}" if where.world > 1 else s))
-    queue = Queue(len(ordered), where.store, where.restart)
     total = sum(len(t.config.batches) for t in tasks)
-    measured = 0
-    while (i := queue.next()) is not None:
-        measured += len(worker.measure(ordered[i]))
-        if on_progress:
-            on_progress(*_count(folder, tasks), total)
-    result = {"folder": folder, "rank": where.rank, "world": where.world, "measured": measured}
-    if where.store is not None:
-        where.store.add(f"effkit-sweep/{where.restart}/done", 1)
-        if where.rank == 0:
-            while where.store.add(f"effkit-sweep/{where.restart}/done", 0) < where.world:
-                time.sleep(0.2)
-                if on_progress:
-                    on_progress(*_count(folder, tasks), total)
+    progress = (lambda: on_progress(*_count(folder, tasks), total)) if on_progress else None
+    measured = []
+
+    def do(i: int) -> None:
+        measured.extend(worker.measure(ordered[i]))
+        if progress:
+            progress()
+
+    drain(len(ordered), do, where, "effkit-sweep", on_idle=progress)
+    result = {"folder": folder, "rank": where.rank, "world": where.world, "measured": len(measured)}
     if where.rank == 0:
         result.update(merge(folder))
     return result

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from effkit.cli import app
 from effkit.errors import UserInputError
-from effkit.sweeping import MANIFEST, POINTS, Queue, build_grid, claim_folder, expand_models, grid_spec, parse_knobs, simulate
+from effkit.run.queue import Queue, simulate
+from effkit.sweeping import MANIFEST, POINTS, build_grid, claim_folder, expand_models, grid_spec, parse_knobs
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,14 +141,14 @@ def test_bad_input_is_reported_before_any_work(tmp_path):
 def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
     import torch
 
-    from effkit import sweeping
+    from effkit.run.queue import place
 
     monkeypatch.setenv("LOCAL_RANK", "2")
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(UserInputError, match="local rank 2 has none; use --nproc-per-node=2"):
-        sweeping.place("cuda")
+        place("cuda")
 
 
 def test_the_grid_builds_one_task_per_model_precision_and_knob_value():
