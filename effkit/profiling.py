@@ -7,6 +7,8 @@ a RunConfig; `run_profile(ref, config, options)` is the whole chain on those obj
 """
 from __future__ import annotations
 
+import contextlib
+
 import csv
 import time
 from dataclasses import dataclass
@@ -288,27 +290,66 @@ def compare(models: list, *, out: str | Path | None = None, on_model: Callable[[
 
 def run_compare(refs: list[ModelRef], config: RunConfig, options: ProfileOptions, top1: dict | None = None,
                 on_model: Callable[[str], None] | None = None) -> ProfileRun:
+    """Profile each model into its own sub-folder, drawing the models through the same queue as `effkit sweep`
+    (run/queue.py): in one process, or spread over torchrun's ranks, one GPU each. A comparison interrupted before its
+    record was written resumes: complete sub-profiles are kept (unless `options.force`); a model whose worker was stopped
+    twice while profiling it is left out, with the reason in the comparison's notes. Rank 0 writes the comparison."""
     from dataclasses import replace
 
+    from effkit.files import FolderLock, ensure_folder
     from effkit.report.record import ModelRecord, RunRecord
     from effkit.report.run_dir import write_views
+    from effkit.run.queue import Attempts, Stopped, drain, gate, place
 
-    from effkit.files import FolderLock
-
+    where = place(config.device)
     folder = Path(options.out) if options.out else Path("reports") / time.strftime("compare-%Y%m%d-%H%M%S")
-    models, environment, warnings = [], None, []
-    with FolderLock(folder):
-        _claim(folder, options.force)
-        for ref in refs:
-            if on_model:
-                on_model(ref.name)
-            run = run_profile(ref, config, replace(options, out=folder / model_name(ref), top1=(top1 or {}).get(ref.name)))
-            a = run.analyses[-1]
-            environment = environment or run.record.environment
-            warnings += [w for w in run.record.warnings if w not in warnings]
-            models.append(ModelRecord(a.model, (a,), link=str(run.folder.relative_to(folder) / "index.html")))
+    subs = [folder / model_name(ref) for ref in refs]
+    gate(where, "effkit-compare", lambda: (ensure_folder(folder), _claim(folder, options.force)))
+    attempts = Attempts(folder / ".attempts")
+    started = set()
+
+    def complete(i: int) -> bool:
+        from effkit.report.record import RECORD_FILE
+
+        try:
+            return (subs[i] / RECORD_FILE).is_file() and RunRecord.load(subs[i]).complete
+        except UserInputError:
+            return False
+
+    def do(i: int) -> None:
+        ref, key = refs[i], model_name(refs[i])
+        if (complete(i) and not options.force) or attempts.exhausted(key):
+            return
+        attempts.start(key)
+        started.add(i)
+        if on_model:
+            on_model(ref.name)
+        try:
+            run_profile(ref, config.replace(device=where.device), replace(options, out=subs[i], top1=(top1 or {}).get(ref.name), force=True))
+        except (KeyboardInterrupt, Stopped):
+            attempts.stopped_from_outside(key)
+            raise
+
+    with FolderLock(folder) if where.rank == 0 else contextlib.nullcontext():
+        drain(len(refs), do, where, "effkit-compare")
+        if where.rank != 0:
+            return ProfileRun(folder, ())
+        models, environment, warnings, notes = [], None, [], []
+        for i, ref in enumerate(refs):
+            if not complete(i):
+                notes.append(f"{ref.name}: not profiled: {attempts.why(model_name(ref)) if attempts.exhausted(model_name(ref)) else 'incomplete'}")
+                continue
+            rec = RunRecord.load(subs[i])
+            a = rec.models[0].analyses[-1]
+            environment = environment or rec.environment
+            warnings += [w for w in rec.warnings if w not in warnings]
+            models.append(ModelRecord(a.model, (a,), link=str(subs[i].relative_to(folder) / "index.html")))
+        if not models:
+            raise UserInputError(f"no model of the comparison could be profiled: {'; '.join(notes)}")
+        if where.world > 1:
+            notes.append(f"profiled by {where.world} ranks")
         record = RunRecord("compare", config, tuple(models), environment, options={"ceilings": options.ceilings, "fuse": options.fuse},
-                           warnings=tuple(warnings))
+                           notes=tuple(notes), warnings=tuple(warnings))
         record.save(folder)
         write_views(folder, record)
     return ProfileRun(folder, tuple(m.analyses[0] for m in models), record)

@@ -3,6 +3,7 @@ fit growth exponents, and write a report. Each variant is written as it complete
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import time
@@ -14,6 +15,8 @@ import pandas as pd
 
 from effkit.analysis.scaling import depth_unscaled_share, fit_exponent, r_squared
 from effkit.errors import UserInputError
+from effkit.files import atomic_write_json
+from effkit.run.queue import Place
 from effkit.models.scaling import STRATEGIES, theory, variant
 
 
@@ -90,7 +93,6 @@ def scale(
     from effkit.models.registry import get_entry
     from effkit.files import safe_name
     from effkit.report.scaling import write_scale_report
-    from effkit.run.runner import is_oom, run
     from effkit.trace.tracer import trace_ref
 
     name = base if ":" in base else get_entry(base).name
@@ -107,31 +109,52 @@ def scale(
     folder.mkdir(parents=True, exist_ok=True)
     base_ref = resolve(name)
     base_flops = trace_ref(base_ref, [batch], precision=dtype, device="meta")[0].totals.flops
-    points: list[ScalePoint] = []
+    # each (strategy, factor) is a task drawn through the same queue as `effkit sweep` (run/queue.py): one process, or
+    # torchrun's ranks, one GPU each; each variant is written to points/ as it is done, named by everything that
+    # determines it, so a rerun into the same folder with the same settings reuses it
+    from effkit.run.queue import Attempts, Stopped, drain, place
+
+    where = place(device) if device else Place()
+    grid = [(strat, f) for strat in strategies for f in factors]
+    setting = json.dumps({"base": name, "alpha": alpha, "batch": batch, "dtype": dtype,
+                          "config": config.replace(device=device).key() if config else None}, sort_keys=True)
+    stamp = hashlib.sha256(setting.encode()).hexdigest()[:12]
+    points_dir = folder / "points"
+    attempts = Attempts(points_dir)
+
+    def key(i: int) -> str:
+        return f"{grid[i][0]}-x{grid[i][1]:g}-{stamp}"
+
+    def do(i: int) -> None:
+        path = points_dir / f"{key(i)}.json"
+        if path.is_file():
+            return
+        strat, f = grid[i]
+        if attempts.exhausted(key(i)):
+            v = variant(base_ref, strat, f, alpha)
+            atomic_write_json(path, asdict(ScalePoint(name, strat, f, float("nan"), v.d, v.w, v.r, v.resolution, 0, 0, 0, 0, None, "failed")))
+            return
+        attempts.start(key(i))
+        try:
+            pt = _variant_point(name, base_ref, base_flops, strat, f, alpha, batch, dtype,
+                                config.replace(device=where.device) if config else None)
+        except (KeyboardInterrupt, Stopped):
+            attempts.stopped_from_outside(key(i))
+            raise
+        atomic_write_json(path, asdict(pt))
+        if on_point:
+            on_point(pt)
+
+    drain(len(grid), do, where, "effkit-scale")
+    if where.rank != 0:
+        return ScaleResult((), {}, alpha, folder)
+    points = [ScalePoint(**json.loads((points_dir / f"{key(i)}.json").read_text())) for i in range(len(grid))]
+    points = [p for p in points if p.status != "failed"]
     csv_path = folder / "variants.csv"
     if csv_path.exists():
         csv_path.unlink()
-    for strat in strategies:
-        for f in factors:
-            v = variant(base_ref, strat, f, alpha)
-            ref = resolve(name, **v.build_kwargs)
-            t = trace_ref(ref, [batch], precision=dtype, device="meta")[0].totals
-            latency, status, iqr, cv = None, "counted", None, None
-            if config is not None:
-                try:
-                    p = run(ref, config).points[0]
-                    latency, status = (1e3 * p.latency_s, "ok") if p.status == "ok" else (None, p.status)
-                    iqr, cv = (1e3 * p.timing.iqr_s, p.timing.cv) if p.timing else (None, None)
-                except Exception as e:  # noqa: BLE001 - an OOM outside the step (moving weights) is still an OOM
-                    if not is_oom(e):
-                        raise
-                    status = "oom"
-            pt = ScalePoint(name, strat, f, t.flops / base_flops, v.d, v.w, v.r, v.resolution, t.flops, t.macs, t.params, t.acts,
-                            latency, status, iqr, cv)
-            points.append(pt)
-            _append_csv(csv_path, asdict(pt))
-            if on_point:
-                on_point(pt)
+    for pt in points:
+        _append_csv(csv_path, asdict(pt))
     fits = {}
     for strat in strategies:
         ps = [p for p in points if p.strategy == strat]
@@ -147,6 +170,29 @@ def scale(
     write_scale_report(result, {"base": name, "device": (device or "not measured") + (", CUDA graphs" if cuda_graph else "")
                                 + (", channels-last" if channels_last else ""), "batch": batch, "dtype": dtype, "alpha": alpha})
     return result
+
+
+def _variant_point(name, base_ref, base_flops, strat, f, alpha, batch, dtype, config) -> ScalePoint:
+    """One scaled variant: counted on a meta trace, measured on `config`'s device if given."""
+    from effkit.models.ref import resolve
+    from effkit.run.runner import is_oom, run
+    from effkit.trace.tracer import trace_ref
+
+    v = variant(base_ref, strat, f, alpha)
+    ref = resolve(name, **v.build_kwargs)
+    t = trace_ref(ref, [batch], precision=dtype, device="meta")[0].totals
+    latency, status, iqr, cv = None, "counted", None, None
+    if config is not None:
+        try:
+            p = run(ref, config).points[0]
+            latency, status = (1e3 * p.latency_s, "ok") if p.status == "ok" else (None, p.status)
+            iqr, cv = (1e3 * p.timing.iqr_s, p.timing.cv) if p.timing else (None, None)
+        except Exception as e:  # noqa: BLE001 - an OOM outside the step (moving weights) is still an OOM
+            if not is_oom(e):
+                raise
+            status = "oom"
+    return ScalePoint(name, strat, f, t.flops / base_flops, v.d, v.w, v.r, v.resolution, t.flops, t.macs, t.params, t.acts,
+                      latency, status, iqr, cv)
 
 
 def _append_csv(path: Path, row: dict) -> None:

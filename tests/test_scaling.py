@@ -181,7 +181,8 @@ def test_oom_variant_recorded_and_sweep_goes_on(monkeypatch, tmp_path):
     monkeypatch.setattr(B, "run", flaky)
     r = effkit.scale("regnety_200mf", ["w"], [1, 4, 2], device="cpu", batch=1, min_time_s=0.0, out=tmp_path / "o")
     assert [p.status for p in r.points] == ["ok", "oom", "ok"]
-    assert (tmp_path / "o" / "variants.csv").read_text().count("\n") == 4  # header + 3 variants, each written as done
+    assert (tmp_path / "o" / "variants.csv").read_text().count("\n") == 4  # header + 3 variants
+    assert len(list((tmp_path / "o" / "points").glob("*.json"))) == 3  # each variant written as it was done
 
 
 def test_scale_cli_errors():

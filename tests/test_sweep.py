@@ -217,3 +217,40 @@ def test_timm_models_can_be_measured_at_timms_test_size(monkeypatch):
     # the size is part of the point's key, so a sweep at timm's size never reuses a 224 px point
     t224, t288 = build_grid(["resnet50"], [1], ["fp32"], {}, "cpu")[0], build_grid(["resnet50"], [1], ["fp32"], {}, "cpu", resolutions={"resnet50": 288})[0]
     assert t224.key(1) != t288.key(1) and t288.key(1).endswith("-r288")
+
+
+def test_compare_draws_through_the_same_queue_and_resumes_after_an_interrupt(tmp_path):
+    """compare profiles its models through run/queue.py as sweep does: an interrupted comparison keeps the profiles it
+    finished and a rerun profiles only the rest (counts-only against a datasheet here: no measuring in CI)."""
+    import effkit
+
+    out = tmp_path / "cmp"
+    seen = []
+
+    def stop_at_second(name):
+        seen.append(name)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        effkit.compare(["resnet18", "mobilenet_v2"], ceilings="h100", out=out, on_model=stop_at_second)
+    first = out / "resnet18" / "run.json"
+    assert first.is_file() and not (out / "run.json").exists()
+    stamp = first.stat().st_mtime_ns
+    again = []
+    r = effkit.compare(["resnet18", "mobilenet_v2"], ceilings="h100", out=out, on_model=again.append)
+    assert again == ["mobilenet_v2"] and first.stat().st_mtime_ns == stamp  # resnet18 was not profiled again
+    assert [a.model for a in r.analyses] == ["resnet18", "mobilenet_v2"] and (out / "index.html").is_file()
+    with pytest.raises(UserInputError, match="--force"):  # a finished comparison is not overwritten silently
+        effkit.compare(["resnet18", "mobilenet_v2"], ceilings="h100", out=out)
+
+
+def test_scale_draws_through_the_same_queue_and_reuses_finished_variants(tmp_path):
+    import effkit
+
+    first, again, other = [], [], []
+    effkit.scale("regnety_200mf", ["w"], [1, 2], out=tmp_path / "s", on_point=first.append)
+    r = effkit.scale("regnety_200mf", ["w"], [1, 2], out=tmp_path / "s", on_point=again.append)
+    assert len(first) == 2 and again == [] and [p.factor for p in r.points] == [1, 2]  # the rerun measured nothing
+    effkit.scale("regnety_200mf", ["w"], [1, 2], batch=2, out=tmp_path / "s", on_point=other.append)
+    assert len(other) == 2  # another batch is another variant: nothing reused
