@@ -80,8 +80,9 @@ def side_from_record(record, label: str, model: str | None = None, folder: str |
         ladder = {"ideal": a.ideal_s, "waterline": a.waterline_s, "kernels": a.kernels_s, "end_to_end": a.latency_s}
     config = {k: v for k, v in record.config.to_dict().items() if k not in ("batches", "min_time_s", "min_runs", "ci_target", "max_time_s")}
     env_keep = {k: env.get(k) for k in ("device_name", "driver", "cuda", "torch", "effkit", "threads", "backend") if k in env}
+    scale = point.layers.correction if point is not None and point.layers is not None else 1.0
     return Side(label, m.model, tuple(layers), totals, batch, config, env_keep, samples, steps, a.efficiency if a else None, ladder,
-                env.get("device_name"))
+                env.get("device_name"), scale)
 
 
 def load_side(spec: str, *, device: str = "meta", batch: int = 1, precision: str = "fp32", model: str | None = None) -> Side:

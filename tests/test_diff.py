@@ -148,6 +148,23 @@ def test_time_deltas_are_slower_faster_or_within_noise():
     assert "1 layer slower, 1 faster" in r.summary()
 
 
+def test_per_layer_times_scaled_by_different_corrections_are_compared_as_profiled():
+    """ConvNeXt-T on the H200, eager against CUDA graphs: the same kernels, but the graph's per-layer times were scaled by
+    0.965 (unprofiled replay / profiled span) and the eager ones by 1: compared as scaled, 73 layers came out 'faster'."""
+    from dataclasses import replace
+
+    base = side(Net(16))
+    means = {"stem": 4e-4, "act": 1e-4, "head": 3e-4}
+    a = _timed(base, 1e-3, means, 1)
+    b = _timed(base, 0.97e-3, means, 2)
+    b = replace(b, layer_scale=0.965, layer_steps_s={p: tuple(0.965 * t for t in v) for p, v in b.layer_steps_s.items()})
+    r = diff(a, b)
+    assert {l.time.verdict for l in r.layers if l.time} == {"within noise"}
+    assert any("compared as profiled" in n and "-3.5 %" in n for n in r.notes)
+    same = diff(a, replace(b, layer_scale=1.0))  # what the records' scaled times alone would have said
+    assert {l.time.verdict for l in same.layers if l.time} == {"faster"}
+
+
 def test_different_devices_compare_efficiency_not_times():
     base = side(Net(16))
     from dataclasses import replace

@@ -38,6 +38,7 @@ class Side:
     efficiency: float | None = None  # fraction of its device's ideal (the analysis), where analysed
     ladder: dict = field(default_factory=dict)  # rung -> seconds (ideal, waterline, kernels, end_to_end)
     device_name: str | None = None
+    layer_scale: float = 1.0  # the factor the record applied to every per-layer time (the profiler's own lengthening)
 
     @property
     def measured(self) -> bool:
@@ -214,9 +215,19 @@ def diff(a: Side, b: Side, alpha: float = ALPHA) -> DiffResult:
     if comparable_times:
         e2e = compare_samples(list(a.samples_s), list(b.samples_s), alpha, "mann-whitney")
         tested = []
+        # each record scaled its per-layer times by its own correction; where the two differ, compare the times as
+        # profiled, or the difference of the corrections would show as every layer faster or slower
+        ka, kb = (a.layer_scale or 1.0), (b.layer_scale or 1.0)
+        unscale = abs(ka / kb - 1) > 1e-3 and a.layer_steps_s and b.layer_steps_s
+        if unscale:
+            notes.append(f"per-layer times compared as profiled: the records scaled them by {ka:.4f} (A) and {kb:.4f} (B) to correct "
+                         "for the profiler's own lengthening of a step, and set side by side the scaled times would show that "
+                         f"difference ({100 * (kb / ka - 1):+.1f} %) in every layer")
         for i, (s, ra, rb) in enumerate(rows):
             ta = a.layer_steps_s.get(ra["path"]) if ra else None
             tb = b.layer_steps_s.get(rb["path"]) if rb else None
+            if unscale and ta and tb:
+                ta, tb = tuple(t / ka for t in ta), tuple(t / kb for t in tb)
             if ta and tb and len(ta) >= 2 and len(tb) >= 2 and min(ta) > 0 and min(tb) > 0:
                 tested.append((i, compare_samples(list(ta), list(tb), alpha, "welch-log")))
         keep = holm([t.p for _, t in tested], alpha)
