@@ -97,10 +97,11 @@ def test_max_autotune_is_not_started_when_it_cannot_finish_inside_the_budget():
         return AdvicePoint(dict(knobs), "ok", tuple(1e-3 * (1 + 0.001 * i) for i in range(20)))
 
     res = coordinate_search(space, measure, budget_s=70, clock=clock)
-    # eager 0-4 s; default expected 5 x 4 = 20 s with 66 s left: runs, 4-24 s; max-autotune expected 15 x 20 = 300 s > 46 s left
+    # eager 0-4 s; default expected 5 x 4 = 20 s, twice that with the fresh-process check a compiled winner gets: 40 s of the
+    # 66 s left, so it runs, 4-24 s; max-autotune expected 15 x 20 = 300 s, 600 s with its check, > 46 s left: not started
     assert started == ["off", "default"]
     (knobs, why), = res.skipped
-    assert knobs["compile"] == "max-autotune-no-cudagraphs" and "about 300 s, more than the 46 s left" in why
+    assert knobs["compile"] == "max-autotune-no-cudagraphs" and "about 600 s, more than the 46 s left" in why
 
 
 def test_failed_and_oom_points_are_recorded_and_the_search_goes_on():

@@ -254,3 +254,8 @@ def test_scale_draws_through_the_same_queue_and_reuses_finished_variants(tmp_pat
     assert len(first) == 2 and again == [] and [p.factor for p in r.points] == [1, 2]  # the rerun measured nothing
     effkit.scale("regnety_200mf", ["w"], [1, 2], batch=2, out=tmp_path / "s", on_point=other.append)
     assert len(other) == 2  # another batch is another variant: nothing reused
+
+
+def test_gpus_asks_for_gpus_this_host_has():
+    r = runner.invoke(app, ["sweep", "resnet18", "--gpus", "all", "--device", "cuda"])
+    assert r.exit_code == 2 and "--gpus 'all': this host has no CUDA GPU" in r.stderr
