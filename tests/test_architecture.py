@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "effkit"
 FLOORS = [
     {"_version", "errors", "paths", "files", "timing", "config", "devices"},
     {"models"},
+    {"kernels"},
     {"trace"},
     {"device"},
     {"run"},

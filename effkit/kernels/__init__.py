@@ -1,0 +1,13 @@
+"""Block-fused kernels that test the fusion what-if against reality (an optional extra: `pip install effkit[kernels]`).
+
+`fuse_blocks(model)` replaces every stride-1, equal-width ConvFirst and MBConv residual block (effkit's
+`convfirst_net` and `mbconv_net`, or a user's model with the same structure) by a module that runs the whole block
+as one Triton kernel on CUDA, with the BatchNorms folded into the convolutions (`fold_bn`). Without Triton, or on the
+CPU, the fused module computes the same folded math in PyTorch (`reference_convfirst`, `reference_mbconv`), so a
+model can be swapped and checked anywhere. Strided blocks and blocks whose width changes (a 1x1 conv on the
+shortcut) stay unfused: in the zoo's networks that is the first block of each of the four stages.
+"""
+from effkit.kernels.fold import (FusedConvFirst, FusedMBConv, fold_bn, fuse_blocks, reference_convfirst, reference_mbconv,
+                                 triton_available)
+
+__all__ = ["FusedConvFirst", "FusedMBConv", "fold_bn", "fuse_blocks", "reference_convfirst", "reference_mbconv", "triton_available"]

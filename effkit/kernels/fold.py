@@ -1,0 +1,153 @@
+"""BatchNorm folding, the fused blocks' math in PyTorch, and the module swap.
+
+Folding (inference, running statistics): a conv with weight W and bias b followed by BatchNorm(γ, β, μ, σ², ε) is one
+conv with W' = W · s and b' = (b − μ) · s + β, where s = γ / √(σ² + ε), per output channel.
+
+A ConvFirst block, folded: y1 = conv_k×k(x; W1', b1', groups C/8); e = SiLU(W2' y1 + b2'); out = W3' e + b3' + x.
+An MBConv block, folded: e = SiLU(W1' x + b1'); d = SiLU(depthwise_k×k(e; Wd', bd')); out = W3' d + b3' + x.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from effkit.errors import UserInputError
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W', b') of the conv with the BatchNorm folded in (running statistics: inference only)."""
+    s = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    w = conv.weight.detach() * s.reshape(-1, 1, 1, 1)
+    b = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    return w, (b - bn.running_mean) * s + bn.bias.detach()
+
+
+def reference_convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int):
+    """The folded ConvFirst block in PyTorch (NCHW in, NCHW out); w1 [C, group_width, k, k], w2 [hidden, C], w3 [C, hidden]."""
+    c, k = w1.shape[0], w1.shape[-1]
+    y1 = F.conv2d(x, w1, b1, padding=k // 2, groups=c // group_width)
+    e = F.silu(F.conv2d(y1, w2[:, :, None, None], b2))
+    return F.conv2d(e, w3[:, :, None, None], b3) + x
+
+
+def reference_mbconv(x, w1, b1, wd, bd, w3, b3):
+    """The folded MBConv block in PyTorch; w1 [hidden, C], wd [hidden, 1, k, k] (depthwise), w3 [C, hidden]."""
+    k = wd.shape[-1]
+    e = F.silu(F.conv2d(x, w1[:, :, None, None], b1))
+    d = F.silu(F.conv2d(e, wd, bd, padding=k // 2, groups=wd.shape[0]))
+    return F.conv2d(d, w3[:, :, None, None], b3) + x
+
+
+def _use_triton(x: torch.Tensor) -> bool:
+    return triton_available() and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
+
+
+class FusedConvFirst(nn.Module):
+    """A stride-1, equal-width ConvFirst block as one kernel (Triton on CUDA), BatchNorms folded."""
+
+    def __init__(self, w1, b1, w2, b2, w3, b3, group_width: int):
+        super().__init__()
+        self.group_width = group_width
+        for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2), ("w3", w3), ("b3", b3)):
+            self.register_buffer(name, t.contiguous())
+
+    def forward(self, x):
+        if _use_triton(x):
+            from effkit.kernels.triton_blocks import convfirst
+
+            return convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width)
+        return reference_convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width)
+
+
+class FusedMBConv(nn.Module):
+    """A stride-1, equal-width MBConv block (depthwise) as one kernel (Triton on CUDA), BatchNorms folded."""
+
+    def __init__(self, w1, b1, wd, bd, w3, b3):
+        super().__init__()
+        for name, t in (("w1", w1), ("b1", b1), ("wd", wd), ("bd", bd), ("w3", w3), ("b3", b3)):
+            self.register_buffer(name, t.contiguous())
+
+    def forward(self, x):
+        if _use_triton(x):
+            from effkit.kernels.triton_blocks import mbconv
+
+            return mbconv(x, self.w1, self.b1, self.wd, self.bd, self.w3, self.b3)
+        return reference_mbconv(x, self.w1, self.b1, self.wd, self.bd, self.w3, self.b3)
+
+
+def _conv_bn(m) -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.Module | None] | None:
+    """(conv, bn, activation) of a conv → BN [→ act] Sequential, or None."""
+    if not isinstance(m, nn.Sequential) or len(m) not in (2, 3):
+        return None
+    conv, bn = m[0], m[1]
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d) or conv.stride != (1, 1) or conv.dilation != (1, 1):
+        return None
+    act = m[2] if len(m) == 3 else None
+    return conv, bn, act
+
+
+def _match(block) -> str | None:
+    """'convfirst' or 'mbconv' for a residual block `body` (3 conv-BN stages) with an identity shortcut, else None."""
+    body = getattr(block, "body", None)
+    if getattr(block, "shortcut", "missing") is not None or not isinstance(body, nn.Sequential) or len(body) != 3:
+        return None
+    parts = [_conv_bn(m) for m in body]
+    if any(p is None for p in parts):
+        return None
+    (c1, _, a1), (c2, _, a2), (c3, _, a3) = parts
+    silu = lambda a: isinstance(a, nn.SiLU)  # noqa: E731
+    k = c1.kernel_size[0]
+    if (c1.kernel_size == (k, k) and k % 2 == 1 and c1.padding == (k // 2, k // 2) and a1 is None and c1.in_channels == c1.out_channels
+            and c1.groups > 1 and c1.in_channels // c1.groups == 8 and c2.kernel_size == (1, 1) and silu(a2) and c3.kernel_size == (1, 1)
+            and a3 is None and c3.out_channels == c1.in_channels and c2.groups == c3.groups == 1):
+        return "convfirst"
+    k = c2.kernel_size[0]
+    if (c1.kernel_size == (1, 1) and silu(a1) and c1.groups == 1 and c2.kernel_size == (k, k) and k % 2 == 1 and c2.padding == (k // 2, k // 2)
+            and c2.groups == c2.in_channels == c2.out_channels and silu(a2) and c3.kernel_size == (1, 1) and a3 is None and c3.groups == 1
+            and c3.out_channels == c1.in_channels):
+        return "mbconv"
+    return None
+
+
+def _fused(block, kind: str) -> nn.Module:
+    (c1, n1, _), (c2, n2, _), (c3, n3, _) = [_conv_bn(m) for m in block.body]
+    w1, b1 = fold_bn(c1, n1)
+    w2, b2 = fold_bn(c2, n2)
+    w3, b3 = fold_bn(c3, n3)
+    if kind == "convfirst":
+        return FusedConvFirst(w1, b1, w2[:, :, 0, 0], b2, w3[:, :, 0, 0], b3, group_width=c1.in_channels // c1.groups)
+    return FusedMBConv(w1[:, :, 0, 0], b1, w2, b2, w3[:, :, 0, 0], b3)
+
+
+def fuse_blocks(model: nn.Module) -> tuple[nn.Module, dict]:
+    """Replace each stride-1, equal-width ConvFirst / MBConv block of `model` (in eval mode) by its fused module, in place.
+    Returns the model and {'fused': [paths], 'unfused': [(path, why)]} for every residual block seen."""
+    if not isinstance(model, nn.Module):
+        raise UserInputError(f"fuse_blocks needs an nn.Module, got a {type(model).__name__}")
+    if model.training:
+        raise UserInputError("fuse_blocks folds BatchNorm running statistics: call model.eval() first (fused blocks are inference only)")
+    report: dict = {"fused": [], "unfused": []}
+    for name, parent in list(model.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            if not (hasattr(child, "body") and hasattr(child, "shortcut")):
+                continue
+            path = f"{name}.{child_name}" if name else child_name
+            kind = _match(child)
+            if kind is None:
+                why = "a stride or a width change (a conv on the shortcut)" if getattr(child, "shortcut", None) is not None else "another structure"
+                report["unfused"].append((path, why))
+                continue
+            setattr(parent, child_name, _fused(child, kind))
+            report["fused"].append(path)
+    return model, report

@@ -1,0 +1,132 @@
+"""Block-fused kernels (issue 19): BatchNorm folding by hand, the module swap against the unfused PyTorch model, and the
+Triton kernels in Triton's interpreter (TRITON_INTERPRET=1: CPU, fp32, where its tl.dot is right) against the folded
+math in PyTorch, on small shapes chosen to exercise every mask (widths that are not powers of two, partial tiles)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton is imported: its jit decides then whether to interpret
+
+import pytest
+import torch
+import torch.nn as nn
+
+from effkit.errors import UserInputError
+from effkit.kernels import FusedConvFirst, FusedMBConv, fold_bn, fuse_blocks, reference_convfirst, reference_mbconv, triton_available
+from effkit.models import build_model
+from effkit.models.convfirst import ConvFirstBlock, MBConvBlock
+
+
+def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """BatchNorms with non-trivial statistics, so that folding them is tested (fresh ones are the identity)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data = 0.5 + torch.rand(m.num_features, generator=g)
+            m.bias.data = 0.1 * torch.randn(m.num_features, generator=g)
+            m.running_mean = 0.1 * torch.randn(m.num_features, generator=g)
+            m.running_var = 0.5 + torch.rand(m.num_features, generator=g)
+    return model.eval()
+
+
+def test_fold_bn_by_hand():
+    conv, bn = nn.Conv2d(1, 1, 1, bias=True), nn.BatchNorm2d(1, eps=1.0)
+    conv.weight.data.fill_(2.0)
+    conv.bias.data.fill_(1.0)
+    bn.weight.data.fill_(3.0)
+    bn.bias.data.fill_(0.5)
+    bn.running_mean.fill_(1.0)
+    bn.running_var.fill_(3.0)
+    w, b = fold_bn(conv, bn)
+    # s = 3 / sqrt(3 + 1) = 1.5; W' = 2 x 1.5 = 3; b' = (1 - 1) x 1.5 + 0.5 = 0.5
+    assert w.item() == pytest.approx(3.0) and b.item() == pytest.approx(0.5)
+    x = torch.randn(1, 1, 4, 4)
+    assert torch.allclose(bn.eval()(conv(x)), 3.0 * x + 0.5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, fused_type", [("convfirst_net", FusedConvFirst), ("mbconv_net", FusedMBConv)])
+def test_fuse_blocks_swaps_the_stride_1_blocks_and_keeps_the_outputs(name, fused_type, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the folded math in PyTorch here; the kernels are tested below
+    model = _randomise_bn(build_model(name, width=0.5, resolution=32).model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        _, report = fuse_blocks(model)
+        got = model(x)
+    # depths (2, 2, 6, 2): the first block of each stage strides 2 and changes width (a conv on the shortcut): 4 stay
+    # unfused, the other 8 are fused
+    assert len(report["fused"]) == 8 and len(report["unfused"]) == 4
+    assert all(p.endswith(".0") and "stride or a width change" in why for p, why in report["unfused"])
+    assert sum(isinstance(m, fused_type) for m in model.modules()) == 8
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
+
+
+def test_fuse_blocks_wants_eval_mode():
+    with pytest.raises(UserInputError, match=r"model.eval\(\)"):
+        fuse_blocks(build_model("convfirst_net", width=0.25, resolution=32).model)
+
+
+def test_the_references_are_the_blocks_folded():
+    torch.manual_seed(0)
+    for block, kind in ((ConvFirstBlock(24), "convfirst"), (MBConvBlock(24), "mbconv")):
+        _randomise_bn(block)
+        x = torch.randn(2, 24, 6, 5)
+        (c1, n1, _), (c2, n2, _), (c3, n3, _) = [(m[0], m[1], None) for m in block.body]
+        (w1, b1), (w2, b2), (w3, b3) = fold_bn(c1, n1), fold_bn(c2, n2), fold_bn(c3, n3)
+        with torch.no_grad():
+            want = block(x)
+            got = (reference_convfirst(x, w1, b1, w2[:, :, 0, 0], b2, w3[:, :, 0, 0], b3, 8) if kind == "convfirst"
+                   else reference_mbconv(x, w1[:, :, 0, 0], b1, w2, b2, w3[:, :, 0, 0], b3))
+        assert torch.allclose(got, want, atol=1e-5), kind
+
+
+needs_triton = pytest.mark.skipif(not triton_available(), reason="triton is not installed (pip install effkit[kernels])")
+
+
+def _params(c: int, expand: int, k: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s, scale=0.2: scale * torch.randn(*s, generator=g)  # noqa: E731
+    hid = c * expand
+    return {"convfirst": (r(c, 8, k, k), r(c, scale=0.1), r(hid, c), r(hid, scale=0.1), r(c, hid, scale=0.1), r(c, scale=0.1)),
+            "mbconv": (r(hid, c), r(hid, scale=0.1), r(hid, 1, k, k), r(hid, scale=0.1), r(c, hid, scale=0.1), r(c, scale=0.1))}
+
+
+@needs_triton
+@pytest.mark.parametrize("c, hw, k, block_p, block_h", [(24, (5, 6), 3, 16, 32), (16, (4, 4), 5, 16, 16), (40, (3, 7), 3, 32, 64)])
+def test_the_convfirst_kernel_in_the_interpreter(c, hw, k, block_p, block_h, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels.triton_blocks import convfirst
+
+    w = _params(c, 4, k, seed=c)["convfirst"]
+    x = torch.randn(2, c, *hw)
+    got = convfirst(x, *w, group_width=8, block_p=block_p, block_h=block_h)
+    want = reference_convfirst(x, *w, group_width=8)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+@needs_triton
+@pytest.mark.parametrize("c, hw, k, block_p, block_h", [(24, (5, 6), 3, 16, 32), (16, (4, 4), 5, 16, 16)])
+def test_the_mbconv_kernel_in_the_interpreter(c, hw, k, block_p, block_h, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels.triton_blocks import mbconv
+
+    w = _params(c, 4, k, seed=c)["mbconv"]
+    x = torch.randn(2, c, *hw)
+    got = mbconv(x, *w, block_p=block_p, block_h=block_h)
+    want = reference_mbconv(x, *w)
+    # the padded border: a pixel whose neighbourhood leaves the image must see zeros of the expanded map, not SiLU(b1)
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+@needs_triton
+def test_a_fused_block_runs_its_kernel_in_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    block = _randomise_bn(ConvFirstBlock(16))
+    x = torch.randn(1, 16, 4, 4)
+    with torch.no_grad():
+        want = block(x)
+        holder = nn.Sequential(block).eval()
+        fuse_blocks(holder)
+        got = holder(x)
+    assert isinstance(holder[0], FusedConvFirst) and torch.allclose(got, want, atol=1e-4)
+    assert got.is_contiguous(memory_format=torch.channels_last)  # the kernel's NHWC output, as an NCHW view
