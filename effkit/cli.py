@@ -333,6 +333,8 @@ def bench(
     csv: Annotated[Optional[str], typer.Option(help="Append one CSV row per point, as it is measured.")] = None,
     cudnn_benchmark: CudnnBenchOpt = None, tf32_matmul: Tf32MatmulOpt = None, tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None,
     compile_mode: CompileModeOpt = None,
+    fused: Annotated[bool, typer.Option("--fused", help="Swap the model's stride-1 ConvFirst/MBConv blocks for block-fused kernels "
+                                                        "(effkit.kernels; inference, BatchNorms folded) and measure that.")] = False,
     debug: Debug = False,
 ):
     """Measure latency and throughput over batch sizes, with per-layer kernel times and provenance."""
@@ -346,7 +348,7 @@ def bench(
 
     config = RunConfig(device=device, precision=precision.value, batches=parse_batches(batch), mode=mode.value,
                        layout="channels_last" if channels_last else "contiguous", cuda_graph=cuda_graph, compile=compile, layers=layers,
-                       fallback_eager=fallback_eager, min_time_s=min_time,
+                       fallback_eager=fallback_eager, min_time_s=min_time, fused=fused,
                        **_knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode))
     ref = resolve(model, _shapes(input_shape), resolution=resolution, **_model_kwargs(seq_len, task))
     out, err = _console(), _console(stderr=True)
@@ -407,7 +409,11 @@ def profile(
     fuse: FuseOpt = None, min_time: MinTimeOpt = 1.0, input_shape: ShapeOpt = None, resolution: ResOpt = None, seq_len: SeqLenOpt = None,
     task: TaskOpt = None, refresh: RefreshOpt = False,
     force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, cudnn_benchmark: CudnnBenchOpt = None, tf32_matmul: Tf32MatmulOpt = None,
-    tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None, compile_mode: CompileModeOpt = None, debug: Debug = False,
+    tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None, compile_mode: CompileModeOpt = None,
+    fused: Annotated[bool, typer.Option("--fused", help="Also check the fusion what-if against reality: eager, torch.compile and the "
+                                                        "model with its stride-1 ConvFirst/MBConv blocks as block-fused kernels "
+                                                        "(effkit.kernels), beside the predicted fused waterline.")] = False,
+    debug: Debug = False,
 ):
     """Trace, measure, analyse and report one model: an HTML report, CSVs and figures in one run folder."""
     from effkit.models.ref import resolve
@@ -416,11 +422,28 @@ def profile(
     config = _run_config(device, batch, precision, channels_last, cuda_graph, compile, min_time,
                          _knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode))
     ref = resolve(model, _shapes(input_shape), resolution=resolution, **_model_kwargs(seq_len, task))
+    if fused:
+        from effkit.profiling import fusable_blocks
+
+        fusable_blocks(ref)  # a model with nothing to fuse fails here, before any measuring
     with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task(f"profile {model}")
         run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, ref.top1, refresh, force, mismatched_ceilings),
                           on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"))
+        if fused:
+            from effkit.profiling import add_fusion_check, fusion_check
+
+            prog.update(task, description=f"profile {model}: fusion check (eager, compile, block-fused)")
+            rows = fusion_check(ref, device=config.device, batch=list(config.batches), dtype=config.precision,
+                                channels_last=config.channels_last, cuda_graph=config.cuda_graph, min_time_s=config.min_time_s,
+                                ceilings=ceilings)
+            run = add_fusion_check(run, rows)
     _print_summary(run)
+    if fused:
+        from effkit.profiling import fusion_note
+
+        for r in rows:
+            _console().print(escape(fusion_note(r)), soft_wrap=True)
 
 
 @app.command()

@@ -233,6 +233,7 @@ class RunConfig:
     min_runs: int = 20  # timed steps per point, at least
     ci_target: float = 0.02  # then time on until the median's 95 % interval is within this fraction of it ...
     max_time_s: float | None = None  # ... or this many seconds pass (None: 5 x min_time_s, at least 2 s)
+    fused: bool = False  # stride-1 ConvFirst / MBConv blocks swapped for block-fused kernels (effkit.kernels), inference only
 
     def __post_init__(self):
         batches = (self.batches,) if isinstance(self.batches, int) else tuple(self.batches)
@@ -254,6 +255,8 @@ class RunConfig:
         if self.compile_mode is not None:
             check_choice("compile mode", self.compile_mode, COMPILE_MODES)
             object.__setattr__(self, "compile", True)
+        if self.fused and (self.mode != "infer" or self.compile):
+            raise UserInputError("--fused swaps blocks for inference kernels (BatchNorms folded): it needs --mode infer and no --compile")
         if self.cuda_graph and self.compile_mode in GRAPHING_COMPILE_MODES:
             raise UserInputError(f"--cuda-graph with --compile-mode {self.compile_mode}: that mode captures CUDA graphs of its own, which "
                                  "cannot be captured again; use --compile-mode default (or max-autotune-no-cudagraphs), or drop --cuda-graph")
@@ -307,7 +310,10 @@ class RunConfig:
 
     def key(self) -> str:
         """A stable name for this configuration: the same in every process and on every machine."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        d = self.to_dict()
+        if not d["fused"]:  # added later: left out when off, so every earlier configuration keeps its key
+            d.pop("fused")
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def describe(self) -> str:
@@ -319,5 +325,7 @@ class RunConfig:
             parts.append(f"compiled ({self.compile_mode})" if self.compile_mode else "compiled")
         if self.cuda_graph:
             parts.append("CUDA graph")
+        if self.fused:
+            parts.append("block-fused")
         parts += [f"{k}={'on' if v is True else 'off' if v is False else v}" for k, v in self.knobs.items() if k != "compile_mode"]
         return ", ".join(parts)

@@ -94,9 +94,10 @@ def default_batches(device: str) -> tuple[int, ...]:
     return (1, 64) if device.startswith("cuda") else (1,)
 
 
-def _config(device, batch, dtype, channels_last, cuda_graph, compile, min_time_s) -> RunConfig:
+def _config(device, batch, dtype, channels_last, cuda_graph, compile, min_time_s, fused=False) -> RunConfig:
     return RunConfig(device=device, precision=dtype, batches=default_batches(device) if batch is None else batch,
-                     layout="channels_last" if channels_last else "contiguous", cuda_graph=cuda_graph, compile=compile, min_time_s=min_time_s)
+                     layout="channels_last" if channels_last else "contiguous", cuda_graph=cuda_graph, compile=compile, min_time_s=min_time_s,
+                     fused=fused)
 
 
 def profile(
@@ -286,6 +287,88 @@ def compare(models: list, *, out: str | Path | None = None, on_model: Callable[[
     config = _config(device, batch, dtype, channels_last, cuda_graph, compile, min_time_s)
     top1 = {ref.name: (accuracy or {}).get(str(m), ref.top1) for m, ref in zip(models, refs)}
     return run_compare(refs, config, ProfileOptions(out, ceilings, measure, fuse), top1, on_model)
+
+
+def fusable_blocks(ref: ModelRef) -> dict:
+    """fuse_blocks' report for this model (built on the CPU): the blocks the kernels would fuse, and why the others not.
+    A model with none is refused."""
+    import torch
+
+    from effkit.kernels import fuse_blocks
+
+    _, report = fuse_blocks(ref.build("cpu", torch.float32).eval())
+    if not report["fused"]:
+        raise UserInputError(f"--fused: {ref.name} has no stride-1, equal-width ConvFirst or MBConv block to fuse"
+                             + (f" ({len(report['unfused'])} residual blocks, each strided, width-changing or of another structure)"
+                                if report["unfused"] else ""))
+    return report
+
+
+def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dtype: str = "bf16", channels_last: bool = True,
+                 cuda_graph: bool = False, min_time_s: float = 0.5, ceilings: str | None = None, resolution: int | None = None,
+                 **model_kwargs) -> list[dict]:
+    """The fusion what-if against reality: for each batch, eager, torch.compile and the block-fused model (effkit.kernels)
+    measured under the same configuration, beside the waterline and the predicted fused waterline of the unfused trace.
+    A fused latency below its predicted fused waterline is flagged: a count or a ceiling is wrong."""
+    from effkit.device.roofs import roof_from_spec
+    from effkit.kernels import triton_available
+    from effkit.run.runner import run
+
+    ref = resolve(model, resolution=resolution, **model_kwargs)
+    base = _config(device, batch, dtype, channels_last, cuda_graph, False, min_time_s).replace(layers=False)
+    roof = roof_from_spec(ceilings, base.prec.compute_dtype) if ceilings else _measured_roof(base, False)[0]
+    traces = {t.batch: t for t in _traces(ref, base)}
+    from effkit.analysis.model import blocks_for
+    from effkit.analysis.roofline import fusion_what_if
+
+    fusing = fusable_blocks(ref)
+    runs = {name: {p.batch: p for p in run(ref, base.replace(**change)).points}
+            for name, change in (("eager", {}), ("compile", {"compile": True}), ("fused", {"fused": True}))}
+    kernel = ("Triton, one kernel per fused block" if device.startswith("cuda") and triton_available()
+              else "the folded math in PyTorch (no Triton on CUDA here): not a fused kernel")
+    rows = []
+    for b in base.batches:
+        a = analyse(traces[b], roof, runs["eager"].get(b))
+        # the what-if for exactly the blocks the kernels fuse (the strided, width-changing ones stay unfused)
+        what_if = fusion_what_if(list(a.layers), blocks_for(traces[b], fusing["fused"]), roof, "the blocks fuse_blocks fuses")
+        ms = {name: (1e3 * r[b].latency_s if b in r and r[b].latency_s else None) for name, r in runs.items()}
+        fw = 1e3 * what_if.fused_waterline_s
+        row = {"batch": b, "eager_ms": ms["eager"], "compile_ms": ms["compile"], "fused_ms": ms["fused"], "waterline_ms": 1e3 * a.waterline_s,
+               "fused_waterline_ms": fw, "fused_over_fused_waterline": (ms["fused"] / fw) if ms["fused"] and fw else None,
+               "fused_kernel": kernel, "fused_blocks": len(fusing["fused"]), "unfused_blocks": len(fusing["unfused"]),
+               "all_blocks_fused_waterline_ms": 1e3 * a.fusion.fused_waterline_s if a.fusion else None, "problem": None}
+        for name in ("eager", "compile", "fused"):
+            p = runs[name].get(b)
+            row[f"{name}_iqr_ms"] = 1e3 * p.timing.iqr_s if p is not None and p.timing else None
+        if ms["fused"] and fw and ms["fused"] < fw:
+            row["problem"] = (f"the fused model ran in {ms['fused']:.3f} ms, below its predicted fused waterline {fw:.3f} ms: a measurement "
+                              "problem (a count or a ceiling is wrong), not a result")
+        rows.append(row)
+    return rows
+
+
+def fusion_note(r: dict) -> str:
+    """One line of the fusion check for a report's notes."""
+    f = lambda v: "–" if v is None else f"{v:.3f} ms"  # noqa: E731
+    ratio = f" (x{r['fused_over_fused_waterline']:.2f} the prediction)" if r.get("fused_over_fused_waterline") else ""
+    line = (f"fusion what-if against reality, batch {r['batch']} ({r['fused_blocks']} blocks fused, {r['unfused_blocks']} left unfused; "
+            f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {f(r['fused_ms'])}{ratio}; "
+            f"torch.compile {f(r['compile_ms'])}; eager {f(r['eager_ms'])}")
+    return line + (f". ⚠ {r['problem']}" if r.get("problem") else "")
+
+
+def add_fusion_check(run: ProfileRun, rows: list[dict]) -> ProfileRun:
+    """Put the fusion check into a profile's record (notes) and folder (fusion_check.json), and render it again."""
+    from effkit.files import atomic_write_json
+    from effkit.report.run_dir import write_views
+
+    record = run.record
+    for r in rows:
+        record = record.with_status(record.status, fusion_note(r))
+    record.save(run.folder)
+    atomic_write_json(run.folder / "fusion_check.json", rows)
+    write_views(run.folder, record)
+    return ProfileRun(run.folder, run.analyses, record)
 
 
 def run_compare(refs: list[ModelRef], config: RunConfig, options: ProfileOptions, top1: dict | None = None,

@@ -130,3 +130,38 @@ def test_a_fused_block_runs_its_kernel_in_the_interpreter(monkeypatch):
         got = holder(x)
     assert isinstance(holder[0], FusedConvFirst) and torch.allclose(got, want, atol=1e-4)
     assert got.is_contiguous(memory_format=torch.channels_last)  # the kernel's NHWC output, as an NCHW view
+
+
+def test_profile_fused_sets_the_what_if_beside_eager_compile_and_fused(tmp_path, monkeypatch):
+    """On the CPU the fused modules run the folded math in PyTorch, and the check says it is not a fused kernel."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from effkit.cli import app
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    ceil = tmp_path / "ceil.json"
+    ceil.write_text(_json.dumps({"name": "test cpu", "peak_flops": {"fp32": 1e11}, "bandwidth_bytes_per_s": 2e10}))
+    out = tmp_path / "p"
+    r = CliRunner().invoke(app, ["profile", "convfirst_net", "--resolution", "32", "--batch", "1", "--min-time", "0.02", "--fused",
+                                 "--ceilings", str(ceil), "--measure", "--channels-last", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    (row,) = _json.loads((out / "fusion_check.json").read_text())
+    assert row["fused_blocks"] == 8 and row["unfused_blocks"] == 4 and "not a fused kernel" in row["fused_kernel"]
+    assert all(row[k] and row[k] > 0 for k in ("eager_ms", "compile_ms", "fused_ms", "fused_waterline_ms", "waterline_ms"))
+    assert row["fused_waterline_ms"] < row["waterline_ms"]  # fusing removes traffic: the predicted waterline drops
+    assert "fusion what-if against reality, batch 1" in r.output
+    notes = _json.loads((out / "run.json").read_text())["notes"]
+    assert any("predicted fused waterline" in n for n in notes)
+
+
+def test_fused_refuses_a_model_with_nothing_to_fuse():
+    from typer.testing import CliRunner
+
+    from effkit.cli import app
+
+    r = CliRunner().invoke(app, ["profile", "resnet18", "--fused"])
+    assert r.exit_code == 2 and "resnet18 has no stride-1, equal-width ConvFirst or MBConv block to fuse" in r.stderr
+    r = CliRunner().invoke(app, ["bench", "resnet18", "--fused"])
+    assert r.exit_code == 2 and "no stride-1, equal-width ConvFirst or MBConv block" in r.stderr

@@ -259,3 +259,16 @@ def test_scale_draws_through_the_same_queue_and_reuses_finished_variants(tmp_pat
 def test_gpus_asks_for_gpus_this_host_has():
     r = runner.invoke(app, ["sweep", "resnet18", "--gpus", "all", "--device", "cuda"])
     assert r.exit_code == 2 and "--gpus 'all': this host has no CUDA GPU" in r.stderr
+
+
+def test_point_keys_of_the_committed_h200_sweep_are_still_what_this_effkit_computes(monkeypatch):
+    """RunConfig.key() names point files: a field added to RunConfig must not rename every earlier point (the H200
+    sweep's keys were computed before RunConfig.fused existed)."""
+    from effkit import sweeping
+
+    monkeypatch.setattr(sweeping, "check_precision", lambda p, d: None)  # no CUDA here to ask about bf16
+    folder = ROOT / "reports" / "examples" / "sweep_h200_bf16_nhwc_graph"
+    grid = json.loads((folder / MANIFEST).read_text())
+    g = grid["grid"]
+    tasks = build_grid(g["models"], g["batches"], g["precisions"], g["knobs"], g["device"], g["min_time_s"], g["layers"])
+    assert sorted(t.key(b) for t in tasks for b in t.config.batches) == sorted(grid["points"])

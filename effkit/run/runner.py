@@ -163,6 +163,7 @@ def bench(
     mode: str = "infer",
     layers: bool = True,
     fallback_eager: bool = False,
+    fused: bool = False,
     json_path: str | Path | None = None,
     csv_path: str | Path | None = None,
     min_runs: int = 20,
@@ -174,7 +175,7 @@ def bench(
 ) -> BenchResult:
     """Measure latency and throughput of `model` for each batch size (see the module docstring)."""
     config = RunConfig(device=device, precision=dtype, batches=batch, mode=mode, layout="channels_last" if channels_last else "contiguous",
-                       cuda_graph=cuda_graph, compile=compile, layers=layers, fallback_eager=fallback_eager, min_time_s=min_time_s,
+                       cuda_graph=cuda_graph, compile=compile, layers=layers, fallback_eager=fallback_eager, min_time_s=min_time_s, fused=fused,
                        min_runs=min_runs)
     ref = resolve(model, input_shape, resolution=resolution, seq_len=seq_len, **model_kwargs)
     return run(ref, config, json_path=json_path, csv_path=csv_path, on_point=on_point, on_stage=on_stage)
@@ -290,7 +291,10 @@ class _Session:
 
     def __init__(self, ref: ModelRef, config: RunConfig, on_stage: Callable[[str], None]):
         self.ref, self.config, self.on_stage = ref, config, on_stage
-        self.net = ref.build(config.device, config.prec.param_torch)
+        if config.fused:
+            self.net = _fused_net(ref, config)
+        else:
+            self.net = ref.build(config.device, config.prec.param_torch)
         if config.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.net.train(config.mode == "train")
@@ -333,7 +337,9 @@ class _Session:
             sync = measure_sync(timed_step, c.device, min_runs=max(5, c.min_runs // 2), min_time_s=budget)
             throughput = measure_throughput(timed_step, c.device, min_time_s=budget)
             lt = None
-            if c.layers:
+            if c.fused and c.layers:
+                note = "; ".join(x for x in (note, "per-layer times not taken: a fused block's kernel spans the layers the trace names") if x)
+            if c.layers and not c.fused:
                 self.on_stage(f"batch {b}: per-layer times (profiler)")
                 # graphs hide which layer launched a kernel: the eager step gives the attribution, the replays the times
                 eager_median = timing.median_s if not c.cuda_graph else measure(step, c.device, min_runs=5, min_time_s=0.2).median_s
@@ -354,6 +360,19 @@ class _Session:
             gc.collect()
             if cuda:
                 torch.cuda.empty_cache()
+
+
+def _fused_net(ref: ModelRef, config: RunConfig) -> nn.Module:
+    """The model with its stride-1 ConvFirst / MBConv blocks fused (effkit.kernels): folded in fp32, then cast."""
+    from effkit.kernels import fuse_blocks
+
+    net = ref.build(config.device, torch.float32).eval()
+    _, report = fuse_blocks(net)
+    if not report["fused"]:
+        raise UserInputError(f"--fused: {ref.name} has no stride-1, equal-width ConvFirst or MBConv block to fuse"
+                             + (f" ({len(report['unfused'])} residual blocks, each strided, width-changing or of another structure)"
+                                if report["unfused"] else ""))
+    return net.to(config.prec.param_torch)
 
 
 def _predicted(ref, b: int, c: RunConfig) -> int | None:
