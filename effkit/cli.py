@@ -425,7 +425,7 @@ def profile(
     if fused:
         from effkit.profiling import fusable_blocks
 
-        fusable_blocks(ref)  # a model with nothing to fuse fails here, before any measuring
+        fusing = fusable_blocks(ref)  # a model with nothing to fuse fails here, before any measuring
     with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task(f"profile {model}")
         run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, ref.top1, refresh, force, mismatched_ceilings),
@@ -436,7 +436,7 @@ def profile(
             prog.update(task, description=f"profile {model}: fusion check (eager, compile, block-fused)")
             rows = fusion_check(ref, device=config.device, batch=list(config.batches), dtype=config.precision,
                                 channels_last=config.channels_last, cuda_graph=config.cuda_graph, min_time_s=config.min_time_s,
-                                ceilings=ceilings)
+                                ceilings=ceilings, fusing=fusing)
             run = add_fusion_check(run, rows)
     _print_summary(run)
     if fused:
@@ -697,22 +697,20 @@ def sweep(
         _console(stderr=True).print(f"starting: {' '.join(cmd)}", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(subprocess.run(cmd).returncode)
     err = _console(stderr=True)
-    rank = int(os.environ.get("RANK", "0"))
-    if rank == 0:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    grid = dict(batches=batches, precisions=precisions, knobs=knobs, device=device, out=out, min_time_s=min_time, layers=layers,
+                ceilings=ceilings, force=force, timm_test_size=timm_test_size)
+    if int(os.environ.get("RANK", "0")) != 0:  # the other ranks of a torchrun: one line per point
+        run_sweep(models, **grid, log=lambda s: print(s, flush=True))
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} not ok"),
-                      TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as prog:
-            tid = prog.add_task("sweep", total=None, failed=0)
-            res = run_sweep(models, batches=batches, precisions=precisions, knobs=knobs, device=device, out=out, min_time_s=min_time,
-                            layers=layers, ceilings=ceilings, force=force, timm_test_size=timm_test_size,
-                            log=lambda s: prog.console.print(s, markup=False, highlight=False, soft_wrap=True),
-                            on_progress=lambda done, bad, total: prog.update(tid, completed=done, total=total, failed=bad))
-        _console().print(f"{res['ok']} points measured, {res['other']} not ok (failed, skipped or out of memory), {res['missing']} missing; "
-                         f"table: [bold]{res['folder'] / 'sweep.csv'}[/bold], report: [bold]{res['folder'] / 'index.html'}[/bold]")
-    else:
-        run_sweep(models, batches=batches, precisions=precisions, knobs=knobs, device=device, out=out, min_time_s=min_time, layers=layers,
-                  ceilings=ceilings, force=force, timm_test_size=timm_test_size, log=lambda s: print(s, flush=True))
+    with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} not ok"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as prog:  # gone at the end: an error stays one line
+        tid = prog.add_task("sweep", total=None, failed=0)
+        res = run_sweep(models, **grid, log=lambda s: prog.console.print(s, markup=False, highlight=False, soft_wrap=True),
+                        on_progress=lambda done, bad, total: prog.update(tid, completed=done, total=total, failed=bad))
+    _console().print(f"{res['ok']} points measured, {res['other']} not ok (failed, skipped or out of memory), {res['missing']} missing; "
+                     f"table: [bold]{res['folder'] / 'sweep.csv'}[/bold], report: [bold]{res['folder'] / 'index.html'}[/bold]")
 
 
 def _print_summary(run) -> None:

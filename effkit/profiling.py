@@ -17,7 +17,7 @@ from typing import Callable
 
 from effkit.analysis import ModelAnalysis, analyse
 from effkit.config import RunConfig
-from effkit.errors import ModelRunError, UserInputError
+from effkit.errors import UserInputError
 from effkit.files import safe_name
 from effkit.models.ref import ModelRef, resolve
 
@@ -232,18 +232,15 @@ def _measured_roof(config: RunConfig, refresh: bool):
 
 def _traces(ref: ModelRef, config: RunConfig):
     from effkit.run.runner import is_oom
-    from effkit.trace.tracer import trace_ref
+    from effkit.trace.tracer import trace_counts
 
     try:
-        return trace_ref(ref, config.batches, precision=config.precision, device="meta")
-    except ModelRunError:  # a model that cannot run on fake tensors: count on real CPU tensors
-        try:
-            return trace_ref(ref, config.batches, precision=config.precision, device="cpu")
-        except Exception as e:
-            if is_oom(e):
-                raise UserInputError(f"out of memory counting {ref.name} on real CPU tensors at batch {max(config.batches)}: try a smaller "
-                                     "--batch or --resolution") from e
-            raise
+        return trace_counts(ref, config.batches, precision=config.precision)
+    except Exception as e:  # only the real-CPU fallback can run out of memory
+        if is_oom(e):
+            raise UserInputError(f"out of memory counting {ref.name} on real CPU tensors at batch {max(config.batches)}: try a smaller "
+                                 "--batch or --resolution") from e
+        raise
 
 
 def _memory(ref: ModelRef, config: RunConfig) -> dict | None:
@@ -292,21 +289,14 @@ def compare(models: list, *, out: str | Path | None = None, on_model: Callable[[
 def fusable_blocks(ref: ModelRef) -> dict:
     """fuse_blocks' report for this model (built on the CPU): the blocks the kernels would fuse, and why the others not.
     A model with none is refused."""
-    import torch
+    from effkit.kernels import fused_build
 
-    from effkit.kernels import fuse_blocks
-
-    _, report = fuse_blocks(ref.build("cpu", torch.float32).eval())
-    if not report["fused"]:
-        raise UserInputError(f"--fused: {ref.name} has no stride-1, equal-width ConvFirst or MBConv block to fuse"
-                             + (f" ({len(report['unfused'])} residual blocks, each strided, width-changing or of another structure)"
-                                if report["unfused"] else ""))
-    return report
+    return fused_build(ref)[1]
 
 
 def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dtype: str = "bf16", channels_last: bool = True,
                  cuda_graph: bool = False, min_time_s: float = 0.5, ceilings: str | None = None, resolution: int | None = None,
-                 **model_kwargs) -> list[dict]:
+                 fusing: dict | None = None, **model_kwargs) -> list[dict]:
     """The fusion what-if against reality: for each batch, eager, torch.compile and the block-fused model (effkit.kernels)
     measured under the same configuration, beside the waterline and the predicted fused waterline of the unfused trace.
     A fused latency below its predicted fused waterline is flagged: a count or a ceiling is wrong."""
@@ -321,7 +311,7 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
     from effkit.analysis.model import blocks_for
     from effkit.analysis.roofline import fusion_what_if
 
-    fusing = fusable_blocks(ref)
+    fusing = fusing or fusable_blocks(ref)  # `fusing`: fusable_blocks(ref) where the caller checked it already
     runs = {name: {p.batch: p for p in run(ref, base.replace(**change)).points}
             for name, change in (("eager", {}), ("compile", {"compile": True}), ("fused", {"fused": True}))}
     kernel = ("Triton, one kernel per fused block" if device.startswith("cuda") and triton_available()
@@ -382,14 +372,13 @@ def run_compare(refs: list[ModelRef], config: RunConfig, options: ProfileOptions
     from effkit.files import FolderLock, ensure_folder
     from effkit.report.record import ModelRecord, RunRecord
     from effkit.report.run_dir import write_views
-    from effkit.run.queue import Attempts, Stopped, drain, gate, place
+    from effkit.run.queue import Attempts, drain, gate, place
 
     where = place(config.device)
     folder = Path(options.out) if options.out else Path("reports") / time.strftime("compare-%Y%m%d-%H%M%S")
     subs = [folder / model_name(ref) for ref in refs]
     gate(where, "effkit-compare", lambda: (ensure_folder(folder), _claim(folder, options.force)))
     attempts = Attempts(folder / ".attempts")
-    started = set()
 
     def complete(i: int) -> bool:
         from effkit.report.record import RECORD_FILE
@@ -403,15 +392,10 @@ def run_compare(refs: list[ModelRef], config: RunConfig, options: ProfileOptions
         ref, key = refs[i], model_name(refs[i])
         if (complete(i) and not options.force) or attempts.exhausted(key):
             return
-        attempts.start(key)
-        started.add(i)
-        if on_model:
-            on_model(ref.name)
-        try:
+        with attempts.running([key]):
+            if on_model:
+                on_model(ref.name)
             run_profile(ref, config.replace(device=where.device), replace(options, out=subs[i], top1=(top1 or {}).get(ref.name), force=True))
-        except (KeyboardInterrupt, Stopped):
-            attempts.stopped_from_outside(key)
-            raise
 
     with FolderLock(folder) if where.rank == 0 else contextlib.nullcontext():
         drain(len(refs), do, where, "effkit-compare")

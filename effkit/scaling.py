@@ -112,7 +112,7 @@ def scale(
     # each (strategy, factor) is a task drawn through the same queue as `effkit sweep` (run/queue.py): one process, or
     # torchrun's ranks, one GPU each; each variant is written to points/ as it is done, named by everything that
     # determines it, so a rerun into the same folder with the same settings reuses it
-    from effkit.run.queue import Attempts, Stopped, drain, place
+    from effkit.run.queue import Attempts, drain, place
 
     where = place(device) if device else Place()
     grid = [(strat, f) for strat in strategies for f in factors]
@@ -134,13 +134,9 @@ def scale(
             v = variant(base_ref, strat, f, alpha)
             atomic_write_json(path, asdict(ScalePoint(name, strat, f, float("nan"), v.d, v.w, v.r, v.resolution, 0, 0, 0, 0, None, "failed")))
             return
-        attempts.start(key(i))
-        try:
+        with attempts.running([key(i)]):
             pt = _variant_point(name, base_ref, base_flops, strat, f, alpha, batch, dtype,
                                 config.replace(device=where.device) if config else None)
-        except (KeyboardInterrupt, Stopped):
-            attempts.stopped_from_outside(key(i))
-            raise
         atomic_write_json(path, asdict(pt))
         if on_point:
             on_point(pt)

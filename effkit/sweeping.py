@@ -31,7 +31,7 @@ from typing import Callable
 from effkit.config import RunConfig, check_precision
 from effkit.errors import UserInputError
 from effkit.files import atomic_write_json, atomic_write_text, ensure_folder, safe_name
-from effkit.run.queue import Attempts, Stopped, drain, gate, place
+from effkit.run.queue import Attempts, drain, gate, place
 
 MANIFEST = "grid.json"  # the grid and its point keys (the merged table is sweep.csv, sweep.json)
 POINTS = "points"
@@ -207,19 +207,25 @@ class Worker:
     def _trace(self, ref, task: Task, batch: int):
         """The counts on meta tensors (real CPU tensors for a model that cannot run on fake ones), once per model, batch
         and precision in this process: the layout and the knobs do not change them."""
-        from effkit.errors import ModelRunError
-        from effkit.trace.tracer import trace_ref
+        from effkit.trace.tracer import trace_counts
 
         k = (task.model, task.resolution, task.config.precision, batch)
         if k not in self._traces:
-            try:
-                self._traces[k] = trace_ref(ref, [batch], precision=task.config.precision, device="meta")[0]
-            except ModelRunError:
-                self._traces[k] = trace_ref(ref, [batch], precision=task.config.precision, device="cpu")[0]
+            self._traces[k] = trace_counts(ref, [batch], precision=task.config.precision)[0]
         return self._traces[k]
 
     def _write(self, key: str, data: dict) -> None:
         atomic_write_json(self.points / f"{key}.json", data)
+
+    def _point(self, task: Task, batch: int, status: str, note: str) -> dict:
+        """What every point file holds: its status and why, the model, the batch, its configuration, where it ran."""
+        return {"status": status, "model": task.model, "batch": batch, "config": task.point_config(batch).to_dict(), "note": note,
+                **self.identity}
+
+    def _record_unfinished(self, task: Task, batches: list[int], status: str, note: str) -> None:
+        for b in batches:
+            if not self.done(task.key(b)):
+                self._write(task.key(b), self._point(task, b, status, note))
 
     def measure(self, task: Task) -> list[dict]:
         """Every batch of `task` not yet done: each point file written as it is measured."""
@@ -232,11 +238,9 @@ class Worker:
             if self.done(key):
                 continue
             if self.attempts.exhausted(key):
-                self._write(key, {"status": "failed", "model": task.model, "batch": b, "config": task.point_config(b).to_dict(),
-                                  "note": self.attempts.why(key), **self.identity})
+                self._write(key, self._point(task, b, "failed", self.attempts.why(key)))
                 self.log(f"{task.model} b{b} {task.config.precision}: failed ({self.attempts.why(key)})")
                 continue
-            self.attempts.start(key)
             pending.append(b)
         if not pending:
             return []
@@ -249,13 +253,11 @@ class Worker:
         def on_point(p):
             now = time.perf_counter()
             key = task.key(p.batch)
-            wall = {"trace": t_trace / len(pending), "measure": now - last[0]}
-            data = {"status": p.status, "model": task.model, "batch": p.batch, "config": task.point_config(p.batch).to_dict(),
-                    "note": p.note, **self.identity}
+            data = self._point(task, p.batch, p.status, p.note)
             if p.status == "ok":
                 tf32 = task.config.tf32_flags() if self.device.startswith("cuda") else (False, False)
                 a = analyse(traces[p.batch], roof, p, tf32=tf32, top1=ref.top1)
-                data["row"] = point_row(task, p.batch, a, p, ref, self.identity, wall)
+                data["row"] = point_row(task, p.batch, a, p, ref, self.identity, {"trace": t_trace / len(pending), "measure": now - last[0]})
                 data["analysis"] = a.to_dict()
             self._write(key, data)
             written.append(data)
@@ -263,30 +265,21 @@ class Worker:
             ms = f"{1e3 * p.latency_s:.3f} ms" if p.latency_s else p.status
             self.log(f"{ref.name} b{p.batch} {task.config.describe()}: {ms} ({now - t0:.1f} s) [{key}]")
 
-        try:
-            ref = self._ref(task)
-            roof = self.roof_of(task.config.precision)
-            traces = {b: self._trace(ref, task, b) for b in pending}
-            t_trace = time.perf_counter() - t0
-            last[0] = time.perf_counter()
-            run(ref, task.config.replace(batches=tuple(pending), device=self.device), on_point=on_point)
-        except (KeyboardInterrupt, Stopped):  # stopped from outside (^C, or torchrun ending the ranks after another failed):
-            for b in pending:                # not this point's fault, so the attempt is not counted against it
-                if not self.done(task.key(b)):
-                    self.attempts.stopped_from_outside(task.key(b))
-            raise
-        except UserInputError as e:  # every batch skipped (a precision the device lacks ...): recorded, the sweep goes on
-            for b in pending:
-                if not self.done(task.key(b)):
-                    self._write(task.key(b), {"status": "skipped", "model": task.model, "batch": b,
-                                              "config": task.point_config(b).to_dict(), "note": str(e), **self.identity})
-        except Exception as e:  # noqa: BLE001 - a model that fails: recorded with its first line, the sweep goes on
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            for b in pending:
-                if not self.done(task.key(b)):
-                    self._write(task.key(b), {"status": "failed", "model": task.model, "batch": b, "config": task.point_config(b).to_dict(),
-                                              "note": f"{type(e).__name__}: {first}", **self.identity})
-            self.log(f"{task.model} {task.config.describe()}: failed: {type(e).__name__}: {first}")
+        # stopped from outside (^C, or torchrun ending the ranks after another failed), the attempts are taken back
+        with self.attempts.running([task.key(b) for b in pending], done=self.done):
+            try:
+                ref = self._ref(task)
+                roof = self.roof_of(task.config.precision)
+                traces = {b: self._trace(ref, task, b) for b in pending}
+                t_trace = time.perf_counter() - t0
+                last[0] = time.perf_counter()
+                run(ref, task.config.replace(batches=tuple(pending), device=self.device), on_point=on_point)
+            except UserInputError as e:  # every batch skipped (a precision the device lacks ...): recorded, the sweep goes on
+                self._record_unfinished(task, pending, "skipped", str(e))
+            except Exception as e:  # noqa: BLE001 - a model that fails: recorded with its first line, the sweep goes on
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                self._record_unfinished(task, pending, "failed", f"{type(e).__name__}: {first}")
+                self.log(f"{task.model} {task.config.describe()}: failed: {type(e).__name__}: {first}")
         return written
 
 

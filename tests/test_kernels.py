@@ -165,3 +165,8 @@ def test_fused_refuses_a_model_with_nothing_to_fuse():
     assert r.exit_code == 2 and "resnet18 has no stride-1, equal-width ConvFirst or MBConv block to fuse" in r.stderr
     r = CliRunner().invoke(app, ["bench", "resnet18", "--fused"])
     assert r.exit_code == 2 and "no stride-1, equal-width ConvFirst or MBConv block" in r.stderr
+
+
+def test_fuse_blocks_wants_a_module():
+    with pytest.raises(UserInputError, match="fuse_blocks needs an nn.Module, got a str"):
+        fuse_blocks("convfirst_net")

@@ -272,3 +272,26 @@ def test_point_keys_of_the_committed_h200_sweep_are_still_what_this_effkit_compu
     g = grid["grid"]
     tasks = build_grid(g["models"], g["batches"], g["precisions"], g["knobs"], g["device"], g["min_time_s"], g["layers"])
     assert sorted(t.key(b) for t in tasks for b in t.config.batches) == sorted(grid["points"])
+
+
+def test_more_bad_input_each_with_its_message(tmp_path):
+    import effkit
+    from effkit.config import RunConfig
+    from effkit.run.queue import Attempts
+    from effkit.sweeping import merge
+
+    with pytest.raises(UserInputError, match="give at least one model or pattern"):
+        expand_models([])
+    with pytest.raises(UserInputError, match=r"is not a sweep folder \(no readable grid.json\)"):
+        merge(tmp_path)
+    with pytest.raises(UserInputError, match="--fused swaps blocks for inference kernels.*--mode infer and no --compile"):
+        RunConfig(fused=True, mode="train")
+    with pytest.raises(UserInputError, match="--fused swaps blocks"):
+        RunConfig(fused=True, compile=True)
+    # a comparison whose every model stopped its worker twice: nothing to compare, and it says why
+    att = Attempts(tmp_path / "cmp" / ".attempts")
+    for name in ("resnet18", "mobilenet_v2"):
+        att.start(name)
+        att.start(name)
+    with pytest.raises(UserInputError, match="no model of the comparison could be profiled: resnet18: not profiled: its worker was stopped 2 times"):
+        effkit.compare(["resnet18", "mobilenet_v2"], ceilings="h100", out=tmp_path / "cmp")

@@ -151,3 +151,15 @@ def fuse_blocks(model: nn.Module) -> tuple[nn.Module, dict]:
             setattr(parent, child_name, _fused(child, kind))
             report["fused"].append(path)
     return model, report
+
+
+def fused_build(ref, device: str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[nn.Module, dict]:
+    """A ModelRef's model with its blocks fused: built and folded in fp32 on `device`, then cast to `dtype`; and
+    fuse_blocks' report. A model with nothing to fuse is refused."""
+    net = ref.build(device, torch.float32).eval()
+    _, report = fuse_blocks(net)
+    if not report["fused"]:
+        raise UserInputError(f"--fused: {ref.name} has no stride-1, equal-width ConvFirst or MBConv block to fuse"
+                             + (f" ({len(report['unfused'])} residual blocks, each strided, width-changing or of another structure)"
+                                if report["unfused"] else ""))
+    return net.to(dtype), report

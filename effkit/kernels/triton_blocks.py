@@ -24,17 +24,27 @@ import triton.language as tl
 
 
 @triton.jit
+def _pixel_tile(NPIX, H, W, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's pixels (flat over N, H, W) and channels, their masks, and each pixel's n, h, w."""
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.arange(0, BLOCK_C)
+    return p, p < NPIX, p // (H * W), (p % (H * W)) // W, p % W, c, c < C
+
+
+@triton.jit
+def _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C):
+    """The block's end: the projection's bias and the residual added, the output tile stored."""
+    acc += tl.load(b3_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
+    offs = (p * C)[:, None] + c[None, :]
+    io = pm[:, None] & cm[None, :]
+    acc += tl.load(x_ptr + offs, mask=io, other=0.0).to(tl.float32)
+    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=io)
+
+
+@triton.jit
 def _convfirst_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID,
                       K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr):
-    pid = tl.program_id(0)
-    p = pid * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < NPIX
-    n = p // (H * W)
-    hw = p % (H * W)
-    h = hw // W
-    w = hw % W
-    c = tl.arange(0, BLOCK_C)
-    cm = c < C
+    p, pm, n, h, w, c, cm = _pixel_tile(NPIX, H, W, C, BLOCK_P, BLOCK_C)
     grp = (c // GW) * GW
     y1 = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     for dy in tl.static_range(K):
@@ -58,25 +68,13 @@ def _convfirst_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out
         e = e * tl.sigmoid(e)
         w3t = tl.load(w3_ptr + c[None, :] * HID + hi[:, None], mask=hm[:, None] & cm[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
         acc += tl.dot(e.to(w3_ptr.dtype.element_ty), w3t)
-    acc += tl.load(b3_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
-    offs = (p * C)[:, None] + c[None, :]
-    io = pm[:, None] & cm[None, :]
-    acc += tl.load(x_ptr + offs, mask=io, other=0.0).to(tl.float32)
-    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=io)
+    _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C)
 
 
 @triton.jit
 def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID,
                    K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr):
-    pid = tl.program_id(0)
-    p = pid * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < NPIX
-    n = p // (H * W)
-    hw = p % (H * W)
-    h = hw // W
-    w = hw % W
-    c = tl.arange(0, BLOCK_C)
-    cm = c < C
+    p, pm, n, h, w, c, cm = _pixel_tile(NPIX, H, W, C, BLOCK_P, BLOCK_C)
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     for h0 in range(0, HID, BLOCK_H):
         hi = h0 + tl.arange(0, BLOCK_H)
@@ -99,46 +97,26 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
         d = d * tl.sigmoid(d)
         w3t = tl.load(w3_ptr + c[None, :] * HID + hi[:, None], mask=hm[:, None] & cm[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
         acc += tl.dot(d.to(w3_ptr.dtype.element_ty), w3t)
-    acc += tl.load(b3_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
-    offs = (p * C)[:, None] + c[None, :]
-    io = pm[:, None] & cm[None, :]
-    acc += tl.load(x_ptr + offs, mask=io, other=0.0).to(tl.float32)
-    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=io)
+    _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C)
 
 
-def _nhwc(x: torch.Tensor) -> torch.Tensor:
-    """The NHWC view of an NCHW tensor (free for a channels-last one, a copy otherwise)."""
-    return x.permute(0, 2, 3, 1).contiguous()
-
-
-def _blocks(c: int, hidden: int, block_p: int | None, block_h: int | None) -> tuple[int, int, int]:
+def _launch(kernel, x, weights: tuple, hidden: int, block_p: int | None, block_h: int | None, **constexprs) -> torch.Tensor:
+    """Run a block kernel over every pixel of `x` (NCHW; channels-last memory preferred); returns channels-last NCHW."""
+    n, c, hgt, wid = x.shape
+    xh = x.permute(0, 2, 3, 1).contiguous()  # the NHWC view: free for a channels-last tensor, a copy otherwise
+    out = torch.empty_like(xh)
     block_c = max(16, triton.next_power_of_2(c))
-    return block_p or 32, block_c, block_h or min(64, max(16, triton.next_power_of_2(hidden)))
+    bp, bh = block_p or 32, block_h or min(64, max(16, triton.next_power_of_2(hidden)))
+    npix = n * hgt * wid
+    kernel[(triton.cdiv(npix, bp),)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=bp, BLOCK_C=block_c, BLOCK_H=bh, **constexprs)
+    return out.permute(0, 3, 1, 2)
 
 
 def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, block_p: int | None = None, block_h: int | None = None) -> torch.Tensor:
     """The fused ConvFirst block on an NCHW tensor (channels-last memory preferred); returns channels-last NCHW."""
-    n, c, hgt, wid = x.shape
-    hidden = w2.shape[0]
-    k = w1.shape[-1]
-    xh = _nhwc(x)
-    out = torch.empty_like(xh)
-    bp, bc, bh = _blocks(c, hidden, block_p, block_h)
-    npix = n * hgt * wid
-    _convfirst_kernel[(triton.cdiv(npix, bp),)](xh, w1, b1, w2, b2, w3, b3, out, npix, hgt, wid, c, hidden,
-                                               K=k, GW=group_width, BLOCK_P=bp, BLOCK_C=bc, BLOCK_H=bh)
-    return out.permute(0, 3, 1, 2)
+    return _launch(_convfirst_kernel, x, (w1, b1, w2, b2, w3, b3), w2.shape[0], block_p, block_h, K=w1.shape[-1], GW=group_width)
 
 
 def mbconv(x, w1, b1, wd, bd, w3, b3, block_p: int | None = None, block_h: int | None = None) -> torch.Tensor:
     """The fused MBConv block (depthwise) on an NCHW tensor; returns channels-last NCHW."""
-    n, c, hgt, wid = x.shape
-    hidden = w1.shape[0]
-    k = wd.shape[-1]
-    xh = _nhwc(x)
-    out = torch.empty_like(xh)
-    bp, bc, bh = _blocks(c, hidden, block_p, block_h)
-    npix = n * hgt * wid
-    _mbconv_kernel[(triton.cdiv(npix, bp),)](xh, w1, b1, wd, bd, w3, b3, out, npix, hgt, wid, c, hidden,
-                                            K=k, BLOCK_P=bp, BLOCK_C=bc, BLOCK_H=bh)
-    return out.permute(0, 3, 1, 2)
+    return _launch(_mbconv_kernel, x, (w1, b1, wd, bd, w3, b3), w1.shape[0], block_p, block_h, K=wd.shape[-1])

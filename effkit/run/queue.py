@@ -9,6 +9,7 @@ failed to reconnect after a `--max-restarts` restart here; the store alone does 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -93,7 +94,7 @@ def _stop(signum, frame):
 class Attempts:
     """How many times a task has been started, one small file per key in `folder`: a task whose worker was stopped twice
     while running it (a crash, a kill, an abort) is given up. A task stopped from outside (^C, or torchrun ending the
-    ranks after another failed) is not counted against it: use `with attempts.running(key):`."""
+    ranks after another failed) is not counted against it: `with attempts.running(keys):` around the work."""
 
     def __init__(self, folder: str | Path):
         self.folder = ensure_folder(folder)
@@ -116,8 +117,19 @@ class Attempts:
     def start(self, key: str) -> None:
         self._set(key, self.count(key) + 1)
 
-    def stopped_from_outside(self, key: str) -> None:
-        self._set(key, max(0, self.count(key) - 1))
+    @contextlib.contextmanager
+    def running(self, keys: list[str], done: Callable[[str], bool] = lambda key: False):
+        """An attempt noted at each key for the block; if the block is stopped from outside, the attempts of the keys not
+        `done` are taken back (not their fault). A crash or a kill leaves them counted."""
+        for key in keys:
+            self.start(key)
+        try:
+            yield
+        except (KeyboardInterrupt, Stopped):
+            for key in keys:
+                if not done(key):
+                    self._set(key, max(0, self.count(key) - 1))
+            raise
 
 
 def drain(n: int, do: Callable[[int], None], where: Place, tag: str, on_idle: Callable[[], None] | None = None) -> int:

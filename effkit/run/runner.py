@@ -292,7 +292,9 @@ class _Session:
     def __init__(self, ref: ModelRef, config: RunConfig, on_stage: Callable[[str], None]):
         self.ref, self.config, self.on_stage = ref, config, on_stage
         if config.fused:
-            self.net = _fused_net(ref, config)
+            from effkit.kernels import fused_build
+
+            self.net = fused_build(ref, config.device, config.prec.param_torch)[0]
         else:
             self.net = ref.build(config.device, config.prec.param_torch)
         if config.channels_last:
@@ -360,19 +362,6 @@ class _Session:
             gc.collect()
             if cuda:
                 torch.cuda.empty_cache()
-
-
-def _fused_net(ref: ModelRef, config: RunConfig) -> nn.Module:
-    """The model with its stride-1 ConvFirst / MBConv blocks fused (effkit.kernels): folded in fp32, then cast."""
-    from effkit.kernels import fuse_blocks
-
-    net = ref.build(config.device, torch.float32).eval()
-    _, report = fuse_blocks(net)
-    if not report["fused"]:
-        raise UserInputError(f"--fused: {ref.name} has no stride-1, equal-width ConvFirst or MBConv block to fuse"
-                             + (f" ({len(report['unfused'])} residual blocks, each strided, width-changing or of another structure)"
-                                if report["unfused"] else ""))
-    return net.to(config.prec.param_torch)
 
 
 def _predicted(ref, b: int, c: RunConfig) -> int | None:

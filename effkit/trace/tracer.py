@@ -105,6 +105,15 @@ def trace_ref(ref: ModelRef, batches, *, precision: str = "fp32", device: str = 
     return results
 
 
+def trace_counts(ref: ModelRef, batches, *, precision: str = "fp32") -> list[TraceResult]:
+    """The counts on meta tensors (no memory, no arithmetic), or on real CPU tensors for a model that cannot run on fake
+    ones: what profile, compare, sweep and the fusion check analyse."""
+    try:
+        return trace_ref(ref, batches, precision=precision, device="meta")
+    except ModelRunError:
+        return trace_ref(ref, batches, precision=precision, device="cpu")
+
+
 def _run_forward(net, inputs, rec: Recorder, precision: str, device: str, ref: ModelRef):
     try:
         return ref.call(net, inputs)
