@@ -340,10 +340,15 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
 def fusion_note(r: dict) -> str:
     """One line of the fusion check for a report's notes."""
     f = lambda v: "–" if v is None else f"{v:.3f} ms"  # noqa: E731
+
+    def timed(name: str) -> str:  # a measured figure with its spread
+        v, iqr = r[f"{name}_ms"], r.get(f"{name}_iqr_ms")
+        return f(v) if v is None or iqr is None else f"{v:.3f} ms (IQR {iqr:.3f} ms)"
+
     ratio = f" (x{r['fused_over_fused_waterline']:.2f} the prediction)" if r.get("fused_over_fused_waterline") else ""
     line = (f"fusion what-if against reality, batch {r['batch']} ({r['fused_blocks']} blocks fused, {r['unfused_blocks']} left unfused; "
-            f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {f(r['fused_ms'])}{ratio}; "
-            f"torch.compile {f(r['compile_ms'])}; eager {f(r['eager_ms'])}")
+            f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {timed('fused')}{ratio}; "
+            f"torch.compile {timed('compile')}; eager {timed('eager')}")
     return line + (f". ⚠ {r['problem']}" if r.get("problem") else "")
 
 

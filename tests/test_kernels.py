@@ -152,6 +152,7 @@ def test_profile_fused_sets_the_what_if_beside_eager_compile_and_fused(tmp_path,
     assert all(row[k] and row[k] > 0 for k in ("eager_ms", "compile_ms", "fused_ms", "fused_waterline_ms", "waterline_ms"))
     assert row["fused_waterline_ms"] < row["waterline_ms"]  # fusing removes traffic: the predicted waterline drops
     assert "fusion what-if against reality, batch 1" in r.output
+    assert r.output.count("IQR") >= 3  # eager, compile and fused, each with its spread
     notes = _json.loads((out / "run.json").read_text())["notes"]
     assert any("predicted fused waterline" in n for n in notes)
 
