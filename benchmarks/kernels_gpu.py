@@ -1,15 +1,33 @@
-"""GPU evidence for issue 19 (written 2026-12-02, not yet run: that session's device time was spent).
+"""GPU evidence for issue 19: the block-fused Triton kernels against eager and torch.compile.
 
-1. Correctness on every block shape of convfirst_net and mbconv_net: each stride-1 block fused (bf16, channels-last)
-   against the unfused block in bf16 and against fp32; the largest error seen is reported.
-2. Per block (each distinct stride-1 block shape) and for the whole network, at batch 1, 64 and 256: eager,
-   torch.compile (default and max-autotune-no-cudagraphs) and fused, each under a CUDA graph, timed by CUDA events
-   around 200 back-to-back replays (median and IQR). For each fused block, its fused roofline (input + output +
-   weights over the measured bandwidth, or its FLOPs over the bf16 peak, whichever is larger) over the measured time.
-3. DRAM bytes actually moved: not read here (no hardware counter is reachable from this script: Nsight Compute is not
-   installed on the lent machine); the table gives the compulsory bytes instead and says so.
+Sections, in order of priority, each written to kernels_gpu.json as it completes; a section that would not fit in
+--deadline seconds is skipped and listed under "skipped" with the reason:
 
-    python3 benchmarks/kernels_gpu.py --out $OUT
+1. Correctness on every stride-1 block of convfirst_net and mbconv_net (8 each), at its input size in the network,
+   batch 1 and 64: the fused block (bf16, channels-last) against the unfused block in fp32 and in bf16. The figure is
+   the max abs error over the max abs output; the stated tolerance is 2e-2 (bf16 keeps 8 bits: a rounding is 4e-3).
+2. Tiles, at batch 64, per distinct block shape: a few (BLOCK_P, BLOCK_H, num_warps) for each kernel, and the
+   ConvFirst grouped conv on the tensor cores and on the CUDA cores; the compiled kernel's registers, spills, shared
+   memory and the occupancy its registers allow. The best tiles are used from there on.
+3. Per block at batch 64: eager, torch.compile (default) and fused, each under a CUDA graph, timed by CUDA events around
+   200 back-to-back replays (median and IQR), and the fused roofline: max(FLOPs / bf16 peak, compulsory bytes /
+   bandwidth), the compulsory bytes being input, output and folded weights once, in bf16. The H200's ceilings are the
+   ones measured idle and committed in results/h200/ceilings.json (bf16 803.8 TFLOP/s, 4.24 TB/s).
+4. Whole networks at batch 64: eager, compile (default) and fused (the 8 stride-1 blocks fused, the rest eager), and a
+   torch.profiler breakdown of the fused network's kernels (fused blocks against the rest).
+5. Batches 1 and 256: blocks and networks, eager and fused.
+6. torch.compile max-autotune-no-cudagraphs for both networks at batch 64, and compile over the fused network (the rest
+   compiled around the Triton kernels), if time is left.
+
+DRAM bytes actually moved are not read: no hardware counter is reachable from this script (Nsight Compute is not
+installed on the lent machine); the tables give the compulsory bytes instead.
+
+    python3 benchmarks/kernels_gpu.py --out $OUT [--deadline 330]
+
+`--smoke` runs the same code paths on the CPU (fp32, small networks, Triton's interpreter, wall-clock timing, compile
+left out) to check this script before it spends device time:
+
+    TRITON_INTERPRET=1 python3 benchmarks/kernels_gpu.py --smoke --out /tmp/k
 """
 from __future__ import annotations
 
@@ -24,14 +42,30 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 import effkit  # noqa: E402
-from effkit.kernels import fuse_blocks  # noqa: E402
+from effkit.kernels import FusedConvFirst, FusedMBConv, fuse_blocks  # noqa: E402
+from effkit.kernels import triton_blocks  # noqa: E402
 from effkit.kernels.fold import _match  # noqa: E402
+
+TOL = 2e-2
+DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --smoke: cpu, fp32, 32 pixels, width 0.5, batches 2 and 3
+TILES = [{"block_p": 32, "block_h": 64, "num_warps": 4}, {"block_p": 64, "block_h": 64, "num_warps": 8},
+         {"block_p": 64, "block_h": 32, "num_warps": 4}]
+TILE_SHARE = 0.4  # the tile search stops once this share of the deadline is spent
 
 
 def graph_time_ms(fn, x, reps: int = 200) -> tuple[float, float]:
     """Median and IQR (ms) of `reps` replays of a CUDA graph of fn(x), each between CUDA events."""
+    if DEV == "cpu":  # --smoke: wall clock, a few steps
+        t = []
+        with torch.no_grad():
+            for _ in range(3):
+                s = time.perf_counter()
+                fn(x)
+                t.append(1e3 * (time.perf_counter() - s))
+        return statistics.median(t), max(t) - min(t)
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s), torch.no_grad():
@@ -66,98 +100,273 @@ def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def blocks_of(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if hasattr(m, "body") and hasattr(m, "shortcut") and _match(m)]
+def compiled(model: nn.Module, **kw) -> nn.Module:
+    return model if DEV == "cpu" else torch.compile(model, **kw)
+
+
+def fused_copy(blk: nn.Module, config: dict | None = None) -> nn.Module:
+    """The block fused (folded in fp32), cast to the run's dtype, with the kernel tiles `config`."""
+    holder = nn.Sequential(copy.deepcopy(blk).float()).eval()
+    fuse_blocks(holder)
+    holder[0].config = config
+    return holder.to(DT)
+
+
+def input_sizes(net: nn.Module, blocks: list) -> dict:
+    """Each block's input height and width in the network at its resolution, from one forward with hooks."""
+    sizes, hooks = {}, []
+    for path, blk in blocks:
+        hooks.append(blk.register_forward_hook(lambda m, i, o, path=path: sizes.__setitem__(path, i[0].shape[-1])))
+    with torch.no_grad():
+        net(torch.zeros(1, 3, RES, RES, device=DEV))
+    for h in hooks:
+        h.remove()
+    return sizes
+
+
+def block_cost(net: str, c: int, hw: int, b: int, blk: nn.Module) -> tuple[int, int]:
+    """(FLOPs, compulsory bytes in bf16) of one stride-1 block: 2·MACs; input and output once, folded weights once."""
+    hid = 4 * c
+    # ConvFirst per pixel: grouped 3x3 (c·8·9) + expand (c·hid) + project (hid·c); MBConv: expand + depthwise 3x3 (hid·9) + project
+    macs = b * hw * hw * ((c * 8 * 9 + 2 * c * hid) if net == "convfirst_net" else (2 * c * hid + hid * 9))
+    folded = (sum(p.numel() for p in blk.parameters() if p.dim() > 1)  # conv weights
+              + sum(m[0].out_channels for m in blk.body))  # one bias per conv after folding
+    return 2 * macs, 2 * (2 * b * c * hw * hw + folded)
+
+
+def sync():
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
+def occupancy(n_regs: int, num_warps: int) -> int:
+    """Programs per SM that the registers allow (65,536 32-bit registers per SM, 32 threads per warp)."""
+    return 65536 // max(1, n_regs * 32 * num_warps)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--batches", default="1,64,256")
+    ap.add_argument("--deadline", type=float, default=330.0, help="seconds for everything; later sections are skipped")
+    ap.add_argument("--smoke", action="store_true", help="the code paths on the CPU (TRITON_INTERPRET=1), fp32, small")
     a = ap.parse_args()
+    global DEV, DT, RES, WIDTH, MID, BIG
+    if a.smoke:
+        DEV, DT, RES, WIDTH, MID, BIG = "cpu", torch.float32, 32, 0.5, 2, 3
+    t0 = time.perf_counter()
+    left = lambda: a.deadline - (time.perf_counter() - t0)  # noqa: E731
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ceil = effkit.device_ceilings("cuda")
-    peak, bw = ceil.peak_flops.get("bf16"), ceil.bandwidth_bytes_per_s
-    res = {"meta": {"torch": torch.__version__, "device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    "peak_bf16": peak, "bandwidth": bw, "dram_bytes": "not read (no hardware counter reachable); compulsory bytes given"},
-           "correctness": [], "blocks": [], "networks": []}
+    ceil = json.loads((ROOT / "benchmarks/results/h200/ceilings.json").read_text())
+    peak, bw = ceil["peak_flops"]["bf16"], ceil["bandwidth_bytes_per_s"]
+    res = {"meta": {"torch": torch.__version__, "device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke)", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "peak_bf16_flops": peak, "bandwidth_bytes_per_s": bw, "ceilings": "results/h200/ceilings.json (measured idle)",
+                    "dram_bytes": "not read (no hardware counter reachable); compulsory bytes given", "tolerance": TOL},
+           "correctness": [], "tiles": [], "blocks": [], "networks": [], "profile": [], "skipped": []}
 
     def save():
         (out / "kernels_gpu.json").write_text(json.dumps(res, indent=1, default=str))
 
-    batches = [int(b) for b in a.batches.split(",")]
-    for net_name in ("convfirst_net", "mbconv_net"):
-        base = randomise_bn(effkit.build_model(net_name).model)
-        ref32 = base.cuda().float()
-        seen_shapes = set()
-        for path, blk in blocks_of(ref32):
+    def say(msg):
+        print(f"[{time.perf_counter() - t0:5.0f} s] {msg}", flush=True)
+
+    nets = {name: randomise_bn(effkit.build_model(name, width=WIDTH, resolution=RES).model).to(DEV) for name in ("convfirst_net", "mbconv_net")}
+    blocks = {name: [(p, m) for p, m in net.named_modules() if hasattr(m, "body") and hasattr(m, "shortcut") and _match(m)]
+              for name, net in nets.items()}
+    hw_of = {}  # (net, block width) -> the block's input size
+    for name, bl in blocks.items():
+        for path, hw in input_sizes(nets[name], bl).items():
+            hw_of[(name, dict(bl)[path].body[0][0].in_channels)] = hw
+    shapes = {}  # (net, c) -> (path, block): one representative per distinct shape
+    for name, bl in blocks.items():
+        for path, blk in bl:
+            shapes.setdefault((name, blk.body[0][0].in_channels), (path, blk))
+
+    # 1. correctness on every stride-1 block
+    worst = 0.0
+    for name, bl in blocks.items():
+        for path, blk in bl:
             c = blk.body[0][0].in_channels
-            hw = None
-            for b in (1, 64):
-                # the block's input size in the network: 224 / 4 / 2^stage; found from its first conv's width
-                stage = {48: 0, 96: 1, 192: 2, 384: 3}[c]
-                hw = 56 // (2 ** stage)
-                x32 = torch.randn(b, c, hw, hw, device="cuda").to(memory_format=torch.channels_last)
+            hw = hw_of[(name, c)]
+            for b in (1, MID):
+                x32 = torch.randn(b, c, hw, hw, device=DEV).to(memory_format=torch.channels_last)
                 with torch.no_grad():
-                    want32 = blk(x32)
-                    unfused16 = copy.deepcopy(blk).bfloat16()
-                    want16 = unfused16(x32.bfloat16())
-                    holder = nn.Sequential(copy.deepcopy(blk)).eval()
-                    fuse_blocks(holder)
-                    holder = holder.bfloat16()
-                    got = holder(x32.bfloat16())
-                err32 = (got.float() - want32).abs().max().item() / (want32.abs().max().item() or 1.0)
-                err16 = (got.float() - want16.float()).abs().max().item() / (want16.abs().max().item() or 1.0)
-                res["correctness"].append({"net": net_name, "block": path, "channels": c, "hw": hw, "batch": b,
-                                           "max_rel_err_vs_fp32": err32, "max_rel_err_vs_unfused_bf16": err16})
-                print(f"{net_name} {path} c{c} {hw}x{hw} b{b}: fused vs fp32 {err32:.2e}, vs unfused bf16 {err16:.2e}", flush=True)
-            shape = (c, hw)
-            if shape in seen_shapes:
+                    want32 = blk.float()(x32)
+                    want16 = copy.deepcopy(blk).to(DT)(x32.to(DT)).float()
+                    try:
+                        got = fused_copy(blk)(x32.to(DT)).float()
+                    except Exception as e:  # the tensor-core grouped conv failing to compile: say so, try the CUDA-core one
+                        res["correctness"].append({"net": name, "block": path, "batch": b, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
+                        say(f"{name} {path} b{b}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+                        got = fused_copy(blk, {"group_mma": False})(x32.to(DT)).float()
+                scale = want32.abs().max().item() or 1.0
+                row = {"net": name, "block": path, "channels": c, "hw": hw, "batch": b,
+                       "fused_vs_fp32": (got - want32).abs().max().item() / scale,
+                       "unfused_bf16_vs_fp32": (want16 - want32).abs().max().item() / scale,
+                       "fused_vs_unfused_bf16": (got - want16).abs().max().item() / scale}
+                row["ok"] = row["fused_vs_fp32"] <= TOL
+                worst = max(worst, row["fused_vs_fp32"])
+                res["correctness"].append(row)
+                say(f"{name} {path} c{c} {hw}x{hw} b{b}: fused vs fp32 {row['fused_vs_fp32']:.2e} (unfused bf16 vs fp32 "
+                    f"{row['unfused_bf16_vs_fp32']:.2e}){'' if row['ok'] else '  OVER TOLERANCE'}")
+    res["meta"]["worst_fused_vs_fp32"] = worst
+    save()
+
+    # 2. tiles at batch 64
+    best: dict = {}
+    for (name, c), (path, blk) in shapes.items():
+        hw = hw_of[(name, c)]
+        x = torch.randn(MID, c, hw, hw, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
+        kname = "_convfirst_kernel" if name == "convfirst_net" else "_mbconv_kernel"
+        variants = [dict(t) for t in TILES]
+        if name == "convfirst_net":
+            variants.append({**triton_blocks.default_config(c, 4 * c), "group_mma": False})
+        for cfg in variants:
+            if time.perf_counter() - t0 > TILE_SHARE * a.deadline:
+                res["skipped"].append({"what": f"tiles {name} c{c} {cfg}", "why": f"{left():.0f} s left"})
                 continue
-            seen_shapes.add(shape)
+            try:
+                fused = fused_copy(blk, cfg)
+                ms, iqr = graph_time_ms(fused, x, reps=100)
+            except Exception as e:  # a tile that does not compile (shared memory, registers) is recorded and skipped
+                res["tiles"].append({"net": name, "channels": c, "config": cfg, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+                say(f"tiles {name} c{c} {cfg}: FAILED {type(e).__name__}")
+                continue
+            st = triton_blocks.last_launch.get(kname, {})
+            row = {"net": name, "channels": c, "hw": hw, "config": cfg, "ms": ms, "iqr_ms": iqr, "n_regs": st.get("n_regs"),
+                   "n_spills": st.get("n_spills"), "shared_bytes": st.get("shared_bytes")}
+            if row["n_regs"]:
+                row["programs_per_sm_by_registers"] = occupancy(row["n_regs"], cfg["num_warps"])
+            res["tiles"].append(row)
+            if (name, c) not in best or ms < best[(name, c)][1]:
+                best[(name, c)] = (cfg, ms)
+            say(f"tiles {name} c{c} {cfg}: {ms:.4f} ms (IQR {iqr:.4f}), regs {row['n_regs']}, spills {row['n_spills']}, "
+                f"shared {row['shared_bytes']}")
+        save()
+    res["meta"]["best_tiles"] = {f"{n} c{c}": cfg for (n, c), (cfg, _) in best.items()}
+
+    def tiles_for(name, c):
+        return best.get((name, c), (None, 0))[0]
+
+    def block_rows(batches, with_compile):
+        for (name, c), (path, blk) in shapes.items():
+            hw = hw_of[(name, c)]
             for b in batches:
-                x = torch.randn(b, c, hw, hw, device="cuda", dtype=torch.bfloat16).to(memory_format=torch.channels_last)
-                eager = copy.deepcopy(blk).bfloat16().to(memory_format=torch.channels_last)
-                holder = nn.Sequential(copy.deepcopy(blk)).eval()
-                fuse_blocks(holder)
-                fused = holder.bfloat16()
-                row = {"net": net_name, "block": path, "channels": c, "hw": hw, "batch": b}
+                need = 60 if with_compile else 10
+                if left() < need:
+                    res["skipped"].append({"what": f"block {name} c{c} b{b}", "why": f"{left():.0f} s left"})
+                    continue
+                x = torch.randn(b, c, hw, hw, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
+                eager = copy.deepcopy(blk).to(DT).to(memory_format=torch.channels_last)
+                row = {"net": name, "block": path, "channels": c, "hw": hw, "batch": b, "tiles": tiles_for(name, c)}
                 row["eager_ms"], row["eager_iqr_ms"] = graph_time_ms(eager, x)
-                for mode in ("default", "max-autotune-no-cudagraphs"):
-                    comp = torch.compile(copy.deepcopy(eager), mode=mode)
-                    row[f"compile_{mode}_ms"], row[f"compile_{mode}_iqr_ms"] = graph_time_ms(comp, x)
-                row["fused_ms"], row["fused_iqr_ms"] = graph_time_ms(fused, x)
-                params = sum(p.numel() for p in blk.parameters())
-                hid = blk.body[1][0].out_channels if net_name == "convfirst_net" else blk.body[0][0].out_channels
-                k = 3
-                macs = b * hw * hw * (c * 8 * k * k + 2 * c * hid) if net_name == "convfirst_net" else b * hw * hw * (2 * c * hid + hid * k * k)
-                bytes_ = 2 * (2 * b * c * hw * hw + params)  # bf16: input and output once, the (folded) weights once
-                roof_s = max(2 * macs / peak, bytes_ / bw)
-                row.update(compulsory_bytes=bytes_, fused_roofline_ms=1e3 * roof_s, fraction_of_fused_roofline=1e3 * roof_s / row["fused_ms"])
+                if with_compile:
+                    row["compile_default_ms"], row["compile_default_iqr_ms"] = graph_time_ms(compiled(copy.deepcopy(eager)), x)
+                row["fused_ms"], row["fused_iqr_ms"] = graph_time_ms(fused_copy(blk, tiles_for(name, c)), x)
+                flops, bytes_ = block_cost(name, c, hw, b, blk)
+                roof_s = max(flops / peak, bytes_ / bw)
+                row.update(flops=flops, compulsory_bytes=bytes_, bound="compute" if flops / peak > bytes_ / bw else "memory",
+                           fused_roofline_ms=1e3 * roof_s, fraction_of_fused_roofline=1e3 * roof_s / row["fused_ms"])
                 res["blocks"].append(row)
-                print(f"{net_name} c{c} {hw}x{hw} b{b}: eager {row['eager_ms']:.4f}, compile {row['compile_default_ms']:.4f} / "
-                      f"{row['compile_max-autotune-no-cudagraphs_ms']:.4f}, fused {row['fused_ms']:.4f} ms; "
-                      f"fused roofline {1e3 * roof_s:.4f} ms ({row['fraction_of_fused_roofline']:.0%})", flush=True)
+                say(f"block {name} c{c} {hw}x{hw} b{b}: eager {row['eager_ms']:.4f} (IQR {row['eager_iqr_ms']:.4f}), compile "
+                    f"{row.get('compile_default_ms', float('nan')):.4f}, fused {row['fused_ms']:.4f} (IQR {row['fused_iqr_ms']:.4f}) ms; "
+                    f"roofline {1e3 * roof_s:.4f} ms ({row['fraction_of_fused_roofline']:.0%}, {row['bound']}-bound)")
                 save()
-        for b in batches:
-            net = effkit.build_model(net_name).model.eval().cuda().bfloat16().to(memory_format=torch.channels_last)
-            x = torch.randn(b, 3, 224, 224, device="cuda", dtype=torch.bfloat16).to(memory_format=torch.channels_last)
-            row = {"net": net_name, "batch": b}
-            row["eager_ms"], row["eager_iqr_ms"] = graph_time_ms(net, x)
-            for mode in ("default", "max-autotune-no-cudagraphs"):
-                row[f"compile_{mode}_ms"], _ = graph_time_ms(torch.compile(copy.deepcopy(net), mode=mode), x)
-            fused_net = copy.deepcopy(net).float()
-            fuse_blocks(fused_net)
-            fused_net = fused_net.bfloat16().to(memory_format=torch.channels_last)
-            row["fused_ms"], row["fused_iqr_ms"] = graph_time_ms(fused_net, x)
-            best_compile = min(row["compile_default_ms"], row["compile_max-autotune-no-cudagraphs_ms"])
-            row["fused_speedup_over_best_compile"] = best_compile / row["fused_ms"]
-            res["networks"].append(row)
-            print(f"{net_name} b{b}: eager {row['eager_ms']:.3f}, compile {row['compile_default_ms']:.3f} / "
-                  f"{row['compile_max-autotune-no-cudagraphs_ms']:.3f}, fused {row['fused_ms']:.3f} ms "
-                  f"(x{row['fused_speedup_over_best_compile']:.2f} over compile's best)", flush=True)
+
+    def fused_net(name):
+        net = copy.deepcopy(nets[name]).float()
+        fuse_blocks(net)
+        for m in net.modules():
+            if isinstance(m, (FusedConvFirst, FusedMBConv)):
+                m.config = tiles_for(name, m.w3.shape[0])
+        return net.to(DT).to(memory_format=torch.channels_last)
+
+    def net_rows(batches, with_compile):
+        for name in nets:
+            for b in batches:
+                if left() < (90 if with_compile else 10):
+                    res["skipped"].append({"what": f"network {name} b{b}", "why": f"{left():.0f} s left"})
+                    continue
+                eager = copy.deepcopy(nets[name]).to(DT).to(memory_format=torch.channels_last)
+                x = torch.randn(b, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
+                row = {"net": name, "batch": b}
+                row["eager_ms"], row["eager_iqr_ms"] = graph_time_ms(eager, x)
+                if with_compile:
+                    t = time.perf_counter()
+                    row["compile_default_ms"], row["compile_default_iqr_ms"] = graph_time_ms(compiled(copy.deepcopy(eager)), x)
+                    row["compile_default_build_s"] = time.perf_counter() - t
+                row["fused_ms"], row["fused_iqr_ms"] = graph_time_ms(fused_net(name), x)
+                if with_compile:
+                    row["fused_speedup_over_compile_default"] = row["compile_default_ms"] / row["fused_ms"]
+                res["networks"].append(row)
+                say(f"network {name} b{b}: eager {row['eager_ms']:.3f} (IQR {row['eager_iqr_ms']:.3f}), compile "
+                    f"{row.get('compile_default_ms', float('nan')):.3f}, fused {row['fused_ms']:.3f} (IQR {row['fused_iqr_ms']:.3f}) ms")
+                save()
+
+    def profile_fused(b=None):
+        b = b or MID
+        from torch.profiler import ProfilerActivity, profile
+        for name in nets:
+            if left() < 15:
+                res["skipped"].append({"what": f"profile {name}", "why": f"{left():.0f} s left"})
+                continue
+            net = fused_net(name)
+            x = torch.randn(b, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
+            with torch.no_grad():
+                for _ in range(3):
+                    net(x)
+                sync()
+                with profile(activities=[ProfilerActivity.CUDA if DEV == 'cuda' else ProfilerActivity.CPU]) as prof:
+                    for _ in range(5):
+                        net(x)
+                    sync()
+            kern = {}
+            for e in prof.key_averages():
+                if str(e.device_type).endswith("CUDA"):  # kernels only: a CPU op's device time would count them twice
+                    kern[e.key] = kern.get(e.key, 0.0) + (getattr(e, "self_device_time_total", 0.0) or e.device_time_total) / 5 / 1e3
+            fused_ms = sum(v for k, v in kern.items() if "_convfirst_kernel" in k or "_mbconv_kernel" in k)
+            total = sum(kern.values())
+            top = sorted(kern.items(), key=lambda kv: -kv[1])[:12]
+            res["profile"].append({"net": name, "batch": b, "kernel_ms_total": total, "fused_kernels_ms": fused_ms,
+                                   "rest_ms": total - fused_ms, "top": top})
+            say(f"profile {name} b{b}: kernels {total:.3f} ms a step, of which the 8 fused blocks {fused_ms:.3f} ms, the rest {total - fused_ms:.3f} ms")
             save()
+
+    def guarded(fn, *args, **kw):  # a section that breaks is recorded; the later ones still run
+        try:
+            fn(*args, **kw)
+        except Exception as e:
+            res["skipped"].append({"what": fn.__name__, "why": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
+            say(f"{fn.__name__}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+            save()
+
+    guarded(block_rows, [MID], with_compile=True)
+    guarded(net_rows, [MID], with_compile=True)
+    guarded(profile_fused)
+    guarded(block_rows, [1, BIG], with_compile=False)
+    guarded(net_rows, [1, BIG], with_compile=False)
+    for name in nets:  # 6. the slow compiles last
+        x = torch.randn(MID, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
+        row = next(r for r in res["networks"] if r["net"] == name and r["batch"] == MID) if any(
+            r["net"] == name and r["batch"] == MID for r in res["networks"]) else None
+        if row is None:
+            continue
+        for what, build in (("compile_max_autotune_ms", lambda: compiled(copy.deepcopy(nets[name]).to(DT).to(memory_format=torch.channels_last),
+                                                                           mode="max-autotune-no-cudagraphs")),
+                            ("fused_then_compile_ms", lambda: compiled(fused_net(name)))):
+            if left() < 150:
+                res["skipped"].append({"what": f"{what} {name} b64", "why": f"{left():.0f} s left (a max-autotune compile takes minutes)"})
+                continue
+            try:
+                row[what], row[what.replace("_ms", "_iqr_ms")] = graph_time_ms(build(), x)
+                say(f"network {name} b64 {what}: {row[what]:.3f} ms")
+            except Exception as e:
+                row[what.replace("_ms", "_error")] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                say(f"network {name} b64 {what}: FAILED {row[what.replace('_ms', '_error')]}")
+            save()
+    res["meta"]["wall_s"] = time.perf_counter() - t0
+    save()
+    say("done")
 
 
 if __name__ == "__main__":

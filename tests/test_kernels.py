@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from effkit.errors import UserInputError
-from effkit.kernels import FusedConvFirst, FusedMBConv, fold_bn, fuse_blocks, reference_convfirst, reference_mbconv, triton_available
+from effkit.kernels import FusedConvFirst, FusedMBConv, block_diagonal_pairs, fold_bn, fuse_blocks, reference_convfirst, reference_mbconv, triton_available
 from effkit.models import build_model
 from effkit.models.convfirst import ConvFirstBlock, MBConvBlock
 
@@ -91,15 +91,28 @@ def _params(c: int, expand: int, k: int, seed: int):
             "mbconv": (r(hid, c), r(hid, scale=0.1), r(hid, 1, k, k), r(hid, scale=0.1), r(c, hid, scale=0.1), r(c, scale=0.1))}
 
 
+def test_block_diagonal_pairs_by_hand():
+    # C = 24 (three groups of 8), k = 1: chunk 0 holds groups 0 and 1 (channels 0-15), chunk 1 holds group 2 (16-23)
+    w1 = 1.0 + torch.arange(24 * 8, dtype=torch.float32).reshape(24, 8, 1, 1)  # w1[c, j] = 8c + j + 1, none zero
+    wbd = block_diagonal_pairs(w1, 32)
+    assert wbd.shape == (1, 2, 16, 16)
+    # output channel 9 (group 1: inputs 8-15) reads input 8 + j with weight w1[9, j] = 9·8 + j + 1, at [chunk 0, i = 8 + j, o = 9]
+    assert wbd[0, 0, 8:16, 9].tolist() == [73.0 + j for j in range(8)] and wbd[0, 0, 0:8, 9].abs().sum() == 0
+    # output channel 17 (group 2: inputs 16-23) lands in chunk 1 at o = 1, reading i = 0..7; the padded half is zero
+    assert wbd[0, 1, 0:8, 1].tolist() == [137.0 + j for j in range(8)] and wbd[0, 1, 8:, :].abs().sum() == 0
+    assert (wbd != 0).sum() == 24 * 8  # every weight once, nothing else
+
+
 @needs_triton
+@pytest.mark.parametrize("group_mma", [True, False])
 @pytest.mark.parametrize("c, hw, k, block_p, block_h", [(24, (5, 6), 3, 16, 32), (16, (4, 4), 5, 16, 16), (40, (3, 7), 3, 32, 64)])
-def test_the_convfirst_kernel_in_the_interpreter(c, hw, k, block_p, block_h, monkeypatch):
+def test_the_convfirst_kernel_in_the_interpreter(c, hw, k, block_p, block_h, group_mma, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     from effkit.kernels.triton_blocks import convfirst
 
     w = _params(c, 4, k, seed=c)["convfirst"]
     x = torch.randn(2, c, *hw)
-    got = convfirst(x, *w, group_width=8, block_p=block_p, block_h=block_h)
+    got = convfirst(x, *w, group_width=8, config={"block_p": block_p, "block_h": block_h, "group_mma": group_mma})
     want = reference_convfirst(x, *w, group_width=8)
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
 
@@ -112,7 +125,7 @@ def test_the_mbconv_kernel_in_the_interpreter(c, hw, k, block_p, block_h, monkey
 
     w = _params(c, 4, k, seed=c)["mbconv"]
     x = torch.randn(2, c, *hw)
-    got = mbconv(x, *w, block_p=block_p, block_h=block_h)
+    got = mbconv(x, *w, config={"block_p": block_p, "block_h": block_h})
     want = reference_mbconv(x, *w)
     # the padded border: a pixel whose neighbourhood leaves the image must see zeros of the expanded map, not SiLU(b1)
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()

@@ -7,7 +7,7 @@ CPU, the fused module computes the same folded math in PyTorch (`reference_convf
 model can be swapped and checked anywhere. Strided blocks and blocks whose width changes (a 1x1 conv on the
 shortcut) stay unfused: in the zoo's networks that is the first block of each of the four stages.
 """
-from effkit.kernels.fold import (FusedConvFirst, FusedMBConv, fold_bn, fuse_blocks, fused_build, reference_convfirst, reference_mbconv,
+from effkit.kernels.fold import (FusedConvFirst, FusedMBConv, block_diagonal_pairs, fold_bn, fuse_blocks, fused_build, reference_convfirst, reference_mbconv,
                                  triton_available)
 
-__all__ = ["FusedConvFirst", "FusedMBConv", "fold_bn", "fuse_blocks", "fused_build", "reference_convfirst", "reference_mbconv", "triton_available"]
+__all__ = ["FusedConvFirst", "FusedMBConv", "block_diagonal_pairs", "fold_bn", "fuse_blocks", "fused_build", "reference_convfirst", "reference_mbconv", "triton_available"]

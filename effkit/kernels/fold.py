@@ -49,6 +49,21 @@ def reference_mbconv(x, w1, b1, wd, bd, w3, b3):
     return F.conv2d(d, w3[:, :, None, None], b3) + x
 
 
+def block_diagonal_pairs(w1: torch.Tensor, block_c: int) -> torch.Tensor:
+    """The grouped conv's weight [C, GW, k, k] as [k², block_c/16, 16, 16]: for each tap and each chunk q of 16 channels,
+    the 16x16 matrix from input channel q·16 + i to output channel q·16 + o, zero outside a group (GW must divide 16).
+    The tensor-core grouped conv multiplies the input's chunks by these (twice the MACs for GW = 8, half of them zeros)."""
+    c, gw, k, _ = w1.shape
+    if 16 % gw:
+        raise ValueError(f"block_diagonal_pairs needs a group width dividing 16, got {gw}")
+    out = torch.zeros(k * k, block_c // 16, 16, 16, dtype=w1.dtype, device=w1.device)
+    c_out = torch.arange(c, device=w1.device)
+    for j in range(gw):
+        c_in = (c_out // gw) * gw + j  # the j-th input of c_out's group, in the same chunk of 16
+        out[:, c_out // 16, c_in % 16, c_out % 16] = w1[:, j].reshape(c, k * k).T
+    return out
+
+
 def _use_triton(x: torch.Tensor) -> bool:
     return triton_available() and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
 
@@ -56,25 +71,30 @@ def _use_triton(x: torch.Tensor) -> bool:
 class FusedConvFirst(nn.Module):
     """A stride-1, equal-width ConvFirst block as one kernel (Triton on CUDA), BatchNorms folded."""
 
-    def __init__(self, w1, b1, w2, b2, w3, b3, group_width: int):
+    def __init__(self, w1, b1, w2, b2, w3, b3, group_width: int, config: dict | None = None):
         super().__init__()
         self.group_width = group_width
+        self.config = config  # the kernel's tiles (see triton_blocks.default_config); None: the defaults
         for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2), ("w3", w3), ("b3", b3)):
             self.register_buffer(name, t.contiguous())
+        block_c = max(16, 1 << (w1.shape[0] - 1).bit_length())  # triton_blocks.block_c_of, without importing Triton
+        self.register_buffer("w1bd", block_diagonal_pairs(w1, block_c) if 16 % group_width == 0 else None)
 
     def forward(self, x):
         if _use_triton(x):
             from effkit.kernels.triton_blocks import convfirst
 
-            return convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width)
+            cfg = self.config if self.w1bd is not None else {**(self.config or {}), "group_mma": False}
+            return convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, w1bd=self.w1bd, config=cfg)
         return reference_convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width)
 
 
 class FusedMBConv(nn.Module):
     """A stride-1, equal-width MBConv block (depthwise) as one kernel (Triton on CUDA), BatchNorms folded."""
 
-    def __init__(self, w1, b1, wd, bd, w3, b3):
+    def __init__(self, w1, b1, wd, bd, w3, b3, config: dict | None = None):
         super().__init__()
+        self.config = config
         for name, t in (("w1", w1), ("b1", b1), ("wd", wd), ("bd", bd), ("w3", w3), ("b3", b3)):
             self.register_buffer(name, t.contiguous())
 
@@ -82,7 +102,7 @@ class FusedMBConv(nn.Module):
         if _use_triton(x):
             from effkit.kernels.triton_blocks import mbconv
 
-            return mbconv(x, self.w1, self.b1, self.wd, self.bd, self.w3, self.b3)
+            return mbconv(x, self.w1, self.b1, self.wd, self.bd, self.w3, self.b3, config=self.config)
         return reference_mbconv(x, self.w1, self.b1, self.wd, self.bd, self.w3, self.b3)
 
 

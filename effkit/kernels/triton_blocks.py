@@ -5,7 +5,13 @@ input (with its k×k neighbourhood), the output and the weights cross DRAM, the 
 
 ConvFirst: the grouped k×k conv (group width GW) at the narrow width C is computed first, [BLOCK_P, C] in registers;
 then, BLOCK_H expanded channels at a time, e = SiLU(y1 · W2ᵀ + b2) ([BLOCK_P, BLOCK_H]) is projected straight into the
-output accumulator (acc += e · W3ᵀ): the expanded activations never leave the chip.
+output accumulator (acc += e · W3ᵀ): the expanded activations never leave the chip. The grouped conv runs one of two
+ways (the constexpr GROUP_MMA):
+- on the tensor cores (default): the channels in chunks of 16 (two groups of 8), each tap one batched dot
+  [C/16, BLOCK_P, 16] · [C/16, 16, 16] against a block-diagonal weight (`block_diagonal_pairs`: half its entries are
+  zeros, so twice the grouped conv's MACs, but at tensor-core rate and with one coalesced load of the input per tap);
+- on the CUDA cores: for each tap and each of the GW inputs of a channel's group, a gathered load of the input times
+  a per-channel weight (k²·GW loads of the input tile, fp32 FMAs).
 
 MBConv: its depthwise conv runs at the expanded width, so each output pixel needs the expanded activations of its k×k
 neighbourhood (the halo). This kernel recomputes them: for each of the k² offsets it loads the shifted input pixels and
@@ -15,6 +21,9 @@ tile of expanded activations with its halo, needs (tile + k − 1)² · BLOCK_H 
 
 Products run in the weights' dtype (bf16 on the GPU), accumulate in fp32. Triton's interpreter (TRITON_INTERPRET=1) runs
 these on the CPU in fp32, which is how the tests check their logic.
+
+A launch's tiles (BLOCK_P pixels, BLOCK_H expanded channels, num_warps) come from `config=` or the defaults below;
+`last_launch` keeps the compiled kernel's register count, spills and shared memory for the benchmark.
 """
 from __future__ import annotations
 
@@ -42,9 +51,29 @@ def _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C):
 
 
 @triton.jit
-def _convfirst_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID,
-                      K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr):
-    p, pm, n, h, w, c, cm = _pixel_tile(NPIX, H, W, C, BLOCK_P, BLOCK_C)
+def _grouped_conv_mma(x_ptr, wbd_ptr, n, h, w, pm, H, W, C, K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The grouped k×k conv on the tensor cores: per tap, [C/16, BLOCK_P, 16] · [C/16, 16, 16] (block-diagonal pairs)."""
+    G2: tl.constexpr = BLOCK_C // 16
+    q = tl.arange(0, G2)
+    i = tl.arange(0, 16)
+    chan = q[:, None, None] * 16 + i[None, None, :]  # [G2, 1, 16]: input channel q·16 + i
+    y3 = tl.zeros((G2, BLOCK_P, 16), dtype=tl.float32)
+    for dy in tl.static_range(K):
+        for dx in tl.static_range(K):
+            hh = h + dy - K // 2
+            ww = w + dx - K // 2
+            ok = pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+            base = ((n * H + hh) * W + ww) * C
+            xs = tl.load(x_ptr + base[None, :, None] + chan, mask=ok[None, :, None] & (chan < C), other=0.0)
+            wt = tl.load(wbd_ptr + (((dy * K + dx) * G2 + q[:, None, None]) * 16 + i[None, :, None]) * 16 + i[None, None, :])
+            y3 += tl.dot(xs.to(wbd_ptr.dtype.element_ty), wt)
+    return tl.reshape(tl.permute(y3, (1, 0, 2)), (BLOCK_P, BLOCK_C))  # [BLOCK_P, BLOCK_C], channel q·16 + o
+
+
+@triton.jit
+def _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr,
+                      BLOCK_C: tl.constexpr):
+    """The grouped k×k conv on the CUDA cores: k²·GW gathered loads of the input tile, fp32 FMAs."""
     grp = (c // GW) * GW
     y1 = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     for dy in tl.static_range(K):
@@ -57,6 +86,18 @@ def _convfirst_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out
                 xv = tl.load(x_ptr + base[:, None] + (grp + j)[None, :], mask=ok[:, None] & cm[None, :], other=0.0).to(tl.float32)
                 wv = tl.load(w1_ptr + ((c * GW + j) * K + dy) * K + dx, mask=cm, other=0.0).to(tl.float32)
                 y1 += xv * wv[None, :]
+    return y1
+
+
+@triton.jit
+def _convfirst_kernel(x_ptr, w1_ptr, wbd_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID,
+                      K: tl.constexpr, GW: tl.constexpr, GROUP_MMA: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                      BLOCK_H: tl.constexpr):
+    p, pm, n, h, w, c, cm = _pixel_tile(NPIX, H, W, C, BLOCK_P, BLOCK_C)
+    if GROUP_MMA:
+        y1 = _grouped_conv_mma(x_ptr, wbd_ptr, n, h, w, pm, H, W, C, K, BLOCK_P, BLOCK_C)
+    else:
+        y1 = _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K, GW, BLOCK_P, BLOCK_C)
     y1 += tl.load(b1_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
     y1 = y1.to(w2_ptr.dtype.element_ty)
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
@@ -100,23 +141,50 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
     _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C)
 
 
-def _launch(kernel, x, weights: tuple, hidden: int, block_p: int | None, block_h: int | None, **constexprs) -> torch.Tensor:
+last_launch: dict = {}  # kernel name -> {"config": ..., "n_regs", "n_spills", "shared_bytes"} of its latest compiled launch
+
+
+def block_c_of(c: int) -> int:
+    """The channel tile: the block's width rounded up to a power of two (at least 16, a tensor-core dot's minimum)."""
+    return max(16, triton.next_power_of_2(c))
+
+
+def default_config(c: int, hidden: int) -> dict:
+    """Tiles for a block of width c: 32 pixels, up to 64 expanded channels at a time, more warps for wide blocks
+    (the [BLOCK_P, BLOCK_C] fp32 accumulator is spread over the warps' registers)."""
+    return {"block_p": 32, "block_h": min(64, max(16, triton.next_power_of_2(hidden))), "num_warps": 4 if c <= 128 else 8}
+
+
+def _launch(kernel, x, weights: tuple, hidden: int, config: dict | None, **constexprs) -> torch.Tensor:
     """Run a block kernel over every pixel of `x` (NCHW; channels-last memory preferred); returns channels-last NCHW."""
     n, c, hgt, wid = x.shape
     xh = x.permute(0, 2, 3, 1).contiguous()  # the NHWC view: free for a channels-last tensor, a copy otherwise
     out = torch.empty_like(xh)
-    block_c = max(16, triton.next_power_of_2(c))
-    bp, bh = block_p or 32, block_h or min(64, max(16, triton.next_power_of_2(hidden)))
+    cfg = {**default_config(c, hidden), **(config or {})}
     npix = n * hgt * wid
-    kernel[(triton.cdiv(npix, bp),)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=bp, BLOCK_C=block_c, BLOCK_H=bh, **constexprs)
+    handle = kernel[(triton.cdiv(npix, cfg["block_p"]),)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=cfg["block_p"],
+                                                          BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], num_warps=cfg["num_warps"],
+                                                          **constexprs)
+    if handle is not None and hasattr(handle, "n_regs"):  # a compiled launch (None in the interpreter)
+        last_launch[kernel.fn.__name__] = {"config": {**cfg, **constexprs}, "n_regs": handle.n_regs, "n_spills": handle.n_spills,
+                                           "shared_bytes": getattr(handle.metadata, "shared", None)}
     return out.permute(0, 3, 1, 2)
 
 
-def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, block_p: int | None = None, block_h: int | None = None) -> torch.Tensor:
-    """The fused ConvFirst block on an NCHW tensor (channels-last memory preferred); returns channels-last NCHW."""
-    return _launch(_convfirst_kernel, x, (w1, b1, w2, b2, w3, b3), w2.shape[0], block_p, block_h, K=w1.shape[-1], GW=group_width)
+def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | None = None, config: dict | None = None,
+              group_mma: bool | None = None) -> torch.Tensor:
+    """The fused ConvFirst block on an NCHW tensor (channels-last memory preferred); returns channels-last NCHW.
+    w1bd is `block_diagonal_pairs(w1, block_c_of(C))` (made here if not given); group_mma=False takes the CUDA-core
+    grouped conv instead of the tensor-core one."""
+    from effkit.kernels.fold import block_diagonal_pairs
+
+    mma = (config or {}).get("group_mma", True) if group_mma is None else group_mma
+    if w1bd is None:  # unused (the pointer only) by the CUDA-core path
+        w1bd = block_diagonal_pairs(w1, block_c_of(w1.shape[0])) if mma else w1
+    cfg = {k: v for k, v in (config or {}).items() if k != "group_mma"}
+    return _launch(_convfirst_kernel, x, (w1, w1bd, b1, w2, b2, w3, b3), w2.shape[0], cfg, K=w1.shape[-1], GW=group_width, GROUP_MMA=mma)
 
 
-def mbconv(x, w1, b1, wd, bd, w3, b3, block_p: int | None = None, block_h: int | None = None) -> torch.Tensor:
+def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tensor:
     """The fused MBConv block (depthwise) on an NCHW tensor; returns channels-last NCHW."""
-    return _launch(_mbconv_kernel, x, (w1, b1, wd, bd, w3, b3), w1.shape[0], block_p, block_h, K=wd.shape[-1])
+    return _launch(_mbconv_kernel, x, (w1, b1, wd, bd, w3, b3), w1.shape[0], config, K=wd.shape[-1])
