@@ -151,8 +151,12 @@ def block_c_of(c: int) -> int:
 
 def default_config(c: int, hidden: int) -> dict:
     """Tiles for a block of width c: 32 pixels, up to 64 expanded channels at a time, more warps for wide blocks
-    (the [BLOCK_P, BLOCK_C] fp32 accumulator is spread over the warps' registers)."""
-    return {"block_p": 32, "block_h": min(64, max(16, triton.next_power_of_2(hidden))), "num_warps": 4 if c <= 128 else 8}
+    (the [BLOCK_P, BLOCK_C] fp32 accumulator is spread over the warps' registers). From 512 channels of tile, 32
+    expanded channels and two pipeline stages: the two weight tiles, [BLOCK_C, BLOCK_H] each in bf16, staged three
+    deep with BLOCK_H 64 need 292 KB of shared memory (the H200 has 227 KB a program)."""
+    wide = block_c_of(c) >= 512
+    return {"block_p": 32, "block_h": min(32 if wide else 64, max(16, triton.next_power_of_2(hidden))), "num_warps": 4 if c <= 128 else 8,
+            "num_stages": 2 if wide else 3}
 
 
 def _launch(kernel, x, weights: tuple, hidden: int, config: dict | None, **constexprs) -> torch.Tensor:
@@ -164,6 +168,7 @@ def _launch(kernel, x, weights: tuple, hidden: int, config: dict | None, **const
     npix = n * hgt * wid
     handle = kernel[(triton.cdiv(npix, cfg["block_p"]),)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=cfg["block_p"],
                                                           BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], num_warps=cfg["num_warps"],
+                                                          num_stages=cfg["num_stages"],
                                                           **constexprs)
     if handle is not None and hasattr(handle, "n_regs"):  # a compiled launch (None in the interpreter)
         last_launch[kernel.fn.__name__] = {"config": {**cfg, **constexprs}, "n_regs": handle.n_regs, "n_spills": handle.n_spills,
