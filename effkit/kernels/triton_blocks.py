@@ -149,22 +149,30 @@ def block_c_of(c: int) -> int:
     return max(16, triton.next_power_of_2(c))
 
 
-def default_config(c: int, hidden: int) -> dict:
-    """Tiles for a block of width c: 32 pixels, up to 64 expanded channels at a time, more warps for wide blocks
-    (the [BLOCK_P, BLOCK_C] fp32 accumulator is spread over the warps' registers). From 512 channels of tile, 32
-    expanded channels and two pipeline stages: the two weight tiles, [BLOCK_C, BLOCK_H] each in bf16, staged three
-    deep with BLOCK_H 64 need 292 KB of shared memory (the H200 has 227 KB a program)."""
-    wide = block_c_of(c) >= 512
-    return {"block_p": 32, "block_h": min(32 if wide else 64, max(16, triton.next_power_of_2(hidden))), "num_warps": 4 if c <= 128 else 8,
-            "num_stages": 2 if wide else 3}
+def default_config(kind: str, c: int, hidden: int) -> dict:
+    """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
+    ConvFirst up to 128 channels of tile: 64 pixels, 32 expanded channels, 4 warps; 256: 64 pixels, 64 expanded
+    channels, 8 warps; 512: 32 pixels, 64 expanded channels, 4 warps, two pipeline stages (three need 292 KB of shared
+    memory; the H200 has 227 KB a program). MBConv from 256 channels of tile: 16 pixels, 32 expanded channels, one
+    stage (its k² shifted input tiles are dot operands staged in shared memory: 283 KB at 32 pixels and 256 channels)."""
+    bc = block_c_of(c)
+    bh = lambda n: min(n, max(16, triton.next_power_of_2(hidden)))  # noqa: E731
+    if kind == "mbconv":
+        return ({"block_p": 32, "block_h": bh(64), "num_warps": 4, "num_stages": 3} if bc <= 128
+                else {"block_p": 16, "block_h": bh(32), "num_warps": 4, "num_stages": 1})
+    if bc <= 128:
+        return {"block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3}
+    if bc <= 256:
+        return {"block_p": 64, "block_h": bh(64), "num_warps": 8, "num_stages": 3}
+    return {"block_p": 32, "block_h": bh(64), "num_warps": 4, "num_stages": 2}
 
 
-def _launch(kernel, x, weights: tuple, hidden: int, config: dict | None, **constexprs) -> torch.Tensor:
+def _launch(kernel, kind: str, x, weights: tuple, hidden: int, config: dict | None, **constexprs) -> torch.Tensor:
     """Run a block kernel over every pixel of `x` (NCHW; channels-last memory preferred); returns channels-last NCHW."""
     n, c, hgt, wid = x.shape
     xh = x.permute(0, 2, 3, 1).contiguous()  # the NHWC view: free for a channels-last tensor, a copy otherwise
     out = torch.empty_like(xh)
-    cfg = {**default_config(c, hidden), **(config or {})}
+    cfg = {**default_config(kind, c, hidden), **(config or {})}
     npix = n * hgt * wid
     handle = kernel[(triton.cdiv(npix, cfg["block_p"]),)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=cfg["block_p"],
                                                           BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], num_warps=cfg["num_warps"],
@@ -187,9 +195,9 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     if w1bd is None:  # unused (the pointer only) by the CUDA-core path
         w1bd = block_diagonal_pairs(w1, block_c_of(w1.shape[0])) if mma else w1
     cfg = {k: v for k, v in (config or {}).items() if k != "group_mma"}
-    return _launch(_convfirst_kernel, x, (w1, w1bd, b1, w2, b2, w3, b3), w2.shape[0], cfg, K=w1.shape[-1], GW=group_width, GROUP_MMA=mma)
+    return _launch(_convfirst_kernel, "convfirst", x, (w1, w1bd, b1, w2, b2, w3, b3), w2.shape[0], cfg, K=w1.shape[-1], GW=group_width, GROUP_MMA=mma)
 
 
 def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tensor:
     """The fused MBConv block (depthwise) on an NCHW tensor; returns channels-last NCHW."""
-    return _launch(_mbconv_kernel, x, (w1, b1, wd, bd, w3, b3), w1.shape[0], config, K=wd.shape[-1])
+    return _launch(_mbconv_kernel, "mbconv", x, (w1, b1, wd, bd, w3, b3), w1.shape[0], config, K=wd.shape[-1])
