@@ -11,6 +11,7 @@ device and torch version.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from effkit.analysis.advice import (AdvicePoint, SearchResult, compile_table, confirm, coordinate_search, knob_space, knobs_key,
+from effkit.analysis.advice import (AdvicePoint, SearchResult, compile_table, confirm, coordinate_search, knob_space, knobs_key, numerical_warning,
                                    needs_second_process, rank, snippet, throughput_search)
 from effkit.errors import UserInputError
 from effkit.files import atomic_write_json, atomic_write_text, ensure_folder, safe_name
@@ -77,11 +78,16 @@ def _threads(n):
 
 def numerical_cost(ref, precision: str, device: str, batch: int = 1, seed: int = 0) -> tuple[float | None, float | None]:
     """Max absolute and max relative difference of the outputs at `precision` against fp32, same weights, same input."""
+    return _numerical(ref, precision, device, batch, seed)[:2]
+
+
+def _numerical(ref, precision: str, device: str, batch: int = 1, seed: int = 0) -> tuple[float, float, float | None]:
+    """numerical_cost's two figures and the fp32 outputs' largest magnitude (None for fp32 itself)."""
     from effkit.config import get_precision
     from effkit.run.runner import first_float
 
     if precision == "fp32":
-        return 0.0, 0.0
+        return 0.0, 0.0, None
     prec = get_precision(precision)
     torch.manual_seed(seed)
     net = ref.build(device, torch.float32).eval()
@@ -97,12 +103,12 @@ def numerical_cost(ref, precision: str, device: str, batch: int = 1, seed: int =
             with tf32_switches(True, True):
                 out = first_float(ref.call(net, xs)).float()
         else:
-            low = net.to(prec.param_torch)
+            low = copy.deepcopy(net).to(prec.param_torch)  # a user's module is built as itself: leave it in fp32
             lx = [x.to(prec.input_torch) if x.is_floating_point() else x for x in xs]
             out = first_float(ref.call(low, lx)).float()
     diff = (out - ref_out).abs()
-    scale = ref_out.abs().max().item() or 1.0
-    return diff.max().item(), diff.max().item() / scale
+    ref_max = ref_out.abs().max().item()
+    return diff.max().item(), diff.max().item() / (ref_max or 1.0), ref_max
 
 
 SEARCH_SHARE = 0.8  # of the budget, for the search; the rest is kept for measuring its best again in a fresh process
@@ -247,14 +253,15 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
             return AdvicePoint(knobs, "failed", note=f"{type(e).__name__}: {msg}"[:300], elapsed_s=time.perf_counter() - t0)
         if p.status != "ok":
             return AdvicePoint(knobs, p.status, note=p.note, elapsed_s=time.perf_counter() - t0)
-        waterline, ideal, fused, abs_d, rel_d = by_precision(config)
-        return AdvicePoint(knobs, "ok", tuple(p.timing.samples_s), p.note, p.layers.total_s if p.layers else None, waterline, ideal,
+        waterline, ideal, fused, abs_d, rel_d, warning = by_precision(config)
+        note = "; ".join(n for n in (p.note, warning) if n)
+        return AdvicePoint(knobs, "ok", tuple(p.timing.samples_s), note, p.layers.total_s if p.layers else None, waterline, ideal,
                            abs_d, rel_d, time.perf_counter() - t0, fused, batch)
 
     computed: dict = {}
 
     def by_precision(config) -> tuple:
-        """(waterline, ideal, fused waterline, max abs diff, max rel diff): they depend on the precision alone, so each is
+        """(waterline, ideal, fused waterline, max abs diff, max rel diff, numerical warning): they depend on the precision alone, so each is
         computed once per precision, not once per point."""
         if config.precision not in computed:
             waterline = ideal = fused = None
@@ -266,13 +273,18 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
             except Exception:  # noqa: BLE001 - no roofs for this device: the rungs stay unknown
                 pass
             try:
-                abs_d, rel_d = numerical_cost(ref, config.precision, device)
+                abs_d, rel_d, ref_max = _numerical(ref, config.precision, device)
             except Exception:  # noqa: BLE001 - a precision this device cannot run in eager: no numerical cost
-                abs_d = rel_d = None
-            computed[config.precision] = (waterline, ideal, fused, abs_d, rel_d)
+                abs_d = rel_d = ref_max = None
+            computed[config.precision] = (waterline, ideal, fused, abs_d, rel_d, numerical_warning(config.precision, ref_max, rel_d))
         return computed[config.precision]
 
     return measure
+
+
+def numerical_notes(point: AdvicePoint) -> list[str]:
+    """The numerical warnings in a point's note (see analysis.advice.numerical_warning)."""
+    return [n for n in (point.note or "").split("; ") if n.startswith("numerical")]
 
 
 def write_report(folder: Path, model: str, device: str, batch: int, result: SearchResult, ranking: list, skipped_knobs: list, code: str,
@@ -293,6 +305,7 @@ def write_report(folder: Path, model: str, device: str, batch: int, result: Sear
             "Search: the knobs one at a time in the order " + ", ".join(result.order) + ", each value tried with the others at the best "
             "so far; a value is kept only if significantly faster (Mann-Whitney on the raw samples, α = 0.05)."]
     head += confirmation
+    head += [f"Best configuration: {w}." for w in numerical_notes(best)]
     for c in compiled or []:
         share = c["realised_share_of_predicted"]
         head.append(f"torch.compile ({knobs_text(c['knobs'])}) against the fusion what-if: kernels {c['eager_kernels_ms']:.3f} → "

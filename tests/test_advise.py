@@ -163,6 +163,37 @@ def test_numerical_cost_by_hand():
     assert numerical_cost(ref, "fp32", "cpu") == (0.0, 0.0)
 
 
+def test_numerical_warning_for_underflow_and_all_zero_outputs():
+    """What the H200 run of 2026-12-02 met: mobilenet_v2's random-weight outputs (about 6e-9) vanish in fp16, and
+    vit_b_16's zero-initialised head gives all-zero outputs, which make any precision look exact."""
+    from effkit.advising import _numerical
+    from effkit.analysis.advice import numerical_warning
+
+    class Tiny(nn.Module):
+        def __init__(self, w):
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor(w))
+            self.input_shape = (4,)
+
+        def forward(self, x):
+            return self.w * x
+
+    # 1e-9 x: fp16's smallest subnormal is 2^-24 = 6e-8, so every output rounds to 0: 100 % off; bf16 keeps them
+    tiny = resolve(Tiny(1e-9))
+    abs16, rel16, ref_max = _numerical(tiny, "fp16", "cpu")
+    assert rel16 == pytest.approx(1.0) and 0 < ref_max < 1e-8
+    w16 = numerical_warning("fp16", ref_max, rel16)
+    assert "below fp16's smallest normal number (6.1e-05)" in w16 and "100 %" in w16
+    _, rel_bf, ref_max_bf = _numerical(tiny, "bf16", "cpu")
+    assert rel_bf < 2**-7 and numerical_warning("bf16", ref_max_bf, rel_bf) == ""
+    zero = resolve(Tiny(0.0))
+    assert _numerical(zero, "bf16", "cpu") == (0.0, 0.0, 0.0)
+    assert "all zero" in numerical_warning("bf16", 0.0, 0.0)
+    # ordinary outputs, a large difference: flagged without the underflow reason; fp32 and tf32 never
+    assert numerical_warning("bf16-mixed", 3.0, 0.25) == "numerical warning: the outputs differ from fp32 by 25 % of their scale"
+    assert numerical_warning("bf16", 3.0, 0.004) == "" and numerical_warning("tf32", 0.0, 0.0) == ""
+
+
 def test_resume_after_an_interrupt(tmp_path):
     calls = []
     clock_knobs = {}

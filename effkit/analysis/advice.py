@@ -109,6 +109,28 @@ class AdvicePoint:
 PROCESS_VARIABLE = ("cudnn_benchmark", "compile")
 
 
+SMALLEST_NORMAL = {"fp16": 6.103515625e-05, "bf16": 1.1754943508222875e-38}  # 2^-14 and 2^-126
+NUMERICAL_WARN_REL = 0.1  # a reduced precision whose outputs differ by more than this share of their scale is flagged
+
+
+def numerical_warning(precision: str, ref_max: float | None, rel_diff: float | None) -> str:
+    """A warning where a precision's numerical cost on this input cannot be trusted, else ''.
+    Measured on the model's own weights (random for the zoo), so two cases mislead: outputs that are all zero (a
+    zero-initialised head) say nothing, and outputs below a format's smallest normal number underflow there."""
+    if precision in ("fp32", "tf32") or ref_max is None:
+        return ""
+    if ref_max == 0.0:
+        return ("numerical cost not judged: the fp32 outputs are all zero on these weights (a zero-initialised head?); "
+                "check with trained weights")
+    fmt = "fp16" if precision.startswith("fp16") else "bf16" if precision.startswith("bf16") else None
+    if fmt and ref_max < SMALLEST_NORMAL[fmt] and rel_diff is not None and rel_diff > NUMERICAL_WARN_REL:
+        return (f"numerical warning: the outputs (largest {ref_max:.1e}) are below {fmt}'s smallest normal number "
+                f"({SMALLEST_NORMAL[fmt]:.1e}) and differ from fp32 by {100 * rel_diff:.0f} % of their scale; check with trained weights")
+    if rel_diff is not None and rel_diff > NUMERICAL_WARN_REL:
+        return f"numerical warning: the outputs differ from fp32 by {100 * rel_diff:.0f} % of their scale"
+    return ""
+
+
 def needs_second_process(best: AdvicePoint, baseline: AdvicePoint) -> bool:
     return any(best.knobs.get(k) != baseline.knobs.get(k) for k in PROCESS_VARIABLE if k in best.knobs)
 
