@@ -322,7 +322,10 @@ def write_report(folder: Path, model: str, device: str, batch: int, result: Sear
     notes = [f"not searched: {s}" for s in skipped_knobs] + [f"skipped {knobs_text(k)}: {why}" for k, why in result.skipped]
     atomic_write_json(folder / "advice.json", {"model": model, "device": device, "batch": batch, "best": best.knobs, "ranking": ranking,
                                                "skipped": [{"knobs": k, "reason": w} for k, w in result.skipped], "not_searched": skipped_knobs,
-                                               "snippet": code, "compile_vs_fusion": compiled or [], "throughput": batches})
+                                               "snippet": code, "compile_vs_fusion": compiled or [], "throughput": batches,
+                                               "second_process": ({"said": result.confirmation, "median_ms": 1e3 * result.second.median_s
+                                                                   if result.second and result.second.median_s else None}
+                                                                  if result.confirmation else None)})
     atomic_write_text(folder / "best_config.py", code)
     render(folder / "index.html", Page(f"effkit advise: {model}", f"{device} · batch {batch}", head + ["Apply it:\n" + code],
                                        summary_rows=rows, summary_cols=list(rows[0]) if rows else [], notes=notes))

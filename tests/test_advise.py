@@ -2,6 +2,7 @@
 resume after an interrupt, and the command."""
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -217,6 +218,24 @@ def test_resume_after_an_interrupt(tmp_path):
     assert calls[before:] and all(c not in calls[:2] for c in calls[before:])  # the saved points are not measured again
     assert (tmp_path / "a" / "index.html").is_file() and (tmp_path / "a" / "best_config.py").is_file()
     assert res.search.best.knobs["layout"] == "channels_last"
+
+
+def test_advice_json_keeps_what_the_second_process_said(tmp_path):
+    """compile (process-variable) wins the search; a stubbed fresh-process measurement holds it: advice.json says so."""
+    def measure(knobs):
+        m = 5.0 if knobs.get("compile") == "default" else 10.0  # ms
+        return AdvicePoint(dict(knobs), "ok", tuple(m / 1e3 * (1 + 0.001 * i) for i in range(20)))
+
+    def verify(knobs):
+        return AdvicePoint(dict(knobs), "ok", tuple(5.1e-3 * (1 + 0.001 * i) for i in range(20)))
+
+    tiny = nn.Sequential(nn.Conv2d(3, 4, 3))
+    tiny.input_shape = (3, 8, 8)
+    res = advise(tiny, out=tmp_path / "a", budget_s=1e6, measure=measure, verify=verify)
+    assert res.search.best.knobs["compile"] == "default"
+    saved = json.loads((tmp_path / "a" / "advice.json").read_text())["second_process"]
+    # the stub's median: 5.1 ms x (1 + 0.001 x 9.5), the middle of its 20 samples
+    assert saved["said"] == "its gain held in a second process" and saved["median_ms"] == pytest.approx(5.1 * 1.0095)
 
 
 def test_bad_input():
