@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from effkit.errors import UserInputError
+from effkit.kernels.layout import block_diagonal_pairs
 
 
 def triton_available() -> bool:
@@ -47,21 +48,6 @@ def reference_mbconv(x, w1, b1, wd, bd, w3, b3):
     e = F.silu(F.conv2d(x, w1[:, :, None, None], b1))
     d = F.silu(F.conv2d(e, wd, bd, padding=k // 2, groups=wd.shape[0]))
     return F.conv2d(d, w3[:, :, None, None], b3) + x
-
-
-def block_diagonal_pairs(w1: torch.Tensor, block_c: int) -> torch.Tensor:
-    """The grouped conv's weight [C, GW, k, k] as [k², block_c/16, 16, 16]: for each tap and each chunk q of 16 channels,
-    the 16x16 matrix from input channel q·16 + i to output channel q·16 + o, zero outside a group (GW must divide 16).
-    The tensor-core grouped conv multiplies the input's chunks by these (twice the MACs for GW = 8, half of them zeros)."""
-    c, gw, k, _ = w1.shape
-    if 16 % gw:
-        raise ValueError(f"block_diagonal_pairs needs a group width dividing 16, got {gw}")
-    out = torch.zeros(k * k, block_c // 16, 16, 16, dtype=w1.dtype, device=w1.device)
-    c_out = torch.arange(c, device=w1.device)
-    for j in range(gw):
-        c_in = (c_out // gw) * gw + j  # the j-th input of c_out's group, in the same chunk of 16
-        out[:, c_out // 16, c_in % 16, c_out % 16] = w1[:, j].reshape(c, k * k).T
-    return out
 
 
 def _use_triton(x: torch.Tensor) -> bool:

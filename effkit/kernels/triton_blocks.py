@@ -31,6 +31,8 @@ import torch
 import triton
 import triton.language as tl
 
+from effkit.kernels.layout import block_diagonal_pairs
+
 
 @triton.jit
 def _pixel_tile(NPIX, H, W, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -188,8 +190,6 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     """The fused ConvFirst block on an NCHW tensor (channels-last memory preferred); returns channels-last NCHW.
     w1bd is `block_diagonal_pairs(w1, block_c_of(C))` (made here if not given); group_mma=False takes the CUDA-core
     grouped conv instead of the tensor-core one."""
-    from effkit.kernels.fold import block_diagonal_pairs
-
     mma = (config or {}).get("group_mma", True) if group_mma is None else group_mma
     if w1bd is None:  # unused (the pointer only) by the CUDA-core path
         w1bd = block_diagonal_pairs(w1, block_c_of(w1.shape[0])) if mma else w1
