@@ -241,14 +241,14 @@ def main():
                 continue
             st = triton_blocks.last_launch.get(kname, {})
             row = {"net": name, "channels": c, "hw": hw, "config": cfg, "ms": ms, "iqr_ms": iqr, "n_regs": st.get("n_regs"),
-                   "n_spills": st.get("n_spills"), "shared_bytes": st.get("shared_bytes")}
+                   "n_spills": st.get("n_spills"), "shared_bytes": st.get("shared_bytes"), "wgmma": st.get("wgmma"), "mma_sync": st.get("mma_sync")}
             if row["n_regs"]:
                 row["programs_per_sm_by_registers"] = occupancy(row["n_regs"], cfg["num_warps"])
             res["tiles"].append(row)
             if (name, c) not in best or ms < best[(name, c)][1]:
                 best[(name, c)] = (cfg, ms)
             say(f"tiles {name} c{c} {cfg}: {ms:.4f} ms (IQR {iqr:.4f}), regs {row['n_regs']}, spills {row['n_spills']}, "
-                f"shared {row['shared_bytes']}")
+                f"shared {row['shared_bytes']}, wgmma {row['wgmma']}, mma.sync {row['mma_sync']}")
         save()
     res["meta"]["best_tiles"] = {f"{n} c{c}": cfg for (n, c), (cfg, _) in best.items()}
 

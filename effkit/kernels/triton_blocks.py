@@ -23,7 +23,7 @@ Products run in the weights' dtype (bf16 on the GPU), accumulate in fp32. Triton
 these on the CPU in fp32, which is how the tests check their logic.
 
 A launch's tiles (BLOCK_P pixels, BLOCK_H expanded channels, num_warps) come from `config=` or the defaults below;
-`last_launch` keeps the compiled kernel's register count, spills and shared memory for the benchmark.
+`last_launch` keeps the compiled kernel's register count, spills, shared memory and tensor-core instructions for the benchmark.
 """
 from __future__ import annotations
 
@@ -180,8 +180,11 @@ def _launch(kernel, kind: str, x, weights: tuple, hidden: int, config: dict | No
                                                           num_stages=cfg["num_stages"],
                                                           **constexprs)
     if handle is not None and hasattr(handle, "n_regs"):  # a compiled launch (None in the interpreter)
+        ptx = (getattr(handle, "asm", None) or {}).get("ptx", "")
         last_launch[kernel.fn.__name__] = {"config": {**cfg, **constexprs}, "n_regs": handle.n_regs, "n_spills": handle.n_spills,
-                                           "shared_bytes": getattr(handle.metadata, "shared", None)}
+                                           "shared_bytes": getattr(handle.metadata, "shared", None),
+                                           # which tensor-core instructions Triton emitted: Hopper's wgmma or Ampere-style mma
+                                           "wgmma": "wgmma" in ptx if ptx else None, "mma_sync": "mma.sync" in ptx if ptx else None}
     return out.permute(0, 3, 1, 2)
 
 
