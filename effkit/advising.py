@@ -254,9 +254,8 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
         if p.status != "ok":
             return AdvicePoint(knobs, p.status, note=p.note, elapsed_s=time.perf_counter() - t0)
         waterline, ideal, fused, abs_d, rel_d, warning = by_precision(config)
-        note = "; ".join(n for n in (p.note, warning) if n)
-        return AdvicePoint(knobs, "ok", tuple(p.timing.samples_s), note, p.layers.total_s if p.layers else None, waterline, ideal,
-                           abs_d, rel_d, time.perf_counter() - t0, fused, batch)
+        return AdvicePoint(knobs, "ok", tuple(p.timing.samples_s), p.note, p.layers.total_s if p.layers else None, waterline, ideal,
+                           abs_d, rel_d, time.perf_counter() - t0, fused, batch, numerical_note=warning)
 
     computed: dict = {}
 
@@ -282,11 +281,6 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
     return measure
 
 
-def numerical_notes(point: AdvicePoint) -> list[str]:
-    """The numerical warnings in a point's note (see analysis.advice.numerical_warning)."""
-    return [n for n in (point.note or "").split("; ") if n.startswith("numerical")]
-
-
 def write_report(folder: Path, model: str, device: str, batch: int, result: SearchResult, ranking: list, skipped_knobs: list, code: str,
                  compiled: list | None = None, batches: dict | None = None):
     from effkit.report.html import Page, render
@@ -305,7 +299,7 @@ def write_report(folder: Path, model: str, device: str, batch: int, result: Sear
             "Search: the knobs one at a time in the order " + ", ".join(result.order) + ", each value tried with the others at the best "
             "so far; a value is kept only if significantly faster (Mann-Whitney on the raw samples, α = 0.05)."]
     head += confirmation
-    head += [f"Best configuration: {w}." for w in numerical_notes(best)]
+    head += [f"Best configuration: {best.numerical_note}."] if best.numerical_note else []
     for c in compiled or []:
         share = c["realised_share_of_predicted"]
         head.append(f"torch.compile ({knobs_text(c['knobs'])}) against the fusion what-if: kernels {c['eager_kernels_ms']:.3f} → "

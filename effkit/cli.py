@@ -626,10 +626,8 @@ def advise(
                   r.get("rungs", ""), f"{r['max_rel_diff']:.2e}" if r.get("max_rel_diff") is not None else "–")
     out_c = _console()
     out_c.print(t)
-    from effkit.advising import numerical_notes
-
-    for w in numerical_notes(res.search.best):
-        out_c.print(f"[yellow]best configuration: {escape(w)}[/yellow]", soft_wrap=True)
+    if res.search.best.numerical_note:
+        out_c.print(f"[yellow]best configuration: {escape(res.search.best.numerical_note)}[/yellow]", soft_wrap=True)
     for knobs, why in res.search.skipped:
         err.print(f"[yellow]skipped[/yellow] {escape(knobs_text(knobs))}: {escape(why)}")
     for s in res.skipped_knobs:

@@ -238,6 +238,24 @@ def test_advice_json_keeps_what_the_second_process_said(tmp_path):
     assert saved["said"] == "its gain held in a second process" and saved["median_ms"] == pytest.approx(5.1 * 1.0095)
 
 
+def test_a_numerical_warning_reaches_the_ranking_and_the_report(tmp_path):
+    """The best point's numerical note is shown beside its own note in the ranking and in the report's head."""
+    def measure(knobs):
+        m = 5.0 if knobs.get("precision") == "bf16" else 10.0  # ms
+        warn = "numerical warning: the outputs differ from fp32 by 25 % of their scale" if knobs.get("precision") == "bf16" else ""
+        return AdvicePoint(dict(knobs), "ok", tuple(m / 1e3 * (1 + 0.001 * i) for i in range(20)), note="graph captured",
+                           numerical_note=warn)
+
+    tiny = nn.Sequential(nn.Conv2d(3, 4, 3))
+    tiny.input_shape = (3, 8, 8)
+    res = advise(tiny, out=tmp_path / "a", budget_s=1e6, measure=measure)
+    assert res.search.best.knobs["precision"] == "bf16"
+    top = res.ranking[0]
+    assert top["note"] == "graph captured; numerical warning: the outputs differ from fp32 by 25 % of their scale"
+    assert "Best configuration: numerical warning: the outputs differ from fp32 by 25 % of their scale." in (
+        tmp_path / "a" / "index.html").read_text()
+
+
 def test_bad_input():
     r = runner.invoke(app, ["advise", "resnet18", "--budget", "0"])
     assert r.exit_code == 2 and "--budget must be > 0" in r.stderr

@@ -76,6 +76,7 @@ class AdvicePoint:
     elapsed_s: float = 0.0  # what the point cost the search
     fused_waterline_s: float | None = None  # the fusion what-if's waterline (each residual block one kernel)
     batch: int | None = None
+    numerical_note: str = ""  # numerical_warning for this point's precision ('' when its numerical cost can be trusted)
 
     @property
     def median_s(self) -> float | None:
@@ -246,7 +247,8 @@ def rank(result: SearchResult, alpha: float = ALPHA) -> list[dict]:
     base = result.baseline
     rows = []
     for p in result.points:
-        row = {"knobs": {k: v for k, v in p.knobs.items() if v != base.knobs.get(k)}, "status": p.status, "note": p.note,
+        row = {"knobs": {k: v for k, v in p.knobs.items() if v != base.knobs.get(k)}, "status": p.status,
+               "note": "; ".join(n for n in (p.note, p.numerical_note) if n),
                "median_ms": 1e3 * p.median_s if p.median_s else None, "max_abs_diff": p.max_abs_diff, "max_rel_diff": p.max_rel_diff}
         if p.status == "ok" and base.samples_s and p is not base:
             d = compare_samples(list(p.samples_s), list(base.samples_s), alpha)  # ratio = base / point: the speed-up
