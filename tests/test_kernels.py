@@ -91,6 +91,13 @@ def _params(c: int, expand: int, k: int, seed: int):
             "mbconv": (r(hid, c), r(hid, scale=0.1), r(hid, 1, k, k), r(hid, scale=0.1), r(c, hid, scale=0.1), r(c, scale=0.1))}
 
 
+def test_the_channel_tile_by_hand():
+    from effkit.kernels.layout import block_c_of
+
+    # the width rounded up to a power of two, never below 16 (a tensor-core dot's minimum): the zoo's 48/96/192/384
+    assert [block_c_of(c) for c in (1, 8, 16, 17, 48, 96, 192, 384)] == [16, 16, 16, 32, 64, 128, 256, 512]
+
+
 def test_block_diagonal_pairs_by_hand():
     # C = 24 (three groups of 8), k = 1: chunk 0 holds groups 0 and 1 (channels 0-15), chunk 1 holds group 2 (16-23)
     w1 = 1.0 + torch.arange(24 * 8, dtype=torch.float32).reshape(24, 8, 1, 1)  # w1[c, j] = 8c + j + 1, none zero

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from effkit.errors import UserInputError
-from effkit.kernels.layout import block_diagonal_pairs
+from effkit.kernels.layout import block_c_of, block_diagonal_pairs
 
 
 def triton_available() -> bool:
@@ -63,8 +63,7 @@ class FusedConvFirst(nn.Module):
         self.config = config  # the kernel's tiles (see triton_blocks.default_config); None: the defaults
         for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2), ("w3", w3), ("b3", b3)):
             self.register_buffer(name, t.contiguous())
-        block_c = max(16, 1 << (w1.shape[0] - 1).bit_length())  # triton_blocks.block_c_of, without importing Triton
-        self.register_buffer("w1bd", block_diagonal_pairs(w1, block_c) if 16 % group_width == 0 else None)
+        self.register_buffer("w1bd", block_diagonal_pairs(w1, block_c_of(w1.shape[0])) if 16 % group_width == 0 else None)
 
     def forward(self, x):
         if _use_triton(x):

@@ -4,6 +4,11 @@ from __future__ import annotations
 import torch
 
 
+def block_c_of(c: int) -> int:
+    """The channel tile: the block's width rounded up to a power of two (at least 16, a tensor-core dot's minimum)."""
+    return max(16, 1 << (c - 1).bit_length())
+
+
 def block_diagonal_pairs(w1: torch.Tensor, block_c: int) -> torch.Tensor:
     """The grouped conv's weight [C, GW, k, k] as [k², block_c/16, 16, 16]: for each tap and each chunk q of 16 channels,
     the 16x16 matrix from input channel q·16 + i to output channel q·16 + o, zero outside a group (GW must divide 16).

@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from effkit.kernels.layout import block_diagonal_pairs
+from effkit.kernels.layout import block_c_of, block_diagonal_pairs
 
 
 @triton.jit
@@ -143,12 +143,7 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
     _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C)
 
 
-last_launch: dict = {}  # kernel name -> {"config": ..., "n_regs", "n_spills", "shared_bytes"} of its latest compiled launch
-
-
-def block_c_of(c: int) -> int:
-    """The channel tile: the block's width rounded up to a power of two (at least 16, a tensor-core dot's minimum)."""
-    return max(16, triton.next_power_of_2(c))
+last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "shared_bytes", "wgmma", "mma_sync"} of its latest compiled launch
 
 
 def default_config(kind: str, c: int, hidden: int) -> dict:
@@ -158,7 +153,7 @@ def default_config(kind: str, c: int, hidden: int) -> dict:
     memory; the H200 has 227 KB a program). MBConv: 32 expanded channels, one stage, 16 pixels (32 at 128 channels of
     tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile asked for 283 KB of shared memory."""
     bc = block_c_of(c)
-    bh = lambda n: min(n, max(16, triton.next_power_of_2(hidden)))  # noqa: E731
+    bh = lambda n: min(n, block_c_of(hidden))  # noqa: E731
     if kind == "mbconv":  # run 3: 16 pixels at 64 channels of tile (0.62 ms against 0.66 at 32 x 64), 32 at 128 (0.43 against 0.51)
         return {"block_p": 32 if bc == 128 else 16, "block_h": bh(32), "num_warps": 4, "num_stages": 1}
     if bc <= 128:
