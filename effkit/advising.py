@@ -128,8 +128,13 @@ def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", b
     """Search the knobs for `model` on `device` inside `budget_s` seconds; rank them; write the report to `out`."""
     from effkit.models.ref import resolve
 
+    from effkit.devices import parse_device
+    from effkit.errors import check_positive
+
     if not budget_s > 0:
         raise UserInputError(f"budget must be > 0 s, got {budget_s}")
+    parse_device(device, allow_meta=False)  # the check only: the name given stays the cache folder's
+    check_positive("batch", batch)
     ref = resolve(model, **model_kwargs)
     folder = ensure_folder(Path(out) if out else default_folder(ref, device))
     points_dir = ensure_folder(folder / "points")

@@ -261,6 +261,11 @@ def test_bad_input():
     assert r.exit_code == 2 and "--budget must be > 0" in r.stderr
     r = runner.invoke(app, ["advise", "not_a_model_xyz"])
     assert r.exit_code == 2 and "unknown model" in r.stderr
+    # found by hand on 2026-12-02: an unknown device was an internal error, batch 0 was measured
+    r = runner.invoke(app, ["advise", "resnet18", "--device", "tpu"])
+    assert r.exit_code == 2 and "unknown device 'tpu'; choose one of: cpu, cuda, cuda:N" in r.stderr
+    r = runner.invoke(app, ["advise", "resnet18", "--batch", "0"])
+    assert r.exit_code == 2 and "batch must be a positive integer, got 0" in r.stderr
 
 
 def test_advise_command_on_the_cpu(tmp_path):
