@@ -6,9 +6,10 @@ Sections, in order of priority, each written to kernels_gpu.json as it completes
 1. Correctness on every stride-1 block of convfirst_net and mbconv_net (8 each), at its input size in the network,
    batch 1 and 64: the fused block (bf16, channels-last) against the unfused block in fp32 and in bf16. The figure is
    the max abs error over the max abs output; the stated tolerance is 2e-2 (bf16 keeps 8 bits: a rounding is 4e-3).
-2. Tiles, at batch 64, per distinct block shape: a few (BLOCK_P, BLOCK_H, num_warps) for each kernel, and the
-   ConvFirst grouped conv on the tensor cores and on the CUDA cores; the compiled kernel's registers, spills, shared
-   memory and the occupancy its registers allow. The best tiles are used from there on.
+2. Tiles, at batch 64, per distinct block shape (`tile_variants`): for MBConv the staged-halo kernel at several frames
+   and the recompute kernel; each tile checked against the fp32 block before it is timed (one over the tolerance is
+   not eligible), with the compiled kernel's registers, spills, shared memory and the occupancy its registers allow.
+   The best correct tiles are used from there on.
 3. Per block at batch 64: eager, torch.compile (default) and fused, each under a CUDA graph, timed by CUDA events around
    200 back-to-back replays (median and IQR), and the fused roofline: max(FLOPs / bf16 peak, compulsory bytes /
    bandwidth), the compulsory bytes being input, output and folded weights once, in bf16. The H200's ceilings are the
@@ -16,8 +17,10 @@ Sections, in order of priority, each written to kernels_gpu.json as it completes
 4. Whole networks at batch 64: eager, compile (default) and fused (the 8 stride-1 blocks fused, the rest eager), and a
    torch.profiler breakdown of the fused network's kernels (fused blocks against the rest).
 5. Batches 1 and 256: blocks and networks, eager and fused.
-6. torch.compile max-autotune-no-cudagraphs for both networks at batch 64, and compile over the fused network (the rest
-   compiled around the Triton kernels), if time is left.
+6. torch.compile max-autotune-no-cudagraphs for both networks at batch 64 (beside eager, compile's default and fused,
+   timed again if this run did not time them), and compile over the fused network (the rest compiled around the Triton kernels).
+
+`--sections` runs a subset (e.g. `--sections max_autotune` alone, which takes minutes a network).
 
 DRAM bytes actually moved are not read: no hardware counter is reachable from this script (Nsight Compute is not
 installed on the lent machine); the tables give the compulsory bytes instead.
@@ -51,12 +54,21 @@ from effkit.kernels.fold import _match  # noqa: E402
 
 TOL = 2e-2
 DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --smoke: cpu, fp32, 32 pixels, width 0.5, batches 2 and 3
-TILES = {  # run 2 (results/h200/kernels/run2_*) tried 32/64 pixels x 32/64 expanded channels for ConvFirst; the defaults
-    # now hold its best, these add smaller pixel tiles for the wide blocks (255 registers and spills at 32 pixels)
-    "convfirst_net": [{}, {"block_p": 16, "block_h": 64, "num_warps": 4, "num_stages": 2}, {"block_p": 16, "block_h": 32, "num_warps": 4},
-                      {"block_p": 32, "block_h": 32, "num_warps": 4, "num_stages": 2}],
-    "mbconv_net": [{}, {"block_p": 16, "block_h": 32, "num_warps": 4, "num_stages": 1}, {"block_p": 32, "block_h": 32, "num_warps": 4, "num_stages": 1},
-                   {"block_p": 32, "block_h": 64, "num_warps": 4, "num_stages": 2}, {"block_p": 64, "block_h": 32, "num_warps": 8, "num_stages": 1}]}
+def tile_variants(name: str, c: int) -> list[dict]:
+    """The tiles tried per block shape, defaults first. ConvFirst: run 3's search set its defaults; one smaller pixel
+    tile is tried again for the wide blocks. MBConv: the staged kernel (new in run 4) at its default frame, half and
+    twice the frame, 64 expanded channels a chunk, one and four programs an SM; and the recompute kernel at its run-3
+    default, for the comparison."""
+    if name == "convfirst_net":
+        d = triton_blocks.default_config("convfirst", c, 4 * c)
+        return [d] + ([{**d, "block_p": 16, "block_h": 64, "num_warps": 4, "num_stages": 2}] if c > 128 else [])
+    d = triton_blocks.default_config("mbconv", c, 4 * c)
+    out = [d, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4}, {**d, "block_h": 64},
+           {**d, "programs_per_sm": 1}, {**d, "programs_per_sm": 4}, triton_blocks.default_config("mbconv", c, 4 * c, halo="recompute")]
+    return [v for i, v in enumerate(out) if v not in out[:i]]
+
+
+SECTIONS = ("correctness", "tiles", "blocks", "networks", "profile", "fused_then_compile", "batches", "max_autotune")
 TILE_SHARE = 0.35  # the tile search stops once this share of the deadline is spent
 
 
@@ -153,7 +165,11 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--deadline", type=float, default=330.0, help="seconds for everything; later sections are skipped")
     ap.add_argument("--smoke", action="store_true", help="the code paths on the CPU (TRITON_INTERPRET=1), fp32, small")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)} (default: all, in that order)")
     a = ap.parse_args()
+    want = a.sections.split(",")
+    if any(w not in SECTIONS for w in want):
+        ap.error(f"--sections {a.sections!r}: each must be one of {', '.join(SECTIONS)}")
     global DEV, DT, RES, WIDTH, MID, BIG
     if a.smoke:
         DEV, DT, RES, WIDTH, MID, BIG = "cpu", torch.float32, 32, 0.5, 2, 3
@@ -188,7 +204,7 @@ def main():
 
     # 1. correctness on every stride-1 block
     worst = 0.0
-    for name, bl in blocks.items():
+    for name, bl in (blocks.items() if "correctness" in want else ()):
         for path, blk in bl:
             c = blk.body[0][0].in_channels
             hw = hw_of[(name, c)]
@@ -219,36 +235,37 @@ def main():
 
     # 2. tiles at batch 64
     best: dict = {}
-    for (name, c), (path, blk) in shapes.items():
+    for (name, c), (path, blk) in (shapes.items() if "tiles" in want else ()):
         hw = hw_of[(name, c)]
         x = torch.randn(MID, c, hw, hw, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
-        kname = "_convfirst_kernel" if name == "convfirst_net" else "_mbconv_kernel"
-        kind = name.split("_")[0]
-        variants = []
-        for t in TILES[name]:  # the defaults first, then the others, each once
-            v = {**triton_blocks.default_config(kind, c, 4 * c), **t}
-            variants += [v] if v not in variants else []
-        for cfg in variants:
+        with torch.no_grad():
+            ref = blk.float()(x.float())
+        scale = ref.abs().max().item() or 1.0
+        for cfg in tile_variants(name, c):
             if time.perf_counter() - t0 > TILE_SHARE * a.deadline:
                 res["skipped"].append({"what": f"tiles {name} c{c} {cfg}", "why": f"{left():.0f} s left"})
                 continue
             try:
                 fused = fused_copy(blk, cfg)
+                with torch.no_grad():  # every tile is checked before it is timed: a wrong kernel's time is not a result
+                    err = (fused(x).float() - ref).abs().max().item() / scale
                 ms, iqr = graph_time_ms(fused, x, reps=100)
             except Exception as e:  # a tile that does not compile (shared memory, registers) is recorded and skipped
                 res["tiles"].append({"net": name, "channels": c, "config": cfg, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
-                say(f"tiles {name} c{c} {cfg}: FAILED {type(e).__name__}")
+                say(f"tiles {name} c{c} {cfg}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200]}")
                 continue
+            kname = "_convfirst_kernel" if name == "convfirst_net" else ("_mbconv_kernel" if cfg.get("halo") == "recompute" else "_mbconv_staged_kernel")
             st = triton_blocks.last_launch.get(kname, {})
-            row = {"net": name, "channels": c, "hw": hw, "config": cfg, "ms": ms, "iqr_ms": iqr, "n_regs": st.get("n_regs"),
-                   "n_spills": st.get("n_spills"), "shared_bytes": st.get("shared_bytes"), "wgmma": st.get("wgmma"), "mma_sync": st.get("mma_sync")}
+            row = {"net": name, "channels": c, "hw": hw, "config": cfg, "ms": ms, "iqr_ms": iqr, "fused_vs_fp32": err, "ok": err <= TOL,
+                   "n_regs": st.get("n_regs"), "n_spills": st.get("n_spills"), "shared_bytes": st.get("shared_bytes"), "wgmma": st.get("wgmma"),
+                   "mma_sync": st.get("mma_sync"), "launch": st.get("config")}
             if row["n_regs"]:
                 row["programs_per_sm_by_registers"] = occupancy(row["n_regs"], cfg["num_warps"])
             res["tiles"].append(row)
-            if (name, c) not in best or ms < best[(name, c)][1]:
+            if row["ok"] and ((name, c) not in best or ms < best[(name, c)][1]):
                 best[(name, c)] = (cfg, ms)
-            say(f"tiles {name} c{c} {cfg}: {ms:.4f} ms (IQR {iqr:.4f}), regs {row['n_regs']}, spills {row['n_spills']}, "
-                f"shared {row['shared_bytes']}, wgmma {row['wgmma']}, mma.sync {row['mma_sync']}")
+            say(f"tiles {name} c{c} {cfg}: {ms:.4f} ms (IQR {iqr:.4f}), err {err:.1e}{'' if row['ok'] else ' OVER TOLERANCE'}, regs "
+                f"{row['n_regs']}, spills {row['n_spills']}, shared {row['shared_bytes']}, wgmma {row['wgmma']}, mma.sync {row['mma_sync']}")
         save()
     res["meta"]["best_tiles"] = {f"{n} c{c}": cfg for (n, c), (cfg, _) in best.items()}
 
@@ -331,7 +348,7 @@ def main():
             for e in prof.key_averages():
                 if str(e.device_type).endswith("CUDA"):  # kernels only: a CPU op's device time would count them twice
                     kern[e.key] = kern.get(e.key, 0.0) + (getattr(e, "self_device_time_total", 0.0) or e.device_time_total) / 5 / 1e3
-            fused_ms = sum(v for k, v in kern.items() if "_convfirst_kernel" in k or "_mbconv_kernel" in k)
+            fused_ms = sum(v for k, v in kern.items() if any(n in k for n in ("_convfirst_kernel", "_mbconv_kernel", "_mbconv_staged_kernel")))
             total = sum(kern.values())
             top = sorted(kern.items(), key=lambda kv: -kv[1])[:12]
             res["profile"].append({"net": name, "batch": b, "kernel_ms_total": total, "fused_kernels_ms": fused_ms,
@@ -351,8 +368,12 @@ def main():
         for name in nets:
             x = torch.randn(MID, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
             row = next((r for r in res["networks"] if r["net"] == name and r["batch"] == MID), None)
-            if row is None:
-                continue
+            if row is None:  # this run did not time the network: eager and fused now, beside the slow compile
+                row = {"net": name, "batch": MID}
+                row["eager_ms"], row["eager_iqr_ms"] = graph_time_ms(copy.deepcopy(nets[name]).to(DT).to(memory_format=torch.channels_last), x)
+                row["compile_default_ms"], row["compile_default_iqr_ms"] = graph_time_ms(compiled(copy.deepcopy(nets[name]).to(DT).to(memory_format=torch.channels_last)), x)
+                row["fused_ms"], row["fused_iqr_ms"] = graph_time_ms(fused_net(name), x)
+                res["networks"].append(row)
             for what in whats:
                 need = 150 if what == "compile_max_autotune_ms" else 40
                 if left() < need:
@@ -368,13 +389,23 @@ def main():
                     say(f"network {name} b{MID} {what}: FAILED {row[what.replace('_ms', '_error')]}")
                 save()
 
-    guarded(block_rows, [MID], with_compile=True)
-    guarded(net_rows, [MID], with_compile=True)
-    guarded(profile_fused)
-    guarded(slow_compiles, ["fused_then_compile_ms"])  # the rest of the network compiled around the fused kernels
-    guarded(block_rows, [1, BIG], with_compile=False)
-    guarded(net_rows, [1, BIG], with_compile=False)
-    guarded(slow_compiles, ["compile_max_autotune_ms"])  # minutes each: last
+    if "blocks" in want:
+        guarded(block_rows, [MID], with_compile=True)
+    if "networks" in want:
+        guarded(net_rows, [MID], with_compile=True)
+    if "profile" in want:
+        guarded(profile_fused)
+    if "fused_then_compile" in want:
+        guarded(slow_compiles, ["fused_then_compile_ms"])  # the rest of the network compiled around the fused kernels
+    if "batches" in want:
+        guarded(block_rows, [1, BIG], with_compile=False)
+        guarded(net_rows, [1, BIG], with_compile=False)
+    if "max_autotune" in want:
+        guarded(slow_compiles, ["compile_max_autotune_ms"])  # minutes each: last
+        for row in res["networks"]:
+            if row.get("compile_max_autotune_ms") and row.get("fused_ms"):
+                best_compile = min(v for k, v in row.items() if k in ("compile_default_ms", "compile_max_autotune_ms"))
+                row["fused_speedup_over_best_compile"] = best_compile / row["fused_ms"]
     res["meta"]["wall_s"] = time.perf_counter() - t0
     save()
     say("done")

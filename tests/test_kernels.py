@@ -132,10 +132,54 @@ def test_the_mbconv_kernel_in_the_interpreter(c, hw, k, block_p, block_h, monkey
 
     w = _params(c, 4, k, seed=c)["mbconv"]
     x = torch.randn(2, c, *hw)
-    got = mbconv(x, *w, config={"block_p": block_p, "block_h": block_h})
+    got = mbconv(x, *w, config={"halo": "recompute", "block_p": block_p, "block_h": block_h})
     want = reference_mbconv(x, *w)
     # the padded border: a pixel whose neighbourhood leaves the image must see zeros of the expanded map, not SiLU(b1)
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_halo_tiles_by_hand():
+    from effkit.kernels.layout import halo_tiles
+
+    # 56x56, 3x3, 256 pixels: a 16x16 frame is a 14x14 tile (4 x 4 tiles, 16 x 256 = 4,096 pixels computed); a
+    # 30-wide frame holds 8 rows (a 28x6 tile: 2 x 10 tiles, 5,120 pixels), so the square one is taken
+    assert halo_tiles(56, 56, 3, 256) == (14, 14, 256)
+    # 7x7 with its halo is 9x9 = 81 pixels: one tile, padded to 128 (not 256)
+    assert halo_tiles(7, 7, 3, 256) == (7, 7, 128)
+    # 7x7 in 64 pixels: a 9-wide frame holds 7 rows (a 7x5 tile, two tiles of 64 = 128 pixels); 8x8 frames (6x6 tiles)
+    # would need 2 x 2 tiles (256 pixels)
+    assert halo_tiles(7, 7, 3, 64) == (5, 7, 64)
+    # 5x6, 3x3, 16 pixels: frames 4x4 (2x2 tiles: 3 x 3 of them = 144 pixels) against 5x3 (1x3 tiles, 5 x 2 = 160)
+    assert halo_tiles(5, 6, 3, 16) == (2, 2, 16)
+    with pytest.raises(ValueError, match="halo_p=16 is too small for a 5x5 halo: a tile needs at least 25 pixels"):
+        halo_tiles(8, 8, 5, 16)
+
+
+@needs_triton
+@pytest.mark.parametrize("c, hw, k, halo_p, block_h, programs_per_sm", [
+    (24, (5, 6), 3, 16, 32, 1),  # 2x2 tiles, partial at the bottom and right; one program walks all 18 tiles
+    (16, (4, 4), 5, 64, 16, 2),  # a 5x5 halo of 2 on each side; one tile an image, two programs
+    (40, (7, 9), 3, 64, 64, 3),  # width 40 in a 64-channel tile, hidden 160 in chunks of 64 (the last one partial)
+])
+def test_the_staged_mbconv_kernel_in_the_interpreter(c, hw, k, halo_p, block_h, programs_per_sm, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels.triton_blocks import mbconv
+
+    w = _params(c, 4, k, seed=c)["mbconv"]
+    x = torch.randn(2, c, *hw)
+    got = mbconv(x, *w, config={"halo": "staged", "halo_p": halo_p, "block_h": block_h, "programs_per_sm": programs_per_sm})
+    want = reference_mbconv(x, *w)
+    # a tile's neighbours across a tile edge come from its own frame, across the image edge they are zeros
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+@needs_triton
+def test_mbconv_refuses_an_unknown_halo_mode():
+    from effkit.kernels.triton_blocks import mbconv
+
+    w = _params(16, 4, 3, seed=0)["mbconv"]
+    with pytest.raises(ValueError, match="halo='shared' is not one of staged, recompute"):
+        mbconv(torch.randn(1, 16, 4, 4), *w, config={"halo": "shared"})
 
 
 @needs_triton

@@ -22,3 +22,23 @@ def block_diagonal_pairs(w1: torch.Tensor, block_c: int) -> torch.Tensor:
         c_in = (c_out // gw) * gw + j  # the j-th input of c_out's group, in the same chunk of 16
         out[:, c_out // 16, c_in % 16, c_out % 16] = w1[:, j].reshape(c, k * k).T
     return out
+
+
+def halo_tiles(h: int, w: int, k: int, halo_p: int) -> tuple[int, int, int]:
+    """The staged MBConv kernel's spatial tile for an h×w map and a k×k depthwise conv, given at most `halo_p` pixels
+    (a power of two) of expanded activations a tile: (tile height, tile width, pixels a tile computes, a power of two).
+    A tile computes its frame, the tile plus a halo of k // 2 on each side, as one flat run of pixels padded to a power
+    of two; of the frames that fit halo_p, the one with the fewest pixels computed over the whole map is taken (ties:
+    the wider), so a small map gets one tile and a smaller power of two."""
+    r = k // 2
+    best = None
+    for frame_w in range(2 * r + 1, min(w + 2 * r, halo_p // (2 * r + 1)) + 1):
+        frame_h = min(h + 2 * r, halo_p // frame_w)
+        th, tw = frame_h - 2 * r, frame_w - 2 * r
+        used = max(16, 1 << (frame_h * frame_w - 1).bit_length())
+        cost = -(-h // th) * -(-w // tw) * used
+        if best is None or cost <= best[0]:
+            best = (cost, th, tw, used)
+    if best is None:
+        raise ValueError(f"halo_p={halo_p} is too small for a {k}x{k} halo: a tile needs at least {(2 * r + 1) ** 2} pixels")
+    return best[1], best[2], best[3]

@@ -1,7 +1,8 @@
 """One Triton kernel per residual block, channels-last (NHWC), inference.
 
-Each program takes BLOCK_P pixels and keeps everything between the block's input and its output in registers: only the
-input (with its k×k neighbourhood), the output and the weights cross DRAM, the weights from L2.
+Each program takes a tile of pixels and keeps everything between the block's input and its output on chip (registers;
+for the staged MBConv kernel, its expanded halo also in an L2-resident scratch slot, below): only the input (with its
+k×k neighbourhood), the output and the weights cross DRAM, the weights from L2.
 
 ConvFirst: the grouped k×k conv (group width GW) at the narrow width C is computed first, [BLOCK_P, C] in registers;
 then, BLOCK_H expanded channels at a time, e = SiLU(y1 · W2ᵀ + b2) ([BLOCK_P, BLOCK_H]) is projected straight into the
@@ -14,10 +15,16 @@ ways (the constexpr GROUP_MMA):
   a per-channel weight (k²·GW loads of the input tile, fp32 FMAs).
 
 MBConv: its depthwise conv runs at the expanded width, so each output pixel needs the expanded activations of its k×k
-neighbourhood (the halo). This kernel recomputes them: for each of the k² offsets it loads the shifted input pixels and
-expands them again (k² times the expand FLOPs, no extra DRAM traffic beyond re-reading x, which L1/L2 serve), with
-the expanded map's zero padding applied after the SiLU, as the depthwise conv pads it. The alternative, a shared-memory
-tile of expanded activations with its halo, needs (tile + k − 1)² · BLOCK_H values of shared memory per chunk.
+neighbourhood (the halo). Two kernels handle it (config["halo"]):
+- "staged" (default): a program takes a spatial tile; for each chunk of BLOCK_H expanded channels it expands the tile's
+  frame (the tile and its k // 2 halo, halo_p pixels at most, see `layout.halo_tiles`) once, writes it to its own
+  scratch slot, and the depthwise conv reads the k² shifted neighbours back from the slot. Triton has no explicit
+  shared memory, so the slot is global memory: one slot per persistent program (two programs an SM), a few MB in all,
+  rewritten tile after tile, so it lives in L2 and, but for evictions, never reaches DRAM. The cost: the frame's halo
+  is expanded and projected too ((tile + k − 1)² / tile² of the work, 1.3x for 14×14 tiles), and two barriers a chunk.
+- "recompute": a program takes BLOCK_P pixels and, for each of the k² offsets, loads the shifted input pixels and
+  expands them again (k² times the expand's MACs; no scratch).
+Both pad the expanded map with zeros after the SiLU, as the depthwise conv pads it.
 
 Products run in the weights' dtype (bf16 on the GPU), accumulate in fp32. Triton's interpreter (TRITON_INTERPRET=1) runs
 these on the CPU in fp32, which is how the tests check their logic.
@@ -31,7 +38,7 @@ import torch
 import triton
 import triton.language as tl
 
-from effkit.kernels.layout import block_c_of, block_diagonal_pairs
+from effkit.kernels.layout import block_c_of, block_diagonal_pairs, halo_tiles
 
 
 @triton.jit
@@ -40,6 +47,14 @@ def _pixel_tile(NPIX, H, W, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.arange(0, BLOCK_C)
     return p, p < NPIX, p // (H * W), (p % (H * W)) // W, p % W, c, c < C
+
+
+@triton.jit
+def _tap(n, h, w, pm, H, W, C, DY: tl.constexpr, DX: tl.constexpr, K: tl.constexpr):
+    """For the k×k tap (DY, DX): which pixels' shifted neighbour is inside the image, and that neighbour's offset in NHWC."""
+    hh = h + DY - K // 2
+    ww = w + DX - K // 2
+    return pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W), ((n * H + hh) * W + ww) * C
 
 
 @triton.jit
@@ -62,10 +77,7 @@ def _grouped_conv_mma(x_ptr, wbd_ptr, n, h, w, pm, H, W, C, K: tl.constexpr, BLO
     y3 = tl.zeros((G2, BLOCK_P, 16), dtype=tl.float32)
     for dy in tl.static_range(K):
         for dx in tl.static_range(K):
-            hh = h + dy - K // 2
-            ww = w + dx - K // 2
-            ok = pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            base = ((n * H + hh) * W + ww) * C
+            ok, base = _tap(n, h, w, pm, H, W, C, dy, dx, K)
             xs = tl.load(x_ptr + base[None, :, None] + chan, mask=ok[None, :, None] & (chan < C), other=0.0)
             wt = tl.load(wbd_ptr + (((dy * K + dx) * G2 + q[:, None, None]) * 16 + i[None, :, None]) * 16 + i[None, None, :])
             y3 += tl.dot(xs.to(wbd_ptr.dtype.element_ty), wt)
@@ -80,10 +92,7 @@ def _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K: tl.constexp
     y1 = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     for dy in tl.static_range(K):
         for dx in tl.static_range(K):
-            hh = h + dy - K // 2
-            ww = w + dx - K // 2
-            ok = pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            base = ((n * H + hh) * W + ww) * C
+            ok, base = _tap(n, h, w, pm, H, W, C, dy, dx, K)
             for j in tl.static_range(GW):
                 xv = tl.load(x_ptr + base[:, None] + (grp + j)[None, :], mask=ok[:, None] & cm[None, :], other=0.0).to(tl.float32)
                 wv = tl.load(w1_ptr + ((c * GW + j) * K + dy) * K + dx, mask=cm, other=0.0).to(tl.float32)
@@ -127,10 +136,8 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
         d = tl.zeros((BLOCK_P, BLOCK_H), dtype=tl.float32)
         for dy in tl.static_range(K):
             for dx in tl.static_range(K):
-                hh = h + dy - K // 2
-                ww = w + dx - K // 2
-                ok = pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-                xs = tl.load(x_ptr + (((n * H + hh) * W + ww) * C)[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
+                ok, base = _tap(n, h, w, pm, H, W, C, dy, dx, K)
+                xs = tl.load(x_ptr + base[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
                 e = tl.dot(xs.to(w1_ptr.dtype.element_ty), w1t) + b1[None, :]
                 e = e * tl.sigmoid(e)
                 e = tl.where(ok[:, None], e, 0.0)  # the depthwise conv pads the expanded map with zeros
@@ -143,19 +150,74 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
     _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C)
 
 
+@triton.jit
+def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_ptr, scratch_ptr, N, H, W, C, HID, TH, TW,
+                          TILES_H, TILES_W, K: tl.constexpr, HALO_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr):
+    """MBConv over spatial tiles: each tile's frame (the tile and its halo) is expanded once, BLOCK_H channels at a time,
+    into this program's scratch slot; the depthwise conv then reads the k² shifted neighbours from the slot. Programs are
+    persistent (one slot each, reused tile after tile), so the scratch stays a few MB and is rewritten in L2."""
+    R: tl.constexpr = K // 2
+    FW = TW + 2 * R  # frame width: frame pixel i sits at row i // FW, column i % FW
+    i = tl.arange(0, HALO_P)
+    fy = i // FW
+    fx = i % FW
+    in_frame = fy < TH + 2 * R
+    inner = (fy >= R) & (fy < TH + R) & (fx >= R) & (fx < TW + R)  # the tile proper: the pixels this program writes
+    c = tl.arange(0, BLOCK_C)
+    cm = c < C
+    j = tl.arange(0, BLOCK_H)
+    slot = scratch_ptr + tl.program_id(0) * (HALO_P * BLOCK_H)
+    per_img = TILES_H * TILES_W
+    for t in range(tl.program_id(0), N * per_img, tl.num_programs(0)):
+        n = t // per_img
+        gh = (t % per_img) // TILES_W * TH + fy - R
+        gw = (t % per_img) % TILES_W * TW + fx - R
+        inimg = in_frame & (gh >= 0) & (gh < H) & (gw >= 0) & (gw < W)
+        p = (n * H + gh) * W + gw
+        xs = tl.load(x_ptr + (p * C)[:, None] + c[None, :], mask=inimg[:, None] & cm[None, :], other=0.0).to(w1_ptr.dtype.element_ty)
+        acc = tl.zeros((HALO_P, BLOCK_C), dtype=tl.float32)
+        for h0 in range(0, HID, BLOCK_H):
+            hi = h0 + j
+            hm = hi < HID
+            w1t = tl.load(w1_ptr + hi[None, :] * C + c[:, None], mask=cm[:, None] & hm[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
+            e = tl.dot(xs, w1t) + tl.load(b1_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
+            e = e * tl.sigmoid(e)
+            e = tl.where(inimg[:, None], e, 0.0)  # the depthwise conv pads the expanded map with zeros
+            tl.debug_barrier()  # every thread has read the previous chunk from the slot
+            tl.store(slot + i[:, None] * BLOCK_H + j[None, :], e.to(scratch_ptr.dtype.element_ty))
+            tl.debug_barrier()  # the whole frame is in the slot before any thread reads its neighbours
+            d = tl.zeros((HALO_P, BLOCK_H), dtype=tl.float32)
+            for dy in tl.static_range(K):
+                for dx in tl.static_range(K):
+                    nb = i + (dy - R) * FW + (dx - R)  # inside the frame for every inner pixel
+                    es = tl.load(slot + nb[:, None] * BLOCK_H + j[None, :], mask=inner[:, None], other=0.0).to(tl.float32)
+                    wd = tl.load(wd_ptr + (hi * K + dy) * K + dx, mask=hm, other=0.0).to(tl.float32)
+                    d += es * wd[None, :]
+            d += tl.load(bd_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
+            d = d * tl.sigmoid(d)
+            w3t = tl.load(w3_ptr + c[None, :] * HID + hi[:, None], mask=hm[:, None] & cm[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
+            acc += tl.dot(d.to(w3_ptr.dtype.element_ty), w3t)
+        _project_out(acc, x_ptr, b3_ptr, out_ptr, p, inner & inimg, c, cm, C)
+
+
 last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "shared_bytes", "wgmma", "mma_sync"} of its latest compiled launch
 
 
-def default_config(kind: str, c: int, hidden: int) -> dict:
+def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict:
     """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
     ConvFirst up to 128 channels of tile: 64 pixels, 32 expanded channels, 4 warps; 256: 64 pixels, 64 expanded
     channels, 8 warps; 512: 32 pixels, 64 expanded channels, 4 warps, two pipeline stages (three need 292 KB of shared
-    memory; the H200 has 227 KB a program). MBConv: 32 expanded channels, one stage, 16 pixels (32 at 128 channels of
-    tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile asked for 283 KB of shared memory."""
+    memory; the H200 has 227 KB a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
+    stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
+    asked for 283 KB of shared memory. MBConv with its halo staged (the default): frames of halo_p pixels such that the
+    fp32 output accumulator [halo_p, channel tile] is 64 KB (64 registers a thread at 8 warps), one stage (the pipeliner
+    must not move a read of the scratch slot above the barrier after its write), two persistent programs an SM."""
     bc = block_c_of(c)
     bh = lambda n: min(n, block_c_of(hidden))  # noqa: E731
-    if kind == "mbconv":  # run 3: 16 pixels at 64 channels of tile (0.62 ms against 0.66 at 32 x 64), 32 at 128 (0.43 against 0.51)
-        return {"block_p": 32 if bc == 128 else 16, "block_h": bh(32), "num_warps": 4, "num_stages": 1}
+    if kind == "mbconv" and halo == "recompute":  # run 3: 16 pixels at 64 channels of tile (0.62 ms against 0.66 at 32 x 64), 32 at 128 (0.43 against 0.51)
+        return {"halo": "recompute", "block_p": 32 if bc == 128 else 16, "block_h": bh(32), "num_warps": 4, "num_stages": 1}
+    if kind == "mbconv":
+        return {"halo": "staged", "halo_p": max(16, 16384 // bc), "block_h": bh(32), "num_warps": 8, "num_stages": 1, "programs_per_sm": 2}
     if bc <= 128:
         return {"block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3}
     if bc <= 256:
@@ -163,23 +225,52 @@ def default_config(kind: str, c: int, hidden: int) -> dict:
     return {"block_p": 32, "block_h": bh(64), "num_warps": 4, "num_stages": 2}
 
 
-def _launch(kernel, kind: str, x, weights: tuple, hidden: int, config: dict | None, **constexprs) -> torch.Tensor:
-    """Run a block kernel over every pixel of `x` (NCHW; channels-last memory preferred); returns channels-last NCHW."""
+def _record(kernel, handle, cfg: dict) -> None:
+    """Keep a compiled launch's registers, spills, shared memory and tensor-core instructions in `last_launch`."""
+    if handle is not None and hasattr(handle, "n_regs"):  # a compiled launch (None in the interpreter)
+        ptx = (getattr(handle, "asm", None) or {}).get("ptx", "")
+        last_launch[kernel.fn.__name__] = {"config": cfg, "n_regs": handle.n_regs, "n_spills": handle.n_spills,
+                                           "shared_bytes": getattr(handle.metadata, "shared", None),
+                                           # which tensor-core instructions Triton emitted: Hopper's wgmma or Ampere-style mma
+                                           "wgmma": "wgmma" in ptx if ptx else None, "mma_sync": "mma.sync" in ptx if ptx else None}
+
+
+def _nhwc(x):
+    """The NHWC view of an NCHW tensor (free for channels-last memory, a copy otherwise) and an output like it."""
+    xh = x.permute(0, 2, 3, 1).contiguous()
+    return xh, torch.empty_like(xh)
+
+
+def _launch(kernel, x, weights: tuple, hidden: int, cfg: dict, **constexprs) -> torch.Tensor:
+    """Run a block kernel over every pixel of `x` (NCHW; channels-last memory preferred), cfg["block_p"] pixels a
+    program; returns channels-last NCHW."""
     n, c, hgt, wid = x.shape
-    xh = x.permute(0, 2, 3, 1).contiguous()  # the NHWC view: free for a channels-last tensor, a copy otherwise
-    out = torch.empty_like(xh)
-    cfg = {**default_config(kind, c, hidden), **(config or {})}
+    xh, out = _nhwc(x)
     npix = n * hgt * wid
     handle = kernel[(triton.cdiv(npix, cfg["block_p"]),)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=cfg["block_p"],
                                                           BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], num_warps=cfg["num_warps"],
                                                           num_stages=cfg["num_stages"],
                                                           **constexprs)
-    if handle is not None and hasattr(handle, "n_regs"):  # a compiled launch (None in the interpreter)
-        ptx = (getattr(handle, "asm", None) or {}).get("ptx", "")
-        last_launch[kernel.fn.__name__] = {"config": {**cfg, **constexprs}, "n_regs": handle.n_regs, "n_spills": handle.n_spills,
-                                           "shared_bytes": getattr(handle.metadata, "shared", None),
-                                           # which tensor-core instructions Triton emitted: Hopper's wgmma or Ampere-style mma
-                                           "wgmma": "wgmma" in ptx if ptx else None, "mma_sync": "mma.sync" in ptx if ptx else None}
+    _record(kernel, handle, {**cfg, **constexprs})
+    return out.permute(0, 3, 1, 2)
+
+
+def _sm_count(x) -> int:
+    return torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 1
+
+
+def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> torch.Tensor:
+    """The staged MBConv kernel: spatial tiles from `halo_tiles`, one persistent program per scratch slot."""
+    n, c, hgt, wid = x.shape
+    xh, out = _nhwc(x)
+    th, tw, halo_p = halo_tiles(hgt, wid, k, cfg["halo_p"])
+    tiles_h, tiles_w = triton.cdiv(hgt, th), triton.cdiv(wid, tw)
+    programs = min(n * tiles_h * tiles_w, _sm_count(x) * cfg["programs_per_sm"])
+    scratch = torch.empty(programs * halo_p * cfg["block_h"], dtype=weights[0].dtype, device=x.device)
+    kernel = _mbconv_staged_kernel
+    handle = kernel[(programs,)](xh, *weights, out, scratch, n, hgt, wid, c, hidden, th, tw, tiles_h, tiles_w, K=k, HALO_P=halo_p,
+                                 BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    _record(kernel, handle, {**cfg, "K": k, "tile": [th, tw], "halo_p_used": halo_p, "programs": programs})
     return out.permute(0, 3, 1, 2)
 
 
@@ -191,10 +282,21 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     mma = (config or {}).get("group_mma", True) if group_mma is None else group_mma
     if w1bd is None:  # unused (the pointer only) by the CUDA-core path
         w1bd = block_diagonal_pairs(w1, block_c_of(w1.shape[0])) if mma else w1
-    cfg = {k: v for k, v in (config or {}).items() if k != "group_mma"}
-    return _launch(_convfirst_kernel, "convfirst", x, (w1, w1bd, b1, w2, b2, w3, b3), w2.shape[0], cfg, K=w1.shape[-1], GW=group_width, GROUP_MMA=mma)
+    cfg = {**default_config("convfirst", x.shape[1], w2.shape[0]), **{k: v for k, v in (config or {}).items() if k != "group_mma"}}
+    return _launch(_convfirst_kernel, x, (w1, w1bd, b1, w2, b2, w3, b3), w2.shape[0], cfg, K=w1.shape[-1], GW=group_width, GROUP_MMA=mma)
+
+
+HALO_MODES = ("staged", "recompute")
 
 
 def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tensor:
-    """The fused MBConv block (depthwise) on an NCHW tensor; returns channels-last NCHW."""
-    return _launch(_mbconv_kernel, "mbconv", x, (w1, b1, wd, bd, w3, b3), w1.shape[0], config, K=wd.shape[-1])
+    """The fused MBConv block (depthwise) on an NCHW tensor; returns channels-last NCHW. config["halo"] picks how the
+    depthwise conv gets its neighbours' expanded activations: "staged" (default: each tile's frame expanded once into a
+    scratch slot) or "recompute" (each of the k² neighbours expanded again from the input, no scratch)."""
+    halo = (config or {}).get("halo", "staged")
+    if halo not in HALO_MODES:
+        raise ValueError(f"mbconv: halo={halo!r} is not one of {', '.join(HALO_MODES)}")
+    cfg = {**default_config("mbconv", x.shape[1], w1.shape[0], halo=halo), **(config or {})}
+    if halo == "recompute":
+        return _launch(_mbconv_kernel, x, (w1, b1, wd, bd, w3, b3), w1.shape[0], cfg, K=wd.shape[-1])
+    return _launch_mbconv_staged(x, (w1, b1, wd, bd, w3, b3), w1.shape[0], wd.shape[-1], cfg)
