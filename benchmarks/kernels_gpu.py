@@ -55,13 +55,15 @@ from effkit.kernels.fold import _match  # noqa: E402
 TOL = 2e-2
 DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --smoke: cpu, fp32, 32 pixels, width 0.5, batches 2 and 3
 def tile_variants(name: str, c: int) -> list[dict]:
-    """The tiles tried per block shape, defaults first. ConvFirst: run 3's search set its defaults; one smaller pixel
-    tile is tried again for the wide blocks. MBConv: the staged kernel (new in run 4) at its default frame, half and
+    """The tiles tried per block shape, defaults first. ConvFirst: run 3's search set its defaults; 8 warps, and
+    128 pixels (narrow blocks: the weights read once for twice the pixels) or 16 (wide blocks) are tried again. MBConv: the staged kernel (new in run 4) at its default frame, half and
     twice the frame, 64 expanded channels a chunk, one and four programs an SM; and the recompute kernel at its run-3
     default, for the comparison."""
     if name == "convfirst_net":
         d = triton_blocks.default_config("convfirst", c, 4 * c)
-        return [d] + ([{**d, "block_p": 16, "block_h": 64, "num_warps": 4, "num_stages": 2}] if c > 128 else [])
+        out = [d, {**d, "num_warps": 8}]  # 8 warps: half the registers a thread for the same accumulator
+        out += [{**d, "block_p": 128, "num_warps": 8}] if c <= 128 else [{**d, "block_p": 16, "block_h": 64, "num_warps": 4, "num_stages": 2}]
+        return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, 4 * c)
     out = [d, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4}, {**d, "block_h": 64},
            {**d, "programs_per_sm": 1}, {**d, "programs_per_sm": 4}, triton_blocks.default_config("mbconv", c, 4 * c, halo="recompute")]
