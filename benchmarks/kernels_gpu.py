@@ -18,7 +18,8 @@ Sections, in order of priority, each written to kernels_gpu.json as it completes
    torch.profiler breakdown of the fused network's kernels (fused blocks against the rest).
 5. Batches 1 and 256: blocks and networks, eager and fused.
 6. torch.compile max-autotune-no-cudagraphs for both networks at batch 64 (beside eager, compile's default and fused,
-   timed again if this run did not time them), and compile over the fused network (the rest compiled around the Triton kernels).
+   timed again if this run did not time them), and compile over the fused network (the rest compiled around the Triton
+   kernels), once with every block fused and once with only the widths whose fused block beat compile's (section 3).
 
 `--sections` runs a subset (e.g. `--sections max_autotune` alone, which takes minutes a network).
 
@@ -56,17 +57,17 @@ TOL = 2e-2
 DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --smoke: cpu, fp32, 32 pixels, width 0.5, batches 2 and 3
 def tile_variants(name: str, c: int) -> list[dict]:
     """The tiles tried per block shape, defaults first. ConvFirst: run 3's search set its defaults; 8 warps, and
-    128 pixels (narrow blocks: the weights read once for twice the pixels) or 16 (wide blocks) are tried again. MBConv: the staged kernel (new in run 4) at its default frame, half and
-    twice the frame, 64 expanded channels a chunk, one and four programs an SM; and the recompute kernel at its run-3
-    default, for the comparison."""
+    128 pixels (narrow blocks: the weights read once for twice the pixels) or 16 (wide blocks) are tried again. MBConv: the staged kernel (new in run 4; run 4 tried 64 expanded channels a
+    chunk and one or four programs an SM: slower or the same) at its default frame, with the input reloaded each chunk,
+    with 16 expanded channels a chunk, at half and twice the frame; and the recompute kernel at its run-3 default."""
     if name == "convfirst_net":
         d = triton_blocks.default_config("convfirst", c, 4 * c)
         out = [d, {**d, "num_warps": 8}]  # 8 warps: half the registers a thread for the same accumulator
         out += [{**d, "block_p": 128, "num_warps": 8}] if c <= 128 else [{**d, "block_p": 16, "block_h": 64, "num_warps": 4, "num_stages": 2}]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, 4 * c)
-    out = [d, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4}, {**d, "block_h": 64},
-           {**d, "programs_per_sm": 1}, {**d, "programs_per_sm": 4}, triton_blocks.default_config("mbconv", c, 4 * c, halo="recompute")]
+    out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},
+           triton_blocks.default_config("mbconv", c, 4 * c, halo="recompute")]
     return [v for i, v in enumerate(out) if v not in out[:i]]
 
 
@@ -299,9 +300,9 @@ def main():
                     f"roofline {1e3 * roof_s:.4f} ms ({row['fraction_of_fused_roofline']:.0%}, {row['bound']}-bound)")
                 save()
 
-    def fused_net(name):
+    def fused_net(name, select=None):
         net = copy.deepcopy(nets[name]).float()
-        fuse_blocks(net)
+        fuse_blocks(net, select=select)
         for m in net.modules():
             if isinstance(m, (FusedConvFirst, FusedMBConv)):
                 m.config = tiles_for(name, m.w3.shape[0])
@@ -381,8 +382,16 @@ def main():
                 if left() < need:
                     res["skipped"].append({"what": f"{what} {name} b{MID}", "why": f"{left():.0f} s left, {need} s wanted"})
                     continue
+                if what == "selective_fused_then_compile_ms":  # fuse only the shapes whose fused block beat compile's block
+                    faster = sorted({r["channels"] for r in res["blocks"] if r["net"] == name and r["batch"] == MID
+                                     and r.get("compile_default_ms") and r["fused_ms"] < r["compile_default_ms"]})
+                    row["selective_fused_widths"] = faster
+                    if not faster:
+                        continue
                 try:
                     model = (compiled(fused_net(name)) if what == "fused_then_compile_ms" else
+                             compiled(fused_net(name, select=lambda p, blk, kind: blk.body[0][0].in_channels in faster))
+                             if what == "selective_fused_then_compile_ms" else
                              compiled(copy.deepcopy(nets[name]).to(DT).to(memory_format=torch.channels_last), mode="max-autotune-no-cudagraphs"))
                     row[what], row[what.replace("_ms", "_iqr_ms")] = graph_time_ms(model, x)
                     say(f"network {name} b{MID} {what}: {row[what]:.3f} ms")
@@ -397,8 +406,9 @@ def main():
         guarded(net_rows, [MID], with_compile=True)
     if "profile" in want:
         guarded(profile_fused)
-    if "fused_then_compile" in want:
-        guarded(slow_compiles, ["fused_then_compile_ms"])  # the rest of the network compiled around the fused kernels
+    if "fused_then_compile" in want:  # the rest of the network compiled around the fused kernels: all of them, then only
+        # those whose block ran faster fused than compiled in this run's block timings
+        guarded(slow_compiles, ["fused_then_compile_ms", "selective_fused_then_compile_ms"])
     if "batches" in want:
         guarded(block_rows, [1, BIG], with_compile=False)
         guarded(net_rows, [1, BIG], with_compile=False)

@@ -61,6 +61,20 @@ def test_fuse_blocks_swaps_the_stride_1_blocks_and_keeps_the_outputs(name, fused
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
 
 
+def test_fuse_blocks_fuses_only_what_select_picks(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    model = _randomise_bn(build_model("convfirst_net", width=0.5, resolution=32).model)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        _, report = fuse_blocks(model, select=lambda path, blk, kind: blk.body[0][0].in_channels == 96)
+        got = model(x)
+    # widths 24/48/96/192 at width 0.5, depths (2, 2, 6, 2): the third stage has 5 stride-1 blocks of 96 channels
+    assert len(report["fused"]) == 5 and all(p.startswith("stages.2.") for p in report["fused"])
+    assert sum("left unfused by select" in why for _, why in report["unfused"]) == 3  # the other stride-1 blocks
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_fuse_blocks_wants_eval_mode():
     with pytest.raises(UserInputError, match=r"model.eval\(\)"):
         fuse_blocks(build_model("convfirst_net", width=0.25, resolution=32).model)
@@ -156,18 +170,18 @@ def test_halo_tiles_by_hand():
 
 
 @needs_triton
-@pytest.mark.parametrize("c, hw, k, halo_p, block_h, programs_per_sm", [
-    (24, (5, 6), 3, 16, 32, 1),  # 2x2 tiles, partial at the bottom and right; one program walks all 18 tiles
-    (16, (4, 4), 5, 64, 16, 2),  # a 5x5 halo of 2 on each side; one tile an image, two programs
-    (40, (7, 9), 3, 64, 64, 3),  # width 40 in a 64-channel tile, hidden 160 in chunks of 64 (the last one partial)
+@pytest.mark.parametrize("c, hw, k, halo_p, block_h, programs_per_sm, reload_x", [
+    (24, (5, 6), 3, 16, 32, 1, False),  # 2x2 tiles, partial at the bottom and right; one program walks all 18 tiles
+    (16, (4, 4), 5, 64, 16, 2, True),  # a 5x5 halo of 2 on each side; one tile an image, two programs; x loaded each chunk
+    (40, (7, 9), 3, 64, 64, 3, False),  # width 40 in a 64-channel tile, hidden 160 in chunks of 64 (the last one partial)
 ])
-def test_the_staged_mbconv_kernel_in_the_interpreter(c, hw, k, halo_p, block_h, programs_per_sm, monkeypatch):
+def test_the_staged_mbconv_kernel_in_the_interpreter(c, hw, k, halo_p, block_h, programs_per_sm, reload_x, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     from effkit.kernels.triton_blocks import mbconv
 
     w = _params(c, 4, k, seed=c)["mbconv"]
     x = torch.randn(2, c, *hw)
-    got = mbconv(x, *w, config={"halo": "staged", "halo_p": halo_p, "block_h": block_h, "programs_per_sm": programs_per_sm})
+    got = mbconv(x, *w, config={"halo": "staged", "halo_p": halo_p, "block_h": block_h, "programs_per_sm": programs_per_sm, "reload_x": reload_x})
     want = reference_mbconv(x, *w)
     # a tile's neighbours across a tile edge come from its own frame, across the image edge they are zeros
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()

@@ -135,9 +135,11 @@ def _fused(block, kind: str) -> nn.Module:
     return FusedMBConv(w1[:, :, 0, 0], b1, w2, b2, w3[:, :, 0, 0], b3)
 
 
-def fuse_blocks(model: nn.Module) -> tuple[nn.Module, dict]:
+def fuse_blocks(model: nn.Module, select=None) -> tuple[nn.Module, dict]:
     """Replace each stride-1, equal-width ConvFirst / MBConv block of `model` (in eval mode) by its fused module, in place.
-    Returns the model and {'fused': [paths], 'unfused': [(path, why)]} for every residual block seen."""
+    `select(path, block, kind)`, if given, picks which of the matching blocks to fuse (e.g. only those whose fused kernel
+    was measured faster than the unfused block). Returns the model and {'fused': [paths], 'unfused': [(path, why)]} for
+    every residual block seen."""
     if not isinstance(model, nn.Module):
         raise UserInputError(f"fuse_blocks needs an nn.Module, got a {type(model).__name__}")
     if model.training:
@@ -152,6 +154,9 @@ def fuse_blocks(model: nn.Module) -> tuple[nn.Module, dict]:
             if kind is None:
                 why = "a stride or a width change (a conv on the shortcut)" if getattr(child, "shortcut", None) is not None else "another structure"
                 report["unfused"].append((path, why))
+                continue
+            if select is not None and not select(path, child, kind):
+                report["unfused"].append((path, f"a {kind} block left unfused by select"))
                 continue
             setattr(parent, child_name, _fused(child, kind))
             report["fused"].append(path)

@@ -152,7 +152,8 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
 
 @triton.jit
 def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_ptr, scratch_ptr, N, H, W, C, HID, TH, TW,
-                          TILES_H, TILES_W, K: tl.constexpr, HALO_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr):
+                          TILES_H, TILES_W, K: tl.constexpr, HALO_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+                          RELOAD_X: tl.constexpr):
     """MBConv over spatial tiles: each tile's frame (the tile and its halo) is expanded once, BLOCK_H channels at a time,
     into this program's scratch slot; the depthwise conv then reads the k² shifted neighbours from the slot. Programs are
     persistent (one slot each, reused tile after tile), so the scratch stays a few MB and is rewritten in L2."""
@@ -174,11 +175,14 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
         gw = (t % per_img) % TILES_W * TW + fx - R
         inimg = in_frame & (gh >= 0) & (gh < H) & (gw >= 0) & (gw < W)
         p = (n * H + gh) * W + gw
-        xs = tl.load(x_ptr + (p * C)[:, None] + c[None, :], mask=inimg[:, None] & cm[None, :], other=0.0).to(w1_ptr.dtype.element_ty)
+        if not RELOAD_X:
+            xs = tl.load(x_ptr + (p * C)[:, None] + c[None, :], mask=inimg[:, None] & cm[None, :], other=0.0).to(w1_ptr.dtype.element_ty)
         acc = tl.zeros((HALO_P, BLOCK_C), dtype=tl.float32)
         for h0 in range(0, HID, BLOCK_H):
             hi = h0 + j
             hm = hi < HID
+            if RELOAD_X:  # the frame's input again each chunk (from L1/L2): fewer registers live across the loop
+                xs = tl.load(x_ptr + (p * C)[:, None] + c[None, :], mask=inimg[:, None] & cm[None, :], other=0.0).to(w1_ptr.dtype.element_ty)
             w1t = tl.load(w1_ptr + hi[None, :] * C + c[:, None], mask=cm[:, None] & hm[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
             e = tl.dot(xs, w1t) + tl.load(b1_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
             e = e * tl.sigmoid(e)
@@ -205,24 +209,27 @@ last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "share
 
 def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict:
     """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
-    ConvFirst up to 128 channels of tile: 64 pixels, 32 expanded channels, 4 warps; 256: 64 pixels, 64 expanded
-    channels, 8 warps; 512: 32 pixels, 64 expanded channels, 4 warps, two pipeline stages (three need 292 KB of shared
-    memory; the H200 has 227 KB a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
+    ConvFirst at 64 channels of tile: 64 pixels, 32 expanded channels, 4 warps; 128: 128 pixels, 32, 8 warps; 256: 64
+    pixels, 64 expanded channels, 8 warps; 512: 32 pixels, 64 expanded channels, 8 warps, two pipeline stages (three
+    need 292 KB of shared memory; the H200 has 227 KB a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
     asked for 283 KB of shared memory. MBConv with its halo staged (the default): frames of halo_p pixels such that the
-    fp32 output accumulator [halo_p, channel tile] is 64 KB (64 registers a thread at 8 warps), one stage (the pipeliner
+    fp32 output accumulator [halo_p, channel tile] is 64 KB (64 registers a thread at 8 warps), at least 64 pixels (at
+    7x7 a 32-pixel frame holds a 3x4 tile, 3.9x the pixels computed against 2.6x at 64: 1.32 against 0.43 ms in run 4), one stage (the pipeliner
     must not move a read of the scratch slot above the barrier after its write), two persistent programs an SM."""
     bc = block_c_of(c)
     bh = lambda n: min(n, block_c_of(hidden))  # noqa: E731
     if kind == "mbconv" and halo == "recompute":  # run 3: 16 pixels at 64 channels of tile (0.62 ms against 0.66 at 32 x 64), 32 at 128 (0.43 against 0.51)
         return {"halo": "recompute", "block_p": 32 if bc == 128 else 16, "block_h": bh(32), "num_warps": 4, "num_stages": 1}
-    if kind == "mbconv":
-        return {"halo": "staged", "halo_p": max(16, 16384 // bc), "block_h": bh(32), "num_warps": 8, "num_stages": 1, "programs_per_sm": 2}
-    if bc <= 128:
+    if kind == "mbconv":  # run 4: 256 / 128 / 64 / 64 frame pixels at 64 / 128 / 256 / 512 channels of tile (at 512, 32 took 1.32 ms, 64 0.43)
+        return {"halo": "staged", "halo_p": max(64, 16384 // bc), "block_h": bh(32), "num_warps": 8, "num_stages": 1, "programs_per_sm": 2}
+    if bc <= 64:
         return {"block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3}
+    if bc <= 128:  # run 4: 128 pixels, 8 warps 0.0790 ms against 64 pixels, 4 warps 0.0818 (IQR 0.0005)
+        return {"block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3}
     if bc <= 256:
         return {"block_p": 64, "block_h": bh(64), "num_warps": 8, "num_stages": 3}
-    return {"block_p": 32, "block_h": bh(64), "num_warps": 4, "num_stages": 2}
+    return {"block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 2}  # run 4: 8 warps 0.097 ms, 26 spills; 4 warps 0.126, 210
 
 
 def _record(kernel, handle, cfg: dict) -> None:
@@ -269,7 +276,8 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
     scratch = torch.empty(programs * halo_p * cfg["block_h"], dtype=weights[0].dtype, device=x.device)
     kernel = _mbconv_staged_kernel
     handle = kernel[(programs,)](xh, *weights, out, scratch, n, hgt, wid, c, hidden, th, tw, tiles_h, tiles_w, K=k, HALO_P=halo_p,
-                                 BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+                                 BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], RELOAD_X=bool(cfg.get("reload_x", False)), num_warps=cfg["num_warps"],
+                                 num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "tile": [th, tw], "halo_p_used": halo_p, "programs": programs})
     return out.permute(0, 3, 1, 2)
 
