@@ -188,6 +188,16 @@ def test_the_staged_mbconv_kernel_in_the_interpreter(c, hw, k, halo_p, block_h, 
 
 
 @needs_triton
+def test_mbconv_refuses_a_frame_whose_accumulator_is_too_large():
+    from effkit.kernels.triton_blocks import mbconv
+
+    w = _params(300, 4, 3, seed=0)["mbconv"]
+    # 7x7 in a 128-pixel frame (9x9 = 81 pixels) at 300 channels (a 512-channel tile): 128 x 512 = 65,536 fp32 values
+    with pytest.raises(ValueError, match="a 128-pixel frame at 512 channels of tile is a 65536-value fp32 accumulator, more than 32768.*halo_p <= 64"):
+        mbconv(torch.randn(1, 300, 7, 7), *w, config={"halo_p": 128})
+
+
+@needs_triton
 def test_mbconv_refuses_an_unknown_halo_mode():
     from effkit.kernels.triton_blocks import mbconv
 

@@ -221,8 +221,10 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict
     bh = lambda n: min(n, block_c_of(hidden))  # noqa: E731
     if kind == "mbconv" and halo == "recompute":  # run 3: 16 pixels at 64 channels of tile (0.62 ms against 0.66 at 32 x 64), 32 at 128 (0.43 against 0.51)
         return {"halo": "recompute", "block_p": 32 if bc == 128 else 16, "block_h": bh(32), "num_warps": 4, "num_stages": 1}
-    if kind == "mbconv":  # run 4: 256 / 128 / 64 / 64 frame pixels at 64 / 128 / 256 / 512 channels of tile (at 512, 32 took 1.32 ms, 64 0.43)
-        return {"halo": "staged", "halo_p": max(64, 16384 // bc), "block_h": bh(32), "num_warps": 8, "num_stages": 1, "programs_per_sm": 2}
+    if kind == "mbconv":  # run 4: 256 / 128 / 64 / 64 frame pixels at 64 / 128 / 256 / 512 channels of tile (at 512, 32 took 1.32 ms, 64 0.43);
+        # run 6: 16 expanded channels a chunk at 64 and 512 (0.435 against 0.473 ms, 0.324 against 0.427), 32 at 128 and 256
+        return {"halo": "staged", "halo_p": max(64, 16384 // bc), "block_h": bh(16 if bc in (64, 512) else 32), "num_warps": 8, "num_stages": 1,
+                "programs_per_sm": 2}
     if bc <= 64:
         return {"block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3}
     if bc <= 128:  # run 4: 128 pixels, 8 warps 0.0790 ms against 64 pixels, 4 warps 0.0818 (IQR 0.0005)
@@ -262,6 +264,9 @@ def _launch(kernel, x, weights: tuple, hidden: int, cfg: dict, **constexprs) -> 
     return out.permute(0, 3, 1, 2)
 
 
+MAX_ACC = 32768  # the staged MBConv kernel's largest fp32 output accumulator, values (128 KB: 128 registers a thread at 8 warps)
+
+
 def _sm_count(x) -> int:
     return torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 1
 
@@ -269,8 +274,11 @@ def _sm_count(x) -> int:
 def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> torch.Tensor:
     """The staged MBConv kernel: spatial tiles from `halo_tiles`, one persistent program per scratch slot."""
     n, c, hgt, wid = x.shape
-    xh, out = _nhwc(x)
     th, tw, halo_p = halo_tiles(hgt, wid, k, cfg["halo_p"])
+    if halo_p * block_c_of(c) > MAX_ACC:
+        raise ValueError(f"mbconv: a {halo_p}-pixel frame at {block_c_of(c)} channels of tile is a {halo_p * block_c_of(c)}-value fp32 accumulator, "
+                         f"more than {MAX_ACC} (on the H200 one of 65,536 crashed with an illegal memory access, run 6): take halo_p <= {max(16, MAX_ACC // block_c_of(c))}")
+    xh, out = _nhwc(x)
     tiles_h, tiles_w = triton.cdiv(hgt, th), triton.cdiv(wid, tw)
     programs = min(n * tiles_h * tiles_w, _sm_count(x) * cfg["programs_per_sm"])
     scratch = torch.empty(programs * halo_p * cfg["block_h"], dtype=weights[0].dtype, device=x.device)
