@@ -60,10 +60,11 @@ def tile_variants(name: str, c: int) -> list[dict]:
     128 pixels (narrow blocks: the weights read once for twice the pixels) or 16 (wide blocks) are tried again. MBConv: the staged kernel (new in run 4; run 4 tried 64 expanded channels a
     chunk and one or four programs an SM: slower or the same) at its default frame, with the input reloaded each chunk,
     with 16 expanded channels a chunk, at half and twice the frame; and the recompute kernel at its run-3 default."""
-    if name == "convfirst_net":
+    if name == "convfirst_net":  # run 9: the output channels split in two across programs (split_out), at the default and at twice its pixels
         d = triton_blocks.default_config("convfirst", c, 4 * c)
         out = [d, {**d, "num_warps": 8}]  # 8 warps: half the registers a thread for the same accumulator
         out += [{**d, "block_p": 128, "num_warps": 8}] if c <= 128 else [{**d, "block_p": 16, "block_h": 64, "num_warps": 4, "num_stages": 2}]
+        out += [{**d, "split_out": 2}, {**d, "split_out": 2, "block_p": 2 * d["block_p"]}] if c > 64 else []  # half the accumulator, twice the expansion
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, 4 * c)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},
@@ -170,6 +171,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--deadline", type=float, default=330.0, help="seconds for everything; later sections are skipped")
     ap.add_argument("--smoke", action="store_true", help="the code paths on the CPU (TRITON_INTERPRET=1), fp32, small")
+    ap.add_argument("--nets", default="convfirst_net,mbconv_net", help="comma-separated: convfirst_net, mbconv_net (default both)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)} (default: all, in that order)")
     a = ap.parse_args()
     want = a.sections.split(",")
@@ -195,7 +197,9 @@ def main():
     def say(msg):
         print(f"[{time.perf_counter() - t0:5.0f} s] {msg}", flush=True)
 
-    nets = {name: randomise_bn(effkit.build_model(name, width=WIDTH, resolution=RES).model).to(DEV) for name in ("convfirst_net", "mbconv_net")}
+    if any(n not in ("convfirst_net", "mbconv_net") for n in a.nets.split(",")):
+        ap.error(f"--nets {a.nets!r}: each must be convfirst_net or mbconv_net")
+    nets = {name: randomise_bn(effkit.build_model(name, width=WIDTH, resolution=RES).model).to(DEV) for name in a.nets.split(",")}
     blocks = {name: [(p, m) for p, m in net.named_modules() if hasattr(m, "body") and hasattr(m, "shortcut") and _match(m)]
               for name, net in nets.items()}
     hw_of = {}  # (net, block width) -> the block's input size

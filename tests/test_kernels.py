@@ -139,6 +139,22 @@ def test_the_convfirst_kernel_in_the_interpreter(c, hw, k, block_p, block_h, gro
 
 
 @needs_triton
+@pytest.mark.parametrize("split_out", [2, 4])
+def test_the_convfirst_kernel_with_its_output_channels_split(split_out, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels.triton_blocks import convfirst
+
+    # 40 channels in a 64-channel tile: with 4 parts of 16 the last part holds channels 48-63, all padding; with 2 parts
+    # of 32 the second holds 32-39 and padding
+    w = _params(40, 4, 3, seed=1)["convfirst"]
+    x = torch.randn(2, 40, 3, 7)
+    got = convfirst(x, *w, group_width=8, config={"block_p": 16, "block_h": 32, "split_out": split_out})
+    assert torch.allclose(got, reference_convfirst(x, *w, group_width=8), atol=1e-4)
+    with pytest.raises(ValueError, match="split_out=8 must divide the 64-channel tile into parts of at least 16 channels"):
+        convfirst(x, *w, group_width=8, config={"split_out": 8})
+
+
+@needs_triton
 @pytest.mark.parametrize("c, hw, k, block_p, block_h", [(24, (5, 6), 3, 16, 32), (16, (4, 4), 5, 16, 16)])
 def test_the_mbconv_kernel_in_the_interpreter(c, hw, k, block_p, block_h, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")

@@ -103,24 +103,29 @@ def _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K: tl.constexp
 @triton.jit
 def _convfirst_kernel(x_ptr, w1_ptr, wbd_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID,
                       K: tl.constexpr, GW: tl.constexpr, GROUP_MMA: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                      BLOCK_H: tl.constexpr):
+                      BLOCK_H: tl.constexpr, BLOCK_CO: tl.constexpr):
+    """Axis 1 splits the output channels: program (i, j) writes channels j·BLOCK_CO ... of pixel tile i, computing the
+    grouped conv and the whole expansion for them (BLOCK_CO < BLOCK_C: a smaller live accumulator and more programs,
+    for the expansion's MACs once per split)."""
     p, pm, n, h, w, c, cm = _pixel_tile(NPIX, H, W, C, BLOCK_P, BLOCK_C)
+    co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    com = co < C
     if GROUP_MMA:
         y1 = _grouped_conv_mma(x_ptr, wbd_ptr, n, h, w, pm, H, W, C, K, BLOCK_P, BLOCK_C)
     else:
         y1 = _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K, GW, BLOCK_P, BLOCK_C)
     y1 += tl.load(b1_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
     y1 = y1.to(w2_ptr.dtype.element_ty)
-    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_P, BLOCK_CO), dtype=tl.float32)
     for h0 in range(0, HID, BLOCK_H):
         hi = h0 + tl.arange(0, BLOCK_H)
         hm = hi < HID
         w2t = tl.load(w2_ptr + hi[None, :] * C + c[:, None], mask=cm[:, None] & hm[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
         e = tl.dot(y1, w2t) + tl.load(b2_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
         e = e * tl.sigmoid(e)
-        w3t = tl.load(w3_ptr + c[None, :] * HID + hi[:, None], mask=hm[:, None] & cm[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
+        w3t = tl.load(w3_ptr + co[None, :] * HID + hi[:, None], mask=hm[:, None] & com[None, :], other=0.0)  # [BLOCK_H, BLOCK_CO]
         acc += tl.dot(e.to(w3_ptr.dtype.element_ty), w3t)
-    _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C)
+    _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, co, com, C)
 
 
 @triton.jit
@@ -250,13 +255,13 @@ def _nhwc(x):
     return xh, torch.empty_like(xh)
 
 
-def _launch(kernel, x, weights: tuple, hidden: int, cfg: dict, **constexprs) -> torch.Tensor:
+def _launch(kernel, x, weights: tuple, hidden: int, cfg: dict, splits: int = 1, **constexprs) -> torch.Tensor:
     """Run a block kernel over every pixel of `x` (NCHW; channels-last memory preferred), cfg["block_p"] pixels a
-    program; returns channels-last NCHW."""
+    program (times `splits` programs along axis 1); returns channels-last NCHW."""
     n, c, hgt, wid = x.shape
     xh, out = _nhwc(x)
     npix = n * hgt * wid
-    handle = kernel[(triton.cdiv(npix, cfg["block_p"]),)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=cfg["block_p"],
+    handle = kernel[(triton.cdiv(npix, cfg["block_p"]), splits)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=cfg["block_p"],
                                                           BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], num_warps=cfg["num_warps"],
                                                           num_stages=cfg["num_stages"],
                                                           **constexprs)
@@ -299,7 +304,11 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     if w1bd is None:  # unused (the pointer only) by the CUDA-core path
         w1bd = block_diagonal_pairs(w1, block_c_of(w1.shape[0])) if mma else w1
     cfg = {**default_config("convfirst", x.shape[1], w2.shape[0]), **{k: v for k, v in (config or {}).items() if k != "group_mma"}}
-    return _launch(_convfirst_kernel, x, (w1, w1bd, b1, w2, b2, w3, b3), w2.shape[0], cfg, K=w1.shape[-1], GW=group_width, GROUP_MMA=mma)
+    bc, split = block_c_of(x.shape[1]), cfg.get("split_out", 1)
+    if split < 1 or bc % split or bc // split < 16:
+        raise ValueError(f"convfirst: split_out={split} must divide the {bc}-channel tile into parts of at least 16 channels")
+    return _launch(_convfirst_kernel, x, (w1, w1bd, b1, w2, b2, w3, b3), w2.shape[0], cfg, splits=split, K=w1.shape[-1], GW=group_width,
+                   GROUP_MMA=mma, BLOCK_CO=bc // split)
 
 
 HALO_MODES = ("staged", "recompute")
