@@ -75,6 +75,24 @@ def test_fuse_blocks_fuses_only_what_select_picks(monkeypatch):
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_fuse_blocks_strided_fuses_the_strided_convfirst_blocks_too(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    model = _randomise_bn(build_model("convfirst_net", width=0.5, resolution=32).model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        _, report = fuse_blocks(model, strided=True)
+        got = model(x)
+    # all 12 blocks; the first of each stage strides 2 and changes width, its 1x1 conv + BN shortcut folded in
+    assert len(report["fused"]) == 12 and report["unfused"] == []
+    assert [m.stride for m in model.modules() if isinstance(m, FusedConvFirst)].count(2) == 4
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
+    # MBConv has no strided kernel: its strided blocks stay unfused
+    mb = _randomise_bn(build_model("mbconv_net", width=0.5, resolution=32).model)
+    _, report = fuse_blocks(mb, strided=True)
+    assert len(report["fused"]) == 8 and len(report["unfused"]) == 4
+
+
 def test_fuse_blocks_wants_eval_mode():
     with pytest.raises(UserInputError, match=r"model.eval\(\)"):
         fuse_blocks(build_model("convfirst_net", width=0.25, resolution=32).model)
@@ -92,6 +110,12 @@ def test_the_references_are_the_blocks_folded():
             got = (reference_convfirst(x, w1, b1, w2[:, :, 0, 0], b2, w3[:, :, 0, 0], b3, 8) if kind == "convfirst"
                    else reference_mbconv(x, w1[:, :, 0, 0], b1, w2, b2, w3[:, :, 0, 0], b3))
         assert torch.allclose(got, want, atol=1e-5), kind
+    block = _randomise_bn(ConvFirstBlock(24, 40, stride=2))  # strided, width-changing: a 1x1 conv + BN on the shortcut
+    x = torch.randn(2, 24, 7, 6)
+    (w1, b1), (w2, b2), (w3, b3), (ws, bs) = [fold_bn(m[0], m[1]) for m in (*block.body, block.shortcut)]
+    with torch.no_grad():
+        got = reference_convfirst(x, w1, b1, w2[:, :, 0, 0], b2, w3[:, :, 0, 0], b3, 8, stride=2, ws=ws[:, :, 0, 0], bs=bs)
+        assert got.shape == (2, 40, 4, 3) and torch.allclose(got, block(x), atol=1e-5)
 
 
 needs_triton = pytest.mark.skipif(not triton_available(), reason="triton is not installed (pip install effkit[kernels])")
@@ -136,6 +160,41 @@ def test_the_convfirst_kernel_in_the_interpreter(c, hw, k, block_p, block_h, gro
     got = convfirst(x, *w, group_width=8, config={"block_p": block_p, "block_h": block_h, "group_mma": group_mma})
     want = reference_convfirst(x, *w, group_width=8)
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+@needs_triton
+@pytest.mark.parametrize("c, c_out, hw, stride, group_mma", [
+    (24, 40, (7, 6), 2, True),  # odd height: the last output row's window hangs over the bottom edge
+    (16, 24, (5, 5), 1, True),  # a width change alone
+    (24, 48, (6, 7), 2, False),  # the CUDA-core grouped conv, strided
+])
+def test_the_strided_convfirst_kernel_in_the_interpreter(c, c_out, hw, stride, group_mma, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels.triton_blocks import convfirst
+
+    g = torch.Generator().manual_seed(c_out)
+    r = lambda *s, scale=0.2: scale * torch.randn(*s, generator=g)  # noqa: E731
+    hid = 4 * c
+    w = (r(c, 8, 3, 3), r(c, scale=0.1), r(hid, c), r(hid, scale=0.1), r(c_out, hid, scale=0.1), r(c_out, scale=0.1))
+    ws, bs = r(c_out, c), r(c_out, scale=0.1)
+    x = torch.randn(2, c, *hw)
+    got = convfirst(x, *w, group_width=8, config={"block_p": 16, "block_h": 32, "group_mma": group_mma}, stride=stride, ws=ws, bs=bs)
+    want = reference_convfirst(x, *w, group_width=8, stride=stride, ws=ws, bs=bs)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    with pytest.raises(ValueError, match="needs the shortcut's conv"):
+        convfirst(x, *w, group_width=8, stride=stride)
+
+
+@needs_triton
+def test_a_strided_convfirst_net_runs_its_kernels_in_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    model = _randomise_bn(build_model("convfirst_net", width=0.5, resolution=32).model)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        fuse_blocks(model, strided=True)
+        got = model(x)
+    assert torch.allclose(got, want, rtol=1e-3, atol=1e-3), (got - want).abs().max()
 
 
 @needs_triton

@@ -34,12 +34,13 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Te
     return w, (b - bn.running_mean) * s + bn.bias.detach()
 
 
-def reference_convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int):
-    """The folded ConvFirst block in PyTorch (NCHW in, NCHW out); w1 [C, group_width, k, k], w2 [hidden, C], w3 [C, hidden]."""
+def reference_convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, stride: int = 1, ws=None, bs=None):
+    """The folded ConvFirst block in PyTorch (NCHW in, NCHW out); w1 [C, group_width, k, k], w2 [hidden, C], w3 [C_out,
+    hidden]; a strided or width-changing block has its shortcut's folded 1x1 conv ws [C_out, C], bs."""
     c, k = w1.shape[0], w1.shape[-1]
-    y1 = F.conv2d(x, w1, b1, padding=k // 2, groups=c // group_width)
+    y1 = F.conv2d(x, w1, b1, stride=stride, padding=k // 2, groups=c // group_width)
     e = F.silu(F.conv2d(y1, w2[:, :, None, None], b2))
-    return F.conv2d(e, w3[:, :, None, None], b3) + x
+    return F.conv2d(e, w3[:, :, None, None], b3) + (x if ws is None else F.conv2d(x, ws[:, :, None, None], bs, stride=stride))
 
 
 def reference_mbconv(x, w1, b1, wd, bd, w3, b3):
@@ -55,14 +56,15 @@ def _use_triton(x: torch.Tensor) -> bool:
 
 
 class FusedConvFirst(nn.Module):
-    """A stride-1, equal-width ConvFirst block as one kernel (Triton on CUDA), BatchNorms folded."""
+    """A ConvFirst block as one kernel (Triton on CUDA), BatchNorms folded; a strided or width-changing one (stride,
+    and its shortcut's folded 1x1 conv ws, bs) too."""
 
-    def __init__(self, w1, b1, w2, b2, w3, b3, group_width: int, config: dict | None = None):
+    def __init__(self, w1, b1, w2, b2, w3, b3, group_width: int, config: dict | None = None, stride: int = 1, ws=None, bs=None):
         super().__init__()
-        self.group_width = group_width
+        self.group_width, self.stride = group_width, stride
         self.config = config  # the kernel's tiles (see triton_blocks.default_config); None: the defaults
-        for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2), ("w3", w3), ("b3", b3)):
-            self.register_buffer(name, t.contiguous())
+        for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2), ("w3", w3), ("b3", b3), ("ws", ws), ("bs", bs)):
+            self.register_buffer(name, t.contiguous() if t is not None else None)
         self.register_buffer("w1bd", block_diagonal_pairs(w1, block_c_of(w1.shape[0])) if 16 % group_width == 0 else None)
 
     def forward(self, x):
@@ -70,8 +72,9 @@ class FusedConvFirst(nn.Module):
             from effkit.kernels.triton_blocks import convfirst
 
             cfg = self.config if self.w1bd is not None else {**(self.config or {}), "group_mma": False}
-            return convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, w1bd=self.w1bd, config=cfg)
-        return reference_convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width)
+            return convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, w1bd=self.w1bd, config=cfg,
+                             stride=self.stride, ws=self.ws, bs=self.bs)
+        return reference_convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, self.stride, self.ws, self.bs)
 
 
 class FusedMBConv(nn.Module):
@@ -91,19 +94,39 @@ class FusedMBConv(nn.Module):
         return reference_mbconv(x, self.w1, self.b1, self.wd, self.bd, self.w3, self.b3)
 
 
-def _conv_bn(m) -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.Module | None] | None:
-    """(conv, bn, activation) of a conv → BN [→ act] Sequential, or None."""
+def _conv_bn(m, strides=((1, 1),)) -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.Module | None] | None:
+    """(conv, bn, activation) of a conv → BN [→ act] Sequential whose stride is one of `strides`, or None."""
     if not isinstance(m, nn.Sequential) or len(m) not in (2, 3):
         return None
     conv, bn = m[0], m[1]
-    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d) or conv.stride != (1, 1) or conv.dilation != (1, 1):
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d) or conv.stride not in strides or conv.dilation != (1, 1):
         return None
     act = m[2] if len(m) == 3 else None
     return conv, bn, act
 
 
-def _match(block) -> str | None:
-    """'convfirst' or 'mbconv' for a residual block `body` (3 conv-BN stages) with an identity shortcut, else None."""
+def _strided_convfirst(block) -> bool:
+    """A ConvFirst block whose grouped conv strides (1 or 2) and whose shortcut is a 1x1 conv → BN of the same stride."""
+    body, sc = getattr(block, "body", None), getattr(block, "shortcut", None)
+    if not isinstance(body, nn.Sequential) or len(body) != 3 or sc is None:
+        return False
+    first, rest, short = _conv_bn(body[0], ((1, 1), (2, 2))), [_conv_bn(m) for m in body[1:]], _conv_bn(sc, ((1, 1), (2, 2)))
+    if first is None or short is None or any(p is None for p in rest):
+        return False
+    (c1, _, a1), ((c2, _, a2), (c3, _, a3)), (cs, _, as_) = first, rest, short
+    k = c1.kernel_size[0]
+    return (c1.kernel_size == (k, k) and k % 2 == 1 and c1.padding == (k // 2, k // 2) and a1 is None and c1.in_channels == c1.out_channels
+            and c1.groups > 1 and c1.in_channels // c1.groups == 8 and c2.kernel_size == (1, 1) and isinstance(a2, nn.SiLU)
+            and c3.kernel_size == (1, 1) and a3 is None and c2.groups == c3.groups == 1 and cs.kernel_size == (1, 1) and cs.groups == 1
+            and cs.padding == (0, 0) and as_ is None and cs.stride == c1.stride and cs.in_channels == c1.in_channels
+            and cs.out_channels == c3.out_channels)
+
+
+def _match(block, strided: bool = False) -> str | None:
+    """'convfirst' or 'mbconv' for a residual block `body` (3 conv-BN stages) with an identity shortcut, else None;
+    with strided=True also 'convfirst' for a ConvFirst block with a stride or a width change (a 1x1 conv shortcut)."""
+    if strided and _strided_convfirst(block):
+        return "convfirst"
     body = getattr(block, "body", None)
     if getattr(block, "shortcut", "missing") is not None or not isinstance(body, nn.Sequential) or len(body) != 3:
         return None
@@ -126,20 +149,27 @@ def _match(block) -> str | None:
 
 
 def _fused(block, kind: str) -> nn.Module:
-    (c1, n1, _), (c2, n2, _), (c3, n3, _) = [_conv_bn(m) for m in block.body]
+    (c1, n1, _), (c2, n2, _), (c3, n3, _) = [_conv_bn(m, ((1, 1), (2, 2))) for m in block.body]
     w1, b1 = fold_bn(c1, n1)
     w2, b2 = fold_bn(c2, n2)
     w3, b3 = fold_bn(c3, n3)
     if kind == "convfirst":
-        return FusedConvFirst(w1, b1, w2[:, :, 0, 0], b2, w3[:, :, 0, 0], b3, group_width=c1.in_channels // c1.groups)
+        ws = bs = None
+        if block.shortcut is not None:
+            cs, ns, _ = _conv_bn(block.shortcut, ((1, 1), (2, 2)))
+            ws, bs = fold_bn(cs, ns)
+            ws = ws[:, :, 0, 0]
+        return FusedConvFirst(w1, b1, w2[:, :, 0, 0], b2, w3[:, :, 0, 0], b3, group_width=c1.in_channels // c1.groups, stride=c1.stride[0],
+                              ws=ws, bs=bs)
     return FusedMBConv(w1[:, :, 0, 0], b1, w2, b2, w3[:, :, 0, 0], b3)
 
 
-def fuse_blocks(model: nn.Module, select=None) -> tuple[nn.Module, dict]:
+def fuse_blocks(model: nn.Module, select=None, strided: bool = False) -> tuple[nn.Module, dict]:
     """Replace each stride-1, equal-width ConvFirst / MBConv block of `model` (in eval mode) by its fused module, in place.
     `select(path, block, kind)`, if given, picks which of the matching blocks to fuse (e.g. only those whose fused kernel
-    was measured faster than the unfused block). Returns the model and {'fused': [paths], 'unfused': [(path, why)]} for
-    every residual block seen."""
+    was measured faster than the unfused block). strided=True also fuses ConvFirst blocks with a stride or a width
+    change (their 1x1 conv shortcut folded into the kernel): checked in Triton's interpreter, not yet on a GPU, so off by
+    default. Returns the model and {'fused': [paths], 'unfused': [(path, why)]} for every residual block seen."""
     if not isinstance(model, nn.Module):
         raise UserInputError(f"fuse_blocks needs an nn.Module, got a {type(model).__name__}")
     if model.training:
@@ -150,7 +180,7 @@ def fuse_blocks(model: nn.Module, select=None) -> tuple[nn.Module, dict]:
             if not (hasattr(child, "body") and hasattr(child, "shortcut")):
                 continue
             path = f"{name}.{child_name}" if name else child_name
-            kind = _match(child)
+            kind = _match(child, strided)
             if kind is None:
                 why = "a stride or a width change (a conv on the shortcut)" if getattr(child, "shortcut", None) is not None else "another structure"
                 report["unfused"].append((path, why))

@@ -58,13 +58,17 @@ def _tap(n, h, w, pm, H, W, C, DY: tl.constexpr, DX: tl.constexpr, K: tl.constex
 
 
 @triton.jit
-def _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C):
-    """The block's end: the projection's bias and the residual added, the output tile stored."""
+def _store_out(acc, b3_ptr, out_ptr, p, pm, c, cm, C):
+    """The projection's bias added and the output tile stored (NHWC, C channels)."""
     acc += tl.load(b3_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
-    offs = (p * C)[:, None] + c[None, :]
-    io = pm[:, None] & cm[None, :]
-    acc += tl.load(x_ptr + offs, mask=io, other=0.0).to(tl.float32)
-    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=io)
+    tl.store(out_ptr + (p * C)[:, None] + c[None, :], acc.to(out_ptr.dtype.element_ty), mask=pm[:, None] & cm[None, :])
+
+
+@triton.jit
+def _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C):
+    """The block's end: the identity residual and the projection's bias added, the output tile stored."""
+    acc += tl.load(x_ptr + (p * C)[:, None] + c[None, :], mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
+    _store_out(acc, b3_ptr, out_ptr, p, pm, c, cm, C)
 
 
 @triton.jit
@@ -101,15 +105,19 @@ def _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K: tl.constexp
 
 
 @triton.jit
-def _convfirst_kernel(x_ptr, w1_ptr, wbd_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID,
+def _convfirst_kernel(x_ptr, w1_ptr, wbd_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_ptr, bs_ptr, out_ptr, NPIX, H, W, HO, WO, C, CO, HID,
                       K: tl.constexpr, GW: tl.constexpr, GROUP_MMA: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                      BLOCK_H: tl.constexpr, BLOCK_CO: tl.constexpr):
-    """Axis 1 splits the output channels: program (i, j) writes channels j·BLOCK_CO ... of pixel tile i, computing the
-    grouped conv and the whole expansion for them (BLOCK_CO < BLOCK_C: a smaller live accumulator and more programs,
-    for the expansion's MACs once per split)."""
-    p, pm, n, h, w, c, cm = _pixel_tile(NPIX, H, W, C, BLOCK_P, BLOCK_C)
+                      BLOCK_H: tl.constexpr, BLOCK_CO: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr):
+    """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The grouped conv strides
+    STRIDE; SHORTCUT: the residual is a 1x1 conv of stride STRIDE (ws [CO, C], bs, folded) instead of the input itself.
+    Axis 1 splits the output channels: program (i, j) writes channels j·BLOCK_CO ... of pixel tile i, computing the
+    grouped conv and the whole expansion for them (BLOCK_CO < the output tile: a smaller live accumulator and more
+    programs, for the expansion's MACs once per split)."""
+    p, pm, n, ho, wo, c, cm = _pixel_tile(NPIX, HO, WO, C, BLOCK_P, BLOCK_C)
+    h = ho * STRIDE  # the centre of each output pixel's k×k window in the input
+    w = wo * STRIDE
     co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
-    com = co < C
+    com = co < CO
     if GROUP_MMA:
         y1 = _grouped_conv_mma(x_ptr, wbd_ptr, n, h, w, pm, H, W, C, K, BLOCK_P, BLOCK_C)
     else:
@@ -125,7 +133,13 @@ def _convfirst_kernel(x_ptr, w1_ptr, wbd_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3
         e = e * tl.sigmoid(e)
         w3t = tl.load(w3_ptr + co[None, :] * HID + hi[:, None], mask=hm[:, None] & com[None, :], other=0.0)  # [BLOCK_H, BLOCK_CO]
         acc += tl.dot(e.to(w3_ptr.dtype.element_ty), w3t)
-    _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, co, com, C)
+    if SHORTCUT:  # the 1x1 strided conv of the input at each window's centre, into the same accumulator
+        xc = tl.load(x_ptr + (((n * H + h) * W + w) * C)[:, None] + c[None, :], mask=pm[:, None] & cm[None, :], other=0.0)
+        wst = tl.load(ws_ptr + co[None, :] * C + c[:, None], mask=cm[:, None] & com[None, :], other=0.0)  # [BLOCK_C, BLOCK_CO]
+        acc += tl.dot(xc.to(ws_ptr.dtype.element_ty), wst) + tl.load(bs_ptr + co, mask=com, other=0.0).to(tl.float32)[None, :]
+        _store_out(acc, b3_ptr, out_ptr, p, pm, co, com, CO)
+    else:
+        _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, co, com, C)
 
 
 @triton.jit
@@ -255,13 +269,13 @@ def _nhwc(x):
     return xh, torch.empty_like(xh)
 
 
-def _launch(kernel, x, weights: tuple, hidden: int, cfg: dict, splits: int = 1, **constexprs) -> torch.Tensor:
+def _launch(kernel, x, weights: tuple, hidden: int, cfg: dict, **constexprs) -> torch.Tensor:
     """Run a block kernel over every pixel of `x` (NCHW; channels-last memory preferred), cfg["block_p"] pixels a
-    program (times `splits` programs along axis 1); returns channels-last NCHW."""
+    program; returns channels-last NCHW."""
     n, c, hgt, wid = x.shape
     xh, out = _nhwc(x)
     npix = n * hgt * wid
-    handle = kernel[(triton.cdiv(npix, cfg["block_p"]), splits)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=cfg["block_p"],
+    handle = kernel[(triton.cdiv(npix, cfg["block_p"]),)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=cfg["block_p"],
                                                           BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], num_warps=cfg["num_warps"],
                                                           num_stages=cfg["num_stages"],
                                                           **constexprs)
@@ -296,19 +310,34 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
 
 
 def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | None = None, config: dict | None = None,
-              group_mma: bool | None = None) -> torch.Tensor:
+              group_mma: bool | None = None, stride: int = 1, ws: torch.Tensor | None = None, bs: torch.Tensor | None = None) -> torch.Tensor:
     """The fused ConvFirst block on an NCHW tensor (channels-last memory preferred); returns channels-last NCHW.
     w1bd is `block_diagonal_pairs(w1, block_c_of(C))` (made here if not given); group_mma=False takes the CUDA-core
-    grouped conv instead of the tensor-core one."""
+    grouped conv instead of the tensor-core one. A strided or width-changing block gives `stride` and its shortcut's
+    folded 1x1 conv (ws [C_out, C], bs); without ws the residual is the input (stride 1, C_out = C)."""
+    n, c, hgt, wid = x.shape
+    c_out = w3.shape[0]
+    if ws is None and (stride != 1 or c_out != c):
+        raise ValueError(f"convfirst: stride {stride} from {c} to {c_out} channels needs the shortcut's conv (ws, bs)")
     mma = (config or {}).get("group_mma", True) if group_mma is None else group_mma
     if w1bd is None:  # unused (the pointer only) by the CUDA-core path
         w1bd = block_diagonal_pairs(w1, block_c_of(w1.shape[0])) if mma else w1
-    cfg = {**default_config("convfirst", x.shape[1], w2.shape[0]), **{k: v for k, v in (config or {}).items() if k != "group_mma"}}
-    bc, split = block_c_of(x.shape[1]), cfg.get("split_out", 1)
-    if split < 1 or bc % split or bc // split < 16:
-        raise ValueError(f"convfirst: split_out={split} must divide the {bc}-channel tile into parts of at least 16 channels")
-    return _launch(_convfirst_kernel, x, (w1, w1bd, b1, w2, b2, w3, b3), w2.shape[0], cfg, splits=split, K=w1.shape[-1], GW=group_width,
-                   GROUP_MMA=mma, BLOCK_CO=bc // split)
+    cfg = {**default_config("convfirst", max(c, c_out), w2.shape[0]), **{k: v for k, v in (config or {}).items() if k != "group_mma"}}
+    bco, split = block_c_of(c_out), cfg.get("split_out", 1)
+    if split < 1 or bco % split or bco // split < 16:
+        raise ValueError(f"convfirst: split_out={split} must divide the {bco}-channel tile into parts of at least 16 channels")
+    k = w1.shape[-1]
+    ho, wo = (hgt - 1) // stride + 1, (wid - 1) // stride + 1  # padding k // 2
+    xh = x.permute(0, 2, 3, 1).contiguous()
+    out = torch.empty(n, ho, wo, c_out, dtype=x.dtype, device=x.device)
+    npix = n * ho * wo
+    kernel = _convfirst_kernel
+    handle = kernel[(triton.cdiv(npix, cfg["block_p"]), split)](
+        xh, w1, w1bd, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, npix, hgt, wid, ho, wo, c, c_out,
+        w2.shape[0], K=k, GW=group_width, GROUP_MMA=mma, BLOCK_P=cfg["block_p"], BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"],
+        BLOCK_CO=bco // split, STRIDE=stride, SHORTCUT=ws is not None, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "GROUP_MMA": mma, "STRIDE": stride, "SHORTCUT": ws is not None})
+    return out.permute(0, 3, 1, 2)
 
 
 HALO_MODES = ("staged", "recompute")
