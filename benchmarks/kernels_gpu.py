@@ -21,7 +21,8 @@ Sections, in order of priority, each written to kernels_gpu.json as it completes
    timed again if this run did not time them), and compile over the fused network (the rest compiled around the Triton
    kernels), once with every block fused and once with only the widths whose fused block beat compile's (section 3).
 
-`--sections` runs a subset (e.g. `--sections max_autotune` alone, which takes minutes a network).
+`--sections` runs a subset (e.g. `--sections max_autotune` alone, which takes minutes a network); `--nets` one network;
+`--strided` also fuses the strided, width-changing ConvFirst blocks (`fuse_blocks(strided=True)`) in every section.
 
 DRAM bytes actually moved are not read: no hardware counter is reachable from this script (Nsight Compute is not
 installed on the lent machine); the tables give the compulsory bytes instead.
@@ -55,20 +56,21 @@ from effkit.kernels.fold import _match  # noqa: E402
 
 TOL = 2e-2
 DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --smoke: cpu, fp32, 32 pixels, width 0.5, batches 2 and 3
-def tile_variants(name: str, c: int) -> list[dict]:
+def tile_variants(name: str, blk: nn.Module) -> list[dict]:
     """The tiles tried per block shape, defaults first. ConvFirst: run 3's search set its defaults; 8 warps, and
     128 pixels (narrow blocks: the weights read once for twice the pixels) or 16 (wide blocks) are tried again. MBConv: the staged kernel (new in run 4; run 4 tried 64 expanded channels a
     chunk and one or four programs an SM: slower or the same) at its default frame, with the input reloaded each chunk,
     with 16 expanded channels a chunk, at half and twice the frame; and the recompute kernel at its run-3 default."""
+    c, hid = max(blk.body[0][0].in_channels, blk.body[2][0].out_channels), blk.body[1][0].out_channels  # the kernel sizes tiles by the wider side
     if name == "convfirst_net":  # run 9: the output channels split in two across programs (split_out), at the default and at twice its pixels
-        d = triton_blocks.default_config("convfirst", c, 4 * c)
+        d = triton_blocks.default_config("convfirst", c, hid)
         out = [d, {**d, "num_warps": 8}]  # 8 warps: half the registers a thread for the same accumulator
         out += [{**d, "block_p": 128, "num_warps": 8}] if c <= 128 else [{**d, "block_p": 16, "block_h": 64, "num_warps": 4, "num_stages": 2}]
         out += [{**d, "split_out": 2}, {**d, "split_out": 2, "block_p": 2 * d["block_p"]}] if c > 64 else []  # half the accumulator, twice the expansion
         return [v for i, v in enumerate(out) if v not in out[:i]]
-    d = triton_blocks.default_config("mbconv", c, 4 * c)
+    d = triton_blocks.default_config("mbconv", c, hid)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},
-           triton_blocks.default_config("mbconv", c, 4 * c, halo="recompute")]
+           triton_blocks.default_config("mbconv", c, hid, halo="recompute")]
     # a frame over the accumulator cap (triton_blocks.MAX_ACC) is refused by the launcher before it runs: a failed tile,
     # not a crash (run 6: a 65,536-value accumulator hit an illegal memory access, which ends the process's CUDA context)
     return [v for i, v in enumerate(out) if v not in out[:i]]
@@ -126,10 +128,29 @@ def compiled(model: nn.Module, **kw) -> nn.Module:
     return model if DEV == "cpu" else torch.compile(model, **kw)
 
 
+STRIDED = False  # --strided: the strided, width-changing ConvFirst blocks are fused and measured too
+
+
+def shape_key(blk: nn.Module) -> str:
+    """A block's shape: "c48" for a stride-1, equal-width block, "c32>48/s2" for one that strides or changes width."""
+    c_in, c_out = blk.body[0][0].in_channels, blk.body[2][0].out_channels
+    stride = max(m[0].stride[0] for m in blk.body)
+    return f"c{c_in}" if stride == 1 and c_in == c_out else f"c{c_in}>{c_out}/s{stride}"
+
+
+def fused_key(m: nn.Module) -> str:
+    """shape_key of a fused module."""
+    if isinstance(m, FusedConvFirst):
+        c_in, c_out, stride = m.w1.shape[0], m.w3.shape[0], m.stride
+    else:
+        c_in, c_out, stride = m.w1.shape[1], m.w3.shape[0], 1
+    return f"c{c_in}" if stride == 1 and c_in == c_out else f"c{c_in}>{c_out}/s{stride}"
+
+
 def fused_copy(blk: nn.Module, config: dict | None = None) -> nn.Module:
     """The block fused (folded in fp32), cast to the run's dtype, with the kernel tiles `config`."""
     holder = nn.Sequential(copy.deepcopy(blk).float()).eval()
-    fuse_blocks(holder)
+    fuse_blocks(holder, strided=STRIDED)
     holder[0].config = config
     return holder.to(DT)
 
@@ -146,14 +167,22 @@ def input_sizes(net: nn.Module, blocks: list) -> dict:
     return sizes
 
 
-def block_cost(net: str, c: int, hw: int, b: int, blk: nn.Module) -> tuple[int, int]:
-    """(FLOPs, compulsory bytes in bf16) of one stride-1 block: 2·MACs; input and output once, folded weights once."""
-    hid = 4 * c
-    # ConvFirst per pixel: grouped 3x3 (c·8·9) + expand (c·hid) + project (hid·c); MBConv: expand + depthwise 3x3 (hid·9) + project
-    macs = b * hw * hw * ((c * 8 * 9 + 2 * c * hid) if net == "convfirst_net" else (2 * c * hid + hid * 9))
-    folded = (sum(p.numel() for p in blk.parameters() if p.dim() > 1)  # conv weights
-              + sum(m[0].out_channels for m in blk.body))  # one bias per conv after folding
-    return 2 * macs, 2 * (2 * b * c * hw * hw + folded)
+def block_cost(hw: int, b: int, blk: nn.Module) -> tuple[int, int]:
+    """(FLOPs, compulsory bytes in bf16) of one block at input size hw: 2·MACs; input and output once, folded weights
+    once. Each conv (the shortcut's too) costs out pixels x out channels x (in channels / groups) x k², its output
+    (hw − 1) // stride + 1 pixels a side (padding k // 2): e.g. ConvFirst at stride 1, c channels, hidden 4c: per pixel
+    c·8·9 (grouped 3x3) + c·4c (expand) + 4c·c (project)."""
+    convs = [m[0] for m in blk.body] + ([blk.shortcut[0]] if blk.shortcut is not None else [])
+    macs, side = 0, hw
+    for conv in [m[0] for m in blk.body]:  # in order: each conv's output size from the one before
+        side = (side - 1) // conv.stride[0] + 1
+        macs += b * side * side * conv.out_channels * (conv.in_channels // conv.groups) * conv.kernel_size[0] * conv.kernel_size[1]
+    if blk.shortcut is not None:
+        conv = blk.shortcut[0]
+        macs += b * side * side * conv.out_channels * conv.in_channels
+    folded = sum(c.weight.numel() + c.out_channels for c in convs)  # weights, and one bias per conv after folding
+    c_in, c_out = blk.body[0][0].in_channels, blk.body[2][0].out_channels
+    return 2 * macs, 2 * (b * c_in * hw * hw + b * c_out * side * side + folded)
 
 
 def sync():
@@ -171,13 +200,15 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--deadline", type=float, default=330.0, help="seconds for everything; later sections are skipped")
     ap.add_argument("--smoke", action="store_true", help="the code paths on the CPU (TRITON_INTERPRET=1), fp32, small")
+    ap.add_argument("--strided", action="store_true", help="also fuse and measure the strided, width-changing ConvFirst blocks (fuse_blocks(strided=True))")
     ap.add_argument("--nets", default="convfirst_net,mbconv_net", help="comma-separated: convfirst_net, mbconv_net (default both)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)} (default: all, in that order)")
     a = ap.parse_args()
     want = a.sections.split(",")
     if any(w not in SECTIONS for w in want):
         ap.error(f"--sections {a.sections!r}: each must be one of {', '.join(SECTIONS)}")
-    global DEV, DT, RES, WIDTH, MID, BIG
+    global DEV, DT, RES, WIDTH, MID, BIG, STRIDED
+    STRIDED = a.strided
     if a.smoke:
         DEV, DT, RES, WIDTH, MID, BIG = "cpu", torch.float32, 32, 0.5, 2, 3
     t0 = time.perf_counter()
@@ -200,23 +231,23 @@ def main():
     if any(n not in ("convfirst_net", "mbconv_net") for n in a.nets.split(",")):
         ap.error(f"--nets {a.nets!r}: each must be convfirst_net or mbconv_net")
     nets = {name: randomise_bn(effkit.build_model(name, width=WIDTH, resolution=RES).model).to(DEV) for name in a.nets.split(",")}
-    blocks = {name: [(p, m) for p, m in net.named_modules() if hasattr(m, "body") and hasattr(m, "shortcut") and _match(m)]
+    blocks = {name: [(p, m) for p, m in net.named_modules() if hasattr(m, "body") and hasattr(m, "shortcut") and _match(m, STRIDED)]
               for name, net in nets.items()}
-    hw_of = {}  # (net, block width) -> the block's input size
+    hw_of = {}  # (net, shape key) -> the block's input size
     for name, bl in blocks.items():
         for path, hw in input_sizes(nets[name], bl).items():
-            hw_of[(name, dict(bl)[path].body[0][0].in_channels)] = hw
-    shapes = {}  # (net, c) -> (path, block): one representative per distinct shape
+            hw_of[(name, shape_key(dict(bl)[path]))] = hw
+    shapes = {}  # (net, shape key) -> (path, block): one representative per distinct shape
     for name, bl in blocks.items():
         for path, blk in bl:
-            shapes.setdefault((name, blk.body[0][0].in_channels), (path, blk))
+            shapes.setdefault((name, shape_key(blk)), (path, blk))
 
     # 1. correctness on every stride-1 block
     worst = 0.0
     for name, bl in (blocks.items() if "correctness" in want else ()):
         for path, blk in bl:
-            c = blk.body[0][0].in_channels
-            hw = hw_of[(name, c)]
+            c, key = blk.body[0][0].in_channels, shape_key(blk)
+            hw = hw_of[(name, key)]
             for b in (1, MID):
                 x32 = torch.randn(b, c, hw, hw, device=DEV).to(memory_format=torch.channels_last)
                 with torch.no_grad():
@@ -225,34 +256,34 @@ def main():
                     try:
                         got = fused_copy(blk)(x32.to(DT)).float()
                     except Exception as e:  # a kernel that does not compile or launch: recorded, the others still checked
-                        res["correctness"].append({"net": name, "block": path, "channels": c, "batch": b, "ok": False,
+                        res["correctness"].append({"net": name, "block": path, "channels": c, "shape": key, "batch": b, "ok": False,
                                                    "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
                         say(f"{name} {path} b{b}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:300]}")
                         continue
                 scale = want32.abs().max().item() or 1.0
-                row = {"net": name, "block": path, "channels": c, "hw": hw, "batch": b,
+                row = {"net": name, "block": path, "channels": c, "shape": key, "hw": hw, "batch": b,
                        "fused_vs_fp32": (got - want32).abs().max().item() / scale,
                        "unfused_bf16_vs_fp32": (want16 - want32).abs().max().item() / scale,
                        "fused_vs_unfused_bf16": (got - want16).abs().max().item() / scale}
                 row["ok"] = row["fused_vs_fp32"] <= TOL
                 worst = max(worst, row["fused_vs_fp32"])
                 res["correctness"].append(row)
-                say(f"{name} {path} c{c} {hw}x{hw} b{b}: fused vs fp32 {row['fused_vs_fp32']:.2e} (unfused bf16 vs fp32 "
+                say(f"{name} {path} {key} {hw}x{hw} b{b}: fused vs fp32 {row['fused_vs_fp32']:.2e} (unfused bf16 vs fp32 "
                     f"{row['unfused_bf16_vs_fp32']:.2e}){'' if row['ok'] else '  OVER TOLERANCE'}")
     res["meta"]["worst_fused_vs_fp32"] = worst
     save()
 
     # 2. tiles at batch 64
     best: dict = {}
-    for (name, c), (path, blk) in (shapes.items() if "tiles" in want else ()):
-        hw = hw_of[(name, c)]
+    for (name, key), (path, blk) in (shapes.items() if "tiles" in want else ()):
+        hw, c = hw_of[(name, key)], blk.body[0][0].in_channels
         x = torch.randn(MID, c, hw, hw, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
         with torch.no_grad():
             ref = blk.float()(x.float())
         scale = ref.abs().max().item() or 1.0
-        for cfg in tile_variants(name, c):
+        for cfg in tile_variants(name, blk):
             if time.perf_counter() - t0 > TILE_SHARE * a.deadline:
-                res["skipped"].append({"what": f"tiles {name} c{c} {cfg}", "why": f"{left():.0f} s left"})
+                res["skipped"].append({"what": f"tiles {name} {key} {cfg}", "why": f"{left():.0f} s left"})
                 continue
             try:
                 fused = fused_copy(blk, cfg)
@@ -260,58 +291,58 @@ def main():
                     err = (fused(x).float() - ref).abs().max().item() / scale
                 ms, iqr = graph_time_ms(fused, x, reps=100)
             except Exception as e:  # a tile that does not compile (shared memory, registers) is recorded and skipped
-                res["tiles"].append({"net": name, "channels": c, "config": cfg, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
-                say(f"tiles {name} c{c} {cfg}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                res["tiles"].append({"net": name, "channels": c, "shape": key, "config": cfg, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+                say(f"tiles {name} {key} {cfg}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200]}")
                 continue
             kname = "_convfirst_kernel" if name == "convfirst_net" else ("_mbconv_kernel" if cfg.get("halo") == "recompute" else "_mbconv_staged_kernel")
             st = triton_blocks.last_launch.get(kname, {})
-            row = {"net": name, "channels": c, "hw": hw, "config": cfg, "ms": ms, "iqr_ms": iqr, "fused_vs_fp32": err, "ok": err <= TOL,
+            row = {"net": name, "channels": c, "shape": key, "hw": hw, "config": cfg, "ms": ms, "iqr_ms": iqr, "fused_vs_fp32": err, "ok": err <= TOL,
                    "n_regs": st.get("n_regs"), "n_spills": st.get("n_spills"), "shared_bytes": st.get("shared_bytes"), "wgmma": st.get("wgmma"),
                    "mma_sync": st.get("mma_sync"), "launch": st.get("config")}
             if row["n_regs"]:
                 row["programs_per_sm_by_registers"] = occupancy(row["n_regs"], cfg["num_warps"])
             res["tiles"].append(row)
-            if row["ok"] and ((name, c) not in best or ms < best[(name, c)][1]):
-                best[(name, c)] = (cfg, ms)
-            say(f"tiles {name} c{c} {cfg}: {ms:.4f} ms (IQR {iqr:.4f}), err {err:.1e}{'' if row['ok'] else ' OVER TOLERANCE'}, regs "
+            if row["ok"] and ((name, key) not in best or ms < best[(name, key)][1]):
+                best[(name, key)] = (cfg, ms)
+            say(f"tiles {name} {key} {cfg}: {ms:.4f} ms (IQR {iqr:.4f}), err {err:.1e}{'' if row['ok'] else ' OVER TOLERANCE'}, regs "
                 f"{row['n_regs']}, spills {row['n_spills']}, shared {row['shared_bytes']}, wgmma {row['wgmma']}, mma.sync {row['mma_sync']}")
         save()
-    res["meta"]["best_tiles"] = {f"{n} c{c}": cfg for (n, c), (cfg, _) in best.items()}
+    res["meta"]["best_tiles"] = {f"{n} {k}": cfg for (n, k), (cfg, _) in best.items()}
 
-    def tiles_for(name, c):
-        return best.get((name, c), (None, 0))[0]
+    def tiles_for(name, key):
+        return best.get((name, key), (None, 0))[0]
 
     def block_rows(batches, with_compile):
-        for (name, c), (path, blk) in shapes.items():
-            hw = hw_of[(name, c)]
+        for (name, key), (path, blk) in shapes.items():
+            hw, c = hw_of[(name, key)], blk.body[0][0].in_channels
             for b in batches:
                 need = 60 if with_compile else 10
                 if left() < need:
-                    res["skipped"].append({"what": f"block {name} c{c} b{b}", "why": f"{left():.0f} s left"})
+                    res["skipped"].append({"what": f"block {name} {key} b{b}", "why": f"{left():.0f} s left"})
                     continue
                 x = torch.randn(b, c, hw, hw, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
                 eager = copy.deepcopy(blk).to(DT).to(memory_format=torch.channels_last)
-                row = {"net": name, "block": path, "channels": c, "hw": hw, "batch": b, "tiles": tiles_for(name, c)}
+                row = {"net": name, "block": path, "channels": c, "shape": key, "hw": hw, "batch": b, "tiles": tiles_for(name, key)}
                 row["eager_ms"], row["eager_iqr_ms"] = graph_time_ms(eager, x)
                 if with_compile:
                     row["compile_default_ms"], row["compile_default_iqr_ms"] = graph_time_ms(compiled(copy.deepcopy(eager)), x)
-                row["fused_ms"], row["fused_iqr_ms"] = graph_time_ms(fused_copy(blk, tiles_for(name, c)), x)
-                flops, bytes_ = block_cost(name, c, hw, b, blk)
+                row["fused_ms"], row["fused_iqr_ms"] = graph_time_ms(fused_copy(blk, tiles_for(name, key)), x)
+                flops, bytes_ = block_cost(hw, b, blk)
                 roof_s = max(flops / peak, bytes_ / bw)
                 row.update(flops=flops, compulsory_bytes=bytes_, bound="compute" if flops / peak > bytes_ / bw else "memory",
                            fused_roofline_ms=1e3 * roof_s, fraction_of_fused_roofline=1e3 * roof_s / row["fused_ms"])
                 res["blocks"].append(row)
-                say(f"block {name} c{c} {hw}x{hw} b{b}: eager {row['eager_ms']:.4f} (IQR {row['eager_iqr_ms']:.4f}), compile "
+                say(f"block {name} {key} {hw}x{hw} b{b}: eager {row['eager_ms']:.4f} (IQR {row['eager_iqr_ms']:.4f}), compile "
                     f"{row.get('compile_default_ms', float('nan')):.4f}, fused {row['fused_ms']:.4f} (IQR {row['fused_iqr_ms']:.4f}) ms; "
                     f"roofline {1e3 * roof_s:.4f} ms ({row['fraction_of_fused_roofline']:.0%}, {row['bound']}-bound)")
                 save()
 
     def fused_net(name, select=None):
         net = copy.deepcopy(nets[name]).float()
-        fuse_blocks(net, select=select)
+        fuse_blocks(net, select=select, strided=STRIDED)
         for m in net.modules():
             if isinstance(m, (FusedConvFirst, FusedMBConv)):
-                m.config = tiles_for(name, m.w3.shape[0])
+                m.config = tiles_for(name, fused_key(m))
         return net.to(DT).to(memory_format=torch.channels_last)
 
     def net_rows(batches, with_compile):
@@ -389,14 +420,14 @@ def main():
                     res["skipped"].append({"what": f"{what} {name} b{MID}", "why": f"{left():.0f} s left, {need} s wanted"})
                     continue
                 if what == "selective_fused_then_compile_ms":  # fuse only the shapes whose fused block beat compile's block
-                    faster = sorted({r["channels"] for r in res["blocks"] if r["net"] == name and r["batch"] == MID
+                    faster = sorted({r["shape"] for r in res["blocks"] if r["net"] == name and r["batch"] == MID
                                      and r.get("compile_default_ms") and r["fused_ms"] < r["compile_default_ms"]})
-                    row["selective_fused_widths"] = faster
+                    row["selective_fused_shapes"] = faster
                     if not faster:
                         continue
                 try:
                     model = (compiled(fused_net(name)) if what == "fused_then_compile_ms" else
-                             compiled(fused_net(name, select=lambda p, blk, kind: blk.body[0][0].in_channels in faster))
+                             compiled(fused_net(name, select=lambda p, blk, kind: shape_key(blk) in faster))
                              if what == "selective_fused_then_compile_ms" else
                              compiled(copy.deepcopy(nets[name]).to(DT).to(memory_format=torch.channels_last), mode="max-autotune-no-cudagraphs"))
                     row[what], row[what.replace("_ms", "_iqr_ms")] = graph_time_ms(model, x)
