@@ -16,10 +16,12 @@ Sections, in order of priority, each written to kernels_gpu.json as it completes
    ones measured idle and committed in results/h200/ceilings.json (bf16 803.8 TFLOP/s, 4.24 TB/s).
 4. Whole networks at batch 64: eager, compile (default) and fused (the 8 stride-1 blocks fused, the rest eager), and a
    torch.profiler breakdown of the fused network's kernels (fused blocks against the rest).
-5. Batches 1 and 256: blocks and networks, eager and fused.
+5. Batches 1 and 256: blocks and networks, eager, compile (default) and fused.
 6. torch.compile max-autotune-no-cudagraphs for both networks at batch 64 (beside eager, compile's default and fused,
    timed again if this run did not time them), and compile over the fused network (the rest compiled around the Triton
    kernels), once with every block fused and once with only the widths whose fused block beat compile's (section 3).
+
+7. (block_max_autotune) torch.compile max-autotune-no-cudagraphs per block shape at batch 64.
 
 `--sections` runs a subset (e.g. `--sections max_autotune` alone, which takes minutes a network); `--nets` one network;
 `--strided` also fuses the strided, width-changing ConvFirst blocks (`fuse_blocks(strided=True)`) in every section.
@@ -76,7 +78,7 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
     return [v for i, v in enumerate(out) if v not in out[:i]]
 
 
-SECTIONS = ("correctness", "tiles", "blocks", "networks", "profile", "fused_then_compile", "batches", "max_autotune")
+SECTIONS = ("correctness", "tiles", "blocks", "networks", "profile", "fused_then_compile", "batches", "max_autotune", "block_max_autotune")
 TILE_SHARE = 0.35  # the tile search stops once this share of the deadline is spent
 
 
@@ -396,6 +398,31 @@ def main():
             say(f"profile {name} b{b}: kernels {total:.3f} ms a step, of which the 8 fused blocks {fused_ms:.3f} ms, the rest {total - fused_ms:.3f} ms")
             save()
 
+    def block_autotune():
+        """compile max-autotune-no-cudagraphs per block shape at batch 64, beside that shape's batch-64 row (made here,
+        eager and fused, if this run has none)."""
+        for (name, key), (path, blk) in shapes.items():
+            if left() < 90:
+                res["skipped"].append({"what": f"block max-autotune {name} {key}", "why": f"{left():.0f} s left, 90 s wanted"})
+                continue
+            hw, c = hw_of[(name, key)], blk.body[0][0].in_channels
+            x = torch.randn(MID, c, hw, hw, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
+            eager = copy.deepcopy(blk).to(DT).to(memory_format=torch.channels_last)
+            row = next((r for r in res["blocks"] if r["net"] == name and r.get("shape") == key and r["batch"] == MID), None)
+            if row is None:
+                row = {"net": name, "block": path, "channels": c, "shape": key, "hw": hw, "batch": MID, "tiles": tiles_for(name, key)}
+                row["eager_ms"], row["eager_iqr_ms"] = graph_time_ms(eager, x)
+                row["fused_ms"], row["fused_iqr_ms"] = graph_time_ms(fused_copy(blk, tiles_for(name, key)), x)
+                res["blocks"].append(row)
+            try:
+                row["compile_max_autotune_ms"], row["compile_max_autotune_iqr_ms"] = graph_time_ms(
+                    compiled(copy.deepcopy(eager), mode="max-autotune-no-cudagraphs"), x)
+                say(f"block {name} {key} b{MID} compile max-autotune {row['compile_max_autotune_ms']:.4f} ms "
+                    f"(IQR {row['compile_max_autotune_iqr_ms']:.4f}); fused {row['fused_ms']:.4f}")
+            except Exception as e:
+                row["compile_max_autotune_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            save()
+
     def guarded(fn, *args, **kw):  # a section that breaks is recorded; the later ones still run
         try:
             fn(*args, **kw)
@@ -446,15 +473,17 @@ def main():
     if "fused_then_compile" in want:  # the rest of the network compiled around the fused kernels: all of them, then only
         # those whose block ran faster fused than compiled in this run's block timings
         guarded(slow_compiles, ["fused_then_compile_ms", "selective_fused_then_compile_ms"])
-    if "batches" in want:
-        guarded(block_rows, [1, BIG], with_compile=False)
-        guarded(net_rows, [1, BIG], with_compile=False)
+    if "batches" in want:  # compile too (a few seconds a block, about 15 a network): eager, compile and fused at every batch
+        guarded(block_rows, [1, BIG], with_compile=True)
+        guarded(net_rows, [1, BIG], with_compile=True)
     if "max_autotune" in want:
         guarded(slow_compiles, ["compile_max_autotune_ms"])  # minutes each: last
         for row in res["networks"]:
             if row.get("compile_max_autotune_ms") and row.get("fused_ms"):
                 best_compile = min(v for k, v in row.items() if k in ("compile_default_ms", "compile_max_autotune_ms"))
                 row["fused_speedup_over_best_compile"] = best_compile / row["fused_ms"]
+    if "block_max_autotune" in want:  # about a minute a block shape
+        guarded(block_autotune)
     res["meta"]["wall_s"] = time.perf_counter() - t0
     save()
     say("done")
