@@ -133,20 +133,21 @@ def compiled(model: nn.Module, **kw) -> nn.Module:
 STRIDED = False  # --strided: the strided, width-changing ConvFirst blocks are fused and measured too
 
 
-def shape_key(blk: nn.Module) -> str:
+def _key(c_in: int, c_out: int, stride: int) -> str:
     """A block's shape: "c48" for a stride-1, equal-width block, "c32>48/s2" for one that strides or changes width."""
-    c_in, c_out = blk.body[0][0].in_channels, blk.body[2][0].out_channels
-    stride = max(m[0].stride[0] for m in blk.body)
     return f"c{c_in}" if stride == 1 and c_in == c_out else f"c{c_in}>{c_out}/s{stride}"
+
+
+def shape_key(blk: nn.Module) -> str:
+    """_key of an unfused block."""
+    return _key(blk.body[0][0].in_channels, blk.body[2][0].out_channels, max(m[0].stride[0] for m in blk.body))
 
 
 def fused_key(m: nn.Module) -> str:
-    """shape_key of a fused module."""
+    """_key of a fused module (the same shape as the block it replaced)."""
     if isinstance(m, FusedConvFirst):
-        c_in, c_out, stride = m.w1.shape[0], m.w3.shape[0], m.stride
-    else:
-        c_in, c_out, stride = m.w1.shape[1], m.w3.shape[0], 1
-    return f"c{c_in}" if stride == 1 and c_in == c_out else f"c{c_in}>{c_out}/s{stride}"
+        return _key(m.w1.shape[0], m.w3.shape[0], m.stride)
+    return _key(m.w1.shape[1], m.w3.shape[0], 1)
 
 
 def fused_copy(blk: nn.Module, config: dict | None = None) -> nn.Module:

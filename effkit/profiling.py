@@ -8,7 +8,6 @@ a RunConfig; `run_profile(ref, config, options)` is the whole chain on those obj
 from __future__ import annotations
 
 import contextlib
-
 import csv
 import time
 from dataclasses import dataclass
@@ -300,6 +299,8 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
     """The fusion what-if against reality: for each batch, eager, torch.compile and the block-fused model (effkit.kernels)
     measured under the same configuration, beside the waterline and the predicted fused waterline of the unfused trace.
     A fused latency below its predicted fused waterline is flagged: a count or a ceiling is wrong."""
+    from effkit.analysis.model import blocks_for
+    from effkit.analysis.roofline import fusion_what_if
     from effkit.device.roofs import roof_from_spec
     from effkit.kernels import triton_available
     from effkit.run.runner import run
@@ -308,9 +309,6 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
     base = _config(device, batch, dtype, channels_last, cuda_graph, False, min_time_s).replace(layers=False)
     roof = roof_from_spec(ceilings, base.prec.compute_dtype) if ceilings else _measured_roof(base, False)[0]
     traces = {t.batch: t for t in _traces(ref, base)}
-    from effkit.analysis.model import blocks_for
-    from effkit.analysis.roofline import fusion_what_if
-
     fusing = fusing or fusable_blocks(ref)  # `fusing`: fusable_blocks(ref) where the caller checked it already
     runs = {name: {p.batch: p for p in run(ref, base.replace(**change)).points}
             for name, change in (("eager", {}), ("compile", {"compile": True}), ("fused", {"fused": True}))}

@@ -105,21 +105,28 @@ def _conv_bn(m, strides=((1, 1),)) -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.Module
     return conv, bn, act
 
 
+def _convfirst_body(parts) -> bool:
+    """The three (conv, bn, act) stages of a ConvFirst body: grouped k×k (group width 8, same width, no activation) →
+    1x1 expand with SiLU → 1x1 project, no activation."""
+    (c1, _, a1), (c2, _, a2), (c3, _, a3) = parts
+    k = c1.kernel_size[0]
+    return (c1.kernel_size == (k, k) and k % 2 == 1 and c1.padding == (k // 2, k // 2) and a1 is None and c1.in_channels == c1.out_channels
+            and c1.groups > 1 and c1.in_channels // c1.groups == 8 and c2.kernel_size == (1, 1) and isinstance(a2, nn.SiLU)
+            and c3.kernel_size == (1, 1) and a3 is None and c2.groups == c3.groups == 1)
+
+
 def _strided_convfirst(block) -> bool:
     """A ConvFirst block whose grouped conv strides (1 or 2) and whose shortcut is a 1x1 conv → BN of the same stride."""
     body, sc = getattr(block, "body", None), getattr(block, "shortcut", None)
     if not isinstance(body, nn.Sequential) or len(body) != 3 or sc is None:
         return False
-    first, rest, short = _conv_bn(body[0], ((1, 1), (2, 2))), [_conv_bn(m) for m in body[1:]], _conv_bn(sc, ((1, 1), (2, 2)))
-    if first is None or short is None or any(p is None for p in rest):
+    parts, short = [_conv_bn(body[0], ((1, 1), (2, 2)))] + [_conv_bn(m) for m in body[1:]], _conv_bn(sc, ((1, 1), (2, 2)))
+    if short is None or any(p is None for p in parts) or not _convfirst_body(parts):
         return False
-    (c1, _, a1), ((c2, _, a2), (c3, _, a3)), (cs, _, as_) = first, rest, short
-    k = c1.kernel_size[0]
-    return (c1.kernel_size == (k, k) and k % 2 == 1 and c1.padding == (k // 2, k // 2) and a1 is None and c1.in_channels == c1.out_channels
-            and c1.groups > 1 and c1.in_channels // c1.groups == 8 and c2.kernel_size == (1, 1) and isinstance(a2, nn.SiLU)
-            and c3.kernel_size == (1, 1) and a3 is None and c2.groups == c3.groups == 1 and cs.kernel_size == (1, 1) and cs.groups == 1
-            and cs.padding == (0, 0) and as_ is None and cs.stride == c1.stride and cs.in_channels == c1.in_channels
-            and cs.out_channels == c3.out_channels)
+    (c1, _, _), _, (c3, _, _) = parts
+    cs, _, as_ = short
+    return (cs.kernel_size == (1, 1) and cs.groups == 1 and cs.padding == (0, 0) and as_ is None and cs.stride == c1.stride
+            and cs.in_channels == c1.in_channels and cs.out_channels == c3.out_channels)
 
 
 def _match(block, strided: bool = False) -> str | None:
@@ -133,13 +140,10 @@ def _match(block, strided: bool = False) -> str | None:
     parts = [_conv_bn(m) for m in body]
     if any(p is None for p in parts):
         return None
+    if _convfirst_body(parts) and parts[2][0].out_channels == parts[0][0].in_channels:
+        return "convfirst"
     (c1, _, a1), (c2, _, a2), (c3, _, a3) = parts
     silu = lambda a: isinstance(a, nn.SiLU)  # noqa: E731
-    k = c1.kernel_size[0]
-    if (c1.kernel_size == (k, k) and k % 2 == 1 and c1.padding == (k // 2, k // 2) and a1 is None and c1.in_channels == c1.out_channels
-            and c1.groups > 1 and c1.in_channels // c1.groups == 8 and c2.kernel_size == (1, 1) and silu(a2) and c3.kernel_size == (1, 1)
-            and a3 is None and c3.out_channels == c1.in_channels and c2.groups == c3.groups == 1):
-        return "convfirst"
     k = c2.kernel_size[0]
     if (c1.kernel_size == (1, 1) and silu(a1) and c1.groups == 1 and c2.kernel_size == (k, k) and k % 2 == 1 and c2.padding == (k // 2, k // 2)
             and c2.groups == c2.in_channels == c2.out_channels and silu(a2) and c3.kernel_size == (1, 1) and a3 is None and c3.groups == 1

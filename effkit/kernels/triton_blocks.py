@@ -264,16 +264,16 @@ def _record(kernel, handle, cfg: dict) -> None:
 
 
 def _nhwc(x):
-    """The NHWC view of an NCHW tensor (free for channels-last memory, a copy otherwise) and an output like it."""
-    xh = x.permute(0, 2, 3, 1).contiguous()
-    return xh, torch.empty_like(xh)
+    """The NHWC view of an NCHW tensor (free for channels-last memory, a copy otherwise)."""
+    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def _launch(kernel, x, weights: tuple, hidden: int, cfg: dict, **constexprs) -> torch.Tensor:
     """Run a block kernel over every pixel of `x` (NCHW; channels-last memory preferred), cfg["block_p"] pixels a
     program; returns channels-last NCHW."""
     n, c, hgt, wid = x.shape
-    xh, out = _nhwc(x)
+    xh = _nhwc(x)
+    out = torch.empty_like(xh)
     npix = n * hgt * wid
     handle = kernel[(triton.cdiv(npix, cfg["block_p"]),)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=cfg["block_p"],
                                                           BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], num_warps=cfg["num_warps"],
@@ -297,7 +297,8 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
     if halo_p * block_c_of(c) > MAX_ACC:
         raise ValueError(f"mbconv: a {halo_p}-pixel frame at {block_c_of(c)} channels of tile is a {halo_p * block_c_of(c)}-value fp32 accumulator, "
                          f"more than {MAX_ACC} (on the H200 one of 65,536 crashed with an illegal memory access, run 6): take halo_p <= {max(16, MAX_ACC // block_c_of(c))}")
-    xh, out = _nhwc(x)
+    xh = _nhwc(x)
+    out = torch.empty_like(xh)
     tiles_h, tiles_w = triton.cdiv(hgt, th), triton.cdiv(wid, tw)
     programs = min(n * tiles_h * tiles_w, _sm_count(x) * cfg["programs_per_sm"])
     scratch = torch.empty(programs * halo_p * cfg["block_h"], dtype=weights[0].dtype, device=x.device)
@@ -328,7 +329,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         raise ValueError(f"convfirst: split_out={split} must divide the {bco}-channel tile into parts of at least 16 channels")
     k = w1.shape[-1]
     ho, wo = (hgt - 1) // stride + 1, (wid - 1) // stride + 1  # padding k // 2
-    xh = x.permute(0, 2, 3, 1).contiguous()
+    xh = _nhwc(x)
     out = torch.empty(n, ho, wo, c_out, dtype=x.dtype, device=x.device)
     npix = n * ho * wo
     kernel = _convfirst_kernel
