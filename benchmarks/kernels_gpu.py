@@ -14,6 +14,8 @@ Sections, in order of priority, each written to kernels_gpu.json as it completes
    200 back-to-back replays (median and IQR), and the fused roofline: max(FLOPs / bf16 peak, compulsory bytes /
    bandwidth), the compulsory bytes being input, output and folded weights once, in bf16. The H200's ceilings are the
    ones measured idle and committed in results/h200/ceilings.json (bf16 803.8 TFLOP/s, 4.24 TB/s).
+3b. (parts) What each part of the ConvFirst kernel costs: the kernel timed whole, then with its expansion, its grouped
+   conv, or both switched off (the constexpr PARTS), at batch 64 with the best tiles.
 4. Whole networks at batch 64: eager, compile (default) and fused (the 8 stride-1 blocks fused, the rest eager), and a
    torch.profiler breakdown of the fused network's kernels (fused blocks against the rest).
 5. Batches 1 and 256: blocks and networks, eager, compile (default) and fused.
@@ -64,11 +66,13 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
     chunk and one or four programs an SM: slower or the same) at its default frame, with the input reloaded each chunk,
     with 16 expanded channels a chunk, at half and twice the frame; and the recompute kernel at its run-3 default."""
     c, hid = max(blk.body[0][0].in_channels, blk.body[2][0].out_channels), blk.body[1][0].out_channels  # the kernel sizes tiles by the wider side
-    if name == "convfirst_net":  # run 9: the output channels split in two across programs (split_out), at the default and at twice its pixels
+    if name == "convfirst_net":  # run 10: the dense grouped conv (narrow blocks) and the expansion split across programs (wide)
         d = triton_blocks.default_config("convfirst", c, hid)
         out = [d, {**d, "num_warps": 8}]  # 8 warps: half the registers a thread for the same accumulator
-        out += [{**d, "block_p": 128, "num_warps": 8}] if c <= 128 else [{**d, "block_p": 16, "block_h": 64, "num_warps": 4, "num_stages": 2}]
-        out += [{**d, "split_out": 2}, {**d, "split_out": 2, "block_p": 2 * d["block_p"]}] if c > 64 else []  # half the accumulator, twice the expansion
+        if c <= 128:  # 128 pixels: the weights read once for twice the pixels
+            out += [{**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "dense"}, {**d, "group_conv": "dense", "block_p": 128, "num_warps": 8}]
+        else:  # run 9 split the output channels (split_out): slower at every width; the expanded channels instead
+            out += [{**d, "split_h": 2}, {**d, "split_h": 4}, {**d, "split_h": 4, "block_p": 2 * d["block_p"]}, {**d, "split_h": 8, "block_p": 2 * d["block_p"]}]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},
@@ -78,7 +82,7 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
     return [v for i, v in enumerate(out) if v not in out[:i]]
 
 
-SECTIONS = ("correctness", "tiles", "blocks", "networks", "profile", "fused_then_compile", "batches", "max_autotune", "block_max_autotune")
+SECTIONS = ("correctness", "tiles", "parts", "blocks", "networks", "profile", "fused_then_compile", "batches", "max_autotune", "block_max_autotune")
 TILE_SHARE = 0.35  # the tile search stops once this share of the deadline is spent
 
 
@@ -223,7 +227,7 @@ def main():
     res = {"meta": {"torch": torch.__version__, "device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke)", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                     "peak_bf16_flops": peak, "bandwidth_bytes_per_s": bw, "ceilings": "results/h200/ceilings.json (measured idle)",
                     "dram_bytes": "not read (no hardware counter reachable); compulsory bytes given", "tolerance": TOL},
-           "correctness": [], "tiles": [], "blocks": [], "networks": [], "profile": [], "skipped": []}
+           "correctness": [], "tiles": [], "parts": [], "blocks": [], "networks": [], "profile": [], "skipped": []}
 
     def save():
         (out / "kernels_gpu.json").write_text(json.dumps(res, indent=1, default=str))
@@ -315,6 +319,25 @@ def main():
     def tiles_for(name, key):
         return best.get((name, key), (None, 0))[0]
 
+    def parts_rows():
+        """What each part of the ConvFirst kernel costs, at batch 64 with the best tiles: the kernel timed whole (parts
+        3), without its expansion (1: the grouped conv alone), without its grouped conv (2: the expansion of the input's
+        centre pixel), and with neither (0: loads, biases, residual and store). Stride-1 blocks only."""
+        for (name, key), (path, blk) in shapes.items():
+            if name != "convfirst_net" or "/" in key:
+                continue
+            hw, c = hw_of[(name, key)], blk.body[0][0].in_channels
+            x = torch.randn(MID, c, hw, hw, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
+            row = {"net": name, "shape": key, "hw": hw, "batch": MID, "tiles": tiles_for(name, key)}
+            for parts, what in ((3, "whole_ms"), (1, "grouped_conv_only_ms"), (2, "expansion_only_ms"), (0, "neither_ms")):
+                if left() < 10:
+                    res["skipped"].append({"what": f"parts {key} {parts}", "why": f"{left():.0f} s left"})
+                    break
+                row[what], row[what.replace("_ms", "_iqr_ms")] = graph_time_ms(fused_copy(blk, {**(tiles_for(name, key) or {}), "parts": parts}), x)
+            res["parts"].append(row)
+            say(f"parts {name} {key}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k.endswith("_ms") and "iqr" not in k))
+            save()
+
     def block_rows(batches, with_compile):
         for (name, key), (path, blk) in shapes.items():
             hw, c = hw_of[(name, key)], blk.body[0][0].in_channels
@@ -396,7 +419,9 @@ def main():
             top = sorted(kern.items(), key=lambda kv: -kv[1])[:12]
             res["profile"].append({"net": name, "batch": b, "kernel_ms_total": total, "fused_kernels_ms": fused_ms,
                                    "rest_ms": total - fused_ms, "top": top})
-            say(f"profile {name} b{b}: kernels {total:.3f} ms a step, of which the 8 fused blocks {fused_ms:.3f} ms, the rest {total - fused_ms:.3f} ms")
+            nf = sum(isinstance(m, (FusedConvFirst, FusedMBConv)) for m in net.modules())
+            res["profile"][-1]["fused_blocks"] = nf
+            say(f"profile {name} b{b}: kernels {total:.3f} ms a step, of which the {nf} fused blocks {fused_ms:.3f} ms, the rest {total - fused_ms:.3f} ms")
             save()
 
     def block_autotune():
@@ -465,6 +490,8 @@ def main():
                     say(f"network {name} b{MID} {what}: FAILED {row[what.replace('_ms', '_error')]}")
                 save()
 
+    if "parts" in want:
+        guarded(parts_rows)
     if "blocks" in want:
         guarded(block_rows, [MID], with_compile=True)
     if "networks" in want:

@@ -213,6 +213,70 @@ def test_the_convfirst_kernel_with_its_output_channels_split(split_out, monkeypa
         convfirst(x, *w, group_width=8, config={"split_out": 8})
 
 
+def test_block_diagonal_dense_by_hand():
+    from effkit.kernels.layout import block_diagonal_dense
+
+    # C = 24, k = 1, tile 32: output channel o reads inputs 8·(o // 8) ... + 7 with weights w1[o, j] = 8o + j + 1
+    w1 = 1.0 + torch.arange(24 * 8, dtype=torch.float32).reshape(24, 8, 1, 1)
+    wd = block_diagonal_dense(w1, 32)
+    assert wd.shape == (1, 32, 32)
+    assert wd[0, 8:16, 9].tolist() == [73.0 + j for j in range(8)]  # channel 9 (group 1): 9·8 + j + 1
+    assert wd[0, 16:24, 17].tolist() == [137.0 + j for j in range(8)]  # channel 17 (group 2, second chunk of 16)
+    assert (wd != 0).sum() == 24 * 8 and wd[0, :, 24:].abs().sum() == 0  # every weight once; the padded outputs zero
+    # as a matrix: x · wd[0] is the grouped 1x1 conv
+    x = torch.randn(5, 24)
+    want = torch.nn.functional.conv2d(x[:, :, None, None], w1, groups=3)[:, :, 0, 0]
+    assert torch.allclose(torch.cat([x, torch.zeros(5, 8)], 1) @ wd[0], torch.cat([want, torch.zeros(5, 8)], 1), atol=1e-3)
+
+
+@needs_triton
+@pytest.mark.parametrize("c, c_out, hw, stride, cfg", [
+    (24, 24, (5, 6), 1, {"group_conv": "dense"}),
+    (40, 40, (3, 7), 1, {"group_conv": "dense", "block_h": 64}),
+    (24, 40, (7, 6), 2, {"group_conv": "dense"}),
+    (40, 40, (3, 7), 1, {"split_h": 2}),  # 160 expanded channels in chunks of 32: 5 chunks, 3 and 2 a split
+    (24, 24, (5, 6), 1, {"split_h": 4, "block_h": 16}),  # 96 in 6 chunks of 16: 2, 2, 2 and 0 (an empty share)
+    (24, 40, (7, 6), 2, {"split_h": 3, "group_conv": "dense"}),  # the shortcut's conv in the last split's end
+])
+def test_the_convfirst_kernel_dense_and_split_h(c, c_out, hw, stride, cfg, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels.triton_blocks import convfirst
+
+    g = torch.Generator().manual_seed(c + c_out)
+    r = lambda *s, scale=0.2: scale * torch.randn(*s, generator=g)  # noqa: E731
+    hid = 4 * c
+    w = (r(c, 8, 3, 3), r(c, scale=0.1), r(hid, c), r(hid, scale=0.1), r(c_out, hid, scale=0.1), r(c_out, scale=0.1))
+    ws, bs = (r(c_out, c), r(c_out, scale=0.1)) if stride > 1 or c_out != c else (None, None)
+    x = torch.randn(2, c, *hw)
+    got = convfirst(x, *w, group_width=8, config={"block_p": 16, "block_h": 32, **cfg}, stride=stride, ws=ws, bs=bs)
+    want = reference_convfirst(x, *w, group_width=8, stride=stride, ws=ws, bs=bs)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+@needs_triton
+def test_the_convfirst_kernel_ablations_compute_what_they_leave(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    import torch.nn.functional as F
+
+    from effkit.kernels.triton_blocks import convfirst
+
+    w1, b1, w2, b2, w3, b3 = w = _params(24, 4, 3, seed=3)["convfirst"]
+    x = torch.randn(2, 24, 5, 6)
+    cfg = {"block_p": 16, "block_h": 32}
+    y1 = F.conv2d(x, w1, b1, padding=1, groups=3)
+    # parts=1: the grouped conv alone, then the residual and the projection's bias
+    assert torch.allclose(convfirst(x, *w, group_width=8, config={**cfg, "parts": 1}), y1 + x + b3[:, None, None], atol=1e-4)
+    # parts=2: the expansion of the input (plus b1) instead of the grouped conv's output
+    e = F.silu(F.conv2d(x + b1[:, None, None], w2[:, :, None, None], b2))
+    assert torch.allclose(convfirst(x, *w, group_width=8, config={**cfg, "parts": 2}), F.conv2d(e, w3[:, :, None, None], b3) + x, atol=1e-4)
+    # parts=0: neither, the input through (plus the biases)
+    assert torch.allclose(convfirst(x, *w, group_width=8, config={**cfg, "parts": 0}), 2 * x + (b1 + b3)[:, None, None], atol=1e-5)
+    with pytest.raises(ValueError, match="group_conv='winograd' is not one of pairs, dense, fma"):
+        convfirst(x, *w, group_width=8, config={"group_conv": "winograd"})
+    with pytest.raises(ValueError, match="split_h=2 must be at least 1, and takes split_out=1"):
+        convfirst(x, *w, group_width=8, config={"split_h": 2, "split_out": 2})
+
+
 @needs_triton
 @pytest.mark.parametrize("c, hw, k, block_p, block_h", [(24, (5, 6), 3, 16, 32), (16, (4, 4), 5, 16, 16)])
 def test_the_mbconv_kernel_in_the_interpreter(c, hw, k, block_p, block_h, monkeypatch):

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from effkit.errors import UserInputError
-from effkit.kernels.layout import block_c_of, block_diagonal_pairs
+from effkit.kernels.layout import block_c_of, block_diagonal_dense, block_diagonal_pairs
 
 
 def triton_available() -> bool:
@@ -65,15 +65,18 @@ class FusedConvFirst(nn.Module):
         self.config = config  # the kernel's tiles (see triton_blocks.default_config); None: the defaults
         for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2), ("w3", w3), ("b3", b3), ("ws", ws), ("bs", bs)):
             self.register_buffer(name, t.contiguous() if t is not None else None)
-        self.register_buffer("w1bd", block_diagonal_pairs(w1, block_c_of(w1.shape[0])) if 16 % group_width == 0 else None)
+        bc = block_c_of(w1.shape[0])
+        self.register_buffer("w1bd", block_diagonal_pairs(w1, bc) if 16 % group_width == 0 else None)
+        # the dense layout for narrow blocks only (k²·bc² weights: 0.3 MB at 128 channels of tile, 4.7 MB at 512)
+        self.register_buffer("w1dense", block_diagonal_dense(w1, bc) if 16 % group_width == 0 and bc <= 128 else None)
 
     def forward(self, x):
         if _use_triton(x):
             from effkit.kernels.triton_blocks import convfirst
 
-            cfg = self.config if self.w1bd is not None else {**(self.config or {}), "group_mma": False}
+            cfg = self.config if self.w1bd is not None else {**(self.config or {}), "group_conv": "fma"}
             return convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, w1bd=self.w1bd, config=cfg,
-                             stride=self.stride, ws=self.ws, bs=self.bs)
+                             w1dense=self.w1dense, stride=self.stride, ws=self.ws, bs=self.bs)
         return reference_convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, self.stride, self.ws, self.bs)
 
 

@@ -24,6 +24,18 @@ def block_diagonal_pairs(w1: torch.Tensor, block_c: int) -> torch.Tensor:
     return out
 
 
+def block_diagonal_dense(w1: torch.Tensor, block_c: int) -> torch.Tensor:
+    """The grouped conv's weight [C, GW, k, k] as one dense [k², block_c, block_c] matrix a tap (input channel i to
+    output channel o, zero outside a group): the chunks of `block_diagonal_pairs` laid on the diagonal. The dense grouped
+    conv multiplies the whole input tile by it, one 2-D dot a tap (block_c / GW times the grouped conv's MACs, 8x at
+    48 channels padded to 64: kept for narrow blocks, where those MACs are few beside the expansion's)."""
+    pairs = block_diagonal_pairs(w1, block_c)
+    out = torch.zeros(pairs.shape[0], block_c, block_c, dtype=w1.dtype, device=w1.device)
+    for q in range(block_c // 16):
+        out[:, q * 16:(q + 1) * 16, q * 16:(q + 1) * 16] = pairs[:, q]
+    return out
+
+
 def halo_tiles(h: int, w: int, k: int, halo_p: int) -> tuple[int, int, int]:
     """The staged MBConv kernel's spatial tile for an h×w map and a k×k depthwise conv, given at most `halo_p` pixels
     (a power of two) of expanded activations a tile: (tile height, tile width, pixels a tile computes, a power of two).

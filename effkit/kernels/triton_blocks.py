@@ -6,13 +6,18 @@ k×k neighbourhood), the output and the weights cross DRAM, the weights from L2.
 
 ConvFirst: the grouped k×k conv (group width GW) at the narrow width C is computed first, [BLOCK_P, C] in registers;
 then, BLOCK_H expanded channels at a time, e = SiLU(y1 · W2ᵀ + b2) ([BLOCK_P, BLOCK_H]) is projected straight into the
-output accumulator (acc += e · W3ᵀ): the expanded activations never leave the chip. The grouped conv runs one of two
-ways (the constexpr GROUP_MMA):
-- on the tensor cores (default): the channels in chunks of 16 (two groups of 8), each tap one batched dot
+output accumulator (acc += e · W3ᵀ): the expanded activations never leave the chip. The grouped conv runs one of three
+ways (config["group_conv"]):
+- "pairs" (default), on the tensor cores: the channels in chunks of 16 (two groups of 8), each tap one batched dot
   [C/16, BLOCK_P, 16] · [C/16, 16, 16] against a block-diagonal weight (`block_diagonal_pairs`: half its entries are
   zeros, so twice the grouped conv's MACs, but at tensor-core rate and with one coalesced load of the input per tap);
-- on the CUDA cores: for each tap and each of the GW inputs of a channel's group, a gathered load of the input times
-  a per-channel weight (k²·GW loads of the input tile, fp32 FMAs).
+- "dense", on the tensor cores: each tap one 2-D dot [BLOCK_P, C] · [C, C] against the whole block-diagonal weight
+  (`block_diagonal_dense`: C / GW times the MACs; for narrow blocks);
+- "fma", on the CUDA cores: for each tap and each of the GW inputs of a channel's group, a gathered load of the input
+  times a per-channel weight (k²·GW loads of the input tile, fp32 FMAs).
+Wide blocks have few pixel tiles (98 programs at 384 channels, 7², batch 64): config["split_h"] shares a tile's expanded
+channels out among that many programs, whose partial outputs are summed in an fp32 buffer; the last to finish ends
+the block.
 
 MBConv: its depthwise conv runs at the expanded width, so each output pixel needs the expanded activations of its k×k
 neighbourhood (the halo). Two kernels handle it (config["halo"]):
@@ -38,7 +43,7 @@ import torch
 import triton
 import triton.language as tl
 
-from effkit.kernels.layout import block_c_of, block_diagonal_pairs, halo_tiles
+from effkit.kernels.layout import block_c_of, block_diagonal_dense, block_diagonal_pairs, halo_tiles
 
 
 @triton.jit
@@ -105,41 +110,91 @@ def _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K: tl.constexp
 
 
 @triton.jit
-def _convfirst_kernel(x_ptr, w1_ptr, wbd_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_ptr, bs_ptr, out_ptr, NPIX, H, W, HO, WO, C, CO, HID,
-                      K: tl.constexpr, GW: tl.constexpr, GROUP_MMA: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                      BLOCK_H: tl.constexpr, BLOCK_CO: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr):
-    """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The grouped conv strides
-    STRIDE; SHORTCUT: the residual is a 1x1 conv of stride STRIDE (ws [CO, C], bs, folded) instead of the input itself.
-    Axis 1 splits the output channels: program (i, j) writes channels j·BLOCK_CO ... of pixel tile i, computing the
-    grouped conv and the whole expansion for them (BLOCK_CO < the output tile: a smaller live accumulator and more
-    programs, for the expansion's MACs once per split)."""
-    p, pm, n, ho, wo, c, cm = _pixel_tile(NPIX, HO, WO, C, BLOCK_P, BLOCK_C)
-    h = ho * STRIDE  # the centre of each output pixel's k×k window in the input
-    w = wo * STRIDE
-    co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
-    com = co < CO
-    if GROUP_MMA:
-        y1 = _grouped_conv_mma(x_ptr, wbd_ptr, n, h, w, pm, H, W, C, K, BLOCK_P, BLOCK_C)
-    else:
-        y1 = _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K, GW, BLOCK_P, BLOCK_C)
-    y1 += tl.load(b1_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
-    y1 = y1.to(w2_ptr.dtype.element_ty)
-    acc = tl.zeros((BLOCK_P, BLOCK_CO), dtype=tl.float32)
-    for h0 in range(0, HID, BLOCK_H):
-        hi = h0 + tl.arange(0, BLOCK_H)
-        hm = hi < HID
-        w2t = tl.load(w2_ptr + hi[None, :] * C + c[:, None], mask=cm[:, None] & hm[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
-        e = tl.dot(y1, w2t) + tl.load(b2_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
-        e = e * tl.sigmoid(e)
-        w3t = tl.load(w3_ptr + co[None, :] * HID + hi[:, None], mask=hm[:, None] & com[None, :], other=0.0)  # [BLOCK_H, BLOCK_CO]
-        acc += tl.dot(e.to(w3_ptr.dtype.element_ty), w3t)
-    if SHORTCUT:  # the 1x1 strided conv of the input at each window's centre, into the same accumulator
+def _grouped_conv_dense(x_ptr, wd_ptr, n, h, w, pm, c, cm, H, W, C, K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The grouped k×k conv as one 2-D dot a tap, [BLOCK_P, BLOCK_C] · [BLOCK_C, BLOCK_C] against the dense
+    block-diagonal weight (`block_diagonal_dense`): BLOCK_C / GW times the MACs, but no batched dot and no reshuffle of
+    its result; for narrow blocks."""
+    y1 = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    for dy in tl.static_range(K):
+        for dx in tl.static_range(K):
+            ok, base = _tap(n, h, w, pm, H, W, C, dy, dx, K)
+            xs = tl.load(x_ptr + base[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
+            wt = tl.load(wd_ptr + ((dy * K + dx) * BLOCK_C + c[:, None]) * BLOCK_C + c[None, :])
+            y1 += tl.dot(xs.to(wd_ptr.dtype.element_ty), wt)
+    return y1
+
+
+@triton.jit
+def _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT: tl.constexpr):
+    """The block's end: the residual (the input, or SHORTCUT: the strided 1x1 conv of the input at each window's centre,
+    one more dot), the projection's bias, the output tile stored."""
+    if SHORTCUT:
         xc = tl.load(x_ptr + (((n * H + h) * W + w) * C)[:, None] + c[None, :], mask=pm[:, None] & cm[None, :], other=0.0)
         wst = tl.load(ws_ptr + co[None, :] * C + c[:, None], mask=cm[:, None] & com[None, :], other=0.0)  # [BLOCK_C, BLOCK_CO]
         acc += tl.dot(xc.to(ws_ptr.dtype.element_ty), wst) + tl.load(bs_ptr + co, mask=com, other=0.0).to(tl.float32)[None, :]
         _store_out(acc, b3_ptr, out_ptr, p, pm, co, com, CO)
     else:
         _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, co, com, C)
+
+
+@triton.jit
+def _convfirst_kernel(x_ptr, w1_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_ptr, bs_ptr, out_ptr, part_ptr, count_ptr,
+                      NPIX, H, W, HO, WO, C, CO, HID,
+                      K: tl.constexpr, GW: tl.constexpr, GROUP_CONV: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                      BLOCK_H: tl.constexpr, BLOCK_CO: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr,
+                      SPLIT_H: tl.constexpr, PARTS: tl.constexpr):
+    """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The grouped conv strides
+    STRIDE and runs on the CUDA cores (GROUP_CONV 0), as batched dots of 16-channel pairs (1) or as dense block-diagonal
+    dots (2; wg_ptr holds the matching weight layout). SHORTCUT: the residual is a 1x1 conv of stride STRIDE (ws [CO, C],
+    bs, folded) instead of the input itself.
+    Axis 1 splits the output channels: program (i, j) writes channels j·BLOCK_CO ... of pixel tile i, computing the
+    grouped conv and the whole expansion for them (BLOCK_CO < the output tile: a smaller live accumulator and more
+    programs, for the expansion's MACs once per split). Axis 2 splits the expanded channels (SPLIT_H > 1): program
+    (i, j, s) expands and projects the s-th share of them, adds its partial output into the fp32 buffer part_ptr
+    (atomics, zeroed before the launch) and counts itself in count_ptr[tile]; the last of a tile's SPLIT_H programs
+    reads the sum back and finishes the block (more programs for wide blocks, each reading 1/SPLIT_H of the weights).
+    PARTS (benchmark only; 3 in use) switches parts off to measure what each costs: bit 1 the grouped conv (off: the
+    input's centre pixel instead), bit 2 the expansion (off: the grouped conv's result is the block's output)."""
+    p, pm, n, ho, wo, c, cm = _pixel_tile(NPIX, HO, WO, C, BLOCK_P, BLOCK_C)
+    h = ho * STRIDE  # the centre of each output pixel's k×k window in the input
+    w = wo * STRIDE
+    co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    com = co < CO
+    if PARTS % 2 == 0:  # ablation: no grouped conv
+        y1 = tl.load(x_ptr + (((n * H + h) * W + w) * C)[:, None] + c[None, :], mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
+    elif GROUP_CONV == 1:
+        y1 = _grouped_conv_mma(x_ptr, wg_ptr, n, h, w, pm, H, W, C, K, BLOCK_P, BLOCK_C)
+    elif GROUP_CONV == 2:
+        y1 = _grouped_conv_dense(x_ptr, wg_ptr, n, h, w, pm, c, cm, H, W, C, K, BLOCK_P, BLOCK_C)
+    else:
+        y1 = _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K, GW, BLOCK_P, BLOCK_C)
+    y1 += tl.load(b1_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
+    if PARTS >= 2:
+        y1 = y1.to(w2_ptr.dtype.element_ty)
+        acc = tl.zeros((BLOCK_P, BLOCK_CO), dtype=tl.float32)
+        share = tl.cdiv(tl.cdiv(HID, BLOCK_H), SPLIT_H) * BLOCK_H  # expanded channels a split, whole chunks
+        h_lo = tl.program_id(2) * share
+        for h0 in range(h_lo, tl.minimum(h_lo + share, HID), BLOCK_H):
+            hi = h0 + tl.arange(0, BLOCK_H)
+            hm = hi < HID
+            w2t = tl.load(w2_ptr + hi[None, :] * C + c[:, None], mask=cm[:, None] & hm[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
+            e = tl.dot(y1, w2t) + tl.load(b2_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
+            e = e * tl.sigmoid(e)
+            w3t = tl.load(w3_ptr + co[None, :] * HID + hi[:, None], mask=hm[:, None] & com[None, :], other=0.0)  # [BLOCK_H, BLOCK_CO]
+            acc += tl.dot(e.to(w3_ptr.dtype.element_ty), w3t)
+    else:  # ablation: no expansion (stride 1, equal width, one output split)
+        acc = y1
+    if SPLIT_H > 1:
+        offs = (p * CO)[:, None] + co[None, :]
+        om = pm[:, None] & com[None, :]
+        tl.atomic_add(part_ptr + offs, acc, mask=om)
+        tl.debug_barrier()  # every thread's share added before the tile is counted
+        tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
+        if tl.atomic_add(count_ptr + tile, 1) == SPLIT_H - 1:  # acq_rel: the other splits' additions are visible
+            total = tl.load(part_ptr + offs, mask=om, other=0.0, cache_modifier=".cg")
+            _convfirst_end(total, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT)
+    else:
+        _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT)
 
 
 @triton.jit
@@ -310,34 +365,54 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
     return out.permute(0, 3, 1, 2)
 
 
+GROUP_CONVS = ("pairs", "dense", "fma")  # the grouped conv's three ways, GROUP_CONV 1, 2, 0 in the kernel
+
+
 def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | None = None, config: dict | None = None,
-              group_mma: bool | None = None, stride: int = 1, ws: torch.Tensor | None = None, bs: torch.Tensor | None = None) -> torch.Tensor:
+              group_mma: bool | None = None, stride: int = 1, ws: torch.Tensor | None = None, bs: torch.Tensor | None = None,
+              w1dense: torch.Tensor | None = None) -> torch.Tensor:
     """The fused ConvFirst block on an NCHW tensor (channels-last memory preferred); returns channels-last NCHW.
-    w1bd is `block_diagonal_pairs(w1, block_c_of(C))` (made here if not given); group_mma=False takes the CUDA-core
-    grouped conv instead of the tensor-core one. A strided or width-changing block gives `stride` and its shortcut's
-    folded 1x1 conv (ws [C_out, C], bs); without ws the residual is the input (stride 1, C_out = C)."""
+    config["group_conv"] picks the grouped conv: "pairs" (default; tensor cores, w1bd = `block_diagonal_pairs(w1,
+    block_c_of(C))`), "dense" (tensor cores, w1dense = `block_diagonal_dense(...)`) or "fma" (CUDA cores; also
+    group_mma=False or config["group_mma"]=False); a weight layout not given is made here. config["split_h"] > 1 splits
+    the expanded channels across programs (partial outputs summed in an fp32 buffer). A strided or width-changing block
+    gives `stride` and its shortcut's folded 1x1 conv (ws [C_out, C], bs); without ws the residual is the input (stride 1,
+    C_out = C)."""
     n, c, hgt, wid = x.shape
     c_out = w3.shape[0]
     if ws is None and (stride != 1 or c_out != c):
         raise ValueError(f"convfirst: stride {stride} from {c} to {c_out} channels needs the shortcut's conv (ws, bs)")
-    mma = (config or {}).get("group_mma", True) if group_mma is None else group_mma
-    if w1bd is None:  # unused (the pointer only) by the CUDA-core path
-        w1bd = block_diagonal_pairs(w1, block_c_of(w1.shape[0])) if mma else w1
-    cfg = {**default_config("convfirst", max(c, c_out), w2.shape[0]), **{k: v for k, v in (config or {}).items() if k != "group_mma"}}
-    bco, split = block_c_of(c_out), cfg.get("split_out", 1)
+    config = dict(config or {})
+    mma = config.pop("group_mma", True) if group_mma is None else group_mma
+    mode = config.pop("group_conv", "pairs" if mma else "fma")
+    if mode not in GROUP_CONVS:
+        raise ValueError(f"convfirst: group_conv={mode!r} is not one of {', '.join(GROUP_CONVS)}")
+    bc = block_c_of(c)
+    wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, bc),
+          "dense": lambda: w1dense if w1dense is not None else block_diagonal_dense(w1, bc), "fma": lambda: w1}[mode]()
+    cfg = {**default_config("convfirst", max(c, c_out), w2.shape[0]), **config}
+    bco, split, split_h, parts = block_c_of(c_out), cfg.get("split_out", 1), cfg.get("split_h", 1), cfg.get("parts", 3)
     if split < 1 or bco % split or bco // split < 16:
         raise ValueError(f"convfirst: split_out={split} must divide the {bco}-channel tile into parts of at least 16 channels")
+    if split_h < 1 or (split_h > 1 and split > 1):
+        raise ValueError(f"convfirst: split_h={split_h} must be at least 1, and takes split_out=1 (got {split})")
+    if parts not in (0, 1, 2, 3) or (parts < 2 and (ws is not None or split > 1)):
+        raise ValueError(f"convfirst: parts={parts} must be 3 (the block), or 0-2 (an ablation) for a stride-1, equal-width block, one output split")
     k = w1.shape[-1]
     ho, wo = (hgt - 1) // stride + 1, (wid - 1) // stride + 1  # padding k // 2
     xh = _nhwc(x)
     out = torch.empty(n, ho, wo, c_out, dtype=x.dtype, device=x.device)
     npix = n * ho * wo
+    tiles = triton.cdiv(npix, cfg["block_p"])
+    part = torch.zeros(npix * c_out if split_h > 1 else 1, dtype=torch.float32, device=x.device)
+    count = torch.zeros(tiles * split if split_h > 1 else 1, dtype=torch.int32, device=x.device)
     kernel = _convfirst_kernel
-    handle = kernel[(triton.cdiv(npix, cfg["block_p"]), split)](
-        xh, w1, w1bd, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, npix, hgt, wid, ho, wo, c, c_out,
-        w2.shape[0], K=k, GW=group_width, GROUP_MMA=mma, BLOCK_P=cfg["block_p"], BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"],
-        BLOCK_CO=bco // split, STRIDE=stride, SHORTCUT=ws is not None, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "GROUP_MMA": mma, "STRIDE": stride, "SHORTCUT": ws is not None})
+    handle = kernel[(tiles, split, split_h)](
+        xh, w1, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
+        c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2}[mode], BLOCK_P=cfg["block_p"], BLOCK_C=bc,
+        BLOCK_H=cfg["block_h"], BLOCK_CO=bco // split, STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts,
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None})
     return out.permute(0, 3, 1, 2)
 
 
