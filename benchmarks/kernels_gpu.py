@@ -70,7 +70,8 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         d = triton_blocks.default_config("convfirst", c, hid)
         out = [d, {**d, "num_warps": 8}]  # 8 warps: half the registers a thread for the same accumulator
         if c <= 128:  # 128 pixels: the weights read once for twice the pixels
-            out += [{**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "dense"}, {**d, "group_conv": "dense", "block_p": 128, "num_warps": 8}]
+            out += [{**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "dense"}, {**d, "group_conv": "dense", "block_p": 128, "num_warps": 8},
+                    {**d, "group_conv": "dense", "block_h": 64}]
         else:  # run 9 split the output channels (split_out): slower at every width; the expanded channels instead
             out += [{**d, "split_h": 2}, {**d, "split_h": 4}, {**d, "split_h": 4, "block_p": 2 * d["block_p"]}, {**d, "split_h": 8, "block_p": 2 * d["block_p"]}]
         return [v for i, v in enumerate(out) if v not in out[:i]]
