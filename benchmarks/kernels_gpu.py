@@ -66,14 +66,14 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
     chunk and one or four programs an SM: slower or the same) at its default frame, with the input reloaded each chunk,
     with 16 expanded channels a chunk, at half and twice the frame; and the recompute kernel at its run-3 default."""
     c, hid = max(blk.body[0][0].in_channels, blk.body[2][0].out_channels), blk.body[1][0].out_channels  # the kernel sizes tiles by the wider side
-    if name == "convfirst_net":  # run 10: the dense grouped conv (narrow blocks) and the expansion split across programs (wide)
+    if name == "convfirst_net":  # run 10 tried the dense grouped conv (now the default for narrow blocks) and the expansion
+        # split across programs (split_h: slower at every wide block, 0.141 against 0.100 ms at 384 with 2 splits)
         d = triton_blocks.default_config("convfirst", c, hid)
-        out = [d, {**d, "num_warps": 8}]  # 8 warps: half the registers a thread for the same accumulator
-        if c <= 128:  # 128 pixels: the weights read once for twice the pixels
-            out += [{**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "dense"}, {**d, "group_conv": "dense", "block_p": 128, "num_warps": 8},
-                    {**d, "group_conv": "dense", "block_h": 64}]
-        else:  # run 9 split the output channels (split_out): slower at every width; the expanded channels instead
-            out += [{**d, "split_h": 2}, {**d, "split_h": 4}, {**d, "split_h": 4, "block_p": 2 * d["block_p"]}, {**d, "split_h": 8, "block_p": 2 * d["block_p"]}]
+        if c <= 128:  # the pairs at run 9's tiles, and the dense conv on 8 warps / 128 pixels / 32 expanded channels
+            out = [d, {**d, "group_conv": "pairs", "block_h": 32}, {**d, "block_p": 128, "num_warps": 8}, {**d, "block_h": 32}]
+        else:  # other pipelines and tiles for the wide blocks (c192 is 5 of the network's 12 blocks)
+            out = [d, {**d, "block_h": 32}, {**d, "num_stages": 2}, {**d, "block_p": 32, "num_warps": 4, "num_stages": 2},
+                   {**d, "block_p": 64, "block_h": 32, "num_stages": 2}, {**d, "split_h": 2}]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},
@@ -225,7 +225,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     ceil = json.loads((ROOT / "benchmarks/results/h200/ceilings.json").read_text())
     peak, bw = ceil["peak_flops"]["bf16"], ceil["bandwidth_bytes_per_s"]
-    res = {"meta": {"torch": torch.__version__, "device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke)", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    import triton
+    res = {"meta": {"torch": torch.__version__, "triton": triton.__version__, "device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke)", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                     "peak_bf16_flops": peak, "bandwidth_bytes_per_s": bw, "ceilings": "results/h200/ceilings.json (measured idle)",
                     "dram_bytes": "not read (no hardware counter reachable); compulsory bytes given", "tolerance": TOL},
            "correctness": [], "tiles": [], "parts": [], "blocks": [], "networks": [], "profile": [], "skipped": []}

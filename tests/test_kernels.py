@@ -149,26 +149,27 @@ def test_block_diagonal_pairs_by_hand():
 
 
 @needs_triton
-@pytest.mark.parametrize("group_mma", [True, False])
+@pytest.mark.parametrize("group_conv", ["pairs", "dense", "fma"])
 @pytest.mark.parametrize("c, hw, k, block_p, block_h", [(24, (5, 6), 3, 16, 32), (16, (4, 4), 5, 16, 16), (40, (3, 7), 3, 32, 64)])
-def test_the_convfirst_kernel_in_the_interpreter(c, hw, k, block_p, block_h, group_mma, monkeypatch):
+def test_the_convfirst_kernel_in_the_interpreter(c, hw, k, block_p, block_h, group_conv, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     from effkit.kernels.triton_blocks import convfirst
 
     w = _params(c, 4, k, seed=c)["convfirst"]
     x = torch.randn(2, c, *hw)
-    got = convfirst(x, *w, group_width=8, config={"block_p": block_p, "block_h": block_h, "group_mma": group_mma})
+    got = convfirst(x, *w, group_width=8, config={"block_p": block_p, "block_h": block_h, "group_conv": group_conv})
     want = reference_convfirst(x, *w, group_width=8)
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
 
 
 @needs_triton
-@pytest.mark.parametrize("c, c_out, hw, stride, group_mma", [
-    (24, 40, (7, 6), 2, True),  # odd height: the last output row's window hangs over the bottom edge
-    (16, 24, (5, 5), 1, True),  # a width change alone
-    (24, 48, (6, 7), 2, False),  # the CUDA-core grouped conv, strided
+@pytest.mark.parametrize("c, c_out, hw, stride, group_conv", [
+    (24, 40, (7, 6), 2, "pairs"),  # odd height: the last output row's window hangs over the bottom edge
+    (16, 24, (5, 5), 1, "pairs"),  # a width change alone
+    (24, 48, (6, 7), 2, "fma"),  # the CUDA-core grouped conv, strided
+    (80, 136, (5, 4), 2, "pairs"),  # the shortcut's conv in two chunks of 64 input channels (128-channel tile), the second partly padding
 ])
-def test_the_strided_convfirst_kernel_in_the_interpreter(c, c_out, hw, stride, group_mma, monkeypatch):
+def test_the_strided_convfirst_kernel_in_the_interpreter(c, c_out, hw, stride, group_conv, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     from effkit.kernels.triton_blocks import convfirst
 
@@ -178,7 +179,7 @@ def test_the_strided_convfirst_kernel_in_the_interpreter(c, c_out, hw, stride, g
     w = (r(c, 8, 3, 3), r(c, scale=0.1), r(hid, c), r(hid, scale=0.1), r(c_out, hid, scale=0.1), r(c_out, scale=0.1))
     ws, bs = r(c_out, c), r(c_out, scale=0.1)
     x = torch.randn(2, c, *hw)
-    got = convfirst(x, *w, group_width=8, config={"block_p": 16, "block_h": 32, "group_mma": group_mma}, stride=stride, ws=ws, bs=bs)
+    got = convfirst(x, *w, group_width=8, config={"block_p": 16, "block_h": 32, "group_conv": group_conv}, stride=stride, ws=ws, bs=bs)
     want = reference_convfirst(x, *w, group_width=8, stride=stride, ws=ws, bs=bs)
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
     with pytest.raises(ValueError, match="needs the shortcut's conv"):

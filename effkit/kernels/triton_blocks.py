@@ -125,13 +125,20 @@ def _grouped_conv_dense(x_ptr, wd_ptr, n, h, w, pm, c, cm, H, W, C, K: tl.conste
 
 
 @triton.jit
-def _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT: tl.constexpr):
+def _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT: tl.constexpr,
+                   BLOCK_C: tl.constexpr, SC_K: tl.constexpr):
     """The block's end: the residual (the input, or SHORTCUT: the strided 1x1 conv of the input at each window's centre,
-    one more dot), the projection's bias, the output tile stored."""
+    one more dot, SC_K input channels at a time: a whole [256, 512] weight tile took 280 KB of shared memory, more than
+    the H200's 227 KB), the projection's bias, the output tile stored."""
     if SHORTCUT:
-        xc = tl.load(x_ptr + (((n * H + h) * W + w) * C)[:, None] + c[None, :], mask=pm[:, None] & cm[None, :], other=0.0)
-        wst = tl.load(ws_ptr + co[None, :] * C + c[:, None], mask=cm[:, None] & com[None, :], other=0.0)  # [BLOCK_C, BLOCK_CO]
-        acc += tl.dot(xc.to(ws_ptr.dtype.element_ty), wst) + tl.load(bs_ptr + co, mask=com, other=0.0).to(tl.float32)[None, :]
+        centre = ((n * H + h) * W + w) * C
+        for c0 in tl.static_range(0, BLOCK_C, SC_K):
+            ck = c0 + tl.arange(0, SC_K)
+            ckm = ck < C
+            xc = tl.load(x_ptr + centre[:, None] + ck[None, :], mask=pm[:, None] & ckm[None, :], other=0.0)
+            wst = tl.load(ws_ptr + co[None, :] * C + ck[:, None], mask=ckm[:, None] & com[None, :], other=0.0)  # [SC_K, BLOCK_CO]
+            acc += tl.dot(xc.to(ws_ptr.dtype.element_ty), wst)
+        acc += tl.load(bs_ptr + co, mask=com, other=0.0).to(tl.float32)[None, :]
         _store_out(acc, b3_ptr, out_ptr, p, pm, co, com, CO)
     else:
         _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, co, com, C)
@@ -142,7 +149,7 @@ def _convfirst_kernel(x_ptr, w1_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_
                       NPIX, H, W, HO, WO, C, CO, HID,
                       K: tl.constexpr, GW: tl.constexpr, GROUP_CONV: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
                       BLOCK_H: tl.constexpr, BLOCK_CO: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr,
-                      SPLIT_H: tl.constexpr, PARTS: tl.constexpr):
+                      SPLIT_H: tl.constexpr, PARTS: tl.constexpr, SC_K: tl.constexpr):
     """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The grouped conv strides
     STRIDE and runs on the CUDA cores (GROUP_CONV 0), as batched dots of 16-channel pairs (1) or as dense block-diagonal
     dots (2; wg_ptr holds the matching weight layout). SHORTCUT: the residual is a 1x1 conv of stride STRIDE (ws [CO, C],
@@ -192,9 +199,9 @@ def _convfirst_kernel(x_ptr, w1_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_
         tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
         if tl.atomic_add(count_ptr + tile, 1) == SPLIT_H - 1:  # acq_rel: the other splits' additions are visible
             total = tl.load(part_ptr + offs, mask=om, other=0.0, cache_modifier=".cg")
-            _convfirst_end(total, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT)
+            _convfirst_end(total, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT, BLOCK_C, SC_K)
     else:
-        _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT)
+        _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT, BLOCK_C, SC_K)
 
 
 @triton.jit
@@ -283,7 +290,8 @@ last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "share
 
 def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict:
     """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
-    ConvFirst at 64 channels of tile: 64 pixels, 32 expanded channels, 4 warps; 128: 128 pixels, 32, 8 warps; 256: 64
+    ConvFirst at 64 channels of tile: the dense grouped conv, 64 pixels, 32 expanded channels, 4 warps; 128: dense, 128
+    pixels, 64, 8 warps; 256: pairs, 64
     pixels, 64 expanded channels, 8 warps; 512: 32 pixels, 64 expanded channels, 8 warps, two pipeline stages (three
     need 292 KB of shared memory; the H200 has 227 KB a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
@@ -299,10 +307,13 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict
         # run 6: 16 expanded channels a chunk at 64 and 512 (0.435 against 0.473 ms, 0.324 against 0.427), 32 at 128 and 256
         return {"halo": "staged", "halo_p": max(64, 16384 // bc), "block_h": bh(16 if bc in (64, 512) else 32), "num_warps": 8, "num_stages": 1,
                 "programs_per_sm": 2}
+    # run 10: the dense grouped conv beat the pairs at every width it was tried (<= 128 channels of tile): 0.107 against
+    # 0.122 ms (48), 0.086 against 0.092 (96, with 64 expanded channels a chunk), 0.072 against 0.078 (32 > 48, stride 2),
+    # 0.045 against 0.052 (48 > 96, stride 2)
     if bc <= 64:
-        return {"block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3}
+        return {"group_conv": "dense", "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3}
     if bc <= 128:  # run 4: 128 pixels, 8 warps 0.0790 ms against 64 pixels, 4 warps 0.0818 (IQR 0.0005)
-        return {"block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3}
+        return {"group_conv": "dense", "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 3}
     if bc <= 256:
         return {"block_p": 64, "block_h": bh(64), "num_warps": 8, "num_stages": 3}
     return {"block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 2}  # run 4: 8 warps 0.097 ms, 26 spills; 4 warps 0.126, 210
@@ -384,13 +395,15 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         raise ValueError(f"convfirst: stride {stride} from {c} to {c_out} channels needs the shortcut's conv (ws, bs)")
     config = dict(config or {})
     mma = config.pop("group_mma", True) if group_mma is None else group_mma
-    mode = config.pop("group_conv", "pairs" if mma else "fma")
+    if not mma:  # the older switch: False is the CUDA-core grouped conv
+        config["group_conv"] = "fma"
+    cfg = {**default_config("convfirst", max(c, c_out), w2.shape[0]), **config}
+    mode = cfg.pop("group_conv", "pairs")
     if mode not in GROUP_CONVS:
         raise ValueError(f"convfirst: group_conv={mode!r} is not one of {', '.join(GROUP_CONVS)}")
     bc = block_c_of(c)
     wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, bc),
           "dense": lambda: w1dense if w1dense is not None else block_diagonal_dense(w1, bc), "fma": lambda: w1}[mode]()
-    cfg = {**default_config("convfirst", max(c, c_out), w2.shape[0]), **config}
     bco, split, split_h, parts = block_c_of(c_out), cfg.get("split_out", 1), cfg.get("split_h", 1), cfg.get("parts", 3)
     if split < 1 or bco % split or bco // split < 16:
         raise ValueError(f"convfirst: split_out={split} must divide the {bco}-channel tile into parts of at least 16 channels")
@@ -410,7 +423,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     handle = kernel[(tiles, split, split_h)](
         xh, w1, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
         c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2}[mode], BLOCK_P=cfg["block_p"], BLOCK_C=bc,
-        BLOCK_H=cfg["block_h"], BLOCK_CO=bco // split, STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts,
+        BLOCK_H=cfg["block_h"], BLOCK_CO=bco // split, STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_K=min(bc, 64),
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None})
     return out.permute(0, 3, 1, 2)
