@@ -317,7 +317,7 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
     rows = []
     for b in base.batches:
         a = analyse(traces[b], roof, runs["eager"].get(b))
-        # the what-if for exactly the blocks the kernels fuse (the strided, width-changing ones stay unfused)
+        # the what-if for exactly the blocks the kernels fuse (every ConvFirst block; MBConv's strided, width-changing ones stay unfused)
         what_if = fusion_what_if(list(a.layers), blocks_for(traces[b], fusing["fused"]), roof, "the blocks fuse_blocks fuses")
         ms = {name: (1e3 * r[b].latency_s if b in r and r[b].latency_s else None) for name, r in runs.items()}
         fw = 1e3 * what_if.fused_waterline_s

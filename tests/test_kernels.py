@@ -51,7 +51,7 @@ def test_fuse_blocks_swaps_the_stride_1_blocks_and_keeps_the_outputs(name, fused
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         want = model(x)
-        _, report = fuse_blocks(model)
+        _, report = fuse_blocks(model, strided=False)
         got = model(x)
     # depths (2, 2, 6, 2): the first block of each stage strides 2 and changes width (a conv on the shortcut): 4 stay
     # unfused, the other 8 are fused
@@ -67,7 +67,7 @@ def test_fuse_blocks_fuses_only_what_select_picks(monkeypatch):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         want = model(x)
-        _, report = fuse_blocks(model, select=lambda path, blk, kind: blk.body[0][0].in_channels == 96)
+        _, report = fuse_blocks(model, select=lambda path, blk, kind: blk.body[0][0].in_channels == 96, strided=False)
         got = model(x)
     # widths 24/48/96/192 at width 0.5, depths (2, 2, 6, 2): the third stage has 5 stride-1 blocks of 96 channels
     assert len(report["fused"]) == 5 and all(p.startswith("stages.2.") for p in report["fused"])
@@ -75,13 +75,13 @@ def test_fuse_blocks_fuses_only_what_select_picks(monkeypatch):
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_fuse_blocks_strided_fuses_the_strided_convfirst_blocks_too(monkeypatch):
+def test_fuse_blocks_fuses_the_strided_convfirst_blocks_by_default(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     model = _randomise_bn(build_model("convfirst_net", width=0.5, resolution=32).model)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         want = model(x)
-        _, report = fuse_blocks(model, strided=True)
+        _, report = fuse_blocks(model)
         got = model(x)
     # all 12 blocks; the first of each stage strides 2 and changes width, its 1x1 conv + BN shortcut folded in
     assert len(report["fused"]) == 12 and report["unfused"] == []
@@ -89,7 +89,7 @@ def test_fuse_blocks_strided_fuses_the_strided_convfirst_blocks_too(monkeypatch)
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
     # MBConv has no strided kernel: its strided blocks stay unfused
     mb = _randomise_bn(build_model("mbconv_net", width=0.5, resolution=32).model)
-    _, report = fuse_blocks(mb, strided=True)
+    _, report = fuse_blocks(mb)
     assert len(report["fused"]) == 8 and len(report["unfused"]) == 4
 
 
@@ -193,7 +193,7 @@ def test_a_strided_convfirst_net_runs_its_kernels_in_the_interpreter(monkeypatch
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         want = model(x)
-        fuse_blocks(model, strided=True)
+        fuse_blocks(model)
         got = model(x)
     assert torch.allclose(got, want, rtol=1e-3, atol=1e-3), (got - want).abs().max()
 
@@ -376,7 +376,8 @@ def test_profile_fused_sets_the_what_if_beside_eager_compile_and_fused(tmp_path,
                                  "--ceilings", str(ceil), "--measure", "--channels-last", "--out", str(out)])
     assert r.exit_code == 0, r.output
     (row,) = _json.loads((out / "fusion_check.json").read_text())
-    assert row["fused_blocks"] == 8 and row["unfused_blocks"] == 4 and "not a fused kernel" in row["fused_kernel"]
+    # every ConvFirst block is fused, the 4 strided ones too
+    assert row["fused_blocks"] == 12 and row["unfused_blocks"] == 0 and "not a fused kernel" in row["fused_kernel"]
     assert all(row[k] and row[k] > 0 for k in ("eager_ms", "compile_ms", "fused_ms", "fused_waterline_ms", "waterline_ms"))
     assert row["fused_waterline_ms"] < row["waterline_ms"]  # fusing removes traffic: the predicted waterline drops
     assert "fusion what-if against reality, batch 1" in r.output
@@ -391,9 +392,9 @@ def test_fused_refuses_a_model_with_nothing_to_fuse():
     from effkit.cli import app
 
     r = CliRunner().invoke(app, ["profile", "resnet18", "--fused"])
-    assert r.exit_code == 2 and "resnet18 has no stride-1, equal-width ConvFirst or MBConv block to fuse" in r.stderr
+    assert r.exit_code == 2 and "resnet18 has no ConvFirst block, nor stride-1, equal-width MBConv block, to fuse" in r.stderr
     r = CliRunner().invoke(app, ["bench", "resnet18", "--fused"])
-    assert r.exit_code == 2 and "no stride-1, equal-width ConvFirst or MBConv block" in r.stderr
+    assert r.exit_code == 2 and "no ConvFirst block, nor stride-1, equal-width MBConv block" in r.stderr
 
 
 def test_fuse_blocks_wants_a_module():
