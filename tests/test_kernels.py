@@ -272,6 +272,8 @@ def test_the_convfirst_kernel_ablations_compute_what_they_leave(monkeypatch):
     assert torch.allclose(convfirst(x, *w, group_width=8, config={**cfg, "parts": 2}), F.conv2d(e, w3[:, :, None, None], b3) + x, atol=1e-4)
     # parts=0: neither, the input through (plus the biases)
     assert torch.allclose(convfirst(x, *w, group_width=8, config={**cfg, "parts": 0}), 2 * x + (b1 + b3)[:, None, None], atol=1e-5)
+    # the older switch group_mma=False still works (the CUDA-core grouped conv)
+    assert torch.allclose(convfirst(x, *w, group_width=8, config=cfg, group_mma=False), reference_convfirst(x, *w, group_width=8), atol=1e-4)
     with pytest.raises(ValueError, match="group_conv='winograd' is not one of pairs, dense, fma"):
         convfirst(x, *w, group_width=8, config={"group_conv": "winograd"})
     with pytest.raises(ValueError, match="split_h=2 must be at least 1, and takes split_out=1"):
