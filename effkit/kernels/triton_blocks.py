@@ -290,10 +290,10 @@ last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "share
 
 def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict:
     """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
-    ConvFirst at 64 channels of tile: the dense grouped conv, 64 pixels, 32 expanded channels, 4 warps; 128: dense, 128
-    pixels, 64, 8 warps; 256: pairs, 64
-    pixels, 64 expanded channels, 8 warps; 512: 32 pixels, 64 expanded channels, 8 warps, two pipeline stages (three
-    need 292 KB of shared memory; the H200 has 227 KB a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
+    ConvFirst (c the wider of its input and output) at 64 channels of tile: the dense grouped conv, 64 pixels, 32
+    expanded channels, 4 warps; 128: dense, 128 pixels, 64, 8 warps; 256: the pairs, 64 pixels, 64 expanded channels, 8
+    warps; 512: the pairs, 32 pixels, 64 expanded channels, 8 warps, two pipeline stages (three need 292 KB of shared
+    memory; the H200 has 227 KB a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
     asked for 283 KB of shared memory. MBConv with its halo staged (the default): frames of halo_p pixels such that the
     fp32 output accumulator [halo_p, channel tile] is 64 KB (64 registers a thread at 8 warps), at least 64 pixels (at
