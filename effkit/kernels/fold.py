@@ -174,8 +174,8 @@ def _fused(block, kind: str) -> nn.Module:
 def fuse_blocks(model: nn.Module, select=None, strided: bool = True) -> tuple[nn.Module, dict]:
     """Replace each ConvFirst block and each stride-1, equal-width MBConv block of `model` (in eval mode) by its fused
     module, in place. A ConvFirst block that strides or changes width has its 1x1 conv shortcut folded into the same
-    kernel (on the H200: right on every block shape, and convfirst_net with all 12 blocks fused ran 1.31 ms against 1.62
-    with the 8 stride-1 ones, run 11); strided=False leaves those unfused. MBConv has no strided kernel.
+    kernel (on the H200: within 5.4e-3 of the output's scale on every block shape; the four strided blocks of
+    convfirst_net 0.8-2.7x compile's time, benchmarks/README.md); strided=False leaves those unfused. MBConv has no strided kernel.
     `select(path, block, kind)`, if given, picks which of the matching blocks to fuse (e.g. only those whose fused kernel
     was measured faster than the unfused block). Returns the model and {'fused': [paths], 'unfused': [(path, why)]} for
     every residual block seen."""
