@@ -175,7 +175,8 @@ def fuse_blocks(model: nn.Module, select=None, strided: bool = True) -> tuple[nn
     """Replace each ConvFirst block and each stride-1, equal-width MBConv block of `model` (in eval mode) by its fused
     module, in place. A ConvFirst block that strides or changes width has its 1x1 conv shortcut folded into the same
     kernel (on the H200: within 5.4e-3 of the output's scale on every block shape; the four strided blocks of
-    convfirst_net 0.8-2.7x as fast as compile's best mode, benchmarks/README.md); strided=False leaves those unfused. MBConv has no strided kernel.
+    convfirst_net 0.8-2.7x as fast as compile's best mode, benchmarks/README.md); strided=False leaves those unfused.
+    MBConv has no strided kernel.
     `select(path, block, kind)`, if given, picks which of the matching blocks to fuse (e.g. only those whose fused kernel
     was measured faster than the unfused block). Returns the model and {'fused': [paths], 'unfused': [(path, why)]} for
     every residual block seen."""
