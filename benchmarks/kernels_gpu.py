@@ -61,11 +61,15 @@ from effkit.kernels.fold import _match  # noqa: E402
 
 TOL = 2e-2
 DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --smoke: cpu, fp32, 32 pixels, width 0.5, batches 2 and 3
+
+
 def tile_variants(name: str, blk: nn.Module) -> list[dict]:
-    """The tiles tried per block shape, defaults first. ConvFirst: run 3's search set its defaults; 8 warps, and
-    128 pixels (narrow blocks: the weights read once for twice the pixels) or 16 (wide blocks) are tried again. MBConv: the staged kernel (new in run 4; run 4 tried 64 expanded channels a
-    chunk and one or four programs an SM: slower or the same) at its default frame, with the input reloaded each chunk,
-    with 16 expanded channels a chunk, at half and twice the frame; and the recompute kernel at its run-3 default."""
+    """The tiles tried per block shape, defaults first. ConvFirst (defaults from runs 3, 4 and 10): narrow blocks the
+    pairs grouped conv beside the dense default, 128 pixels on 8 warps, 32 expanded channels a chunk; wide blocks
+    other chunks, pipelines and tiles, and the expansion split in two. MBConv: the staged kernel (new in run 4; run 4
+    tried 64 expanded channels a chunk and one or four programs an SM: slower or the same) at its default frame, with
+    the input reloaded each chunk, with 16 expanded channels a chunk, at half and twice the frame; and the recompute
+    kernel at its run-3 default."""
     c, hid = max(blk.body[0][0].in_channels, blk.body[2][0].out_channels), blk.body[1][0].out_channels  # the kernel sizes tiles by the wider side
     if name == "convfirst_net":  # run 10 tried the dense grouped conv (now the default for narrow blocks) and the expansion
         # split across programs (split_h: slower at every wide block, 0.141 against 0.100 ms at 384 with 2 splits)
