@@ -64,21 +64,27 @@ DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --s
 
 
 def tile_variants(name: str, blk: nn.Module) -> list[dict]:
-    """The tiles tried per block shape, defaults first. ConvFirst (defaults from runs 3, 4 and 10): narrow blocks the
-    pairs grouped conv beside the dense default, 128 pixels on 8 warps, 32 expanded channels a chunk; wide blocks
-    other chunks, pipelines and tiles, and the expansion split in two. MBConv: the staged kernel (new in run 4; run 4
+    """The tiles tried per block shape, defaults first. ConvFirst (defaults from runs 3, 4 and 10): the exact SiLU at
+    the default tiles; narrow blocks the pairs grouped conv beside the dense default, wider pixel tiles, other chunks
+    of expanded channels; wide blocks the dense grouped conv, 128 or 64 pixels, other chunks and pipelines. MBConv: the staged kernel (new in run 4; run 4
     tried 64 expanded channels a chunk and one or four programs an SM: slower or the same) at its default frame, with
     the input reloaded each chunk, with 16 expanded channels a chunk, at half and twice the frame; and the recompute
     kernel at its run-3 default."""
     c, hid = max(blk.body[0][0].in_channels, blk.body[2][0].out_channels), blk.body[1][0].out_channels  # the kernel sizes tiles by the wider side
-    if name == "convfirst_net":  # run 10 tried the dense grouped conv (now the default for narrow blocks) and the expansion
-        # split across programs (split_h: slower at every wide block, 0.141 against 0.100 ms at 384 with 2 splits)
+    if name == "convfirst_net":  # run 15: the channels as two parts (no padding to a power of two) and the tanh SiLU
+        # are new; each shape also tries the exact SiLU at its default tiles, and wider pixel tiles now that the
+        # accumulator is a quarter smaller (split_h, slower at every wide block in run 11, is left out)
         d = triton_blocks.default_config("convfirst", c, hid)
-        if c <= 128:  # the pairs at run 9's tiles, and the dense conv on 8 warps / 128 pixels / 32 expanded channels
-            out = [d, {**d, "group_conv": "pairs", "block_h": 32}, {**d, "block_p": 128, "num_warps": 8}, {**d, "block_h": 32}]
-        else:  # other pipelines and tiles for the wide blocks (c192 is 5 of the network's 12 blocks)
-            out = [d, {**d, "block_h": 32}, {**d, "num_stages": 2}, {**d, "block_p": 32, "num_warps": 4, "num_stages": 2},
-                   {**d, "block_p": 64, "block_h": 32, "num_stages": 2}, {**d, "split_h": 2}]
+        if c <= 64:
+            out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "pairs"}, {**d, "block_h": 64}]
+        elif c <= 128:
+            out = [d, {**d, "fast_silu": False}, {**d, "block_h": 32}, {**d, "group_conv": "pairs", "block_h": 32}, {**d, "block_p": 64, "num_warps": 4}]
+        elif c <= 256:  # c192 is 5 of the network's 12 blocks
+            out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_stages": 2}, {**d, "group_conv": "dense"}, {**d, "block_h": 32},
+                   {**d, "num_stages": 2}]
+        else:
+            out = [d, {**d, "fast_silu": False}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3}, {**d, "block_p": 64, "num_stages": 2},
+                   {**d, "num_stages": 3}, {**d, "block_h": 32, "num_stages": 3}]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},

@@ -198,22 +198,6 @@ def test_a_strided_convfirst_net_runs_its_kernels_in_the_interpreter(monkeypatch
     assert torch.allclose(got, want, rtol=1e-3, atol=1e-3), (got - want).abs().max()
 
 
-@needs_triton
-@pytest.mark.parametrize("split_out", [2, 4])
-def test_the_convfirst_kernel_with_its_output_channels_split(split_out, monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    from effkit.kernels.triton_blocks import convfirst
-
-    # 40 channels in a 64-channel tile: with 4 parts of 16 the last part holds channels 48-63, all padding; with 2 parts
-    # of 32 the second holds 32-39 and padding
-    w = _params(40, 4, 3, seed=1)["convfirst"]
-    x = torch.randn(2, 40, 3, 7)
-    got = convfirst(x, *w, group_width=8, config={"block_p": 16, "block_h": 32, "split_out": split_out})
-    assert torch.allclose(got, reference_convfirst(x, *w, group_width=8), atol=1e-4)
-    with pytest.raises(ValueError, match="split_out=8 must divide the 64-channel tile into parts of at least 16 channels"):
-        convfirst(x, *w, group_width=8, config={"split_out": 8})
-
-
 def test_block_diagonal_dense_by_hand():
     from effkit.kernels.layout import block_diagonal_dense
 
@@ -230,6 +214,32 @@ def test_block_diagonal_dense_by_hand():
     assert torch.allclose(torch.cat([x, torch.zeros(5, 8)], 1) @ wd[0], torch.cat([want, torch.zeros(5, 8)], 1), atol=1e-3)
 
 
+def test_channel_parts_by_hand():
+    from effkit.kernels.layout import channel_parts
+
+    # two powers of two of at least 16, the smallest sum that holds the width: the zoo's 3·2^k widths exactly
+    # (48 = 32 + 16, ..., 384 = 256 + 128; one power-of-two tile would be 64 ... 512), a power of two as two halves
+    assert [channel_parts(c) for c in (48, 96, 192, 384)] == [(32, 16), (64, 32), (128, 64), (256, 128)]
+    assert [channel_parts(c) for c in (8, 32, 64, 512)] == [(16, 16), (16, 16), (32, 32), (256, 256)]
+    # 40: 32 + 16 = 48 (not 64 + 16); 80: 64 + 16 = 80 exactly; 100: 64 + 64 = 128 beats 128 + 16 = 144
+    assert [channel_parts(c) for c in (40, 80, 100, 136)] == [(32, 16), (64, 16), (64, 64), (128, 16)]
+
+
+def test_block_diagonal_dense_parts_by_hand():
+    from effkit.kernels.layout import block_diagonal_dense_parts
+
+    # C = 48 as parts (32, 16), k = 1, w1[c, j] = 8c + j + 1: part a holds channels 0-31 as [32, 32], part b 32-47 as
+    # [16, 16], flat: 32² + 16² = 1,280 values (one 64-channel tile would be 4,096)
+    w1 = 1.0 + torch.arange(48 * 8, dtype=torch.float32).reshape(48, 8, 1, 1)
+    flat = block_diagonal_dense_parts(w1, (32, 16))
+    assert flat.shape == (1280,)
+    wa, wb = flat[:1024].reshape(32, 32), flat[1024:].reshape(16, 16)
+    assert wa[8:16, 9].tolist() == [73.0 + j for j in range(8)]  # channel 9 reads inputs 8-15: 9·8 + j + 1
+    # channel 41 (group 5: inputs 40-47) is part b's output 9, reading its inputs 8-15: 41·8 + j + 1 = 329 + j
+    assert wb[8:16, 9].tolist() == [329.0 + j for j in range(8)] and wb[0:8, 9].abs().sum() == 0
+    assert (flat != 0).sum() == 48 * 8  # every weight once, nothing else
+
+
 @needs_triton
 @pytest.mark.parametrize("c, c_out, hw, stride, cfg", [
     (24, 24, (5, 6), 1, {"group_conv": "dense"}),
@@ -238,6 +248,9 @@ def test_block_diagonal_dense_by_hand():
     (40, 40, (3, 7), 1, {"split_h": 2}),  # 160 expanded channels in chunks of 32: 5 chunks, 3 and 2 a split
     (24, 24, (5, 6), 1, {"split_h": 4, "block_h": 16}),  # 96 in 6 chunks of 16: 2, 2, 2 and 0 (an empty share)
     (24, 40, (7, 6), 2, {"split_h": 3, "group_conv": "dense"}),  # the shortcut's conv in the last split's end
+    (48, 48, (4, 5), 1, {"group_conv": "dense"}),  # parts 32 + 16, no padding: the second part's groups at channels 32-47
+    (48, 96, (5, 4), 2, {"group_conv": "dense", "split_h": 2}),  # in 32 + 16, out 64 + 32, the shortcut from both input parts
+    (96, 96, (3, 3), 1, {"group_conv": "pairs", "block_h": 64}),  # pairs over 6 chunks of 16: 4 in part a, 2 in part b
 ])
 def test_the_convfirst_kernel_dense_and_split_h(c, c_out, hw, stride, cfg, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -276,8 +289,11 @@ def test_the_convfirst_kernel_ablations_compute_what_they_leave(monkeypatch):
     assert torch.allclose(convfirst(x, *w, group_width=8, config=cfg, group_mma=False), reference_convfirst(x, *w, group_width=8), atol=1e-4)
     with pytest.raises(ValueError, match="group_conv='winograd' is not one of pairs, dense, fma"):
         convfirst(x, *w, group_width=8, config={"group_conv": "winograd"})
-    with pytest.raises(ValueError, match="split_h=2 must be at least 1, and takes split_out=1"):
-        convfirst(x, *w, group_width=8, config={"split_h": 2, "split_out": 2})
+    with pytest.raises(ValueError, match="split_h=0 must be at least 1"):
+        convfirst(x, *w, group_width=8, config={"split_h": 0})
+    # a key the kernel does not know is refused, not ignored (split_out, slower everywhere in run 9, is gone)
+    with pytest.raises(ValueError, match="unknown config key.s. split_out; the keys are group_conv, group_mma, block_p"):
+        convfirst(x, *w, group_width=8, config={"split_out": 2})
 
 
 @needs_triton

@@ -43,7 +43,7 @@ import torch
 import triton
 import triton.language as tl
 
-from effkit.kernels.layout import block_c_of, block_diagonal_dense, block_diagonal_pairs, halo_tiles
+from effkit.kernels.layout import block_c_of, block_diagonal_dense_parts, block_diagonal_pairs, channel_parts, halo_tiles
 
 
 @triton.jit
@@ -77,67 +77,96 @@ def _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C):
 
 
 @triton.jit
-def _grouped_conv_mma(x_ptr, wbd_ptr, n, h, w, pm, H, W, C, K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The grouped k×k conv on the tensor cores: per tap, [C/16, BLOCK_P, 16] · [C/16, 16, 16] (block-diagonal pairs)."""
-    G2: tl.constexpr = BLOCK_C // 16
-    q = tl.arange(0, G2)
-    i = tl.arange(0, 16)
-    chan = q[:, None, None] * 16 + i[None, None, :]  # [G2, 1, 16]: input channel q·16 + i
-    y3 = tl.zeros((G2, BLOCK_P, 16), dtype=tl.float32)
-    for dy in tl.static_range(K):
-        for dx in tl.static_range(K):
-            ok, base = _tap(n, h, w, pm, H, W, C, dy, dx, K)
-            xs = tl.load(x_ptr + base[None, :, None] + chan, mask=ok[None, :, None] & (chan < C), other=0.0)
-            wt = tl.load(wbd_ptr + (((dy * K + dx) * G2 + q[:, None, None]) * 16 + i[None, :, None]) * 16 + i[None, None, :])
-            y3 += tl.dot(xs.to(wbd_ptr.dtype.element_ty), wt)
-    return tl.reshape(tl.permute(y3, (1, 0, 2)), (BLOCK_P, BLOCK_C))  # [BLOCK_P, BLOCK_C], channel q·16 + o
+def _silu(x, FAST: tl.constexpr):
+    """SiLU in fp32. FAST (CUDA only: inline PTX, which Triton's interpreter cannot run): x·σ(x) = x·(1 + tanh(x/2))/2
+    with the hardware's tanh.approx.f32, one special-function instruction an element (max relative error about 2^-11,
+    below the bf16 rounding the result gets next) where σ(x) = 1/(1 + exp(−x)) takes an exp and a division."""
+    if FAST:
+        t = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x * 0.5], dtype=tl.float32, is_pure=True, pack=1)
+        return x * (0.5 + 0.5 * t)
+    else:
+        return x * tl.sigmoid(x)
 
 
 @triton.jit
-def _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr,
-                      BLOCK_C: tl.constexpr):
-    """The grouped k×k conv on the CUDA cores: k²·GW gathered loads of the input tile, fp32 FMAs."""
-    grp = (c // GW) * GW
-    y1 = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+def _grouped_conv_part(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, NCHUNK: tl.constexpr,
+                       MODE: tl.constexpr, K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr):
+    """The grouped k×k conv for one channel part (channels C0 .. C0+P−1; a group never straddles two parts), [BLOCK_P, P]
+    in fp32, one of three ways (MODE):
+    2 (dense): one 2-D dot a tap, [BLOCK_P, P] · [P, P], against the part's dense block-diagonal weight at wg_ptr + WOFF
+      (`block_diagonal_dense_parts`: P / GW times the grouped conv's MACs, no batched dot, no reshuffle);
+    1 (pairs): one batched dot a tap, [P/16, BLOCK_P, 16] · [P/16, 16, 16], against the block-diagonal chunks of 16
+      channels (`block_diagonal_pairs`, NCHUNK chunks in all: twice the MACs at GW = 8), then reshuffled to [BLOCK_P, P];
+    0 (fma): on the CUDA cores, k²·GW gathered loads of the input times a per-channel weight (wg_ptr is w1 itself)."""
+    c = C0 + tl.arange(0, P)
+    cm = c < C
+    if MODE == 1:
+        G: tl.constexpr = P // 16
+        q = C0 // 16 + tl.arange(0, G)
+        i = tl.arange(0, 16)
+        chan = q[:, None, None] * 16 + i[None, None, :]  # [G, 1, 16]: input channel q·16 + i
+        y3 = tl.zeros((G, BLOCK_P, 16), dtype=tl.float32)
+    else:
+        y1 = tl.zeros((BLOCK_P, P), dtype=tl.float32)
+        grp = (c // GW) * GW
+        cl = tl.arange(0, P)  # the channel within the part
     for dy in tl.static_range(K):
         for dx in tl.static_range(K):
             ok, base = _tap(n, h, w, pm, H, W, C, dy, dx, K)
-            for j in tl.static_range(GW):
-                xv = tl.load(x_ptr + base[:, None] + (grp + j)[None, :], mask=ok[:, None] & cm[None, :], other=0.0).to(tl.float32)
-                wv = tl.load(w1_ptr + ((c * GW + j) * K + dy) * K + dx, mask=cm, other=0.0).to(tl.float32)
-                y1 += xv * wv[None, :]
+            if MODE == 1:
+                xs = tl.load(x_ptr + base[None, :, None] + chan, mask=ok[None, :, None] & (chan < C), other=0.0)
+                wt = tl.load(wg_ptr + (((dy * K + dx) * NCHUNK + q[:, None, None]) * 16 + i[None, :, None]) * 16 + i[None, None, :])
+                y3 += tl.dot(xs.to(wg_ptr.dtype.element_ty), wt)
+            elif MODE == 2:
+                xs = tl.load(x_ptr + base[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
+                wt = tl.load(wg_ptr + WOFF + ((dy * K + dx) * P + cl[:, None]) * P + cl[None, :])
+                y1 += tl.dot(xs.to(wg_ptr.dtype.element_ty), wt)
+            else:
+                for j in tl.static_range(GW):
+                    xv = tl.load(x_ptr + base[:, None] + (grp + j)[None, :], mask=ok[:, None] & cm[None, :], other=0.0).to(tl.float32)
+                    wv = tl.load(wg_ptr + ((c * GW + j) * K + dy) * K + dx, mask=cm, other=0.0).to(tl.float32)
+                    y1 += xv * wv[None, :]
+    if MODE == 1:
+        y1 = tl.reshape(tl.permute(y3, (1, 0, 2)), (BLOCK_P, P))  # channel q·16 + o
     return y1
 
 
 @triton.jit
-def _grouped_conv_dense(x_ptr, wd_ptr, n, h, w, pm, c, cm, H, W, C, K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The grouped k×k conv as one 2-D dot a tap, [BLOCK_P, BLOCK_C] · [BLOCK_C, BLOCK_C] against the dense
-    block-diagonal weight (`block_diagonal_dense`): BLOCK_C / GW times the MACs, but no batched dot and no reshuffle of
-    its result; for narrow blocks."""
-    y1 = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
-    for dy in tl.static_range(K):
-        for dx in tl.static_range(K):
-            ok, base = _tap(n, h, w, pm, H, W, C, dy, dx, K)
-            xs = tl.load(x_ptr + base[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
-            wt = tl.load(wd_ptr + ((dy * K + dx) * BLOCK_C + c[:, None]) * BLOCK_C + c[None, :])
-            y1 += tl.dot(xs.to(wd_ptr.dtype.element_ty), wt)
-    return y1
+def _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, NCHUNK: tl.constexpr,
+                MODE: tl.constexpr, K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr, PARTS: tl.constexpr):
+    """A channel part of the block's first stage, y1 = grouped conv + b1, [BLOCK_P, P] in fp32 (PARTS bit 1 off: the
+    input's centre pixel instead of the conv)."""
+    c = C0 + tl.arange(0, P)
+    cm = c < C
+    if PARTS % 2 == 0:
+        y1 = tl.load(x_ptr + (((n * H + h) * W + w) * C)[:, None] + c[None, :], mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
+    else:
+        y1 = _grouped_conv_part(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0, P, WOFF, NCHUNK, MODE, K, GW, BLOCK_P)
+    return y1 + tl.load(b1_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
 
 
 @triton.jit
-def _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT: tl.constexpr,
-                   BLOCK_C: tl.constexpr, SC_K: tl.constexpr):
-    """The block's end: the residual (the input, or SHORTCUT: the strided 1x1 conv of the input at each window's centre,
-    one more dot, SC_K input channels at a time: a whole [256, 512] weight tile took 280 KB of shared memory, more than
-    the H200's 227 KB), the projection's bias, the output tile stored."""
+def _shortcut_part(acc, x_ptr, ws_ptr, centre, pm, co, com, C, C0: tl.constexpr, P: tl.constexpr, SC_K: tl.constexpr):
+    """acc += the shortcut's 1x1 conv from input channels C0 .. C0+P−1 into the output channels co, SC_K input channels
+    a dot (a whole [256, 512] weight tile once took 280 KB of shared memory, more than the H200's 227 KB)."""
+    for c0 in tl.static_range(C0, C0 + P, SC_K):
+        ck = c0 + tl.arange(0, SC_K)
+        ckm = ck < C
+        xc = tl.load(x_ptr + centre[:, None] + ck[None, :], mask=pm[:, None] & ckm[None, :], other=0.0)
+        wst = tl.load(ws_ptr + co[None, :] * C + ck[:, None], mask=ckm[:, None] & com[None, :], other=0.0)  # [SC_K, len(co)]
+        acc = tl.dot(xc.to(ws_ptr.dtype.element_ty), wst, acc)
+    return acc
+
+
+@triton.jit
+def _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, co, com, H, W, C, CO, SHORTCUT: tl.constexpr,
+                   CA: tl.constexpr, CB: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr):
+    """The block's end for one part of the output channels (co): the residual (the input, or SHORTCUT: the strided 1x1
+    conv of the input at each window's centre, from both input parts), the projection's bias, the tile stored."""
     if SHORTCUT:
         centre = ((n * H + h) * W + w) * C
-        for c0 in tl.static_range(0, BLOCK_C, SC_K):
-            ck = c0 + tl.arange(0, SC_K)
-            ckm = ck < C
-            xc = tl.load(x_ptr + centre[:, None] + ck[None, :], mask=pm[:, None] & ckm[None, :], other=0.0)
-            wst = tl.load(ws_ptr + co[None, :] * C + ck[:, None], mask=ckm[:, None] & com[None, :], other=0.0)  # [SC_K, BLOCK_CO]
-            acc += tl.dot(xc.to(ws_ptr.dtype.element_ty), wst)
+        acc = _shortcut_part(acc, x_ptr, ws_ptr, centre, pm, co, com, C, 0, CA, SC_A)
+        acc = _shortcut_part(acc, x_ptr, ws_ptr, centre, pm, co, com, C, CA, CB, SC_B)
         acc += tl.load(bs_ptr + co, mask=com, other=0.0).to(tl.float32)[None, :]
         _store_out(acc, b3_ptr, out_ptr, p, pm, co, com, CO)
     else:
@@ -145,68 +174,78 @@ def _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, 
 
 
 @triton.jit
-def _convfirst_kernel(x_ptr, w1_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_ptr, bs_ptr, out_ptr, part_ptr, count_ptr,
+def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_ptr, bs_ptr, out_ptr, part_ptr, count_ptr,
                       NPIX, H, W, HO, WO, C, CO, HID,
-                      K: tl.constexpr, GW: tl.constexpr, GROUP_CONV: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                      BLOCK_H: tl.constexpr, BLOCK_CO: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr,
-                      SPLIT_H: tl.constexpr, PARTS: tl.constexpr, SC_K: tl.constexpr):
-    """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The grouped conv strides
-    STRIDE and runs on the CUDA cores (GROUP_CONV 0), as batched dots of 16-channel pairs (1) or as dense block-diagonal
-    dots (2; wg_ptr holds the matching weight layout). SHORTCUT: the residual is a 1x1 conv of stride STRIDE (ws [CO, C],
-    bs, folded) instead of the input itself.
-    Axis 1 splits the output channels: program (i, j) writes channels j·BLOCK_CO ... of pixel tile i, computing the
-    grouped conv and the whole expansion for them (BLOCK_CO < the output tile: a smaller live accumulator and more
-    programs, for the expansion's MACs once per split). Axis 2 splits the expanded channels (SPLIT_H > 1): program
-    (i, j, s) expands and projects the s-th share of them, adds its partial output into the fp32 buffer part_ptr
-    (atomics, zeroed before the launch) and counts itself in count_ptr[tile]; the last of a tile's SPLIT_H programs
-    reads the sum back and finishes the block (more programs for wide blocks, each reading 1/SPLIT_H of the weights).
-    PARTS (benchmark only; 3 in use) switches parts off to measure what each costs: bit 1 the grouped conv (off: the
-    input's centre pixel instead), bit 2 the expansion (off: the grouped conv's result is the block's output)."""
-    p, pm, n, ho, wo, c, cm = _pixel_tile(NPIX, HO, WO, C, BLOCK_P, BLOCK_C)
+                      K: tl.constexpr, GW: tl.constexpr, GROUP_CONV: tl.constexpr, BLOCK_P: tl.constexpr, CA: tl.constexpr, CB: tl.constexpr,
+                      OA: tl.constexpr, OB: tl.constexpr, BLOCK_H: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr,
+                      SPLIT_H: tl.constexpr, PARTS: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, FAST_SILU: tl.constexpr):
+    """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The C input channels are two
+    parts of CA and CB channels (`layout.channel_parts`), the CO output channels OA and OB: every tensor over channels
+    is held as its two parts and every dot over them is two dots, so no channel is computed beyond a+b (the zoo's
+    3·2^k widths exactly). The grouped conv strides STRIDE and runs as GROUP_CONV (0 fma, 1 pairs, 2 dense; wg_ptr
+    holds the matching weight layout). SHORTCUT: the residual is a 1x1 conv of stride STRIDE (ws [CO, C], bs, folded)
+    instead of the input itself, SC_A and SC_B input channels of each part a dot. FAST_SILU: `_silu`'s tanh form.
+    Axis 1 splits the expanded channels (SPLIT_H > 1): program (i, s) expands and projects the s-th share of them, adds
+    its partial output into the fp32 buffer part_ptr (atomics, zeroed before the launch) and counts itself in
+    count_ptr[tile]; the last of a tile's SPLIT_H programs reads the sum back and finishes the block.
+    PARTS (benchmark only; 3 in use) switches parts of the block off to measure what each costs: bit 1 the grouped conv
+    (off: the input's centre pixel instead), bit 2 the expansion (off: the grouped conv's result is the block's output)."""
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    pm = p < NPIX
+    n, ho, wo = p // (HO * WO), (p % (HO * WO)) // WO, p % WO
     h = ho * STRIDE  # the centre of each output pixel's k×k window in the input
     w = wo * STRIDE
-    co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
-    com = co < CO
-    if PARTS % 2 == 0:  # ablation: no grouped conv
-        y1 = tl.load(x_ptr + (((n * H + h) * W + w) * C)[:, None] + c[None, :], mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
-    elif GROUP_CONV == 1:
-        y1 = _grouped_conv_mma(x_ptr, wg_ptr, n, h, w, pm, H, W, C, K, BLOCK_P, BLOCK_C)
-    elif GROUP_CONV == 2:
-        y1 = _grouped_conv_dense(x_ptr, wg_ptr, n, h, w, pm, c, cm, H, W, C, K, BLOCK_P, BLOCK_C)
-    else:
-        y1 = _grouped_conv_fma(x_ptr, w1_ptr, n, h, w, pm, c, cm, H, W, C, K, GW, BLOCK_P, BLOCK_C)
-    y1 += tl.load(b1_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
+    ya = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, 0, CA, 0, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS)
+    yb = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, CA, CB, K * K * CA * CA, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS)
+    oa = tl.arange(0, OA)
+    ob = OA + tl.arange(0, OB)
+    oam = oa < CO
+    obm = ob < CO
     if PARTS >= 2:
-        y1 = y1.to(w2_ptr.dtype.element_ty)
-        acc = tl.zeros((BLOCK_P, BLOCK_CO), dtype=tl.float32)
+        ca = tl.arange(0, CA)
+        cb = CA + tl.arange(0, CB)
+        cam = ca < C
+        cbm = cb < C
+        ya = ya.to(w2_ptr.dtype.element_ty)
+        yb = yb.to(w2_ptr.dtype.element_ty)
+        acc_a = tl.zeros((BLOCK_P, OA), dtype=tl.float32)
+        acc_b = tl.zeros((BLOCK_P, OB), dtype=tl.float32)
         share = tl.cdiv(tl.cdiv(HID, BLOCK_H), SPLIT_H) * BLOCK_H  # expanded channels a split, whole chunks
-        h_lo = tl.program_id(2) * share
+        h_lo = tl.program_id(1) * share
         for h0 in range(h_lo, tl.minimum(h_lo + share, HID), BLOCK_H):
             hi = h0 + tl.arange(0, BLOCK_H)
             hm = hi < HID
-            w2t = tl.load(w2_ptr + hi[None, :] * C + c[:, None], mask=cm[:, None] & hm[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
-            e = tl.dot(y1, w2t) + tl.load(b2_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
-            e = e * tl.sigmoid(e)
-            w3t = tl.load(w3_ptr + co[None, :] * HID + hi[:, None], mask=hm[:, None] & com[None, :], other=0.0)  # [BLOCK_H, BLOCK_CO]
-            acc += tl.dot(e.to(w3_ptr.dtype.element_ty), w3t)
-    else:  # ablation: no expansion (stride 1, equal width, one output split)
-        acc = y1
+            w2a = tl.load(w2_ptr + hi[None, :] * C + ca[:, None], mask=cam[:, None] & hm[None, :], other=0.0)  # [CA, BLOCK_H]
+            w2b = tl.load(w2_ptr + hi[None, :] * C + cb[:, None], mask=cbm[:, None] & hm[None, :], other=0.0)  # [CB, BLOCK_H]
+            e = tl.dot(yb, w2b, tl.dot(ya, w2a))
+            e += tl.load(b2_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
+            e = _silu(e, FAST_SILU).to(w3_ptr.dtype.element_ty)
+            w3a = tl.load(w3_ptr + oa[None, :] * HID + hi[:, None], mask=hm[:, None] & oam[None, :], other=0.0)  # [BLOCK_H, OA]
+            w3b = tl.load(w3_ptr + ob[None, :] * HID + hi[:, None], mask=hm[:, None] & obm[None, :], other=0.0)  # [BLOCK_H, OB]
+            acc_a = tl.dot(e, w3a, acc_a)
+            acc_b = tl.dot(e, w3b, acc_b)
+    else:  # ablation: no expansion (stride 1, equal width: the parts of C are the parts of CO)
+        acc_a = ya
+        acc_b = yb
     if SPLIT_H > 1:
-        offs = (p * CO)[:, None] + co[None, :]
-        om = pm[:, None] & com[None, :]
-        tl.atomic_add(part_ptr + offs, acc, mask=om)
+        offs_a = (p * CO)[:, None] + oa[None, :]
+        offs_b = (p * CO)[:, None] + ob[None, :]
+        tl.atomic_add(part_ptr + offs_a, acc_a, mask=pm[:, None] & oam[None, :])
+        tl.atomic_add(part_ptr + offs_b, acc_b, mask=pm[:, None] & obm[None, :])
         tl.debug_barrier()  # every thread's share added before the tile is counted
-        tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
-        if tl.atomic_add(count_ptr + tile, 1) == SPLIT_H - 1:  # acq_rel: the other splits' additions are visible
-            total = tl.load(part_ptr + offs, mask=om, other=0.0, cache_modifier=".cg")
-            _convfirst_end(total, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT, BLOCK_C, SC_K)
+        if tl.atomic_add(count_ptr + tl.program_id(0), 1) == SPLIT_H - 1:  # acq_rel: the other splits' additions are visible
+            acc_a = tl.load(part_ptr + offs_a, mask=pm[:, None] & oam[None, :], other=0.0, cache_modifier=".cg")
+            acc_b = tl.load(part_ptr + offs_b, mask=pm[:, None] & obm[None, :], other=0.0, cache_modifier=".cg")
+            _convfirst_end(acc_a, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, oa, oam, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B)
+            _convfirst_end(acc_b, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, ob, obm, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B)
     else:
-        _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, c, cm, co, com, H, W, C, CO, SHORTCUT, BLOCK_C, SC_K)
+        _convfirst_end(acc_a, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, oa, oam, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B)
+        _convfirst_end(acc_b, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, ob, obm, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B)
 
 
 @triton.jit
 def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID,
-                   K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr):
+                   K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, FAST_SILU: tl.constexpr):
     p, pm, n, h, w, c, cm = _pixel_tile(NPIX, H, W, C, BLOCK_P, BLOCK_C)
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     for h0 in range(0, HID, BLOCK_H):
@@ -220,12 +259,12 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
                 ok, base = _tap(n, h, w, pm, H, W, C, dy, dx, K)
                 xs = tl.load(x_ptr + base[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
                 e = tl.dot(xs.to(w1_ptr.dtype.element_ty), w1t) + b1[None, :]
-                e = e * tl.sigmoid(e)
+                e = _silu(e, FAST_SILU)
                 e = tl.where(ok[:, None], e, 0.0)  # the depthwise conv pads the expanded map with zeros
                 wd = tl.load(wd_ptr + (hi * K + dy) * K + dx, mask=hm, other=0.0).to(tl.float32)
                 d += e * wd[None, :]
         d += tl.load(bd_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
-        d = d * tl.sigmoid(d)
+        d = _silu(d, FAST_SILU)
         w3t = tl.load(w3_ptr + c[None, :] * HID + hi[:, None], mask=hm[:, None] & cm[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
         acc += tl.dot(d.to(w3_ptr.dtype.element_ty), w3t)
     _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C)
@@ -234,7 +273,7 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
 @triton.jit
 def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_ptr, scratch_ptr, N, H, W, C, HID, TH, TW,
                           TILES_H, TILES_W, K: tl.constexpr, HALO_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                          RELOAD_X: tl.constexpr):
+                          RELOAD_X: tl.constexpr, FAST_SILU: tl.constexpr):
     """MBConv over spatial tiles: each tile's frame (the tile and its halo) is expanded once, BLOCK_H channels at a time,
     into this program's scratch slot; the depthwise conv then reads the k² shifted neighbours from the slot. Programs are
     persistent (one slot each, reused tile after tile), so the scratch stays a few MB and is rewritten in L2."""
@@ -266,7 +305,7 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
                 xs = tl.load(x_ptr + (p * C)[:, None] + c[None, :], mask=inimg[:, None] & cm[None, :], other=0.0).to(w1_ptr.dtype.element_ty)
             w1t = tl.load(w1_ptr + hi[None, :] * C + c[:, None], mask=cm[:, None] & hm[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
             e = tl.dot(xs, w1t) + tl.load(b1_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
-            e = e * tl.sigmoid(e)
+            e = _silu(e, FAST_SILU)
             e = tl.where(inimg[:, None], e, 0.0)  # the depthwise conv pads the expanded map with zeros
             tl.debug_barrier()  # every thread has read the previous chunk from the slot
             tl.store(slot + i[:, None] * BLOCK_H + j[None, :], e.to(scratch_ptr.dtype.element_ty))
@@ -279,7 +318,7 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
                     wd = tl.load(wd_ptr + (hi * K + dy) * K + dx, mask=hm, other=0.0).to(tl.float32)
                     d += es * wd[None, :]
             d += tl.load(bd_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
-            d = d * tl.sigmoid(d)
+            d = _silu(d, FAST_SILU)
             w3t = tl.load(w3_ptr + c[None, :] * HID + hi[:, None], mask=hm[:, None] & cm[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
             acc += tl.dot(d.to(w3_ptr.dtype.element_ty), w3t)
         _project_out(acc, x_ptr, b3_ptr, out_ptr, p, inner & inimg, c, cm, C)
@@ -370,21 +409,28 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
     scratch = torch.empty(programs * halo_p * cfg["block_h"], dtype=weights[0].dtype, device=x.device)
     kernel = _mbconv_staged_kernel
     handle = kernel[(programs,)](xh, *weights, out, scratch, n, hgt, wid, c, hidden, th, tw, tiles_h, tiles_w, K=k, HALO_P=halo_p,
-                                 BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], RELOAD_X=bool(cfg.get("reload_x", False)), num_warps=cfg["num_warps"],
+                                 BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], RELOAD_X=bool(cfg.get("reload_x", False)), FAST_SILU=_fast_silu(x, cfg), num_warps=cfg["num_warps"],
                                  num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "tile": [th, tw], "halo_p_used": halo_p, "programs": programs})
     return out.permute(0, 3, 1, 2)
 
 
+def _fast_silu(x, cfg: dict) -> bool:
+    """config["fast_silu"] (default on), on CUDA only: the interpreter runs the exact form."""
+    return bool(cfg.get("fast_silu", True)) and x.is_cuda
+
+
 GROUP_CONVS = ("pairs", "dense", "fma")  # the grouped conv's three ways, GROUP_CONV 1, 2, 0 in the kernel
+CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu")
 
 
 def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | None = None, config: dict | None = None,
               group_mma: bool | None = None, stride: int = 1, ws: torch.Tensor | None = None, bs: torch.Tensor | None = None,
               w1dense: torch.Tensor | None = None) -> torch.Tensor:
     """The fused ConvFirst block on an NCHW tensor (channels-last memory preferred); returns channels-last NCHW.
-    config["group_conv"] picks the grouped conv: "pairs" (default; tensor cores, w1bd = `block_diagonal_pairs(w1,
-    block_c_of(C))`), "dense" (tensor cores, w1dense = `block_diagonal_dense(...)`) or "fma" (CUDA cores; also
+    The channels are held as the two parts of `layout.channel_parts` (48 = 32 + 16, ...: no padding to a power of two).
+    config["group_conv"] picks the grouped conv: "pairs" (tensor cores, w1bd = `block_diagonal_pairs(w1, a + b)`),
+    "dense" (tensor cores, w1dense = `block_diagonal_dense_parts(w1, (a, b))`) or "fma" (CUDA cores; also
     group_mma=False or config["group_mma"]=False); a weight layout not given is made here. config["split_h"] > 1 splits
     the expanded channels across programs (partial outputs summed in an fp32 buffer). A strided or width-changing block
     gives `stride` and its shortcut's folded 1x1 conv (ws [C_out, C], bs); without ws the residual is the input (stride 1,
@@ -394,6 +440,9 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     if ws is None and (stride != 1 or c_out != c):
         raise ValueError(f"convfirst: stride {stride} from {c} to {c_out} channels needs the shortcut's conv (ws, bs)")
     config = dict(config or {})
+    unknown = sorted(set(config) - set(CONVFIRST_KEYS))
+    if unknown:  # split_out (the output channels across programs) was slower at every width in run 9, and is gone
+        raise ValueError(f"convfirst: unknown config key(s) {', '.join(unknown)}; the keys are {', '.join(CONVFIRST_KEYS)}")
     mma = config.pop("group_mma", True) if group_mma is None else group_mma
     if not mma:  # the older switch: False is the CUDA-core grouped conv
         config["group_conv"] = "fma"
@@ -401,16 +450,14 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     mode = cfg.pop("group_conv", "pairs")
     if mode not in GROUP_CONVS:
         raise ValueError(f"convfirst: group_conv={mode!r} is not one of {', '.join(GROUP_CONVS)}")
-    bc = block_c_of(c)
-    wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, bc),
-          "dense": lambda: w1dense if w1dense is not None else block_diagonal_dense(w1, bc), "fma": lambda: w1}[mode]()
-    bco, split, split_h, parts = block_c_of(c_out), cfg.get("split_out", 1), cfg.get("split_h", 1), cfg.get("parts", 3)
-    if split < 1 or bco % split or bco // split < 16:
-        raise ValueError(f"convfirst: split_out={split} must divide the {bco}-channel tile into parts of at least 16 channels")
-    if split_h < 1 or (split_h > 1 and split > 1):
-        raise ValueError(f"convfirst: split_h={split_h} must be at least 1, and takes split_out=1 (got {split})")
-    if parts not in (0, 1, 2, 3) or (parts < 2 and (ws is not None or split > 1)):
-        raise ValueError(f"convfirst: parts={parts} must be 3 (the block), or 0-2 (an ablation) for a stride-1, equal-width block, one output split")
+    (ca, cb), (oa, ob) = channel_parts(c), channel_parts(c_out)
+    wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, ca + cb),
+          "dense": lambda: w1dense if w1dense is not None else block_diagonal_dense_parts(w1, (ca, cb)), "fma": lambda: w1}[mode]()
+    split_h, parts = cfg.get("split_h", 1), cfg.get("parts", 3)
+    if split_h < 1:
+        raise ValueError(f"convfirst: split_h={split_h} must be at least 1")
+    if parts not in (0, 1, 2, 3) or (parts < 2 and ws is not None):
+        raise ValueError(f"convfirst: parts={parts} must be 3 (the block), or 0-2 (an ablation) for a stride-1, equal-width block")
     k = w1.shape[-1]
     ho, wo = (hgt - 1) // stride + 1, (wid - 1) // stride + 1  # padding k // 2
     xh = _nhwc(x)
@@ -419,16 +466,17 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     tiles = triton.cdiv(npix, cfg["block_p"])
     if split_h > 1:  # the partial sums and each tile's count of finished splits, zeroed
         part = torch.zeros(npix * c_out, dtype=torch.float32, device=x.device)
-        count = torch.zeros(tiles * split, dtype=torch.int32, device=x.device)
+        count = torch.zeros(tiles, dtype=torch.int32, device=x.device)
     else:  # unused (SPLIT_H = 1 compiles that branch out): no buffers, no fill kernels (two a block in run 11's profile)
         part = count = out
     kernel = _convfirst_kernel
-    handle = kernel[(tiles, split, split_h)](
-        xh, w1, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
-        c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2}[mode], BLOCK_P=cfg["block_p"], BLOCK_C=bc,
-        BLOCK_H=cfg["block_h"], BLOCK_CO=bco // split, STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_K=min(bc, 64),
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None})
+    handle = kernel[(tiles, split_h)](
+        xh, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
+        c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
+        OA=oa, OB=ob, BLOCK_H=cfg["block_h"], STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_A=min(ca, 64),
+        SC_B=min(cb, 64), FAST_SILU=_fast_silu(x, cfg), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None,
+                             "channel_parts": [ca, cb], "out_parts": [oa, ob]})
     return out.permute(0, 3, 1, 2)
 
 
@@ -444,5 +492,5 @@ def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tenso
         raise ValueError(f"mbconv: halo={halo!r} is not one of {', '.join(HALO_MODES)}")
     cfg = {**default_config("mbconv", x.shape[1], w1.shape[0], halo=halo), **(config or {})}
     if halo == "recompute":
-        return _launch(_mbconv_kernel, x, (w1, b1, wd, bd, w3, b3), w1.shape[0], cfg, K=wd.shape[-1])
+        return _launch(_mbconv_kernel, x, (w1, b1, wd, bd, w3, b3), w1.shape[0], cfg, K=wd.shape[-1], FAST_SILU=_fast_silu(x, cfg))
     return _launch_mbconv_staged(x, (w1, b1, wd, bd, w3, b3), w1.shape[0], wd.shape[-1], cfg)
