@@ -79,12 +79,13 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
             out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "pairs"}, {**d, "block_h": 64}]
         elif c <= 128:
             out = [d, {**d, "fast_silu": False}, {**d, "block_h": 32}, {**d, "group_conv": "pairs", "block_h": 32}, {**d, "block_p": 64, "num_warps": 4}]
-        elif c <= 256:  # c192 is 5 of the network's 12 blocks
-            out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_stages": 2}, {**d, "group_conv": "dense"}, {**d, "block_h": 32},
-                   {**d, "num_stages": 2}]
-        else:
+        elif c <= 256:  # c192 is 5 of the network's 12 blocks; 4 warps: two programs an SM if the registers allow
+            out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_stages": 2}, {**d, "num_warps": 4}, {**d, "group_conv": "dense"},
+                   {**d, "block_h": 32}, {**d, "num_stages": 2}]
+        else:  # 3,136 pixels at 7² and batch 64: 49 programs of 64 pixels, so also the expansion split in 2 and 3
             out = [d, {**d, "fast_silu": False}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3}, {**d, "block_p": 64, "num_stages": 2},
-                   {**d, "num_stages": 3}, {**d, "block_h": 32, "num_stages": 3}]
+                   {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 2}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 3},
+                   {**d, "num_stages": 3}]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},
@@ -221,6 +222,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="the code paths on the CPU (TRITON_INTERPRET=1), fp32, small")
     ap.add_argument("--stride-1-only", action="store_true", help="leave the strided, width-changing ConvFirst blocks unfused (fuse_blocks(strided=False))")
     ap.add_argument("--nets", default="convfirst_net,mbconv_net", help="comma-separated: convfirst_net, mbconv_net (default both)")
+    ap.add_argument("--tile-share", type=float, default=TILE_SHARE, help=f"share of --deadline the tile search may take (default {TILE_SHARE})")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)} (default: all, in that order)")
     a = ap.parse_args()
     want = a.sections.split(",")
@@ -302,7 +304,7 @@ def main():
             ref = blk.float()(x.float())
         scale = ref.abs().max().item() or 1.0
         for cfg in tile_variants(name, blk):
-            if time.perf_counter() - t0 > TILE_SHARE * a.deadline:
+            if time.perf_counter() - t0 > a.tile_share * a.deadline:
                 res["skipped"].append({"what": f"tiles {name} {key} {cfg}", "why": f"{left():.0f} s left"})
                 continue
             try:
