@@ -6,18 +6,21 @@ k×k neighbourhood), the output and the weights cross DRAM, the weights from L2.
 
 ConvFirst: the grouped k×k conv (group width GW) at the narrow width C is computed first, [BLOCK_P, C] in registers;
 then, BLOCK_H expanded channels at a time, e = SiLU(y1 · W2ᵀ + b2) ([BLOCK_P, BLOCK_H]) is projected straight into the
-output accumulator (acc += e · W3ᵀ): the expanded activations never leave the chip. The grouped conv runs one of three
-ways (config["group_conv"]):
-- "pairs" (default), on the tensor cores: the channels in chunks of 16 (two groups of 8), each tap one batched dot
-  [C/16, BLOCK_P, 16] · [C/16, 16, 16] against a block-diagonal weight (`block_diagonal_pairs`: half its entries are
+output accumulator (acc += e · W3ᵀ): the expanded activations never leave the chip. Triton's tensors have power-of-two
+shapes, so the channels are held as two parts (`layout.channel_parts`: 48 = 32 + 16, 96 = 64 + 32, ...), each its own
+tensor, and every dot over channels is two dots: no MAC, register or weight load is spent on padding (one
+power-of-two tile padded the zoo's 3·2^k widths by a third). The grouped conv runs one of three ways
+(config["group_conv"]), part by part (a group never straddles the two):
+- "pairs", on the tensor cores: the channels in chunks of 16 (two groups of 8), each tap one batched dot
+  [P/16, BLOCK_P, 16] · [P/16, 16, 16] against a block-diagonal weight (`block_diagonal_pairs`: half its entries are
   zeros, so twice the grouped conv's MACs, but at tensor-core rate and with one coalesced load of the input per tap);
-- "dense", on the tensor cores: each tap one 2-D dot [BLOCK_P, C] · [C, C] against the whole block-diagonal weight
-  (`block_diagonal_dense`: C / GW times the MACs; for narrow blocks);
+- "dense", on the tensor cores: each tap one 2-D dot [BLOCK_P, P] · [P, P] against the part's whole block-diagonal
+  weight (`block_diagonal_dense_parts`: P / GW times the MACs, no batched dot and no reshuffle; for narrow blocks);
 - "fma", on the CUDA cores: for each tap and each of the GW inputs of a channel's group, a gathered load of the input
   times a per-channel weight (k²·GW loads of the input tile, fp32 FMAs).
-Wide blocks have few pixel tiles (98 programs at 384 channels, 7², batch 64): config["split_h"] shares a tile's expanded
-channels out among that many programs, whose partial outputs are summed in an fp32 buffer; the last to finish ends
-the block.
+Wide blocks have few pixel tiles (49 programs of 64 pixels at 384 channels, 7², batch 64): config["split_h"] shares a
+tile's expanded channels out among that many programs, whose partial outputs are summed in an fp32 buffer; the last to
+finish ends the block. SiLU takes the hardware's tanh on CUDA (`_silu`).
 
 MBConv: its depthwise conv runs at the expanded width, so each output pixel needs the expanded activations of its k×k
 neighbourhood (the halo). Two kernels handle it (config["halo"]):
