@@ -333,8 +333,9 @@ def bench(
     csv: Annotated[Optional[str], typer.Option(help="Append one CSV row per point, as it is measured.")] = None,
     cudnn_benchmark: CudnnBenchOpt = None, tf32_matmul: Tf32MatmulOpt = None, tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None,
     compile_mode: CompileModeOpt = None,
-    fused: Annotated[bool, typer.Option("--fused", help="Swap the model's stride-1 ConvFirst/MBConv blocks for block-fused kernels "
-                                                        "(effkit.kernels; inference, BatchNorms folded) and measure that.")] = False,
+    fused: Annotated[bool, typer.Option("--fused", help="Swap the model's ConvFirst blocks and stride-1 MBConv blocks for block-fused "
+                                                        "kernels (effkit.kernels; inference, BatchNorms folded) and measure that; with "
+                                                        "--compile, the rest of the model compiled around them.")] = False,
     debug: Debug = False,
 ):
     """Measure latency and throughput over batch sizes, with per-layer kernel times and provenance."""
@@ -410,9 +411,10 @@ def profile(
     task: TaskOpt = None, refresh: RefreshOpt = False,
     force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, cudnn_benchmark: CudnnBenchOpt = None, tf32_matmul: Tf32MatmulOpt = None,
     tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None, compile_mode: CompileModeOpt = None,
-    fused: Annotated[bool, typer.Option("--fused", help="Also check the fusion what-if against reality: eager, torch.compile and the "
-                                                        "model with its stride-1 ConvFirst/MBConv blocks as block-fused kernels "
-                                                        "(effkit.kernels), beside the predicted fused waterline.")] = False,
+    fused: Annotated[bool, typer.Option("--fused", help="Also check the fusion what-if against reality: eager, torch.compile, the "
+                                                        "model with its ConvFirst blocks and stride-1 MBConv blocks as block-fused "
+                                                        "kernels (effkit.kernels), and that with the rest compiled, beside the "
+                                                        "predicted fused waterline.")] = False,
     debug: Debug = False,
 ):
     """Trace, measure, analyse and report one model: an HTML report, CSVs and figures in one run folder."""
@@ -433,7 +435,7 @@ def profile(
         if fused:
             from effkit.profiling import add_fusion_check, fusion_check
 
-            prog.update(task, description=f"profile {model}: fusion check (eager, compile, block-fused)")
+            prog.update(task, description=f"profile {model}: fusion check (eager, compile, block-fused, block-fused + compile)")
             rows = fusion_check(ref, device=config.device, batch=list(config.batches), dtype=config.precision,
                                 channels_last=config.channels_last, cuda_graph=config.cuda_graph, min_time_s=config.min_time_s,
                                 ceilings=ceilings, fusing=fusing)

@@ -233,7 +233,7 @@ class RunConfig:
     min_runs: int = 20  # timed steps per point, at least
     ci_target: float = 0.02  # then time on until the median's 95 % interval is within this fraction of it ...
     max_time_s: float | None = None  # ... or this many seconds pass (None: 5 x min_time_s, at least 2 s)
-    fused: bool = False  # stride-1 ConvFirst / MBConv blocks swapped for block-fused kernels (effkit.kernels), inference only
+    fused: bool = False  # ConvFirst and stride-1 MBConv blocks swapped for block-fused kernels (effkit.kernels), inference only; with compile, the rest compiled around them
 
     def __post_init__(self):
         batches = (self.batches,) if isinstance(self.batches, int) else tuple(self.batches)
@@ -255,8 +255,8 @@ class RunConfig:
         if self.compile_mode is not None:
             check_choice("compile mode", self.compile_mode, COMPILE_MODES)
             object.__setattr__(self, "compile", True)
-        if self.fused and (self.mode != "infer" or self.compile):
-            raise UserInputError("--fused swaps blocks for inference kernels (BatchNorms folded): it needs --mode infer and no --compile")
+        if self.fused and self.mode != "infer":
+            raise UserInputError(f"--fused swaps blocks for inference kernels (BatchNorms folded): it needs --mode infer, not --mode {self.mode}")
         if self.cuda_graph and self.compile_mode in GRAPHING_COMPILE_MODES:
             raise UserInputError(f"--cuda-graph with --compile-mode {self.compile_mode}: that mode captures CUDA graphs of its own, which "
                                  "cannot be captured again; use --compile-mode default (or max-autotune-no-cudagraphs), or drop --cuda-graph")

@@ -296,8 +296,9 @@ def fusable_blocks(ref: ModelRef) -> dict:
 def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dtype: str = "bf16", channels_last: bool = True,
                  cuda_graph: bool = False, min_time_s: float = 0.5, ceilings: str | None = None, resolution: int | None = None,
                  fusing: dict | None = None, **model_kwargs) -> list[dict]:
-    """The fusion what-if against reality: for each batch, eager, torch.compile and the block-fused model (effkit.kernels)
-    measured under the same configuration, beside the waterline and the predicted fused waterline of the unfused trace.
+    """The fusion what-if against reality: for each batch, eager, torch.compile, the block-fused model (effkit.kernels) and
+    the block-fused model with the rest compiled around its kernels, measured under the same configuration, beside the
+    waterline and the predicted fused waterline of the unfused trace.
     A fused latency below its predicted fused waterline is flagged: a count or a ceiling is wrong."""
     from effkit.analysis.model import blocks_for
     from effkit.analysis.roofline import fusion_what_if
@@ -311,7 +312,8 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
     traces = {t.batch: t for t in _traces(ref, base)}
     fusing = fusing or fusable_blocks(ref)  # `fusing`: fusable_blocks(ref) where the caller checked it already
     runs = {name: {p.batch: p for p in run(ref, base.replace(**change)).points}
-            for name, change in (("eager", {}), ("compile", {"compile": True}), ("fused", {"fused": True}))}
+            for name, change in (("eager", {}), ("compile", {"compile": True}), ("fused", {"fused": True}),
+                                 ("fused_compile", {"fused": True, "compile": True}))}
     kernel = ("Triton, one kernel per fused block" if device.startswith("cuda") and triton_available()
               else "the folded math in PyTorch (no Triton on CUDA here): not a fused kernel")
     rows = []
@@ -321,17 +323,20 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
         what_if = fusion_what_if(list(a.layers), blocks_for(traces[b], fusing["fused"]), roof, "the blocks fuse_blocks fuses")
         ms = {name: (1e3 * r[b].latency_s if b in r and r[b].latency_s else None) for name, r in runs.items()}
         fw = 1e3 * what_if.fused_waterline_s
-        row = {"batch": b, "eager_ms": ms["eager"], "compile_ms": ms["compile"], "fused_ms": ms["fused"], "waterline_ms": 1e3 * a.waterline_s,
+        row = {"batch": b, "eager_ms": ms["eager"], "compile_ms": ms["compile"], "fused_ms": ms["fused"], "fused_compile_ms": ms["fused_compile"],
+               "waterline_ms": 1e3 * a.waterline_s,
                "fused_waterline_ms": fw, "fused_over_fused_waterline": (ms["fused"] / fw) if ms["fused"] and fw else None,
                "fused_kernel": kernel, "fused_blocks": len(fusing["fused"]), "unfused_blocks": len(fusing["unfused"]),
                # the report's own what-if: the blocks that add their own input (found by data flow), so a block with a conv on
                # its shortcut is in neither figure (benchmarks/fused_waterline_scope.py fuses those too)
                "residual_blocks_fused_waterline_ms": 1e3 * a.fusion.fused_waterline_s if a.fusion else None, "problem": None}
-        for name in ("eager", "compile", "fused"):
+        for name in ("eager", "compile", "fused", "fused_compile"):
             p = runs[name].get(b)
             row[f"{name}_iqr_ms"] = 1e3 * p.timing.iqr_s if p is not None and p.timing else None
-        if ms["fused"] and fw and ms["fused"] < fw:
-            row["problem"] = (f"the fused model ran in {ms['fused']:.3f} ms, below its predicted fused waterline {fw:.3f} ms: a measurement "
+        fused_timed = [(v, k) for k, v in (("block-fused", ms["fused"]), ("block-fused + compile", ms["fused_compile"])) if v]
+        if fw and fused_timed and min(fused_timed)[0] < fw:
+            best = min(fused_timed)
+            row["problem"] = (f"the {best[1]} model ran in {best[0]:.3f} ms, below its predicted fused waterline {fw:.3f} ms: a measurement "
                               "problem (a count or a ceiling is wrong), not a result")
         rows.append(row)
     return rows
@@ -348,7 +353,8 @@ def fusion_note(r: dict) -> str:
     ratio = f" (x{r['fused_over_fused_waterline']:.2f} the prediction)" if r.get("fused_over_fused_waterline") else ""
     line = (f"fusion what-if against reality, batch {r['batch']} ({r['fused_blocks']} blocks fused, {r['unfused_blocks']} left unfused; "
             f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {timed('fused')}{ratio}; "
-            f"torch.compile {timed('compile')}; eager {timed('eager')}")
+            + (f"block-fused, the rest compiled {timed('fused_compile')}; " if "fused_compile_ms" in r else "")
+            + f"torch.compile {timed('compile')}; eager {timed('eager')}")
     return line + (f". ⚠ {r['problem']}" if r.get("problem") else "")
 
 

@@ -396,10 +396,11 @@ def test_profile_fused_sets_the_what_if_beside_eager_compile_and_fused(tmp_path,
     (row,) = _json.loads((out / "fusion_check.json").read_text())
     # every ConvFirst block is fused, the 4 strided ones too
     assert row["fused_blocks"] == 12 and row["unfused_blocks"] == 0 and "not a fused kernel" in row["fused_kernel"]
-    assert all(row[k] and row[k] > 0 for k in ("eager_ms", "compile_ms", "fused_ms", "fused_waterline_ms", "waterline_ms"))
+    assert all(row[k] and row[k] > 0 for k in ("eager_ms", "compile_ms", "fused_ms", "fused_compile_ms", "fused_waterline_ms", "waterline_ms"))
     assert row["fused_waterline_ms"] < row["waterline_ms"]  # fusing removes traffic: the predicted waterline drops
     assert "fusion what-if against reality, batch 1" in r.output
-    assert r.output.count("IQR") >= 3  # eager, compile and fused, each with its spread
+    assert r.output.count("IQR") >= 4  # eager, compile, fused and fused + compile, each with its spread
+    assert "block-fused, the rest compiled" in r.output
     notes = _json.loads((out / "run.json").read_text())["notes"]
     assert any("predicted fused waterline" in n for n in notes)
 

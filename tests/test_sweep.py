@@ -284,10 +284,9 @@ def test_more_bad_input_each_with_its_message(tmp_path):
         expand_models([])
     with pytest.raises(UserInputError, match=r"is not a sweep folder \(no readable grid.json\)"):
         merge(tmp_path)
-    with pytest.raises(UserInputError, match="--fused swaps blocks for inference kernels.*--mode infer and no --compile"):
+    with pytest.raises(UserInputError, match="--fused swaps blocks for inference kernels.*it needs --mode infer, not --mode train"):
         RunConfig(fused=True, mode="train")
-    with pytest.raises(UserInputError, match="--fused swaps blocks"):
-        RunConfig(fused=True, compile=True)
+    assert RunConfig(fused=True, compile=True).compile  # the rest of the model compiled around the fused kernels
     # a comparison whose every model stopped its worker twice: nothing to compare, and it says why
     att = Attempts(tmp_path / "cmp" / ".attempts")
     for name in ("resnet18", "mobilenet_v2"):
