@@ -332,10 +332,10 @@ last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "share
 
 def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict:
     """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
-    ConvFirst (c the wider of its input and output) at 64 channels of tile: the dense grouped conv, 64 pixels, 32
-    expanded channels, 4 warps; 128: dense, 128 pixels, 64, 8 warps; 256: the pairs, 64 pixels, 64 expanded channels, 8
-    warps; 512: the pairs, 32 pixels, 64 expanded channels, 8 warps, two pipeline stages (three need 292 KB of shared
-    memory; the H200 has 227 KB a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
+    ConvFirst (c the wider of its input and output; run 15, the kernel with two channel parts) up to 64 channels: the
+    dense grouped conv, 64 pixels, 32 expanded channels, 4 warps; up to 128: dense, 128 pixels, 32, 8 warps; up to 256:
+    the pairs, 128 pixels, 64 expanded channels, 8 warps, two stages; wider: the pairs, 32 pixels, 64, 8 warps, three
+    stages (the H200 has 227 KB of shared memory a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
     asked for 283 KB of shared memory. MBConv with its halo staged (the default): frames of halo_p pixels such that the
     fp32 output accumulator [halo_p, channel tile] is 64 KB (64 registers a thread at 8 warps), at least 64 pixels (at
@@ -352,13 +352,14 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict
     # run 10: the dense grouped conv beat the pairs at every width it was tried (<= 128 channels of tile): 0.107 against
     # 0.122 ms (48), 0.086 against 0.092 (96, with 64 expanded channels a chunk), 0.072 against 0.078 (32 > 48, stride 2),
     # 0.045 against 0.052 (48 > 96, stride 2)
-    if bc <= 64:
+    if bc <= 64:  # run 15 (two channel parts): 0.084 ms at 48 channels against 0.091 on 8 warps / 128 pixels
         return {"group_conv": "dense", "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3}
-    if bc <= 128:  # run 4: 128 pixels, 8 warps 0.0790 ms against 64 pixels, 4 warps 0.0818 (IQR 0.0005)
-        return {"group_conv": "dense", "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 3}
-    if bc <= 256:
-        return {"block_p": 64, "block_h": bh(64), "num_warps": 8, "num_stages": 3}
-    return {"block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 2}  # run 4: 8 warps 0.097 ms, 26 spills; 4 warps 0.126, 210
+    if bc <= 128:  # run 15: 32 expanded channels a chunk, 0.059 ms at 96 against 0.082 with 64
+        return {"group_conv": "dense", "block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3}
+    if bc <= 256:  # run 15: 128 pixels, two stages, 0.0505 ms at 192 against 0.066 at 64 pixels (26 spills, still faster)
+        return {"group_conv": "pairs", "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 2}
+    # run 15: 32 pixels, three stages (225 KB of shared memory; 64 pixels with 64 expanded channels asked for 246 KB), 0.071 ms at 384
+    return {"group_conv": "pairs", "block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 3}
 
 
 def _record(kernel, handle, cfg: dict) -> None:
