@@ -64,7 +64,7 @@ DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --s
 
 
 def tile_variants(name: str, blk: nn.Module) -> list[dict]:
-    """The tiles tried per block shape, defaults first. ConvFirst (defaults from runs 3, 4 and 10): the exact SiLU at
+    """The tiles tried per block shape, defaults first. ConvFirst (defaults from run 15's search): the exact SiLU at
     the default tiles; narrow blocks the pairs grouped conv beside the dense default, wider pixel tiles, other chunks
     of expanded channels; wide blocks the dense grouped conv, 128 or 64 pixels, other chunks and pipelines. MBConv: the staged kernel (new in run 4; run 4
     tried 64 expanded channels a chunk and one or four programs an SM: slower or the same) at its default frame, with

@@ -193,9 +193,7 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
     count_ptr[tile]; the last of a tile's SPLIT_H programs reads the sum back and finishes the block.
     PARTS (benchmark only; 3 in use) switches parts of the block off to measure what each costs: bit 1 the grouped conv
     (off: the input's centre pixel instead), bit 2 the expansion (off: the grouped conv's result is the block's output)."""
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < NPIX
-    n, ho, wo = p // (HO * WO), (p % (HO * WO)) // WO, p % WO
+    p, pm, n, ho, wo, _, _ = _pixel_tile(NPIX, HO, WO, C, BLOCK_P, CA)  # the channels come as two parts below
     h = ho * STRIDE  # the centre of each output pixel's k×k window in the input
     w = wo * STRIDE
     ya = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, 0, CA, 0, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS)
