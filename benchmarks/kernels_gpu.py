@@ -55,9 +55,9 @@ import torch.nn as nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import effkit  # noqa: E402
-from effkit.kernels import FusedConvFirst, FusedMBConv, fuse_blocks  # noqa: E402
+from effkit.kernels import FusedConvAct, FusedConvFirst, FusedMBConv, fuse_blocks  # noqa: E402
 from effkit.kernels import triton_blocks  # noqa: E402
-from effkit.kernels.fold import _match  # noqa: E402
+from effkit.kernels.fold import _match, _match_stem  # noqa: E402
 
 TOL = 2e-2
 DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --smoke: cpu, fp32, 32 pixels, width 0.5, batches 2 and 3
@@ -95,7 +95,8 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
     return [v for i, v in enumerate(out) if v not in out[:i]]
 
 
-SECTIONS = ("correctness", "tiles", "parts", "blocks", "networks", "profile", "fused_then_compile", "batches", "max_autotune", "block_max_autotune")
+SECTIONS = ("correctness", "tiles", "parts", "stem", "blocks", "networks", "profile", "fused_then_compile", "profile_compiled", "batches", "max_autotune",
+            "block_max_autotune")
 TILE_SHARE = 0.35  # the tile search stops once this share of the deadline is spent
 
 
@@ -168,11 +169,27 @@ def fused_key(m: nn.Module) -> str:
 
 
 def fused_copy(blk: nn.Module, config: dict | None = None) -> nn.Module:
-    """The block fused (folded in fp32), cast to the run's dtype, with the kernel tiles `config`."""
+    """The block (or the stem) fused (folded in fp32), cast to the run's dtype, with the kernel tiles `config`."""
     holder = nn.Sequential(copy.deepcopy(blk).float()).eval()
     fuse_blocks(holder, strided=STRIDED)
     holder[0].config = config
     return holder.to(DT)
+
+
+def stem_variants() -> list[dict]:
+    """The stem kernel's tiles: output pixels a program and warps (no loop: stages do not matter), the default first."""
+    return [{}, {"block_p": 64}, {"block_p": 256}, {"block_p": 256, "num_warps": 8}, {"block_p": 512, "num_warps": 8}, {"fast_silu": False}]
+
+
+def stem_cost(b: int, stem: nn.Module) -> tuple[int, int]:
+    """(FLOPs, compulsory bytes in bf16) of a stem conv → BN → act at batch b and the run's resolution: 2 · output pixels
+    · C_out · C_in · k² (3x3, 3 → 32, stride 2 at 224: 2 · 112² · 32 · 27 a picture); input and output once, folded
+    weights and bias once."""
+    conv = stem[0]
+    k, st, pad = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    side = (RES + 2 * pad - k) // st + 1
+    flops = 2 * b * side * side * conv.out_channels * conv.in_channels * k * k
+    return flops, 2 * (b * conv.in_channels * RES * RES + b * conv.out_channels * side * side + conv.weight.numel() + conv.out_channels)
 
 
 def input_sizes(net: nn.Module, blocks: list) -> dict:
@@ -242,7 +259,7 @@ def main():
     res = {"meta": {"torch": torch.__version__, "triton": triton.__version__, "device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke)", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                     "peak_bf16_flops": peak, "bandwidth_bytes_per_s": bw, "ceilings": "results/h200/ceilings.json (measured idle)",
                     "dram_bytes": "not read (no hardware counter reachable); compulsory bytes given", "tolerance": TOL},
-           "correctness": [], "tiles": [], "parts": [], "blocks": [], "networks": [], "profile": [], "skipped": []}
+           "correctness": [], "tiles": [], "parts": [], "stem": [], "blocks": [], "networks": [], "profile": [], "profile_compiled": [], "skipped": []}
 
     def save():
         (out / "kernels_gpu.json").write_text(json.dumps(res, indent=1, default=str))
@@ -331,6 +348,52 @@ def main():
         save()
     res["meta"]["best_tiles"] = {f"{n} {k}": cfg for (n, k), (cfg, _) in best.items()}
 
+    # 2b. the stem (conv → BN → SiLU as one im2col kernel): correctness at batch 1 and 64, its tiles at 64, then eager,
+    # compile and fused at 64 (and at 1 and 256 with "batches")
+    stems = {name: [(p_, m) for p_, m in net.named_modules() if p_ and _match_stem(m)] for name, net in nets.items()}
+    stem_best: dict = {}  # net -> the stem's best correct tiles
+
+    def stem_rows(batches, with_compile, search):
+        for name, found in stems.items():
+            for path, stem in found:
+                for b in batches:
+                    if left() < (40 if with_compile else 10):
+                        res["skipped"].append({"what": f"stem {name} b{b}", "why": f"{left():.0f} s left"})
+                        continue
+                    x = torch.randn(b, stem[0].in_channels, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
+                    with torch.no_grad():
+                        ref = copy.deepcopy(stem).float()(x.float())
+                    scale = ref.abs().max().item() or 1.0
+                    row = {"net": name, "stem": path, "batch": b}
+                    for cfg in (stem_variants() if search else [stem_best.get(name) or {}]):
+                        fused = fused_copy(stem, cfg)
+                        with torch.no_grad():
+                            err = (fused(x).float() - ref).abs().max().item() / scale
+                        ms, iqr = graph_time_ms(fused, x)
+                        st = triton_blocks.last_launch.get("_conv_act_kernel", {})
+                        row.setdefault("tiles", []).append({"config": cfg, "ms": ms, "iqr_ms": iqr, "fused_vs_fp32": err, "ok": err <= TOL,
+                                                            "n_regs": st.get("n_regs"), "n_spills": st.get("n_spills"), "wgmma": st.get("wgmma"),
+                                                            "mma_sync": st.get("mma_sync")})
+                        say(f"stem {name} b{b} {cfg}: {ms:.4f} ms (IQR {iqr:.4f}), err {err:.1e}{'' if err <= TOL else ' OVER TOLERANCE'}, regs {st.get('n_regs')}")
+                    ok = [t for t in row["tiles"] if t["ok"]]
+                    if ok:
+                        t = min(ok, key=lambda t: t["ms"])
+                        row.update(config=t["config"], fused_ms=t["ms"], fused_iqr_ms=t["iqr_ms"], fused_vs_fp32=max(t_["fused_vs_fp32"] for t_ in row["tiles"]))
+                        if search and b == MID:
+                            stem_best[name] = t["config"]
+                    eager = copy.deepcopy(stem).to(DT).to(memory_format=torch.channels_last)
+                    row["eager_ms"], row["eager_iqr_ms"] = graph_time_ms(eager, x)
+                    if with_compile:
+                        row["compile_default_ms"], row["compile_default_iqr_ms"] = graph_time_ms(compiled(copy.deepcopy(eager)), x)
+                    flops, bytes_ = stem_cost(b, stem)
+                    roof_s = max(flops / peak, bytes_ / bw)
+                    row.update(flops=flops, compulsory_bytes=bytes_, fused_roofline_ms=1e3 * roof_s,
+                               fraction_of_fused_roofline=1e3 * roof_s / row["fused_ms"] if row.get("fused_ms") else None)
+                    res["stem"].append(row)
+                    say(f"stem {name} b{b}: eager {row['eager_ms']:.4f}, compile {row.get('compile_default_ms', float('nan')):.4f}, fused "
+                        f"{row.get('fused_ms', float('nan')):.4f} ms; roofline {1e3 * roof_s:.4f} ms")
+                    save()
+
     def tiles_for(name, key):
         return best.get((name, key), (None, 0))[0]
 
@@ -378,12 +441,14 @@ def main():
                     f"roofline {1e3 * roof_s:.4f} ms ({row['fraction_of_fused_roofline']:.0%}, {row['bound']}-bound)")
                 save()
 
-    def fused_net(name, select=None):
+    def fused_net(name, select=None, stem=True):
         net = copy.deepcopy(nets[name]).float()
-        fuse_blocks(net, select=select, strided=STRIDED)
+        fuse_blocks(net, select=select, strided=STRIDED, stem=stem)
         for m in net.modules():
             if isinstance(m, (FusedConvFirst, FusedMBConv)):
                 m.config = tiles_for(name, fused_key(m))
+            elif isinstance(m, FusedConvAct):
+                m.config = stem_best.get(name)
         return net.to(DT).to(memory_format=torch.channels_last)
 
     def net_rows(batches, with_compile):
@@ -400,12 +465,14 @@ def main():
                     t = time.perf_counter()
                     row["compile_default_ms"], row["compile_default_iqr_ms"] = graph_time_ms(compiled(copy.deepcopy(eager)), x)
                     row["compile_default_build_s"] = time.perf_counter() - t
-                row["fused_ms"], row["fused_iqr_ms"] = graph_time_ms(fused_net(name), x)
+                row["fused_ms"], row["fused_iqr_ms"] = graph_time_ms(fused_net(name), x)  # the blocks and the stem
+                row["fused_blocks_only_ms"], row["fused_blocks_only_iqr_ms"] = graph_time_ms(fused_net(name, stem=False), x)
                 if with_compile:
                     row["fused_speedup_over_compile_default"] = row["compile_default_ms"] / row["fused_ms"]
                 res["networks"].append(row)
                 say(f"network {name} b{b}: eager {row['eager_ms']:.3f} (IQR {row['eager_iqr_ms']:.3f}), compile "
-                    f"{row.get('compile_default_ms', float('nan')):.3f}, fused {row['fused_ms']:.3f} (IQR {row['fused_iqr_ms']:.3f}) ms")
+                    f"{row.get('compile_default_ms', float('nan')):.3f}, fused {row['fused_ms']:.3f} (IQR {row['fused_iqr_ms']:.3f}), blocks only "
+                    f"{row['fused_blocks_only_ms']:.3f} (IQR {row['fused_blocks_only_iqr_ms']:.3f}) ms")
                 save()
 
     def profile_fused(b=None):
@@ -438,6 +505,43 @@ def main():
             res["profile"][-1]["fused_blocks"] = nf
             say(f"profile {name} b{b}: kernels {total:.3f} ms a step, of which the {nf} fused blocks {fused_ms:.3f} ms, the rest {total - fused_ms:.3f} ms")
             save()
+
+    def kernel_table(model, x, steps=5):
+        """ms a step of each kernel over `steps` forwards, from torch.profiler (kernels only)."""
+        from torch.profiler import ProfilerActivity, profile
+        with torch.no_grad():
+            for _ in range(3):
+                model(x)
+            sync()
+            with profile(activities=[ProfilerActivity.CUDA if DEV == "cuda" else ProfilerActivity.CPU]) as prof:
+                for _ in range(steps):
+                    model(x)
+                sync()
+        kern = {}
+        for e in prof.key_averages():
+            if str(e.device_type).endswith("CUDA") or DEV == "cpu":
+                kern[e.key] = kern.get(e.key, 0.0) + (getattr(e, "self_device_time_total", 0.0) or e.device_time_total) / steps / 1e3
+        return kern
+
+    def profile_compiled():
+        """Where a step's kernel time goes under torch.compile: the unfused network compiled, and every block and the
+        stem fused with the rest compiled (batch 64): the fused kernels against the rest, the rest's largest kernels."""
+        ours = ("_convfirst_kernel", "_mbconv_kernel", "_mbconv_staged_kernel", "_conv_act_kernel")
+        for name in nets:
+            x = torch.randn(MID, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
+            for label, make in (("compile", lambda: compiled(copy.deepcopy(nets[name]).to(DT).to(memory_format=torch.channels_last))),
+                                ("fused_then_compile", lambda: compiled(fused_net(name)))):
+                if left() < 60:
+                    res["skipped"].append({"what": f"profile_compiled {name} {label}", "why": f"{left():.0f} s left"})
+                    continue
+                kern = kernel_table(make(), x)
+                mine = sum(v for k, v in kern.items() if any(o in k for o in ours))
+                total = sum(kern.values())
+                res["profile_compiled"].append({"net": name, "batch": MID, "model": label, "kernel_ms_total": total, "fused_kernels_ms": mine,
+                                                "rest_ms": total - mine, "top": sorted(kern.items(), key=lambda kv: -kv[1])[:15]})
+                say(f"profile_compiled {name} {label}: kernels {total:.3f} ms a step, fused kernels {mine:.3f}, the rest {total - mine:.3f}; top: "
+                    + "; ".join(f"{k[:60]} {v:.3f}" for k, v in sorted(kern.items(), key=lambda kv: -kv[1])[:6]))
+                save()
 
     def block_autotune():
         """compile max-autotune-no-cudagraphs per block shape at batch 64, beside that shape's batch-64 row (made here,
@@ -487,16 +591,17 @@ def main():
                 if left() < need:
                     res["skipped"].append({"what": f"{what} {name} b{MID}", "why": f"{left():.0f} s left, {need} s wanted"})
                     continue
-                if what == "selective_fused_then_compile_ms":  # fuse only the shapes whose fused block beat compile's block
+                stem = "blocks_only" not in what  # the *_blocks_only_ms variants leave the stem to compile
+                if what.startswith("selective_fused_then_compile"):  # fuse only the shapes whose fused block beat compile's block
                     faster = sorted({r["shape"] for r in res["blocks"] if r["net"] == name and r["batch"] == MID
                                      and r.get("compile_default_ms") and r["fused_ms"] < r["compile_default_ms"]})
                     row["selective_fused_shapes"] = faster
                     if not faster:
                         continue
                 try:
-                    model = (compiled(fused_net(name)) if what == "fused_then_compile_ms" else
-                             compiled(fused_net(name, select=lambda p, blk, kind: shape_key(blk) in faster))
-                             if what == "selective_fused_then_compile_ms" else
+                    model = (compiled(fused_net(name, stem=stem)) if what.startswith("fused_then_compile") else
+                             compiled(fused_net(name, select=lambda p, blk, kind: shape_key(blk) in faster, stem=stem))
+                             if what.startswith("selective_fused_then_compile") else
                              compiled(copy.deepcopy(nets[name]).to(DT).to(memory_format=torch.channels_last), mode="max-autotune-no-cudagraphs"))
                     row[what], row[what.replace("_ms", "_iqr_ms")] = graph_time_ms(model, x)
                     say(f"network {name} b{MID} {what}: {row[what]:.3f} ms")
@@ -505,6 +610,8 @@ def main():
                     say(f"network {name} b{MID} {what}: FAILED {row[what.replace('_ms', '_error')]}")
                 save()
 
+    if "stem" in want:
+        guarded(stem_rows, [MID], with_compile=True, search=True)
     if "parts" in want:
         guarded(parts_rows)
     if "blocks" in want:
@@ -515,8 +622,12 @@ def main():
         guarded(profile_fused)
     if "fused_then_compile" in want:  # the rest of the network compiled around the fused kernels: all of them, then only
         # those whose block ran faster fused than compiled in this run's block timings
-        guarded(slow_compiles, ["fused_then_compile_ms", "selective_fused_then_compile_ms"])
+        guarded(slow_compiles, ["fused_then_compile_ms", "selective_fused_then_compile_ms", "fused_then_compile_blocks_only_ms",
+                                "selective_fused_then_compile_blocks_only_ms"])
+    if "profile_compiled" in want:
+        guarded(profile_compiled)
     if "batches" in want:  # compile too (a few seconds a block, about 15 a network): eager, compile and fused at every batch
+        guarded(stem_rows, [1, BIG], with_compile=True, search=False)
         guarded(block_rows, [1, BIG], with_compile=True)
         guarded(net_rows, [1, BIG], with_compile=True)
     if "max_autotune" in want:

@@ -319,14 +319,17 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
     rows = []
     for b in base.batches:
         a = analyse(traces[b], roof, runs["eager"].get(b))
-        # the what-if for exactly the blocks the kernels fuse (every ConvFirst block; MBConv's strided, width-changing ones stay unfused)
-        what_if = fusion_what_if(list(a.layers), blocks_for(traces[b], fusing["fused"]), roof, "the blocks fuse_blocks fuses")
+        # the what-if for exactly what the kernels fuse (every ConvFirst block; MBConv's strided, width-changing ones stay
+        # unfused; and the stem, conv → BN → activation as one kernel)
+        stems = fusing.get("stems", [])
+        what_if = fusion_what_if(list(a.layers), blocks_for(traces[b], fusing["fused"] + stems), roof, "the blocks fuse_blocks fuses")
         ms = {name: (1e3 * r[b].latency_s if b in r and r[b].latency_s else None) for name, r in runs.items()}
         fw = 1e3 * what_if.fused_waterline_s
         row = {"batch": b, "eager_ms": ms["eager"], "compile_ms": ms["compile"], "fused_ms": ms["fused"], "fused_compile_ms": ms["fused_compile"],
                "waterline_ms": 1e3 * a.waterline_s,
                "fused_waterline_ms": fw, "fused_over_fused_waterline": (ms["fused"] / fw) if ms["fused"] and fw else None,
                "fused_kernel": kernel, "fused_blocks": len(fusing["fused"]), "unfused_blocks": len(fusing["unfused"]),
+               "fused_stems": len(stems),
                # the report's own what-if: the blocks that add their own input (found by data flow), so a block with a conv on
                # its shortcut is in neither figure (benchmarks/fused_waterline_scope.py fuses those too)
                "residual_blocks_fused_waterline_ms": 1e3 * a.fusion.fused_waterline_s if a.fusion else None, "problem": None}
@@ -351,7 +354,8 @@ def fusion_note(r: dict) -> str:
         return f(v) if v is None or iqr is None else f"{v:.3f} ms (IQR {iqr:.3f} ms)"
 
     ratio = f" (x{r['fused_over_fused_waterline']:.2f} the prediction)" if r.get("fused_over_fused_waterline") else ""
-    line = (f"fusion what-if against reality, batch {r['batch']} ({r['fused_blocks']} blocks fused, {r['unfused_blocks']} left unfused; "
+    stem = {0: "", 1: " and the stem"}.get(r.get("fused_stems", 0), f" and {r.get('fused_stems')} stems")
+    line = (f"fusion what-if against reality, batch {r['batch']} ({r['fused_blocks']} blocks{stem} fused, {r['unfused_blocks']} left unfused; "
             f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {timed('fused')}{ratio}; "
             + (f"block-fused, the rest compiled {timed('fused_compile')}; " if "fused_compile_ms" in r else "")
             + f"torch.compile {timed('compile')}; eager {timed('eager')}")

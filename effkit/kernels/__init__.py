@@ -6,9 +6,12 @@ as one Triton kernel on CUDA, with the BatchNorms folded into the convolutions (
 CPU, the fused module computes the same folded math in PyTorch (`reference_convfirst`, `reference_mbconv`), so a
 model can be swapped and checked anywhere. A ConvFirst block that strides or changes width (a 1x1 conv on the
 shortcut: the first block of each of the zoo's four stages) is fused with its shortcut in the same kernel
-(`strided=False` leaves it); an MBConv block of that kind stays unfused (no strided MBConv kernel).
+(`strided=False` leaves it); an MBConv block of that kind stays unfused (no strided MBConv kernel). The network's
+stem (a dense k×k conv on few input channels → BN → activation: the 3×3 RGB stem) becomes `FusedConvAct`, one im2col
+dot a tile of pixels (`stem=False` leaves it).
 """
-from effkit.kernels.fold import (FusedConvFirst, FusedMBConv, block_diagonal_pairs, fold_bn, fuse_blocks, fused_build, reference_convfirst, reference_mbconv,
-                                 triton_available)
+from effkit.kernels.fold import (FusedConvAct, FusedConvFirst, FusedMBConv, block_diagonal_pairs, fold_bn, fuse_blocks, fused_build,
+                                 reference_conv_act, reference_convfirst, reference_mbconv, triton_available)
 
-__all__ = ["FusedConvFirst", "FusedMBConv", "block_diagonal_pairs", "fold_bn", "fuse_blocks", "fused_build", "reference_convfirst", "reference_mbconv", "triton_available"]
+__all__ = ["FusedConvAct", "FusedConvFirst", "FusedMBConv", "block_diagonal_pairs", "fold_bn", "fuse_blocks", "fused_build", "reference_conv_act",
+           "reference_convfirst", "reference_mbconv", "triton_available"]

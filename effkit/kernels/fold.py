@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from effkit.errors import UserInputError
-from effkit.kernels.layout import block_diagonal_dense_parts, block_diagonal_pairs, channel_parts
+from effkit.kernels.layout import block_diagonal_dense_parts, block_diagonal_pairs, channel_parts, im2col_weight
 
 
 def triton_available() -> bool:
@@ -97,6 +97,58 @@ class FusedMBConv(nn.Module):
         return reference_mbconv(x, self.w1, self.b1, self.wd, self.bd, self.w3, self.b3)
 
 
+STEM_COLUMNS = 64  # the stem kernel's im2col tile: at most this many input values an output pixel (C_in·k²; 27 for a 3×3 RGB stem)
+_ACTS = {nn.SiLU: "silu", nn.ReLU: "relu"}
+
+
+def reference_conv_act(x, w, b, stride: int, padding: int, act: str = "silu"):
+    """The folded stem in PyTorch: a dense conv (BatchNorm folded into w, b), then SiLU, ReLU or nothing."""
+    y = F.conv2d(x, w, b, stride=stride, padding=padding)
+    return {"silu": F.silu, "relu": F.relu, "none": lambda t: t}[act](y)
+
+
+class FusedConvAct(nn.Module):
+    """An image network's stem (a dense k×k conv on few input channels → BatchNorm → SiLU/ReLU/none) as one kernel
+    (Triton on CUDA), the BatchNorm folded: the conv's output is written once, activated, instead of once by the conv
+    and twice more by the BatchNorm and the activation (three times in eager)."""
+
+    def __init__(self, w, b, stride: int, padding: int, act: str = "silu", config: dict | None = None):
+        super().__init__()
+        self.stride, self.padding, self.act, self.config = stride, padding, act, config
+        self.register_buffer("w", w.contiguous())
+        self.register_buffer("b", b.contiguous())
+        self.register_buffer("wmat", im2col_weight(w))
+
+    def forward(self, x):
+        if _use_triton(x):
+            from effkit.kernels.triton_blocks import conv_act
+
+            return conv_act(x, self.w, self.wmat, self.b, self.stride, self.padding, self.act, config=self.config)
+        return reference_conv_act(x, self.w, self.b, self.stride, self.padding, self.act)
+
+
+def _match_stem(m) -> bool:
+    """A conv → BN [→ SiLU | ReLU] Sequential whose conv is dense (groups 1), square k×k with k > 1, one stride both ways,
+    symmetric padding, no dilation, and reads at most STEM_COLUMNS input values an output pixel (C_in·k²)."""
+    if not isinstance(m, nn.Sequential) or len(m) not in (2, 3):
+        return False
+    conv, bn = m[0], m[1]
+    act = m[2] if len(m) == 3 else None
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d) or (act is not None and type(act) not in _ACTS):
+        return False
+    k = conv.kernel_size[0]
+    return (conv.kernel_size == (k, k) and k > 1 and conv.groups == 1 and conv.dilation == (1, 1) and conv.stride[0] == conv.stride[1]
+            and conv.padding[0] == conv.padding[1] and isinstance(conv.padding[0], int) and conv.padding_mode == "zeros"
+            and conv.in_channels * k * k <= STEM_COLUMNS)
+
+
+def _fused_stem(m) -> FusedConvAct:
+    conv, bn = m[0], m[1]
+    w, b = fold_bn(conv, bn)
+    act = _ACTS[type(m[2])] if len(m) == 3 else "none"
+    return FusedConvAct(w, b, conv.stride[0], conv.padding[0], act)
+
+
 def _conv_bn(m, strides=((1, 1),)) -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.Module | None] | None:
     """(conv, bn, activation) of a conv → BN [→ act] Sequential whose stride is one of `strides`, or None."""
     if not isinstance(m, nn.Sequential) or len(m) not in (2, 3):
@@ -171,25 +223,33 @@ def _fused(block, kind: str) -> nn.Module:
     return FusedMBConv(w1[:, :, 0, 0], b1, w2, b2, w3[:, :, 0, 0], b3)
 
 
-def fuse_blocks(model: nn.Module, select=None, strided: bool = True) -> tuple[nn.Module, dict]:
+def fuse_blocks(model: nn.Module, select=None, strided: bool = True, stem: bool = True) -> tuple[nn.Module, dict]:
     """Replace each ConvFirst block and each stride-1, equal-width MBConv block of `model` (in eval mode) by its fused
     module, in place. A ConvFirst block that strides or changes width has its 1x1 conv shortcut folded into the same
     kernel (on the H200: within 5.4e-3 of the output's scale on every block shape; the four strided blocks of
     convfirst_net 0.8-2.7x as fast as compile's best mode, benchmarks/README.md); strided=False leaves those unfused.
     MBConv has no strided kernel.
     `select(path, block, kind)`, if given, picks which of the matching blocks to fuse (e.g. only those whose fused kernel
-    was measured faster than the unfused block). Returns the model and {'fused': [paths], 'unfused': [(path, why)]} for
-    every residual block seen."""
+    was measured faster than the unfused block). stem=True also swaps a stem (a dense k×k conv on at most STEM_COLUMNS
+    input values an output pixel → BN → SiLU/ReLU, outside any residual block: the 3×3 RGB stem) for `FusedConvAct`.
+    Returns the model and {'fused': [paths], 'unfused': [(path, why)], 'stems': [paths]}: fused and unfused name every
+    residual block seen, stems the stems fused."""
     if not isinstance(model, nn.Module):
         raise UserInputError(f"fuse_blocks needs an nn.Module, got a {type(model).__name__}")
     if model.training:
         raise UserInputError("fuse_blocks folds BatchNorm running statistics: call model.eval() first (fused blocks are inference only)")
-    report: dict = {"fused": [], "unfused": []}
+    report: dict = {"fused": [], "unfused": [], "stems": []}
+    blocks = [name for name, m in model.named_modules() if hasattr(m, "body") and hasattr(m, "shortcut")]
+    in_block = lambda path: any(path == b or path.startswith(b + ".") for b in blocks)  # noqa: E731
     for name, parent in list(model.named_modules()):
         for child_name, child in list(parent.named_children()):
+            path = f"{name}.{child_name}" if name else child_name
+            if stem and not in_block(path) and _match_stem(child):
+                setattr(parent, child_name, _fused_stem(child))
+                report["stems"].append(path)
+                continue
             if not (hasattr(child, "body") and hasattr(child, "shortcut")):
                 continue
-            path = f"{name}.{child_name}" if name else child_name
             kind = _match(child, strided)
             if kind is None:
                 why = ("another structure" if getattr(child, "shortcut", None) is None else

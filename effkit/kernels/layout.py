@@ -81,3 +81,14 @@ def halo_tiles(h: int, w: int, k: int, halo_p: int) -> tuple[int, int, int]:
     if best is None:
         raise ValueError(f"halo_p={halo_p} is too small for a {k}x{k} halo: a tile needs at least {(2 * r + 1) ** 2} pixels")
     return best[1], best[2], best[3]
+
+
+def im2col_weight(w: torch.Tensor) -> torch.Tensor:
+    """A dense k×k conv's weight [C_out, C_in, k, k] as the matrix [block_k, block_co] the stem kernel multiplies its
+    im2col tile by: row j = (dy·k + dx)·C_in + c_in (the column order of `conv_act`'s gathered input), column c_out;
+    zero-padded to powers of two of at least 16 (block_k ≥ C_in·k², block_co ≥ C_out). 3 × 3 × 3 = 27 columns: 32."""
+    c_out, c_in, kh, kw = w.shape
+    rows = w.permute(2, 3, 1, 0).reshape(kh * kw * c_in, c_out)
+    out = torch.zeros(block_c_of(rows.shape[0]), block_c_of(c_out), dtype=w.dtype, device=w.device)
+    out[:rows.shape[0], :c_out] = rows
+    return out

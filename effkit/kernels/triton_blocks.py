@@ -325,6 +325,39 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
         _project_out(acc, x_ptr, b3_ptr, out_ptr, p, inner & inimg, c, cm, C)
 
 
+@triton.jit
+def _conv_act_kernel(x_ptr, w_ptr, b_ptr, out_ptr, NPIX, H, W, HO, WO, CIN, COUT, sxn, sxc, sxh, sxw,
+                     K: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+                     BLOCK_CO: tl.constexpr, ACT: tl.constexpr, FAST_SILU: tl.constexpr):
+    """A dense k×k conv on few input channels (an image network's stem) with its folded BatchNorm and activation, as one
+    im2col dot: each program gathers its BLOCK_P output pixels' k×k×CIN inputs as [BLOCK_P, BLOCK_K] (column
+    (dy·K + dx)·CIN + c, any input strides: NCHW or channels-last), multiplies by the [BLOCK_K, BLOCK_CO] weight
+    (`layout.im2col_weight`), adds the bias, applies ACT (0 none, 1 SiLU, 2 ReLU) and stores NHWC."""
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    pm = p < NPIX
+    n = p // (HO * WO)
+    ho = (p % (HO * WO)) // WO
+    wo = p % WO
+    j = tl.arange(0, BLOCK_K)
+    ci = j % CIN
+    dy = (j // CIN) // K
+    dx = (j // CIN) % K
+    hh = ho[:, None] * STRIDE + dy[None, :] - PAD
+    ww = wo[:, None] * STRIDE + dx[None, :] - PAD
+    ok = pm[:, None] & (j < CIN * K * K)[None, :] & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+    xs = tl.load(x_ptr + n[:, None] * sxn + ci[None, :] * sxc + hh * sxh + ww * sxw, mask=ok, other=0.0)
+    co = tl.arange(0, BLOCK_CO)
+    com = co < COUT
+    wt = tl.load(w_ptr + j[:, None] * BLOCK_CO + co[None, :])
+    acc = tl.dot(xs.to(w_ptr.dtype.element_ty), wt)
+    acc += tl.load(b_ptr + co, mask=com, other=0.0).to(tl.float32)[None, :]
+    if ACT == 1:
+        acc = _silu(acc, FAST_SILU)
+    elif ACT == 2:
+        acc = tl.maximum(acc, 0.0)
+    tl.store(out_ptr + (p * COUT)[:, None] + co[None, :], acc.to(out_ptr.dtype.element_ty), mask=pm[:, None] & com[None, :])
+
+
 last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "shared_bytes", "wgmma", "mma_sync"} of its latest compiled launch
 
 
@@ -496,3 +529,32 @@ def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tenso
     if halo == "recompute":
         return _launch(_mbconv_kernel, x, (w1, b1, wd, bd, w3, b3), w1.shape[0], cfg, K=wd.shape[-1], FAST_SILU=_fast_silu(x, cfg))
     return _launch_mbconv_staged(x, (w1, b1, wd, bd, w3, b3), w1.shape[0], wd.shape[-1], cfg)
+
+
+CONV_ACTS = {"none": 0, "silu": 1, "relu": 2}
+CONV_ACT_KEYS = ("block_p", "num_warps", "num_stages", "fast_silu")
+
+
+def conv_act(x, w, wmat, b, stride: int, padding: int, act: str = "silu", config: dict | None = None) -> torch.Tensor:
+    """The stem kernel on an NCHW tensor (any memory format): a dense k×k conv (weight w [C_out, C_in, k, k], folded;
+    wmat = `layout.im2col_weight(w)`), bias b, then `act`; returns channels-last NCHW. config: block_p (output pixels a
+    program, default 128), num_warps (4), num_stages (1), fast_silu."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(CONV_ACT_KEYS))
+    if unknown:
+        raise ValueError(f"conv_act: unknown config key(s) {', '.join(unknown)}; the keys are {', '.join(CONV_ACT_KEYS)}")
+    if act not in CONV_ACTS:
+        raise ValueError(f"conv_act: act={act!r} is not one of {', '.join(CONV_ACTS)}")
+    cfg = {"block_p": 128, "num_warps": 4, "num_stages": 1, **config}
+    n, c_in, hgt, wid = x.shape
+    c_out, _, k, _ = w.shape
+    ho, wo = (hgt + 2 * padding - k) // stride + 1, (wid + 2 * padding - k) // stride + 1
+    out = torch.empty(n, ho, wo, c_out, dtype=x.dtype, device=x.device)
+    npix = n * ho * wo
+    sn, sc, sh, sw = x.stride()
+    handle = _conv_act_kernel[(triton.cdiv(npix, cfg["block_p"]),)](
+        x, wmat, b, out, npix, hgt, wid, ho, wo, c_in, c_out, sn, sc, sh, sw, K=k, STRIDE=stride, PAD=padding, BLOCK_P=cfg["block_p"],
+        BLOCK_K=wmat.shape[0], BLOCK_CO=wmat.shape[1], ACT=CONV_ACTS[act], FAST_SILU=_fast_silu(x, cfg), num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"])
+    _record(_conv_act_kernel, handle, {**cfg, "K": k, "STRIDE": stride, "act": act})
+    return out.permute(0, 3, 1, 2)
