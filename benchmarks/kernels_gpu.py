@@ -145,7 +145,13 @@ def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def compiled(model: nn.Module, **kw) -> nn.Module:
-    return model if DEV == "cpu" else torch.compile(model, **kw)
+    """torch.compile from an empty cache: dynamo keeps 8 compiled versions of a code object and past that runs it eagerly
+    with a warning, so the ninth block shape compiled in one process (every block shares _Residual.forward) was timed
+    eager under the name compile (runs 11 and 16 at batches 1 and 256, found in run 16)."""
+    if DEV == "cpu":
+        return model
+    torch._dynamo.reset()
+    return torch.compile(model, **kw)
 
 
 STRIDED = True  # the strided, width-changing ConvFirst blocks are fused and measured too (--stride-1-only: not)

@@ -120,6 +120,32 @@ def test_compile_failure_reported_or_falls_back(monkeypatch):
     assert r.points[0].status == "ok" and r.points[0].note.startswith("compile failed")
 
 
+class Wide(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.fc = nn.Linear(d, 2)
+
+    def forward(self, x):
+        return self.fc(x).relu()
+
+
+def test_compile_stays_compiled_past_dynamos_recompile_limit(monkeypatch):
+    # dynamo keeps 8 compiled versions of a code object (recompile_limit) and then runs it eagerly with a warning: ten
+    # models of one class with different shapes, compiled in one process, would have the last two timed eager. Each
+    # run must reach the compiler (here a backend that counts its graphs).
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend=backend))
+    for d in range(4, 14):
+        bench(Wide(d), 1, input_shape=(d,), compile=True, layers=False, **FAST)
+    assert len(graphs) >= 10
+
+
 def test_errors():
     with pytest.raises(UserInputError, match="batch must be a positive integer, got 0"):
         bench(Tiny(), [1, 0], input_shape=(3, 8, 8))

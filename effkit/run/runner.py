@@ -300,6 +300,11 @@ class _Session:
         if config.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.net.train(config.mode == "train")
+        if config.compile:
+            # dynamo keeps at most 8 compiled versions of a code object per process (recompile_limit) and past that runs the
+            # frame eagerly with only a warning: a sweep or comparison of models sharing a forward (widths, depths, block
+            # designs) would time its later points eager under the name compile. Each run starts from an empty cache.
+            torch._dynamo.reset()
         self.runner = torch.compile(self.net, **({"mode": config.compile_mode} if config.compile_mode else {})) if config.compile else self.net
         self.autocast = (lambda: config.prec.autocast(config.device)) if config.prec.mixed else None
 
