@@ -79,9 +79,12 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
             out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "pairs"}, {**d, "block_h": 64}]
         elif c <= 128:
             out = [d, {**d, "fast_silu": False}, {**d, "block_h": 32}, {**d, "group_conv": "pairs", "block_h": 32}, {**d, "block_p": 64, "num_warps": 4}]
-        elif c <= 256:  # c192 is 5 of the network's 12 blocks; 4 warps: two programs an SM if the registers allow
+        elif c <= 256:  # c192 is 5 of the network's 12 blocks; 4 warps: two programs an SM if the registers allow. Run 17:
+            # 64 pixels on 4 warps (one warpgroup, 196 programs at 14² and batch 64, two an SM, where 128 pixels make 98
+            # programs for 132 SMs)
             out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_stages": 2}, {**d, "num_warps": 4}, {**d, "group_conv": "dense"},
-                   {**d, "block_h": 32}, {**d, "num_stages": 2}]
+                   {**d, "block_h": 32}, {**d, "num_stages": 2}, {**d, "block_p": 64, "num_warps": 4}, {**d, "block_p": 64, "num_warps": 4, "num_stages": 3},
+                   {**d, "block_p": 64, "num_warps": 4, "block_h": 32}]
         else:  # 3,136 pixels at 7² and batch 64: 49 programs of 64 pixels, so also the expansion split in 2 and 3
             out = [d, {**d, "fast_silu": False}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3}, {**d, "block_p": 64, "num_stages": 2},
                    {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 2}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 3},
@@ -184,7 +187,7 @@ def fused_copy(blk: nn.Module, config: dict | None = None) -> nn.Module:
 
 def stem_variants() -> list[dict]:
     """The stem kernel's tiles: output pixels a program and warps (no loop: stages do not matter), the default first."""
-    return [{}, {"block_p": 64}, {"block_p": 256}, {"block_p": 256, "num_warps": 8}, {"block_p": 512, "num_warps": 8}, {"fast_silu": False}]
+    return [{}, {"block_p": 128}, {"block_p": 512}, {"block_p": 512, "num_warps": 8}, {"block_p": 1024, "num_warps": 8}, {"fast_silu": False}]
 
 
 def stem_cost(b: int, stem: nn.Module) -> tuple[int, int]:
@@ -245,6 +248,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="the code paths on the CPU (TRITON_INTERPRET=1), fp32, small")
     ap.add_argument("--stride-1-only", action="store_true", help="leave the strided, width-changing ConvFirst blocks unfused (fuse_blocks(strided=False))")
     ap.add_argument("--nets", default="convfirst_net,mbconv_net", help="comma-separated: convfirst_net, mbconv_net (default both)")
+    ap.add_argument("--tile-shapes", default="", help="comma-separated block shapes (e.g. c192,c384) the tile search tries; default all")
     ap.add_argument("--tile-share", type=float, default=TILE_SHARE, help=f"share of --deadline the tile search may take (default {TILE_SHARE})")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)} (default: all, in that order)")
     a = ap.parse_args()
@@ -321,6 +325,8 @@ def main():
     # 2. tiles at batch 64
     best: dict = {}
     for (name, key), (path, blk) in (shapes.items() if "tiles" in want else ()):
+        if a.tile_shapes and key not in a.tile_shapes.split(","):
+            continue
         hw, c = hw_of[(name, key)], blk.body[0][0].in_channels
         x = torch.randn(MID, c, hw, hw, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
         with torch.no_grad():

@@ -336,16 +336,18 @@ def _conv_act_kernel(x_ptr, w_ptr, b_ptr, out_ptr, NPIX, H, W, HO, WO, CIN, COUT
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     pm = p < NPIX
     n = p // (HO * WO)
-    ho = (p % (HO * WO)) // WO
-    wo = p % WO
+    h0 = (p % (HO * WO)) // WO * STRIDE - PAD  # the window's top-left input pixel
+    w0 = p % WO * STRIDE - PAD
     j = tl.arange(0, BLOCK_K)
     ci = j % CIN
     dy = (j // CIN) // K
     dx = (j // CIN) % K
-    hh = ho[:, None] * STRIDE + dy[None, :] - PAD
-    ww = wo[:, None] * STRIDE + dx[None, :] - PAD
+    hh = h0[:, None] + dy[None, :]
+    ww = w0[:, None] + dx[None, :]
     ok = pm[:, None] & (j < CIN * K * K)[None, :] & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-    xs = tl.load(x_ptr + n[:, None] * sxn + ci[None, :] * sxc + hh * sxh + ww * sxw, mask=ok, other=0.0)
+    # a pixel's offset plus a column's: one add an element
+    base = n * sxn + h0 * sxh + w0 * sxw
+    xs = tl.load(x_ptr + base[:, None] + (ci * sxc + dy * sxh + dx * sxw)[None, :], mask=ok, other=0.0)
     co = tl.arange(0, BLOCK_CO)
     com = co < COUT
     wt = tl.load(w_ptr + j[:, None] * BLOCK_CO + co[None, :])
@@ -538,14 +540,15 @@ CONV_ACT_KEYS = ("block_p", "num_warps", "num_stages", "fast_silu")
 def conv_act(x, w, wmat, b, stride: int, padding: int, act: str = "silu", config: dict | None = None) -> torch.Tensor:
     """The stem kernel on an NCHW tensor (any memory format): a dense k×k conv (weight w [C_out, C_in, k, k], folded;
     wmat = `layout.im2col_weight(w)`), bias b, then `act`; returns channels-last NCHW. config: block_p (output pixels a
-    program, default 128), num_warps (4), num_stages (1), fast_silu."""
+    program; default 256: on the H200, convfirst_net's stem at batch 64 took 0.0795 ms against 0.094 at 128 and 0.0865 at
+    512 on 8 warps, run 16), num_warps (4), num_stages (1), fast_silu."""
     config = dict(config or {})
     unknown = sorted(set(config) - set(CONV_ACT_KEYS))
     if unknown:
         raise ValueError(f"conv_act: unknown config key(s) {', '.join(unknown)}; the keys are {', '.join(CONV_ACT_KEYS)}")
     if act not in CONV_ACTS:
         raise ValueError(f"conv_act: act={act!r} is not one of {', '.join(CONV_ACTS)}")
-    cfg = {"block_p": 128, "num_warps": 4, "num_stages": 1, **config}
+    cfg = {"block_p": 256, "num_warps": 4, "num_stages": 1, **config}
     n, c_in, hgt, wid = x.shape
     c_out, _, k, _ = w.shape
     ho, wo = (hgt + 2 * padding - k) // stride + 1, (wid + 2 * padding - k) // stride + 1
