@@ -82,11 +82,11 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         elif c <= 256:  # c192 is 5 of the network's 12 blocks; 4 warps: two programs an SM if the registers allow. Run 17:
             # 64 pixels on 4 warps (one warpgroup, 196 programs at 14² and batch 64, two an SM, where 128 pixels make 98
             # programs for 132 SMs)
-            out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_stages": 2}, {**d, "num_warps": 4}, {**d, "group_conv": "dense"},
-                   {**d, "block_h": 32}, {**d, "num_stages": 2}, {**d, "block_p": 64, "num_warps": 4}, {**d, "block_p": 64, "num_warps": 4, "num_stages": 3},
-                   {**d, "block_p": 64, "num_warps": 4, "block_h": 32}]
-        else:  # 3,136 pixels at 7² and batch 64: 49 programs of 64 pixels, so also the expansion split in 2 and 3
-            out = [d, {**d, "fast_silu": False}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3}, {**d, "block_p": 64, "num_stages": 2},
+            out = [d, {**d, "fast_silu": False}, {**d, "group_conv": "pairs"}, {**d, "block_h": 32}, {**d, "num_stages": 3},
+                   {**d, "block_p": 64, "num_warps": 4, "num_stages": 3}]
+        else:  # 3,136 pixels at 7² and batch 64: 49 programs of 64 pixels, so also the expansion split in 2 and 3; run 18: the
+            # dense grouped conv (its MACs a² + b² = 5.3x the grouped conv's at 256 + 128, but c192>384/s2's conv is at 192)
+            out = [d, {**d, "group_conv": "dense"}, {**d, "group_conv": "dense", "num_stages": 2}, {**d, "group_conv": "dense", "block_h": 32}, {**d, "fast_silu": False}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3}, {**d, "block_p": 64, "num_stages": 2},
                    {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 2}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 3},
                    {**d, "num_stages": 3}]
         return [v for i, v in enumerate(out) if v not in out[:i]]

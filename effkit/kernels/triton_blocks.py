@@ -367,7 +367,7 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict
     """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
     ConvFirst (c the wider of its input and output; run 15, the kernel with two channel parts) up to 64 channels: the
     dense grouped conv, 64 pixels, 32 expanded channels, 4 warps; up to 128: dense, 128 pixels, 32, 8 warps; up to 256:
-    the pairs, 128 pixels, 64 expanded channels, 8 warps, two stages; wider: the pairs, 32 pixels, 64, 8 warps, three
+    the dense grouped conv (run 17), 128 pixels, 64 expanded channels, 8 warps, two stages; wider: the pairs, 32 pixels, 64, 8 warps, three
     stages (the H200 has 227 KB of shared memory a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
     asked for 283 KB of shared memory. MBConv with its halo staged (the default): frames of halo_p pixels such that the
@@ -389,8 +389,9 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict
         return {"group_conv": "dense", "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3}
     if bc <= 128:  # run 15: 32 expanded channels a chunk, 0.059 ms at 96 against 0.082 with 64
         return {"group_conv": "dense", "block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3}
-    if bc <= 256:  # run 15: 128 pixels, two stages, 0.0505 ms at 192 against 0.066 at 64 pixels (26 spills, still faster)
-        return {"group_conv": "pairs", "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 2}
+    if bc <= 256:  # run 15: 128 pixels, two stages, 0.0505 ms at 192 against 0.066 at 64 pixels (26 spills, still faster);
+        # run 17: the dense grouped conv, 0.0476 against 0.0505 with the pairs (0 spills against 26)
+        return {"group_conv": "dense", "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 2}
     # run 15: 32 pixels, three stages (225 KB of shared memory; 64 pixels with 64 expanded channels asked for 246 KB), 0.071 ms at 384
     return {"group_conv": "pairs", "block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 3}
 
@@ -540,15 +541,15 @@ CONV_ACT_KEYS = ("block_p", "num_warps", "num_stages", "fast_silu")
 def conv_act(x, w, wmat, b, stride: int, padding: int, act: str = "silu", config: dict | None = None) -> torch.Tensor:
     """The stem kernel on an NCHW tensor (any memory format): a dense k×k conv (weight w [C_out, C_in, k, k], folded;
     wmat = `layout.im2col_weight(w)`), bias b, then `act`; returns channels-last NCHW. config: block_p (output pixels a
-    program; default 256: on the H200, convfirst_net's stem at batch 64 took 0.0795 ms against 0.094 at 128 and 0.0865 at
-    512 on 8 warps, run 16), num_warps (4), num_stages (1), fast_silu."""
+    program; default 512: on the H200, convfirst_net's stem at batch 64 took 0.0478 ms against 0.0552 at 256, 0.0796 at 128
+    and 0.0565 at 512 on 8 warps, run 17), num_warps (4), num_stages (1), fast_silu."""
     config = dict(config or {})
     unknown = sorted(set(config) - set(CONV_ACT_KEYS))
     if unknown:
         raise ValueError(f"conv_act: unknown config key(s) {', '.join(unknown)}; the keys are {', '.join(CONV_ACT_KEYS)}")
     if act not in CONV_ACTS:
         raise ValueError(f"conv_act: act={act!r} is not one of {', '.join(CONV_ACTS)}")
-    cfg = {"block_p": 256, "num_warps": 4, "num_stages": 1, **config}
+    cfg = {"block_p": 512, "num_warps": 4, "num_stages": 1, **config}
     n, c_in, hgt, wid = x.shape
     c_out, _, k, _ = w.shape
     ho, wo = (hgt + 2 * padding - k) // stride + 1, (wid + 2 * padding - k) // stride + 1
