@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 
 from effkit.errors import UserInputError
-from effkit.kernels import FusedConvFirst, FusedMBConv, block_diagonal_pairs, fold_bn, fuse_blocks, reference_convfirst, reference_mbconv, triton_available
+from effkit.kernels import (FusedConvAct, FusedConvFirst, FusedMBConv, block_diagonal_pairs, fold_bn, fuse_blocks, reference_convfirst, reference_mbconv,
+                           triton_available)
 from effkit.models import build_model
 from effkit.models.convfirst import ConvFirstBlock, MBConvBlock
 
@@ -396,6 +397,7 @@ def test_profile_fused_sets_the_what_if_beside_eager_compile_and_fused(tmp_path,
     (row,) = _json.loads((out / "fusion_check.json").read_text())
     # every ConvFirst block is fused, the 4 strided ones too
     assert row["fused_blocks"] == 12 and row["unfused_blocks"] == 0 and "not a fused kernel" in row["fused_kernel"]
+    assert row["fused_stems"] == 1 and "12 blocks and the stem fused" in r.output.replace("\n", " ")
     assert all(row[k] and row[k] > 0 for k in ("eager_ms", "compile_ms", "fused_ms", "fused_compile_ms", "fused_waterline_ms", "waterline_ms"))
     assert row["fused_waterline_ms"] < row["waterline_ms"]  # fusing removes traffic: the predicted waterline drops
     assert "fusion what-if against reality, batch 1" in r.output
@@ -419,3 +421,89 @@ def test_fused_refuses_a_model_with_nothing_to_fuse():
 def test_fuse_blocks_wants_a_module():
     with pytest.raises(UserInputError, match="fuse_blocks needs an nn.Module, got a str"):
         fuse_blocks("convfirst_net")
+
+
+# the stem: a dense k×k conv on few input channels → BN → activation, as one im2col kernel
+
+
+def test_im2col_weight_by_hand():
+    from effkit.kernels.layout import im2col_weight
+
+    w = torch.arange(2 * 3 * 3 * 3, dtype=torch.float32).reshape(2, 3, 3, 3)  # w[o, c, dy, dx] = 27·o + 9·c + 3·dy + dx
+    m = im2col_weight(w)
+    # 3 · 3² = 27 rows padded to 32, 2 outputs padded to 16; row (dy·3 + dx)·3 + c
+    assert m.shape == (32, 16)
+    assert m[(1 * 3 + 2) * 3 + 1, 0] == 9 * 1 + 3 * 1 + 2  # o 0, c 1, dy 1, dx 2: 14
+    assert m[(2 * 3 + 0) * 3 + 2, 1] == 27 + 18 + 6  # o 1, c 2, dy 2, dx 0: 51
+    assert m[0, 1] == 27 and m[26, 0] == 26  # the first and last taps
+    assert m[27:].abs().sum() == 0 and m[:, 2:].abs().sum() == 0
+
+
+def _stem(c_in, c_out, k, stride, act):
+    from effkit.models.layers import Conv2dNormActivation
+
+    return _randomise_bn(nn.Sequential(Conv2dNormActivation(c_in, c_out, k, stride, activation_layer=act)))
+
+
+@needs_triton
+@pytest.mark.parametrize("c_in, c_out, k, stride, act, channels_last, block_p", [
+    (3, 32, 3, 2, nn.SiLU, True, 16),  # the zoo's stem; 7 x 6 output pixels: a partial last tile
+    (3, 24, 3, 1, nn.ReLU, False, 32),  # NCHW input, 24 outputs of a 32-wide tile
+    (4, 16, 3, 2, None, True, 64),  # no activation, 36 columns of a 64-wide tile
+    (1, 40, 5, 2, nn.SiLU, False, 16),  # 5x5, one input channel, 25 columns
+])
+def test_the_stem_kernel_in_the_interpreter(c_in, c_out, k, stride, act, channels_last, block_p, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    model = _stem(c_in, c_out, k, stride, act)
+    x = torch.randn(2, c_in, 13, 11)
+    x = x.to(memory_format=torch.channels_last) if channels_last else x
+    with torch.no_grad():
+        want = model(x)  # the unfused conv → BN → act in PyTorch
+        _, report = fuse_blocks(model)
+        model[0].config = {"block_p": block_p}
+        got = model(x)
+    assert report["stems"] == ["0"] and isinstance(model[0], FusedConvAct)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fuse_blocks_swaps_the_stem_and_nothing_else_like_it(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    model = _randomise_bn(build_model("convfirst_net", width=0.5, resolution=32).model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        _, report = fuse_blocks(model)
+        got = model(x)
+    assert report["stems"] == ["stem"] and isinstance(model.stem, FusedConvAct) and model.stem.act == "silu"
+    assert sum(isinstance(m, FusedConvAct) for m in model.modules()) == 1
+    assert torch.allclose(got, want, atol=1e-4)
+    kept = _randomise_bn(build_model("convfirst_net", width=0.5, resolution=32).model)
+    _, report = fuse_blocks(kept, stem=False)
+    assert report["stems"] == [] and not isinstance(kept.stem, FusedConvAct)
+    # not stems: a 3x3 conv on 8 channels (72 columns > 64), a 1x1 conv, a grouped conv, and a conv → BN → SiLU inside
+    # a residual block (the block's business)
+    wide, one, grouped = _stem(8, 16, 3, 1, nn.SiLU), _stem(3, 16, 1, 1, nn.SiLU), _stem(4, 8, 3, 1, nn.SiLU)
+    grouped[0][0].groups = 2
+    for m in (wide, one, grouped):
+        assert fuse_blocks(m)[1]["stems"] == []
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.shortcut = _stem(3, 3, 3, 1, nn.SiLU), None
+
+    assert fuse_blocks(nn.Sequential(Block()).eval())[1]["stems"] == []
+
+
+@needs_triton
+def test_the_stem_kernel_refuses_bad_config():
+    from effkit.kernels.triton_blocks import conv_act
+
+    w = torch.randn(8, 3, 3, 3)
+    from effkit.kernels.layout import im2col_weight
+
+    with pytest.raises(ValueError, match="unknown config key\\(s\\) block_h; the keys are block_p, num_warps, num_stages, fast_silu"):
+        conv_act(torch.randn(1, 3, 8, 8), w, im2col_weight(w), torch.zeros(8), 1, 1, config={"block_h": 32})
+    with pytest.raises(ValueError, match="act='gelu' is not one of none, silu, relu"):
+        conv_act(torch.randn(1, 3, 8, 8), w, im2col_weight(w), torch.zeros(8), 1, 1, act="gelu")
