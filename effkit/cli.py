@@ -333,7 +333,7 @@ def bench(
     csv: Annotated[Optional[str], typer.Option(help="Append one CSV row per point, as it is measured.")] = None,
     cudnn_benchmark: CudnnBenchOpt = None, tf32_matmul: Tf32MatmulOpt = None, tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None,
     compile_mode: CompileModeOpt = None,
-    fused: Annotated[bool, typer.Option("--fused", help="Swap the model's ConvFirst blocks and stride-1 MBConv blocks for block-fused "
+    fused: Annotated[bool, typer.Option("--fused", help="Swap the model's ConvFirst blocks, stride-1 MBConv blocks and stem for fused "
                                                         "kernels (effkit.kernels; inference, BatchNorms folded) and measure that; with "
                                                         "--compile, the rest of the model compiled around them.")] = False,
     debug: Debug = False,
@@ -412,7 +412,7 @@ def profile(
     force: ForceOpt = False, mismatched_ceilings: MismatchOpt = False, cudnn_benchmark: CudnnBenchOpt = None, tf32_matmul: Tf32MatmulOpt = None,
     tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None, compile_mode: CompileModeOpt = None,
     fused: Annotated[bool, typer.Option("--fused", help="Also check the fusion what-if against reality: eager, torch.compile, the "
-                                                        "model with its ConvFirst blocks and stride-1 MBConv blocks as block-fused "
+                                                        "model with its ConvFirst blocks, stride-1 MBConv blocks and stem as fused "
                                                         "kernels (effkit.kernels), and that with the rest compiled, beside the "
                                                         "predicted fused waterline.")] = False,
     debug: Debug = False,
