@@ -77,6 +77,9 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         d = triton_blocks.default_config("convfirst", c, hid)
         if c <= 64:
             out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "pairs"}, {**d, "block_h": 64}]
+            c_in = blk.body[0][0].in_channels
+            if c_in == 1 << (c_in - 1).bit_length():  # run 18: a power-of-two input width as one part (c32>48/s2: 32, not 16 + 16)
+                out += [{**d, "one_part": True}, {**d, "one_part": True, "group_conv": "pairs"}]
         elif c <= 128:
             out = [d, {**d, "fast_silu": False}, {**d, "block_h": 32}, {**d, "group_conv": "pairs", "block_h": 32}, {**d, "block_p": 64, "num_warps": 4}]
         elif c <= 256:  # c192 is 5 of the network's 12 blocks; 4 warps: two programs an SM if the registers allow. Run 17:

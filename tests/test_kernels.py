@@ -252,6 +252,9 @@ def test_block_diagonal_dense_parts_by_hand():
     (48, 48, (4, 5), 1, {"group_conv": "dense"}),  # parts 32 + 16, no padding: the second part's groups at channels 32-47
     (48, 96, (5, 4), 2, {"group_conv": "dense", "split_h": 2}),  # in 32 + 16, out 64 + 32, the shortcut from both input parts
     (96, 96, (3, 3), 1, {"group_conv": "pairs", "block_h": 64}),  # pairs over 6 chunks of 16: 4 in part a, 2 in part b
+    (32, 48, (7, 6), 2, {"group_conv": "dense", "one_part": True}),  # one input part of 32 (no second), out 32 + 16, the shortcut
+    (32, 48, (7, 6), 2, {"group_conv": "pairs", "one_part": True}),
+    (16, 16, (5, 6), 1, {"group_conv": "dense", "one_part": True}),  # 16 channels: one part where channel_parts gives 16 + 16
 ])
 def test_the_convfirst_kernel_dense_and_split_h(c, c_out, hw, stride, cfg, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -507,3 +510,28 @@ def test_the_stem_kernel_refuses_bad_config():
         conv_act(torch.randn(1, 3, 8, 8), w, im2col_weight(w), torch.zeros(8), 1, 1, config={"block_h": 32})
     with pytest.raises(ValueError, match="act='gelu' is not one of none, silu, relu"):
         conv_act(torch.randn(1, 3, 8, 8), w, im2col_weight(w), torch.zeros(8), 1, 1, act="gelu")
+
+
+@needs_triton
+def test_one_part_wants_a_power_of_two_width():
+    from effkit.kernels.triton_blocks import convfirst
+
+    w = (torch.randn(48, 8, 3, 3), torch.zeros(48), torch.randn(192, 48), torch.zeros(192), torch.randn(48, 192), torch.zeros(48))
+    with pytest.raises(ValueError, match="one_part needs a power-of-two input width of at least 16 \\(got 48\\)"):
+        convfirst(torch.randn(1, 48, 4, 4), *w, group_width=8, config={"one_part": True})
+
+
+@needs_triton
+def test_a_fused_block_takes_one_part_from_its_config(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    block = _randomise_bn(ConvFirstBlock(32, 48, stride=2))
+    x = torch.randn(1, 32, 6, 5)
+    with torch.no_grad():
+        want = block(x)
+        holder = nn.Sequential(block).eval()
+        fuse_blocks(holder)
+        holder[0].config = {"group_conv": "dense", "one_part": True, "block_p": 16}
+        got = holder(x)
+    # its dense weight laid out as one part of 32 (9 taps of 32 x 32), where the module's own is two of 16
+    assert holder[0]._w1dense_one.numel() == 9 * 32 * 32 and holder[0].w1dense.numel() == 9 * 2 * 16 * 16
+    assert torch.allclose(got, want, atol=1e-4)

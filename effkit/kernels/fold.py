@@ -75,8 +75,13 @@ class FusedConvFirst(nn.Module):
             from effkit.kernels.triton_blocks import convfirst
 
             cfg = self.config if self.w1bd is not None else {**(self.config or {}), "group_conv": "fma"}
+            dense = self.w1dense
+            if (cfg or {}).get("one_part") and self.w1bd is not None:  # the dense layout as one part, made once (before any graph capture)
+                if getattr(self, "_w1dense_one", None) is None or self._w1dense_one.dtype != self.w1.dtype or self._w1dense_one.device != self.w1.device:
+                    self._w1dense_one = block_diagonal_dense_parts(self.w1, (self.w1.shape[0], 0))
+                dense = self._w1dense_one
             return convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, w1bd=self.w1bd, config=cfg,
-                             w1dense=self.w1dense, stride=self.stride, ws=self.ws, bs=self.bs)
+                             w1dense=dense, stride=self.stride, ws=self.ws, bs=self.bs)
         return reference_convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, self.stride, self.ws, self.bs)
 
 

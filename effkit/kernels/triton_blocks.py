@@ -197,18 +197,20 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
     h = ho * STRIDE  # the centre of each output pixel's k×k window in the input
     w = wo * STRIDE
     ya = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, 0, CA, 0, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS)
-    yb = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, CA, CB, K * K * CA * CA, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS)
+    if CB > 0:  # CB = 0: the input channels as one part (config["one_part"], a power-of-two width)
+        yb = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, CA, CB, K * K * CA * CA, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS)
     oa = tl.arange(0, OA)
     ob = OA + tl.arange(0, OB)
     oam = oa < CO
     obm = ob < CO
     if PARTS >= 2:
         ca = tl.arange(0, CA)
-        cb = CA + tl.arange(0, CB)
         cam = ca < C
-        cbm = cb < C
         ya = ya.to(w2_ptr.dtype.element_ty)
-        yb = yb.to(w2_ptr.dtype.element_ty)
+        if CB > 0:
+            cb = CA + tl.arange(0, CB)
+            cbm = cb < C
+            yb = yb.to(w2_ptr.dtype.element_ty)
         acc_a = tl.zeros((BLOCK_P, OA), dtype=tl.float32)
         acc_b = tl.zeros((BLOCK_P, OB), dtype=tl.float32)
         share = tl.cdiv(tl.cdiv(HID, BLOCK_H), SPLIT_H) * BLOCK_H  # expanded channels a split, whole chunks
@@ -217,8 +219,11 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
             hi = h0 + tl.arange(0, BLOCK_H)
             hm = hi < HID
             w2a = tl.load(w2_ptr + hi[None, :] * C + ca[:, None], mask=cam[:, None] & hm[None, :], other=0.0)  # [CA, BLOCK_H]
-            w2b = tl.load(w2_ptr + hi[None, :] * C + cb[:, None], mask=cbm[:, None] & hm[None, :], other=0.0)  # [CB, BLOCK_H]
-            e = tl.dot(yb, w2b, tl.dot(ya, w2a))
+            if CB > 0:
+                w2b = tl.load(w2_ptr + hi[None, :] * C + cb[:, None], mask=cbm[:, None] & hm[None, :], other=0.0)  # [CB, BLOCK_H]
+                e = tl.dot(yb, w2b, tl.dot(ya, w2a))
+            else:
+                e = tl.dot(ya, w2a)
             e += tl.load(b2_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
             e = _silu(e, FAST_SILU).to(w3_ptr.dtype.element_ty)
             w3a = tl.load(w3_ptr + oa[None, :] * HID + hi[:, None], mask=hm[:, None] & oam[None, :], other=0.0)  # [BLOCK_H, OA]
@@ -459,7 +464,7 @@ def _fast_silu(x, cfg: dict) -> bool:
 
 
 GROUP_CONVS = ("pairs", "dense", "fma")  # the grouped conv's three ways, GROUP_CONV 1, 2, 0 in the kernel
-CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu")
+CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part")
 
 
 def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | None = None, config: dict | None = None,
@@ -486,17 +491,23 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         config["group_conv"] = "fma"
     cfg = {**default_config("convfirst", max(c, c_out), w2.shape[0]), **config}
     mode = cfg.pop("group_conv", "pairs")
+    k = w1.shape[-1]
     if mode not in GROUP_CONVS:
         raise ValueError(f"convfirst: group_conv={mode!r} is not one of {', '.join(GROUP_CONVS)}")
     (ca, cb), (oa, ob) = channel_parts(c), channel_parts(c_out)
+    if cfg.get("one_part"):  # the input channels as one part: a power-of-two width (32: one dot with K = 32 where two parts
+        # of 16 take two with K = 16, but the dense grouped conv then costs 32² MACs a tap instead of 2·16²)
+        if c != block_c_of(c) or cfg.get("parts", 3) != 3:
+            raise ValueError(f"convfirst: one_part needs a power-of-two input width of at least 16 (got {c}) and the whole block (parts=3)")
+        ca, cb = c, 0
     wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, ca + cb),
-          "dense": lambda: w1dense if w1dense is not None else block_diagonal_dense_parts(w1, (ca, cb)), "fma": lambda: w1}[mode]()
+          "dense": lambda: w1dense if w1dense is not None and w1dense.numel() == k * k * (ca * ca + cb * cb)
+          else block_diagonal_dense_parts(w1, (ca, cb)), "fma": lambda: w1}[mode]()
     split_h, parts = cfg.get("split_h", 1), cfg.get("parts", 3)
     if split_h < 1:
         raise ValueError(f"convfirst: split_h={split_h} must be at least 1")
     if parts not in (0, 1, 2, 3) or (parts < 2 and ws is not None):
         raise ValueError(f"convfirst: parts={parts} must be 3 (the block), or 0-2 (an ablation) for a stride-1, equal-width block")
-    k = w1.shape[-1]
     ho, wo = (hgt - 1) // stride + 1, (wid - 1) // stride + 1  # padding k // 2
     xh = _nhwc(x)
     out = torch.empty(n, ho, wo, c_out, dtype=x.dtype, device=x.device)
@@ -512,7 +523,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         xh, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
         c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
         OA=oa, OB=ob, BLOCK_H=cfg["block_h"], STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_A=min(ca, 64),
-        SC_B=min(cb, 64), FAST_SILU=_fast_silu(x, cfg), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        SC_B=min(cb, 64) or 16, FAST_SILU=_fast_silu(x, cfg), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None,
                              "channel_parts": [ca, cb], "out_parts": [oa, ob]})
     return out.permute(0, 3, 1, 2)
