@@ -224,6 +224,11 @@ def test_channel_parts_by_hand():
     assert [channel_parts(c) for c in (8, 32, 64, 512)] == [(16, 16), (16, 16), (32, 32), (256, 256)]
     # 40: 32 + 16 = 48 (not 64 + 16); 80: 64 + 16 = 80 exactly; 100: 64 + 64 = 128 beats 128 + 16 = 144
     assert [channel_parts(c) for c in (40, 80, 100, 136)] == [(32, 16), (64, 16), (64, 64), (128, 16)]
+    from effkit.kernels.layout import input_parts
+
+    # the input side: one part at 16 and 32 by default (measured faster at 32), two otherwise; asked for either way
+    assert [input_parts(c) for c in (16, 32, 48, 64)] == [(16, 0), (32, 0), (32, 16), (32, 32)]
+    assert input_parts(32, False) == (16, 16) and input_parts(64, True) == (64, 0)
 
 
 def test_block_diagonal_dense_parts_by_hand():
@@ -522,7 +527,7 @@ def test_one_part_wants_a_power_of_two_width():
 
 
 @needs_triton
-def test_a_fused_block_takes_one_part_from_its_config(monkeypatch):
+def test_a_fused_block_takes_its_channel_parts_from_its_config(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     block = _randomise_bn(ConvFirstBlock(32, 48, stride=2))
     x = torch.randn(1, 32, 6, 5)
@@ -530,8 +535,9 @@ def test_a_fused_block_takes_one_part_from_its_config(monkeypatch):
         want = block(x)
         holder = nn.Sequential(block).eval()
         fuse_blocks(holder)
-        holder[0].config = {"group_conv": "dense", "one_part": True, "block_p": 16}
-        got = holder(x)
-    # its dense weight laid out as one part of 32 (9 taps of 32 x 32), where the module's own is two of 16
-    assert holder[0]._w1dense_one.numel() == 9 * 32 * 32 and holder[0].w1dense.numel() == 9 * 2 * 16 * 16
-    assert torch.allclose(got, want, atol=1e-4)
+        got = holder(x)  # by default one part of 32
+        holder[0].config = {"group_conv": "dense", "one_part": False, "block_p": 16}
+        two = holder(x)  # two parts of 16, asked for
+    # the module's dense weight as one part of 32 (9 taps of 32 x 32), the one made for the config as two of 16
+    assert holder[0].w1dense.numel() == 9 * 32 * 32 and holder[0]._w1dense_other.numel() == 9 * 2 * 16 * 16
+    assert torch.allclose(got, want, atol=1e-4) and torch.allclose(two, want, atol=1e-4)

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from effkit.errors import UserInputError
-from effkit.kernels.layout import block_diagonal_dense_parts, block_diagonal_pairs, channel_parts, im2col_weight
+from effkit.kernels.layout import block_diagonal_dense_parts, block_diagonal_pairs, channel_parts, im2col_weight, input_parts
 
 
 def triton_available() -> bool:
@@ -67,8 +67,10 @@ class FusedConvFirst(nn.Module):
             self.register_buffer(name, t.contiguous() if t is not None else None)
         parts = channel_parts(w1.shape[0])  # the kernel's two channel parts (a, b)
         self.register_buffer("w1bd", block_diagonal_pairs(w1, sum(parts)) if 16 % group_width == 0 else None)
-        # the dense layout (k²·(a² + b²) weights: 0.1 MB at 96 channels, 1.5 MB at 384, in bf16)
-        self.register_buffer("w1dense", block_diagonal_dense_parts(w1, parts) if 16 % group_width == 0 else None)
+        # the dense layout for the kernel's default input parts (k²·(a² + b²) weights: 0.1 MB at 96 channels, 1.5 MB at 384,
+        # in bf16); a config that asks for the other parts gets its own, made once
+        self.register_buffer("w1dense", block_diagonal_dense_parts(w1, input_parts(w1.shape[0])) if 16 % group_width == 0 else None)
+        self._w1dense_other = None
 
     def forward(self, x):
         if _use_triton(x):
@@ -76,10 +78,12 @@ class FusedConvFirst(nn.Module):
 
             cfg = self.config if self.w1bd is not None else {**(self.config or {}), "group_conv": "fma"}
             dense = self.w1dense
-            if (cfg or {}).get("one_part") and self.w1bd is not None:  # the dense layout as one part, made once (before any graph capture)
-                if getattr(self, "_w1dense_one", None) is None or self._w1dense_one.dtype != self.w1.dtype or self._w1dense_one.device != self.w1.device:
-                    self._w1dense_one = block_diagonal_dense_parts(self.w1, (self.w1.shape[0], 0))
-                dense = self._w1dense_one
+            one = (cfg or {}).get("one_part")
+            if one is not None and self.w1bd is not None and input_parts(self.w1.shape[0], one) != input_parts(self.w1.shape[0]):
+                other = self._w1dense_other  # made at the first call (a warm-up, before any CUDA graph is captured)
+                if other is None or other.dtype != self.w1.dtype or other.device != self.w1.device:
+                    self._w1dense_other = other = block_diagonal_dense_parts(self.w1, input_parts(self.w1.shape[0], one))
+                dense = other
             return convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, w1bd=self.w1bd, config=cfg,
                              w1dense=dense, stride=self.stride, ws=self.ws, bs=self.bs)
         return reference_convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, self.stride, self.ws, self.bs)

@@ -46,7 +46,7 @@ import torch
 import triton
 import triton.language as tl
 
-from effkit.kernels.layout import block_c_of, block_diagonal_dense_parts, block_diagonal_pairs, channel_parts, halo_tiles
+from effkit.kernels.layout import block_c_of, block_diagonal_dense_parts, block_diagonal_pairs, channel_parts, halo_tiles, input_parts
 
 
 @triton.jit
@@ -494,12 +494,11 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     k = w1.shape[-1]
     if mode not in GROUP_CONVS:
         raise ValueError(f"convfirst: group_conv={mode!r} is not one of {', '.join(GROUP_CONVS)}")
-    (ca, cb), (oa, ob) = channel_parts(c), channel_parts(c_out)
-    if cfg.get("one_part"):  # the input channels as one part: a power-of-two width (32: one dot with K = 32 where two parts
-        # of 16 take two with K = 16, but the dense grouped conv then costs 32² MACs a tap instead of 2·16²)
-        if c != block_c_of(c) or cfg.get("parts", 3) != 3:
-            raise ValueError(f"convfirst: one_part needs a power-of-two input width of at least 16 (got {c}) and the whole block (parts=3)")
-        ca, cb = c, 0
+    if cfg.get("one_part") and (c != block_c_of(c) or cfg.get("parts", 3) != 3):
+        raise ValueError(f"convfirst: one_part needs a power-of-two input width of at least 16 (got {c}) and the whole block (parts=3)")
+    # the input channels as one part (a power-of-two width: at 32 one dot with K = 32 where two parts of 16 take two with
+    # K = 16, though the dense grouped conv then costs 32² MACs a tap instead of 2·16²) or two; the output always two
+    (ca, cb), (oa, ob) = input_parts(c, cfg.get("one_part", None if cfg.get("parts", 3) == 3 else False)), channel_parts(c_out)
     wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, ca + cb),
           "dense": lambda: w1dense if w1dense is not None and w1dense.numel() == k * k * (ca * ca + cb * cb)
           else block_diagonal_dense_parts(w1, (ca, cb)), "fma": lambda: w1}[mode]()
