@@ -10,6 +10,8 @@ Sections, in order of priority, each written to kernels_gpu.json as it completes
    and the recompute kernel; each tile checked against the fp32 block before it is timed (one over the tolerance is
    not eligible), with the compiled kernel's registers, spills, shared memory and the occupancy its registers allow.
    The best correct tiles are used from there on.
+2b. (stem) The stem (conv → BN → SiLU as one im2col kernel, `FusedConvAct`): its tiles at batch 64 (`stem_variants`),
+   each checked against fp32, then eager, compile and fused, and its memory roofline (`stem_cost`).
 3. Per block at batch 64: eager, torch.compile (default) and fused, each under a CUDA graph, timed by CUDA events around
    200 back-to-back replays (median and IQR), and the fused roofline: max(FLOPs / bf16 peak, compulsory bytes /
    bandwidth), the compulsory bytes being input, output and folded weights once, in bf16. The H200's ceilings are the
@@ -23,9 +25,13 @@ Sections, in order of priority, each written to kernels_gpu.json as it completes
    timed again if this run did not time them), and compile over the fused network (the rest compiled around the Triton
    kernels), once with every block fused and once with only the widths whose fused block beat compile's (section 3).
 
+6b. (profile_compiled) torch.profiler over the compiled network and over the fused network with the rest compiled:
+   the fused kernels' time against the rest's, and the largest kernels.
 7. (block_max_autotune) torch.compile max-autotune-no-cudagraphs per block shape at batch 64.
 
-`--sections` runs a subset (e.g. `--sections max_autotune` alone, which takes minutes a network); `--nets` one network;
+Networks are timed with the stem fused too (`fuse_blocks`' default) and without it ("blocks only"). Every compile
+starts from an empty dynamo cache (`compiled`). `--sections` runs a subset (e.g. `--sections max_autotune` alone, which
+takes minutes a network); `--tile-shapes` limits the tile search to some block shapes; `--nets` one network;
 `--stride-1-only` leaves the strided, width-changing ConvFirst blocks unfused (`fuse_blocks(strided=False)`; runs 2-9
 measured that way) in every section.
 
