@@ -496,37 +496,6 @@ def main():
                     f"{row['fused_blocks_only_ms']:.3f} (IQR {row['fused_blocks_only_iqr_ms']:.3f}) ms")
                 save()
 
-    def profile_fused(b=None):
-        b = b or MID
-        from torch.profiler import ProfilerActivity, profile
-        for name in nets:
-            if left() < 15:
-                res["skipped"].append({"what": f"profile {name}", "why": f"{left():.0f} s left"})
-                continue
-            net = fused_net(name)
-            x = torch.randn(b, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
-            with torch.no_grad():
-                for _ in range(3):
-                    net(x)
-                sync()
-                with profile(activities=[ProfilerActivity.CUDA if DEV == 'cuda' else ProfilerActivity.CPU]) as prof:
-                    for _ in range(5):
-                        net(x)
-                    sync()
-            kern = {}
-            for e in prof.key_averages():
-                if str(e.device_type).endswith("CUDA"):  # kernels only: a CPU op's device time would count them twice
-                    kern[e.key] = kern.get(e.key, 0.0) + (getattr(e, "self_device_time_total", 0.0) or e.device_time_total) / 5 / 1e3
-            fused_ms = sum(v for k, v in kern.items() if any(n in k for n in ("_convfirst_kernel", "_mbconv_kernel", "_mbconv_staged_kernel")))
-            total = sum(kern.values())
-            top = sorted(kern.items(), key=lambda kv: -kv[1])[:12]
-            res["profile"].append({"net": name, "batch": b, "kernel_ms_total": total, "fused_kernels_ms": fused_ms,
-                                   "rest_ms": total - fused_ms, "top": top})
-            nf = sum(isinstance(m, (FusedConvFirst, FusedMBConv)) for m in net.modules())
-            res["profile"][-1]["fused_blocks"] = nf
-            say(f"profile {name} b{b}: kernels {total:.3f} ms a step, of which the {nf} fused blocks {fused_ms:.3f} ms, the rest {total - fused_ms:.3f} ms")
-            save()
-
     def kernel_table(model, x, steps=5):
         """ms a step of each kernel over `steps` forwards, from torch.profiler (kernels only)."""
         from torch.profiler import ProfilerActivity, profile
@@ -540,9 +509,27 @@ def main():
                 sync()
         kern = {}
         for e in prof.key_averages():
-            if str(e.device_type).endswith("CUDA") or DEV == "cpu":
+            if str(e.device_type).endswith("CUDA"):  # kernels only: a CPU op's device time would count them twice
                 kern[e.key] = kern.get(e.key, 0.0) + (getattr(e, "self_device_time_total", 0.0) or e.device_time_total) / steps / 1e3
         return kern
+
+    def profile_fused(b=None):
+        b = b or MID
+        for name in nets:
+            if left() < 15:
+                res["skipped"].append({"what": f"profile {name}", "why": f"{left():.0f} s left"})
+                continue
+            net = fused_net(name)
+            kern = kernel_table(net, torch.randn(b, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last))
+            fused_ms = sum(v for k, v in kern.items() if any(n in k for n in ("_convfirst_kernel", "_mbconv_kernel", "_mbconv_staged_kernel")))
+            total = sum(kern.values())
+            top = sorted(kern.items(), key=lambda kv: -kv[1])[:12]
+            res["profile"].append({"net": name, "batch": b, "kernel_ms_total": total, "fused_kernels_ms": fused_ms,
+                                   "rest_ms": total - fused_ms, "top": top})
+            nf = sum(isinstance(m, (FusedConvFirst, FusedMBConv)) for m in net.modules())
+            res["profile"][-1]["fused_blocks"] = nf
+            say(f"profile {name} b{b}: kernels {total:.3f} ms a step, of which the {nf} fused blocks {fused_ms:.3f} ms, the rest {total - fused_ms:.3f} ms")
+            save()
 
     def profile_compiled():
         """Where a step's kernel time goes under torch.compile: the unfused network compiled, and every block and the

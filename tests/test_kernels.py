@@ -30,6 +30,18 @@ def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def _swapped(name: str, batch: int = 2, **fuse_kw):
+    """A zoo network at width 0.5 and 32 pixels with non-trivial BatchNorms, swapped by fuse_blocks(**fuse_kw): (the
+    model, fuse_blocks' report, its output before the swap, its output after)."""
+    model = _randomise_bn(build_model(name, width=0.5, resolution=32).model)
+    x = torch.randn(batch, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        _, report = fuse_blocks(model, **fuse_kw)
+        got = model(x)
+    return model, report, want, got
+
+
 def test_fold_bn_by_hand():
     conv, bn = nn.Conv2d(1, 1, 1, bias=True), nn.BatchNorm2d(1, eps=1.0)
     conv.weight.data.fill_(2.0)
@@ -48,12 +60,7 @@ def test_fold_bn_by_hand():
 @pytest.mark.parametrize("name, fused_type", [("convfirst_net", FusedConvFirst), ("mbconv_net", FusedMBConv)])
 def test_fuse_blocks_swaps_the_stride_1_blocks_and_keeps_the_outputs(name, fused_type, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the folded math in PyTorch here; the kernels are tested below
-    model = _randomise_bn(build_model(name, width=0.5, resolution=32).model)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        want = model(x)
-        _, report = fuse_blocks(model, strided=False)
-        got = model(x)
+    model, report, want, got = _swapped(name, strided=False)
     # depths (2, 2, 6, 2): the first block of each stage strides 2 and changes width (a conv on the shortcut): 4 stay
     # unfused, the other 8 are fused
     assert len(report["fused"]) == 8 and len(report["unfused"]) == 4
@@ -64,12 +71,7 @@ def test_fuse_blocks_swaps_the_stride_1_blocks_and_keeps_the_outputs(name, fused
 
 def test_fuse_blocks_fuses_only_what_select_picks(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    model = _randomise_bn(build_model("convfirst_net", width=0.5, resolution=32).model)
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        want = model(x)
-        _, report = fuse_blocks(model, select=lambda path, blk, kind: blk.body[0][0].in_channels == 96, strided=False)
-        got = model(x)
+    _, report, want, got = _swapped("convfirst_net", 1, select=lambda path, blk, kind: blk.body[0][0].in_channels == 96, strided=False)
     # widths 24/48/96/192 at width 0.5, depths (2, 2, 6, 2): the third stage has 5 stride-1 blocks of 96 channels
     assert len(report["fused"]) == 5 and all(p.startswith("stages.2.") for p in report["fused"])
     assert sum("left unfused by select" in why for _, why in report["unfused"]) == 3  # the other stride-1 blocks
@@ -78,12 +80,7 @@ def test_fuse_blocks_fuses_only_what_select_picks(monkeypatch):
 
 def test_fuse_blocks_fuses_the_strided_convfirst_blocks_by_default(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    model = _randomise_bn(build_model("convfirst_net", width=0.5, resolution=32).model)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        want = model(x)
-        _, report = fuse_blocks(model)
-        got = model(x)
+    model, report, want, got = _swapped("convfirst_net")
     # all 12 blocks; the first of each stage strides 2 and changes width, its 1x1 conv + BN shortcut folded in
     assert len(report["fused"]) == 12 and report["unfused"] == []
     assert [m.stride for m in model.modules() if isinstance(m, FusedConvFirst)].count(2) == 4
@@ -190,12 +187,7 @@ def test_the_strided_convfirst_kernel_in_the_interpreter(c, c_out, hw, stride, g
 @needs_triton
 def test_a_strided_convfirst_net_runs_its_kernels_in_the_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    model = _randomise_bn(build_model("convfirst_net", width=0.5, resolution=32).model)
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        want = model(x)
-        fuse_blocks(model)
-        got = model(x)
+    _, _, want, got = _swapped("convfirst_net", 1)
     assert torch.allclose(got, want, rtol=1e-3, atol=1e-3), (got - want).abs().max()
 
 
@@ -477,12 +469,7 @@ def test_the_stem_kernel_in_the_interpreter(c_in, c_out, k, stride, act, channel
 
 def test_fuse_blocks_swaps_the_stem_and_nothing_else_like_it(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    model = _randomise_bn(build_model("convfirst_net", width=0.5, resolution=32).model)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        want = model(x)
-        _, report = fuse_blocks(model)
-        got = model(x)
+    model, report, want, got = _swapped("convfirst_net")
     assert report["stems"] == ["stem"] and isinstance(model.stem, FusedConvAct) and model.stem.act == "silu"
     assert sum(isinstance(m, FusedConvAct) for m in model.modules()) == 1
     assert torch.allclose(got, want, atol=1e-4)

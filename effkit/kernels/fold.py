@@ -139,31 +139,30 @@ class FusedConvAct(nn.Module):
 def _match_stem(m) -> bool:
     """A conv → BN [→ SiLU | ReLU] Sequential whose conv is dense (groups 1), square k×k with k > 1, one stride both ways,
     symmetric padding, no dilation, and reads at most STEM_COLUMNS input values an output pixel (C_in·k²)."""
-    if not isinstance(m, nn.Sequential) or len(m) not in (2, 3):
+    parts = _conv_bn(m, strides=None)
+    if parts is None or (parts[2] is not None and type(parts[2]) not in _ACTS):
         return False
-    conv, bn = m[0], m[1]
-    act = m[2] if len(m) == 3 else None
-    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d) or (act is not None and type(act) not in _ACTS):
-        return False
+    conv = parts[0]
     k = conv.kernel_size[0]
-    return (conv.kernel_size == (k, k) and k > 1 and conv.groups == 1 and conv.dilation == (1, 1) and conv.stride[0] == conv.stride[1]
+    return (conv.kernel_size == (k, k) and k > 1 and conv.groups == 1 and conv.stride[0] == conv.stride[1]
             and conv.padding[0] == conv.padding[1] and isinstance(conv.padding[0], int) and conv.padding_mode == "zeros"
             and conv.in_channels * k * k <= STEM_COLUMNS)
 
 
 def _fused_stem(m) -> FusedConvAct:
-    conv, bn = m[0], m[1]
+    conv, bn, act = _conv_bn(m, strides=None)
     w, b = fold_bn(conv, bn)
-    act = _ACTS[type(m[2])] if len(m) == 3 else "none"
-    return FusedConvAct(w, b, conv.stride[0], conv.padding[0], act)
+    return FusedConvAct(w, b, conv.stride[0], conv.padding[0], "none" if act is None else _ACTS[type(act)])
 
 
 def _conv_bn(m, strides=((1, 1),)) -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.Module | None] | None:
-    """(conv, bn, activation) of a conv → BN [→ act] Sequential whose stride is one of `strides`, or None."""
+    """(conv, bn, activation) of a conv → BN [→ act] Sequential whose stride is one of `strides` (None: any) and whose
+    conv has no dilation, or None."""
     if not isinstance(m, nn.Sequential) or len(m) not in (2, 3):
         return None
     conv, bn = m[0], m[1]
-    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d) or conv.stride not in strides or conv.dilation != (1, 1):
+    if (not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d) or (strides is not None and conv.stride not in strides)
+            or conv.dilation != (1, 1)):
         return None
     act = m[2] if len(m) == 3 else None
     return conv, bn, act
