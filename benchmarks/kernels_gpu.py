@@ -81,6 +81,9 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         # are new; each shape also tries the exact SiLU at its default tiles, and wider pixel tiles now that the
         # accumulator is a quarter smaller (split_h, slower at every wide block in run 11, is left out)
         d = triton_blocks.default_config("convfirst", c, hid)
+        # run 19: the "taps" grouped conv (the dense weight, several taps a dot of K = taps_k) right after the default,
+        # so that --tile-first 4 tries it at every shape
+        taps = [{**d, "group_conv": "taps", "taps_k": k} for k in ((128, 256, 64) if c <= 128 else (128, 256))] if d["group_conv"] == "dense" else []
         if c <= 64:
             out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "pairs"}, {**d, "block_h": 64}]
             c_in = blk.body[0][0].in_channels
@@ -98,6 +101,7 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
             out = [d, {**d, "group_conv": "dense"}, {**d, "group_conv": "dense", "num_stages": 2}, {**d, "group_conv": "dense", "block_h": 32}, {**d, "fast_silu": False}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3}, {**d, "block_p": 64, "num_stages": 2},
                    {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 2}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 3},
                    {**d, "num_stages": 3}]
+        out = out[:1] + taps + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},
@@ -258,6 +262,9 @@ def main():
     ap.add_argument("--stride-1-only", action="store_true", help="leave the strided, width-changing ConvFirst blocks unfused (fuse_blocks(strided=False))")
     ap.add_argument("--nets", default="convfirst_net,mbconv_net", help="comma-separated: convfirst_net, mbconv_net (default both)")
     ap.add_argument("--tile-shapes", default="", help="comma-separated block shapes (e.g. c192,c384) the tile search tries; default all")
+    ap.add_argument("--selective-shapes", default="", help="comma-separated block shapes the selective rows fuse (default: those "
+                    "whose fused block beat compile's in this run's block rows)")
+    ap.add_argument("--tile-first", type=int, default=0, help="try only the first N tiles of each shape (0: all); the defaults come first")
     ap.add_argument("--tile-share", type=float, default=TILE_SHARE, help=f"share of --deadline the tile search may take (default {TILE_SHARE})")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)} (default: all, in that order)")
     a = ap.parse_args()
@@ -341,7 +348,7 @@ def main():
         with torch.no_grad():
             ref = blk.float()(x.float())
         scale = ref.abs().max().item() or 1.0
-        for cfg in tile_variants(name, blk):
+        for cfg in tile_variants(name, blk)[:a.tile_first or None]:
             if time.perf_counter() - t0 > a.tile_share * a.deadline:
                 res["skipped"].append({"what": f"tiles {name} {key} {cfg}", "why": f"{left():.0f} s left"})
                 continue
@@ -601,7 +608,8 @@ def main():
                     continue
                 stem = "blocks_only" not in what  # the *_blocks_only_ms variants leave the stem to compile
                 if what.startswith("selective_fused_then_compile"):  # fuse only the shapes whose fused block beat compile's block
-                    faster = sorted({r["shape"] for r in res["blocks"] if r["net"] == name and r["batch"] == MID
+                    faster = sorted(a.selective_shapes.split(",") if a.selective_shapes else
+                                    {r["shape"] for r in res["blocks"] if r["net"] == name and r["batch"] == MID
                                      and r.get("compile_default_ms") and r["fused_ms"] < r["compile_default_ms"]})
                     row["selective_fused_shapes"] = faster
                     if not faster:
