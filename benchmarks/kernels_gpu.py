@@ -81,9 +81,6 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         # are new; each shape also tries the exact SiLU at its default tiles, and wider pixel tiles now that the
         # accumulator is a quarter smaller (split_h, slower at every wide block in run 11, is left out)
         d = triton_blocks.default_config("convfirst", c, hid)
-        # run 19: the "taps" grouped conv (the dense weight, several taps a dot of K = taps_k) right after the default,
-        # so that --tile-first 4 tries it at every shape
-        taps = [{**d, "group_conv": "taps", "taps_k": k} for k in ((128, 256, 64) if c <= 128 else (128, 256))] if d["group_conv"] == "dense" else []
         if c <= 64:
             out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "pairs"}, {**d, "block_h": 64}]
             c_in = blk.body[0][0].in_channels
@@ -101,7 +98,6 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
             out = [d, {**d, "group_conv": "dense"}, {**d, "group_conv": "dense", "num_stages": 2}, {**d, "group_conv": "dense", "block_h": 32}, {**d, "fast_silu": False}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3}, {**d, "block_p": 64, "num_stages": 2},
                    {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 2}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 3},
                    {**d, "num_stages": 3}]
-        out = out[:1] + taps + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},

@@ -147,7 +147,7 @@ def test_block_diagonal_pairs_by_hand():
 
 
 @needs_triton
-@pytest.mark.parametrize("group_conv", ["pairs", "dense", "fma", "taps"])
+@pytest.mark.parametrize("group_conv", ["pairs", "dense", "fma"])
 @pytest.mark.parametrize("c, hw, k, block_p, block_h", [(24, (5, 6), 3, 16, 32), (16, (4, 4), 5, 16, 16), (40, (3, 7), 3, 32, 64)])
 def test_the_convfirst_kernel_in_the_interpreter(c, hw, k, block_p, block_h, group_conv, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -252,11 +252,6 @@ def test_block_diagonal_dense_parts_by_hand():
     (32, 48, (7, 6), 2, {"group_conv": "dense", "one_part": True}),  # one input part of 32 (no second), out 32 + 16, the shortcut
     (32, 48, (7, 6), 2, {"group_conv": "pairs", "one_part": True}),
     (16, 16, (5, 6), 1, {"group_conv": "dense", "one_part": True}),  # 16 channels: one part where channel_parts gives 16 + 16
-    # the taps grouped conv: parts 32 + 16 at K = 128, 4 + 4 + 1 taps a dot in part a, 8 + 1 in part b
-    (48, 48, (4, 5), 1, {"group_conv": "taps"}),
-    (48, 96, (5, 4), 2, {"group_conv": "taps", "taps_k": 64}),  # strided, the shortcut: 2 taps a dot in a, 4 in b
-    (32, 48, (7, 6), 2, {"group_conv": "taps", "one_part": True, "taps_k": 256}),  # one part of 32: 8 + 1 taps
-    (24, 24, (5, 6), 1, {"group_conv": "taps", "taps_k": 16}),  # 16 + 16 at K = 16: one tap a dot, as the dense way
 ])
 def test_the_convfirst_kernel_dense_and_split_h(c, c_out, hw, stride, cfg, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -293,9 +288,7 @@ def test_the_convfirst_kernel_ablations_compute_what_they_leave(monkeypatch):
     assert torch.allclose(convfirst(x, *w, group_width=8, config={**cfg, "parts": 0}), 2 * x + (b1 + b3)[:, None, None], atol=1e-5)
     # the older switch group_mma=False still works (the CUDA-core grouped conv)
     assert torch.allclose(convfirst(x, *w, group_width=8, config=cfg, group_mma=False), reference_convfirst(x, *w, group_width=8), atol=1e-4)
-    with pytest.raises(ValueError, match="taps_k=96 must be a power of two of at least 16"):
-        convfirst(x, *w, group_width=8, config={"group_conv": "taps", "taps_k": 96})
-    with pytest.raises(ValueError, match="group_conv='winograd' is not one of pairs, dense, fma, taps"):
+    with pytest.raises(ValueError, match="group_conv='winograd' is not one of pairs, dense, fma"):
         convfirst(x, *w, group_width=8, config={"group_conv": "winograd"})
     with pytest.raises(ValueError, match="split_h=0 must be at least 1"):
         convfirst(x, *w, group_width=8, config={"split_h": 0})

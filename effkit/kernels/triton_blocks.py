@@ -92,51 +92,17 @@ def _silu(x, FAST: tl.constexpr):
 
 
 @triton.jit
-def _taps_dot(y1, x_ptr, wg_ptr, centre, valid, pm, W, C, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, T0: tl.constexpr,
-              NT: tl.constexpr, K: tl.constexpr):
-    """y1 += the taps T0 .. T0+NT−1 of the dense grouped conv as one dot with K = NT·P: the tile's shifted inputs side by
-    side, [BLOCK_P, NT·P] (column j: tap T0 + j // P, channel C0 + j % P), times those taps' dense weights stacked
-    [NT·P, P] (contiguous in `block_diagonal_dense_parts`' layout: tap, input channel, output channel). valid holds one
-    bit a tap for each pixel: its shifted neighbour is inside the image."""
-    j = tl.arange(0, NT * P)
-    t = T0 + j // P
-    ch = C0 + j % P
-    off = ((t // K - K // 2) * W + (t % K - K // 2)) * C + ch  # the neighbour's offset from the window's centre, NHWC
-    ok = pm[:, None] & (((valid[:, None] >> t[None, :]) & 1) != 0) & (ch < C)[None, :]
-    xs = tl.load(x_ptr + centre[:, None] + off[None, :], mask=ok, other=0.0)
-    cl = tl.arange(0, P)
-    wt = tl.load(wg_ptr + WOFF + ((T0 * P + j)[:, None]) * P + cl[None, :])
-    return tl.dot(xs.to(wg_ptr.dtype.element_ty), wt, y1)
-
-
-@triton.jit
 def _grouped_conv_part(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, NCHUNK: tl.constexpr,
-                       MODE: tl.constexpr, K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr, TAPS: tl.constexpr):
+                       MODE: tl.constexpr, K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr):
     """The grouped k×k conv for one channel part (channels C0 .. C0+P−1; a group never straddles two parts), [BLOCK_P, P]
     in fp32, one of three ways (MODE):
     2 (dense): one 2-D dot a tap, [BLOCK_P, P] · [P, P], against the part's dense block-diagonal weight at wg_ptr + WOFF
       (`block_diagonal_dense_parts`: P / GW times the grouped conv's MACs, no batched dot, no reshuffle);
     1 (pairs): one batched dot a tap, [P/16, BLOCK_P, 16] · [P/16, 16, 16], against the block-diagonal chunks of 16
       channels (`block_diagonal_pairs`, NCHUNK chunks in all: twice the MACs at GW = 8), then reshuffled to [BLOCK_P, P];
-    0 (fma): on the CUDA cores, k²·GW gathered loads of the input times a per-channel weight (wg_ptr is w1 itself);
-    3 (taps): the dense weight, TAPS taps a dot (`_taps_dot`, K = TAPS·P): ⌊k²/TAPS⌋ dots and the rest one tap each
-      (k² is odd: 9 = 4 + 4 + 1), where the dense way takes k² dots with K = P."""
+    0 (fma): on the CUDA cores, k²·GW gathered loads of the input times a per-channel weight (wg_ptr is w1 itself)."""
     c = C0 + tl.arange(0, P)
     cm = c < C
-    if MODE == 3:
-        KK: tl.constexpr = K * K
-        valid = tl.zeros_like(h)  # bit dy·K + dx: the pixel's (dy, dx) neighbour is inside the image
-        for dy in tl.static_range(K):
-            for dx in tl.static_range(K):
-                ok, _ = _tap(n, h, w, pm, H, W, C, dy, dx, K)
-                valid |= ok.to(tl.int32) << (dy * K + dx)
-        centre = ((n * H + h) * W + w) * C
-        y1 = tl.zeros((BLOCK_P, P), dtype=tl.float32)
-        for g in tl.static_range(KK // TAPS):
-            y1 = _taps_dot(y1, x_ptr, wg_ptr, centre, valid, pm, W, C, C0, P, WOFF, g * TAPS, TAPS, K)
-        for t0 in tl.static_range(KK // TAPS * TAPS, KK):
-            y1 = _taps_dot(y1, x_ptr, wg_ptr, centre, valid, pm, W, C, C0, P, WOFF, t0, 1, K)
-        return y1
     if MODE == 1:
         G: tl.constexpr = P // 16
         q = C0 // 16 + tl.arange(0, G)
@@ -170,7 +136,7 @@ def _grouped_conv_part(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P:
 
 @triton.jit
 def _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, NCHUNK: tl.constexpr,
-                MODE: tl.constexpr, K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr, PARTS: tl.constexpr, TAPS: tl.constexpr):
+                MODE: tl.constexpr, K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr, PARTS: tl.constexpr):
     """A channel part of the block's first stage, y1 = grouped conv + b1, [BLOCK_P, P] in fp32 (PARTS bit 1 off: the
     input's centre pixel instead of the conv)."""
     c = C0 + tl.arange(0, P)
@@ -178,7 +144,7 @@ def _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P
     if PARTS % 2 == 0:
         y1 = tl.load(x_ptr + (((n * H + h) * W + w) * C)[:, None] + c[None, :], mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
     else:
-        y1 = _grouped_conv_part(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0, P, WOFF, NCHUNK, MODE, K, GW, BLOCK_P, TAPS)
+        y1 = _grouped_conv_part(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0, P, WOFF, NCHUNK, MODE, K, GW, BLOCK_P)
     return y1 + tl.load(b1_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
 
 
@@ -215,13 +181,12 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
                       NPIX, H, W, HO, WO, C, CO, HID,
                       K: tl.constexpr, GW: tl.constexpr, GROUP_CONV: tl.constexpr, BLOCK_P: tl.constexpr, CA: tl.constexpr, CB: tl.constexpr,
                       OA: tl.constexpr, OB: tl.constexpr, BLOCK_H: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr,
-                      SPLIT_H: tl.constexpr, PARTS: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, FAST_SILU: tl.constexpr,
-                      TAPS_A: tl.constexpr, TAPS_B: tl.constexpr):
+                      SPLIT_H: tl.constexpr, PARTS: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, FAST_SILU: tl.constexpr):
     """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The C input channels are two
     parts of CA and CB channels (`layout.channel_parts`), the CO output channels OA and OB: every tensor over channels
     is held as its two parts and every dot over them is two dots, so no channel is computed beyond a+b (the zoo's
-    3·2^k widths exactly). The grouped conv strides STRIDE and runs as GROUP_CONV (0 fma, 1 pairs, 2 dense, 3 taps:
-    dense, TAPS_A / TAPS_B taps a dot in each part; wg_ptr holds the matching weight layout). SHORTCUT: the residual is a 1x1 conv of stride STRIDE (ws [CO, C], bs, folded)
+    3·2^k widths exactly). The grouped conv strides STRIDE and runs as GROUP_CONV (0 fma, 1 pairs, 2 dense; wg_ptr
+    holds the matching weight layout). SHORTCUT: the residual is a 1x1 conv of stride STRIDE (ws [CO, C], bs, folded)
     instead of the input itself, SC_A and SC_B input channels of each part a dot. FAST_SILU: `_silu`'s tanh form.
     Axis 1 splits the expanded channels (SPLIT_H > 1): program (i, s) expands and projects the s-th share of them, adds
     its partial output into the fp32 buffer part_ptr (atomics, zeroed before the launch) and counts itself in
@@ -231,9 +196,9 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
     p, pm, n, ho, wo, _, _ = _pixel_tile(NPIX, HO, WO, C, BLOCK_P, CA)  # the channels come as two parts below
     h = ho * STRIDE  # the centre of each output pixel's k×k window in the input
     w = wo * STRIDE
-    ya = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, 0, CA, 0, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS, TAPS_A)
+    ya = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, 0, CA, 0, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS)
     if CB > 0:  # CB = 0: the input channels as one part (config["one_part"], a power-of-two width)
-        yb = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, CA, CB, K * K * CA * CA, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS, TAPS_B)
+        yb = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, CA, CB, K * K * CA * CA, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS)
     oa = tl.arange(0, OA)
     ob = OA + tl.arange(0, OB)
     oam = oa < CO
@@ -498,17 +463,8 @@ def _fast_silu(x, cfg: dict) -> bool:
     return bool(cfg.get("fast_silu", True)) and x.is_cuda
 
 
-GROUP_CONVS = ("pairs", "dense", "fma", "taps")  # the grouped conv's four ways, GROUP_CONV 1, 2, 0, 3 in the kernel
-CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part",
-                  "taps_k")
-
-
-def taps_a_dot(part: int, taps_k: int, k: int) -> int:
-    """How many taps the "taps" grouped conv puts in one dot for a channel part of `part` channels: as many as fit in a
-    dot of K = taps_k (a power of two; at least one tap, at most k²)."""
-    if taps_k < 16 or taps_k & (taps_k - 1):
-        raise ValueError(f"convfirst: taps_k={taps_k} must be a power of two of at least 16 (the dot's K)")
-    return max(1, min(taps_k // part if part else 1, 1 << (k * k).bit_length() - 1))
+GROUP_CONVS = ("pairs", "dense", "fma")  # the grouped conv's three ways, GROUP_CONV 1, 2, 0 in the kernel
+CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part")
 
 
 def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | None = None, config: dict | None = None,
@@ -545,9 +501,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     (ca, cb), (oa, ob) = input_parts(c, cfg.get("one_part", None if cfg.get("parts", 3) == 3 else False)), channel_parts(c_out)
     wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, ca + cb),
           "dense": lambda: w1dense if w1dense is not None and w1dense.numel() == k * k * (ca * ca + cb * cb)
-          else block_diagonal_dense_parts(w1, (ca, cb)), "fma": lambda: w1}[mode if mode != "taps" else "dense"]()
-    taps_k = cfg.get("taps_k", 128)
-    taps = (taps_a_dot(ca, taps_k, k), taps_a_dot(cb, taps_k, k))
+          else block_diagonal_dense_parts(w1, (ca, cb)), "fma": lambda: w1}[mode]()
     split_h, parts = cfg.get("split_h", 1), cfg.get("parts", 3)
     if split_h < 1:
         raise ValueError(f"convfirst: split_h={split_h} must be at least 1")
@@ -566,13 +520,11 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     kernel = _convfirst_kernel
     handle = kernel[(tiles, split_h)](
         xh, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
-        c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2, "taps": 3}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
+        c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
         OA=oa, OB=ob, BLOCK_H=cfg["block_h"], STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_A=min(ca, 64),
-        SC_B=min(cb, 64) or 16, FAST_SILU=_fast_silu(x, cfg), TAPS_A=taps[0], TAPS_B=taps[1], num_warps=cfg["num_warps"],
-        num_stages=cfg["num_stages"])
+        SC_B=min(cb, 64) or 16, FAST_SILU=_fast_silu(x, cfg), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None,
-                             "channel_parts": [ca, cb], "out_parts": [oa, ob],
-                             **({"taps_a_dot": list(taps)} if mode == "taps" else {})})
+                             "channel_parts": [ca, cb], "out_parts": [oa, ob]})
     return out.permute(0, 3, 1, 2)
 
 
