@@ -528,3 +528,17 @@ def test_a_fused_block_takes_its_channel_parts_from_its_config(monkeypatch):
     # the module's dense weight as one part of 32 (9 taps of 32 x 32), the one made for the config as two of 16
     assert holder[0].w1dense.numel() == 9 * 32 * 32 and holder[0]._w1dense_other.numel() == 9 * 2 * 16 * 16
     assert torch.allclose(got, want, atol=1e-4) and torch.allclose(two, want, atol=1e-4)
+
+
+@needs_triton
+def test_which_silu_a_launch_gets():
+    from types import SimpleNamespace
+
+    from effkit.kernels.triton_blocks import _fast_silu
+
+    cuda, cpu = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)
+    assert _fast_silu(cuda, {}) == 1  # the fp32 tanh form by default on CUDA
+    assert _fast_silu(cuda, {"packed_silu": True}, packed=True) == 2  # bf16x2 where asked for and the kernel takes it
+    assert _fast_silu(cuda, {"packed_silu": True}) == 1  # a kernel that needs fp32 (MBConv's depthwise conv) keeps fp32
+    assert _fast_silu(cuda, {"packed_silu": True, "fast_silu": False}, packed=True) == 0  # the exact form wins
+    assert _fast_silu(cpu, {"packed_silu": True}, packed=True) == 0  # the interpreter cannot run inline PTX

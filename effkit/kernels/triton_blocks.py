@@ -81,10 +81,20 @@ def _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, c, cm, C):
 
 @triton.jit
 def _silu(x, FAST: tl.constexpr):
-    """SiLU in fp32. FAST (CUDA only: inline PTX, which Triton's interpreter cannot run): x·σ(x) = x·(1 + tanh(x/2))/2
-    with the hardware's tanh.approx.f32, one special-function instruction an element (max relative error about 2^-11,
-    below the bf16 rounding the result gets next) where σ(x) = 1/(1 + exp(−x)) takes an exp and a division."""
-    if FAST:
+    """SiLU of an fp32 tensor. FAST (CUDA only: inline PTX, which Triton's interpreter cannot run):
+    1: x·σ(x) = x·(1 + tanh(x/2))/2 in fp32 with the hardware's tanh.approx.f32, one special-function (MUFU) instruction
+      an element (max relative error about 2^-11, below the bf16 rounding the result gets next) where
+      σ(x) = 1/(1 + exp(−x)) takes an exp and a division;
+    2 (packed, sm_90): the same in bf16x2 on x rounded to bf16, two elements an instruction (tanh.approx.bf16x2,
+      fma.rn.bf16x2, mul.rn.bf16x2): half the MUFU instructions, whose throughput (16 an SM a clock) is a few µs of a
+      block's time at batch 64; returns bf16, which the projection's dot takes anyway (error: a few bf16 roundings);
+    0: the exact form in fp32."""
+    if FAST == 2:
+        return tl.inline_asm_elementwise(
+            "{ .reg .b32 c, h, t; mov.b32 c, 0x3F003F00; mul.rn.bf16x2 h, $1, c; tanh.approx.bf16x2 t, h; "
+            "fma.rn.bf16x2 t, t, c, c; mul.rn.bf16x2 $0, $1, t; }",
+            "=r,r", [x.to(tl.bfloat16)], dtype=tl.bfloat16, is_pure=True, pack=2)
+    elif FAST:
         t = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x * 0.5], dtype=tl.float32, is_pure=True, pack=1)
         return x * (0.5 + 0.5 * t)
     else:
@@ -458,13 +468,17 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
     return out.permute(0, 3, 1, 2)
 
 
-def _fast_silu(x, cfg: dict) -> bool:
-    """config["fast_silu"] (default on), on CUDA only: the interpreter runs the exact form."""
-    return bool(cfg.get("fast_silu", True)) and x.is_cuda
+def _fast_silu(x, cfg: dict, packed: bool = False) -> int:
+    """`_silu`'s FAST: config["fast_silu"] (default on) 1, and where the kernel allows it (packed) config["packed_silu"]
+    2 (the bf16x2 form; default off); on CUDA only: the interpreter runs the exact form (0)."""
+    if not (bool(cfg.get("fast_silu", True)) and x.is_cuda):
+        return 0
+    return 2 if packed and cfg.get("packed_silu", False) else 1
 
 
 GROUP_CONVS = ("pairs", "dense", "fma")  # the grouped conv's three ways, GROUP_CONV 1, 2, 0 in the kernel
-CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part")
+CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part",
+                  "packed_silu")
 
 
 def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | None = None, config: dict | None = None,
@@ -522,7 +536,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         xh, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
         c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
         OA=oa, OB=ob, BLOCK_H=cfg["block_h"], STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_A=min(ca, 64),
-        SC_B=min(cb, 64) or 16, FAST_SILU=_fast_silu(x, cfg), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        SC_B=min(cb, 64) or 16, FAST_SILU=_fast_silu(x, cfg, packed=True), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None,
                              "channel_parts": [ca, cb], "out_parts": [oa, ob]})
     return out.permute(0, 3, 1, 2)
@@ -545,7 +559,7 @@ def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tenso
 
 
 CONV_ACTS = {"none": 0, "silu": 1, "relu": 2}
-CONV_ACT_KEYS = ("block_p", "num_warps", "num_stages", "fast_silu")
+CONV_ACT_KEYS = ("block_p", "num_warps", "num_stages", "fast_silu", "packed_silu")
 
 
 def conv_act(x, w, wmat, b, stride: int, padding: int, act: str = "silu", config: dict | None = None) -> torch.Tensor:
@@ -568,7 +582,7 @@ def conv_act(x, w, wmat, b, stride: int, padding: int, act: str = "silu", config
     sn, sc, sh, sw = x.stride()
     handle = _conv_act_kernel[(triton.cdiv(npix, cfg["block_p"]),)](
         x, wmat, b, out, npix, hgt, wid, ho, wo, c_in, c_out, sn, sc, sh, sw, K=k, STRIDE=stride, PAD=padding, BLOCK_P=cfg["block_p"],
-        BLOCK_K=wmat.shape[0], BLOCK_CO=wmat.shape[1], ACT=CONV_ACTS[act], FAST_SILU=_fast_silu(x, cfg), num_warps=cfg["num_warps"],
+        BLOCK_K=wmat.shape[0], BLOCK_CO=wmat.shape[1], ACT=CONV_ACTS[act], FAST_SILU=_fast_silu(x, cfg, packed=True), num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
     _record(_conv_act_kernel, handle, {**cfg, "K": k, "STRIDE": stride, "act": act})
     return out.permute(0, 3, 1, 2)
