@@ -113,8 +113,15 @@ SECTIONS = ("correctness", "tiles", "parts", "stem", "blocks", "networks", "prof
 TILE_SHARE = 0.35  # the tile search stops once this share of the deadline is spent
 
 
+AHEAD = True  # graph_time_ms holds the GPU back while the replays are issued (--no-ahead: the old way, for comparison)
+
+
 def graph_time_ms(fn, x, reps: int = 200) -> tuple[float, float]:
-    """Median and IQR (ms) of `reps` replays of a CUDA graph of fn(x), each between CUDA events."""
+    """Median and IQR (ms) of `reps` replays of a CUDA graph of fn(x), each between CUDA events. The GPU first sleeps
+    (torch.cuda._sleep) while the CPU issues every event and replay, so the replays run back to back: a replay shorter
+    than the CPU's cost of issuing it (event records and the graph launch) otherwise leaves the GPU idle between
+    replays, and its event pair measures the issuing, not the kernels (up to run 19, batch-1 blocks and the ablation's
+    "neither" sat at 0.015–0.018 ms whatever their size; `floor_rows` measures both ways on a one-element graph)."""
     if DEV == "cpu":  # --smoke: wall clock, a few steps
         t = []
         with torch.no_grad():
@@ -135,6 +142,8 @@ def graph_time_ms(fn, x, reps: int = 200) -> tuple[float, float]:
     for _ in range(10):
         g.replay()
     ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+    if AHEAD:
+        torch.cuda._sleep(int(4e7))  # about 20 ms at 2 GHz: longer than issuing 200 replays takes the CPU
     for a, b in ev:
         a.record()
         g.replay()
@@ -260,6 +269,7 @@ def main():
     ap.add_argument("--stride-1-only", action="store_true", help="leave the strided, width-changing ConvFirst blocks unfused (fuse_blocks(strided=False))")
     ap.add_argument("--nets", default="convfirst_net,mbconv_net", help="comma-separated: convfirst_net, mbconv_net (default both)")
     ap.add_argument("--tile-shapes", default="", help="comma-separated block shapes (e.g. c192,c384) the tile search tries; default all")
+    ap.add_argument("--no-ahead", action="store_true", help="time replays as issued, without holding the GPU back first (the way up to run 19)")
     ap.add_argument("--selective-shapes", default="", help="comma-separated block shapes the selective rows fuse (default: those "
                     "whose fused block beat compile's in this run's block rows)")
     ap.add_argument("--tile-first", type=int, default=0, help="try only the first N tiles of each shape (0: all); the defaults come first")
@@ -269,8 +279,9 @@ def main():
     want = a.sections.split(",")
     if any(w not in SECTIONS for w in want):
         ap.error(f"--sections {a.sections!r}: each must be one of {', '.join(SECTIONS)}")
-    global DEV, DT, RES, WIDTH, MID, BIG, STRIDED
+    global DEV, DT, RES, WIDTH, MID, BIG, STRIDED, AHEAD
     STRIDED = not a.stride_1_only
+    AHEAD = not a.no_ahead
     if a.smoke:
         DEV, DT, RES, WIDTH, MID, BIG = "cpu", torch.float32, 32, 0.5, 2, 3
     t0 = time.perf_counter()
@@ -287,6 +298,16 @@ def main():
 
     def save():
         (out / "kernels_gpu.json").write_text(json.dumps(res, indent=1, default=str))
+
+    if DEV == "cuda":  # the timing floor: a graph of one one-element kernel, replays issued as they come and held back
+        one = torch.zeros(1, device=DEV)
+        floor = {}
+        for ahead in (False, True):
+            AHEAD = ahead
+            floor["ahead" if ahead else "as_issued"] = graph_time_ms(lambda t: t.add_(1.0), one)
+        AHEAD = not a.no_ahead
+        res["meta"]["timing_floor_ms"] = {k: {"median": m, "iqr": q} for k, (m, q) in floor.items()}
+        print(f"timing floor (one-element graph): as issued {floor['as_issued'][0]:.4f} ms, held back {floor['ahead'][0]:.4f} ms", flush=True)
 
     def say(msg):
         print(f"[{time.perf_counter() - t0:5.0f} s] {msg}", flush=True)
