@@ -98,7 +98,8 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
             out = [d, {**d, "group_conv": "dense"}, {**d, "group_conv": "dense", "num_stages": 2}, {**d, "group_conv": "dense", "block_h": 32}, {**d, "fast_silu": False}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3}, {**d, "block_p": 64, "num_stages": 2},
                    {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 2}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 3},
                    {**d, "num_stages": 3}]
-        out = out[:1] + [{**d, "packed_silu": True}] + out[1:]  # run 20: the SiLU in bf16x2 (half the MUFU instructions)
+        # run 20: the SiLU in bf16x2 (half the MUFU instructions), now the default up to 64 channels: the other form second
+        out = out[:1] + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},

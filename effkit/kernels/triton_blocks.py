@@ -381,7 +381,7 @@ last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "share
 def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict:
     """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
     ConvFirst (c the wider of its input and output; run 15, the kernel with two channel parts) up to 64 channels: the
-    dense grouped conv, 64 pixels, 32 expanded channels, 4 warps; up to 128: dense, 128 pixels, 32, 8 warps; up to 256:
+    dense grouped conv, 64 pixels, 32 expanded channels, 4 warps, the SiLU in bf16x2 (run 20); up to 128: dense, 128 pixels, 32, 8 warps; up to 256:
     the dense grouped conv (run 17), 128 pixels, 64 expanded channels, 8 warps, two stages; wider: the pairs, 32 pixels, 64, 8 warps, three
     stages (the H200 has 227 KB of shared memory a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
@@ -400,8 +400,10 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict
     # run 10: the dense grouped conv beat the pairs at every width it was tried (<= 128 channels of tile): 0.107 against
     # 0.122 ms (48), 0.086 against 0.092 (96, with 64 expanded channels a chunk), 0.072 against 0.078 (32 > 48, stride 2),
     # 0.045 against 0.052 (48 > 96, stride 2)
-    if bc <= 64:  # run 15 (two channel parts): 0.084 ms at 48 channels against 0.091 on 8 warps / 128 pixels
-        return {"group_conv": "dense", "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3}
+    if bc <= 64:  # run 15 (two channel parts): 0.084 ms at 48 channels against 0.091 on 8 warps / 128 pixels; run 20: the
+        # SiLU in bf16x2, 0.0840 against 0.0875 ms at c48 and 0.0651 against 0.0663 at c32>48/s2 (the same at 96-384 channels,
+        # slower at c48>96/s2: 0.0411 against 0.0330, so wider tiles keep fp32)
+        return {"group_conv": "dense", "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3, "packed_silu": True}
     if bc <= 128:  # run 15: 32 expanded channels a chunk, 0.059 ms at 96 against 0.082 with 64
         return {"group_conv": "dense", "block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3}
     if bc <= 256:  # run 15: 128 pixels, two stages, 0.0505 ms at 192 against 0.066 at 64 pixels (26 spills, still faster);
