@@ -270,6 +270,7 @@ def main():
     ap.add_argument("--stride-1-only", action="store_true", help="leave the strided, width-changing ConvFirst blocks unfused (fuse_blocks(strided=False))")
     ap.add_argument("--nets", default="convfirst_net,mbconv_net", help="comma-separated: convfirst_net, mbconv_net (default both)")
     ap.add_argument("--tile-shapes", default="", help="comma-separated block shapes (e.g. c192,c384) the tile search tries; default all")
+    ap.add_argument("--batch", type=int, default=0, help="the middle batch (default 64): tiles, blocks, networks and the compiled rows")
     ap.add_argument("--no-ahead", action="store_true", help="time replays as issued, without holding the GPU back first (the way up to run 19)")
     ap.add_argument("--selective-shapes", default="", help="comma-separated block shapes the selective rows fuse (default: those "
                     "whose fused block beat compile's in this run's block rows)")
@@ -285,6 +286,7 @@ def main():
     AHEAD = not a.no_ahead
     if a.smoke:
         DEV, DT, RES, WIDTH, MID, BIG = "cpu", torch.float32, 32, 0.5, 2, 3
+    MID = a.batch or MID
     t0 = time.perf_counter()
     left = lambda: a.deadline - (time.perf_counter() - t0)  # noqa: E731
     out = Path(a.out)
