@@ -498,7 +498,7 @@ def test_the_stem_kernel_refuses_bad_config():
     w = torch.randn(8, 3, 3, 3)
     from effkit.kernels.layout import im2col_weight
 
-    with pytest.raises(ValueError, match="unknown config key\\(s\\) block_h; the keys are block_p, num_warps, num_stages, fast_silu"):
+    with pytest.raises(ValueError, match="unknown config key\\(s\\) block_h; the keys are block_p, num_warps, num_stages, fast_silu, packed_silu"):
         conv_act(torch.randn(1, 3, 8, 8), w, im2col_weight(w), torch.zeros(8), 1, 1, config={"block_h": 32})
     with pytest.raises(ValueError, match="act='gelu' is not one of none, silu, relu"):
         conv_act(torch.randn(1, 3, 8, 8), w, im2col_weight(w), torch.zeros(8), 1, 1, act="gelu")
