@@ -122,7 +122,8 @@ def graph_time_ms(fn, x, reps: int = 200) -> tuple[float, float]:
     (torch.cuda._sleep) while the CPU issues every event and replay, so the replays run back to back: a replay shorter
     than the CPU's cost of issuing it (event records and the graph launch) otherwise leaves the GPU idle between
     replays, and its event pair measures the issuing, not the kernels (up to run 19, batch-1 blocks and the ablation's
-    "neither" sat at 0.015–0.018 ms whatever their size; `floor_rows` measures both ways on a one-element graph)."""
+    "neither" sat at 0.015–0.018 ms whatever their size; each run first times a one-element graph both ways, its
+    meta's timing_floor_ms)."""
     if DEV == "cpu":  # --smoke: wall clock, a few steps
         t = []
         with torch.no_grad():

@@ -539,6 +539,25 @@ def test_which_silu_a_launch_gets():
     cuda, cpu = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)
     assert _fast_silu(cuda, {}) == 1  # the fp32 tanh form by default on CUDA
     assert _fast_silu(cuda, {"packed_silu": True}, packed=True) == 2  # bf16x2 where asked for and the kernel takes it
-    assert _fast_silu(cuda, {"packed_silu": True}) == 1  # a kernel that needs fp32 (MBConv's depthwise conv) keeps fp32
+    # a kernel that needs fp32 (MBConv's depthwise conv), or an fp16 or fp32 run (convfirst passes packed only for bf16
+    # weights), keeps the fp32 form
+    assert _fast_silu(cuda, {"packed_silu": True}) == 1
     assert _fast_silu(cuda, {"packed_silu": True, "fast_silu": False}, packed=True) == 0  # the exact form wins
     assert _fast_silu(cpu, {"packed_silu": True}, packed=True) == 0  # the interpreter cannot run inline PTX
+
+
+@needs_triton
+def test_an_fp32_block_never_takes_the_bf16_silu(monkeypatch):
+    # the ≤ 64-channel default asks for the bf16x2 SiLU; a block whose weights are not bf16 must not get it (its SiLU
+    # would be rounded to bf16): the launcher passes packed only for bf16 weights
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels import triton_blocks
+
+    assert triton_blocks.default_config("convfirst", 48, 192)["packed_silu"] is True
+    seen = []
+    real = triton_blocks._fast_silu
+    monkeypatch.setattr(triton_blocks, "_fast_silu", lambda x, cfg, packed=False: seen.append(packed) or real(x, cfg, packed))
+    w = _params(48, 4, 3, seed=1)["convfirst"]
+    x = torch.randn(1, 48, 3, 3)
+    got = triton_blocks.convfirst(x, *w, group_width=8)
+    assert seen == [False] and torch.allclose(got, reference_convfirst(x, *w, group_width=8), atol=1e-4)

@@ -20,7 +20,7 @@ power-of-two tile padded the zoo's 3·2^k widths by a third). The grouped conv r
   times a per-channel weight (k²·GW loads of the input tile, fp32 FMAs).
 Wide blocks have few pixel tiles (49 programs of 64 pixels at 384 channels, 7², batch 64): config["split_h"] shares a
 tile's expanded channels out among that many programs, whose partial outputs are summed in an fp32 buffer; the last to
-finish ends the block. SiLU takes the hardware's tanh on CUDA (`_silu`), in bf16x2 on the tiles up to 64 channels.
+finish ends the block. SiLU takes the hardware's tanh on CUDA (`_silu`), in bf16x2 on bf16 tiles up to 64 channels.
 
 MBConv: its depthwise conv runs at the expanded width, so each output pixel needs the expanded activations of its k×k
 neighbourhood (the halo). Two kernels handle it (config["halo"]):
@@ -471,8 +471,10 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
 
 
 def _fast_silu(x, cfg: dict, packed: bool = False) -> int:
-    """`_silu`'s FAST: config["fast_silu"] (default on) 1, and where the kernel allows it (packed) config["packed_silu"]
-    2 (the bf16x2 form; default off); on CUDA only: the interpreter runs the exact form (0)."""
+    """`_silu`'s FAST: config["fast_silu"] (default on) 1, and config["packed_silu"] 2 (the bf16x2 form; off unless the
+    config asks, as `default_config` does for the ConvFirst tiles up to 64 channels) where the launch allows it
+    (packed: a kernel that takes its SiLU in bf16, on bf16 data: an fp16 or fp32 run keeps its own precision); on CUDA
+    only: the interpreter runs the exact form (0)."""
     if not (bool(cfg.get("fast_silu", True)) and x.is_cuda):
         return 0
     return 2 if packed and cfg.get("packed_silu", False) else 1
@@ -538,7 +540,8 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         xh, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
         c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
         OA=oa, OB=ob, BLOCK_H=cfg["block_h"], STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_A=min(ca, 64),
-        SC_B=min(cb, 64) or 16, FAST_SILU=_fast_silu(x, cfg, packed=True), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        SC_B=min(cb, 64) or 16, FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None,
                              "channel_parts": [ca, cb], "out_parts": [oa, ob]})
     return out.permute(0, 3, 1, 2)
@@ -585,7 +588,7 @@ def conv_act(x, w, wmat, b, stride: int, padding: int, act: str = "silu", config
     sn, sc, sh, sw = x.stride()
     handle = _conv_act_kernel[(triton.cdiv(npix, cfg["block_p"]),)](
         x, wmat, b, out, npix, hgt, wid, ho, wo, c_in, c_out, sn, sc, sh, sw, K=k, STRIDE=stride, PAD=padding, BLOCK_P=cfg["block_p"],
-        BLOCK_K=wmat.shape[0], BLOCK_CO=wmat.shape[1], ACT=CONV_ACTS[act], FAST_SILU=_fast_silu(x, cfg, packed=True), num_warps=cfg["num_warps"],
+        BLOCK_K=wmat.shape[0], BLOCK_CO=wmat.shape[1], ACT=CONV_ACTS[act], FAST_SILU=_fast_silu(x, cfg, packed=out.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
     _record(_conv_act_kernel, handle, {**cfg, "K": k, "STRIDE": stride, "act": act})
     return out.permute(0, 3, 1, 2)
