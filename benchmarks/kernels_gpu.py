@@ -117,13 +117,13 @@ TILE_SHARE = 0.35  # the tile search stops once this share of the deadline is sp
 AHEAD = True  # graph_time_ms holds the GPU back while the replays are issued (--no-ahead: the old way, for comparison)
 
 
-def graph_time_ms(fn, x, reps: int = 200) -> tuple[float, float]:
+def graph_time_ms(fn, x, reps: int = 200, ahead: bool | None = None) -> tuple[float, float]:
     """Median and IQR (ms) of `reps` replays of a CUDA graph of fn(x), each between CUDA events. The GPU first sleeps
     (torch.cuda._sleep) while the CPU issues every event and replay, so the replays run back to back: a replay shorter
     than the CPU's cost of issuing it (event records and the graph launch) otherwise leaves the GPU idle between
     replays, and its event pair measures the issuing, not the kernels (up to run 19, batch-1 blocks and the ablation's
     "neither" sat at 0.015–0.018 ms whatever their size; each run first times a one-element graph both ways, its
-    meta's timing_floor_ms)."""
+    meta's timing_floor_ms). ahead: hold the GPU back (default: AHEAD, the run's --no-ahead)."""
     if DEV == "cpu":  # --smoke: wall clock, a few steps
         t = []
         with torch.no_grad():
@@ -144,7 +144,7 @@ def graph_time_ms(fn, x, reps: int = 200) -> tuple[float, float]:
     for _ in range(10):
         g.replay()
     ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-    if AHEAD:
+    if (AHEAD if ahead is None else ahead):
         torch.cuda._sleep(int(4e7))  # about 20 ms at 2 GHz: longer than issuing 200 replays takes the CPU
     for a, b in ev:
         a.record()
@@ -305,11 +305,7 @@ def main():
 
     if DEV == "cuda":  # the timing floor: a graph of one one-element kernel, replays issued as they come and held back
         one = torch.zeros(1, device=DEV)
-        floor = {}
-        for ahead in (False, True):
-            AHEAD = ahead
-            floor["ahead" if ahead else "as_issued"] = graph_time_ms(lambda t: t.add_(1.0), one)
-        AHEAD = not a.no_ahead
+        floor = {"ahead" if ahead else "as_issued": graph_time_ms(lambda t: t.add_(1.0), one, ahead=ahead) for ahead in (False, True)}
         res["meta"]["timing_floor_ms"] = {k: {"median": m, "iqr": q} for k, (m, q) in floor.items()}
         print(f"timing floor (one-element graph): as issued {floor['as_issued'][0]:.4f} ms, held back {floor['ahead'][0]:.4f} ms", flush=True)
 
