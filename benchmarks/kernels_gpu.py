@@ -98,8 +98,14 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
             out = [d, {**d, "group_conv": "dense"}, {**d, "group_conv": "dense", "num_stages": 2}, {**d, "group_conv": "dense", "block_h": 32}, {**d, "fast_silu": False}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3}, {**d, "block_p": 64, "num_stages": 2},
                    {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 2}, {**d, "block_p": 64, "block_h": 32, "num_stages": 3, "split_h": 3},
                    {**d, "num_stages": 3}]
-        # run 20: the SiLU in bf16x2 (half the MUFU instructions), now the default up to 64 channels: the other form second
-        out = out[:1] + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
+        # run 20: the SiLU in bf16x2 (half the MUFU instructions), now the default up to 64 channels: the other form after
+        # run 24's: the dense grouped conv's taps as a pipelined loop (asynchronous copies into shared memory), at two
+        # depths, and a 3·2^k input width as three parts (192 = 64 + 64 + 64: 3 · 64² MACs a tap against 128² + 64²)
+        c_in = blk.body[0][0].in_channels
+        new = [{**d, "group_conv": "dense_loop"}, {**d, "group_conv": "dense_loop", "tap_stages": 3}]
+        if c_in % 3 == 0 and (c_in // 3) >= 16 and (c_in // 3) & (c_in // 3 - 1) == 0:
+            new += [{**d, "group_conv": "dense_loop", "three_parts": True}, {**d, "group_conv": "dense", "three_parts": True}]
+        out = out[:1] + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},

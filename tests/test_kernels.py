@@ -236,6 +236,23 @@ def test_block_diagonal_dense_parts_by_hand():
     # channel 41 (group 5: inputs 40-47) is part b's output 9, reading its inputs 8-15: 41·8 + j + 1 = 329 + j
     assert wb[8:16, 9].tolist() == [329.0 + j for j in range(8)] and wb[0:8, 9].abs().sum() == 0
     assert (flat != 0).sum() == 48 * 8  # every weight once, nothing else
+    # three parts of 16: 3 · 16² = 768 values; the third part is channels 32-47, so channel 41 is its output 9 again
+    flat3 = block_diagonal_dense_parts(w1, (16, 16, 16))
+    assert flat3.shape == (768,) and flat3[512:].reshape(16, 16)[8:16, 9].tolist() == [329.0 + j for j in range(8)]
+    # channel 19 (part b's output 3, group 2) reads inputs 16-23, part b's 0-7: w1[19, j] = 19·8 + j + 1 = 153 + j
+    assert flat3[256:512].reshape(16, 16)[0:8, 3].tolist() == [153.0 + j for j in range(8)]
+    assert (flat3 != 0).sum() == 48 * 8
+
+
+def test_three_input_parts_by_hand():
+    from effkit.kernels.layout import input_parts
+
+    # 192 = 64 + 64 + 64: the dense grouped conv's MACs a pixel and tap 3 · 64² = 12,288 against 128² + 64² = 20,480
+    assert input_parts(192, three=True) == (64, 64, 64) and input_parts(48, three=True) == (16, 16, 16)
+    assert input_parts(192) == (128, 64)
+    for bad in (32, 24, 160):  # 32 is not 3·p; 24 = 3·8 (p below 16); 160 = 3·53.3
+        with pytest.raises(ValueError, match=f"three parts need a width of 3·p.*got {bad}"):
+            input_parts(bad, three=True)
 
 
 @needs_triton
@@ -252,6 +269,15 @@ def test_block_diagonal_dense_parts_by_hand():
     (32, 48, (7, 6), 2, {"group_conv": "dense", "one_part": True}),  # one input part of 32 (no second), out 32 + 16, the shortcut
     (32, 48, (7, 6), 2, {"group_conv": "pairs", "one_part": True}),
     (16, 16, (5, 6), 1, {"group_conv": "dense", "one_part": True}),  # 16 channels: one part where channel_parts gives 16 + 16
+    # the dense grouped conv with its taps as a pipelined loop: the tap (t // k, t % k) and its edge masks from the loop index
+    (48, 48, (4, 5), 1, {"group_conv": "dense_loop"}),
+    (24, 40, (7, 6), 2, {"group_conv": "dense_loop", "tap_stages": 3}),  # strided, odd height: windows over the bottom edge
+    (32, 48, (7, 6), 2, {"group_conv": "dense_loop", "one_part": True, "tap_stages": 1}),
+    # three input parts of 16 (48 = 16 + 16 + 16): the third part's conv at channels 32-47 and its share of the expansion
+    (48, 48, (4, 5), 1, {"group_conv": "dense", "three_parts": True}),
+    (48, 96, (5, 4), 2, {"group_conv": "dense_loop", "three_parts": True}),  # the shortcut from all three parts
+    (48, 48, (3, 4), 1, {"group_conv": "pairs", "three_parts": True, "split_h": 2}),
+    (48, 48, (3, 4), 1, {"group_conv": "fma", "three_parts": True}),
 ])
 def test_the_convfirst_kernel_dense_and_split_h(c, c_out, hw, stride, cfg, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -288,8 +314,10 @@ def test_the_convfirst_kernel_ablations_compute_what_they_leave(monkeypatch):
     assert torch.allclose(convfirst(x, *w, group_width=8, config={**cfg, "parts": 0}), 2 * x + (b1 + b3)[:, None, None], atol=1e-5)
     # the older switch group_mma=False still works (the CUDA-core grouped conv)
     assert torch.allclose(convfirst(x, *w, group_width=8, config=cfg, group_mma=False), reference_convfirst(x, *w, group_width=8), atol=1e-4)
-    with pytest.raises(ValueError, match="group_conv='winograd' is not one of pairs, dense, fma"):
+    with pytest.raises(ValueError, match="group_conv='winograd' is not one of pairs, dense, fma, dense_loop"):
         convfirst(x, *w, group_width=8, config={"group_conv": "winograd"})
+    with pytest.raises(ValueError, match="tap_stages=5 must be 1-4"):
+        convfirst(x, *w, group_width=8, config={"group_conv": "dense_loop", "tap_stages": 5})
     with pytest.raises(ValueError, match="split_h=0 must be at least 1"):
         convfirst(x, *w, group_width=8, config={"split_h": 0})
     # a key the kernel does not know is refused, not ignored (split_out, slower everywhere in run 9, is gone)
@@ -528,6 +556,26 @@ def test_a_fused_block_takes_its_channel_parts_from_its_config(monkeypatch):
     # the module's dense weight as one part of 32 (9 taps of 32 x 32), the one made for the config as two of 16
     assert holder[0].w1dense.numel() == 9 * 32 * 32 and holder[0]._w1dense_other.numel() == 9 * 2 * 16 * 16
     assert torch.allclose(got, want, atol=1e-4) and torch.allclose(two, want, atol=1e-4)
+
+
+@needs_triton
+def test_a_fused_block_with_three_parts_makes_their_weight(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    block = _randomise_bn(ConvFirstBlock(48, 48))
+    x = torch.randn(1, 48, 4, 5)
+    with torch.no_grad():
+        want = block(x)
+        holder = nn.Sequential(block).eval()
+        fuse_blocks(holder)
+        holder[0].config = {"group_conv": "dense_loop", "three_parts": True, "block_p": 16}
+        got = holder(x)
+    # the module's own dense weight for 32 + 16 (9 · (32² + 16²)); the one made for the config for 16 + 16 + 16 (9 · 3 · 16²)
+    assert holder[0].w1dense.numel() == 9 * 1280 and holder[0]._w1dense_other.numel() == 9 * 768
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    with pytest.raises(ValueError, match="three parts need a width of 3·p.*got 32"):
+        from effkit.kernels.triton_blocks import convfirst
+        w = (torch.randn(32, 8, 3, 3), torch.zeros(32), torch.randn(128, 32), torch.zeros(128), torch.randn(32, 128), torch.zeros(32))
+        convfirst(torch.randn(1, 32, 4, 4), *w, group_width=8, config={"three_parts": True})
 
 
 @needs_triton

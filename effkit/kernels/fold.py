@@ -78,12 +78,15 @@ class FusedConvFirst(nn.Module):
 
             cfg = self.config if self.w1bd is not None else {**(self.config or {}), "group_conv": "fma"}
             dense = self.w1dense
-            one = (cfg or {}).get("one_part")
-            if one is not None and self.w1bd is not None and input_parts(self.w1.shape[0], one) != input_parts(self.w1.shape[0]):
-                other = self._w1dense_other  # made at the first call (a warm-up, before any CUDA graph is captured)
-                if other is None or other.dtype != self.w1.dtype or other.device != self.w1.device:
-                    self._w1dense_other = other = block_diagonal_dense_parts(self.w1, input_parts(self.w1.shape[0], one))
-                dense = other
+            one, three = (cfg or {}).get("one_part"), bool((cfg or {}).get("three_parts"))
+            if (one is not None or three) and self.w1bd is not None:
+                wanted = input_parts(self.w1.shape[0], one, three=three)
+                if wanted != input_parts(self.w1.shape[0]):
+                    other = self._w1dense_other  # made at the first call (a warm-up, before any CUDA graph is captured)
+                    if other is None or other.dtype != self.w1.dtype or other.device != self.w1.device or other.numel() != \
+                            self.w1.shape[-1] ** 2 * sum(q * q for q in wanted):
+                        self._w1dense_other = other = block_diagonal_dense_parts(self.w1, wanted)
+                    dense = other
             return convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, w1bd=self.w1bd, config=cfg,
                              w1dense=dense, stride=self.stride, ws=self.ws, bs=self.bs)
         return reference_convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, self.stride, self.ws, self.bs)

@@ -26,11 +26,18 @@ def channel_parts(c: int) -> tuple[int, int]:
     return best
 
 
-def input_parts(c: int, one_part: bool | None = None) -> tuple[int, int]:
+def input_parts(c: int, one_part: bool | None = None, three: bool = False) -> tuple[int, ...]:
     """The ConvFirst kernel's input channel parts: `channel_parts`, or one part (c, 0) for a power-of-two width c ≥ 16
     when `one_part` is True, and by default (None) up to 32 channels: on the H200, c32>48/s2 took 0.0644 ms as one part
     of 32 against 0.0842 as 16 + 16 (run 18; 16 would be 16 + 16, half of it padding). Wider powers of two keep two
-    parts (not measured as one)."""
+    parts (not measured as one). three=True: a width 3·p (p a power of two ≥ 16) as three equal parts (p, p, p), which
+    the dense grouped conv multiplies at 3·p² MACs a pixel and tap where two parts take (2p)² + p² (192: 12,288
+    against 20,480)."""
+    if three:
+        p = c // 3
+        if c % 3 or p < 16 or p & (p - 1):
+            raise ValueError(f"three parts need a width of 3·p, p a power of two of at least 16 (48, 96, 192, 384), got {c}")
+        return (p, p, p)
     if one_part is None:
         one_part = c in (16, 32)
     return (c, 0) if one_part else channel_parts(c)
@@ -63,14 +70,17 @@ def block_diagonal_dense(w1: torch.Tensor, block_c: int) -> torch.Tensor:
     return out
 
 
-def block_diagonal_dense_parts(w1: torch.Tensor, parts: tuple[int, int]) -> torch.Tensor:
-    """The grouped conv's weight [C, GW, k, k] as one dense block-diagonal matrix a tap for each of the two channel
-    parts (a, b) of `channel_parts`, flat: [k², a, a] (channels 0 .. a−1) then [k², b, b] (channels a .. a+b−1). A group
-    never straddles the parts (GW divides 16, and a is a multiple of 16), so nothing is lost between them; the dense
-    grouped conv's MACs are a² + b² a pixel and tap instead of (a + b)²: 3.2x fewer at 48, 96, 192 and 384 channels."""
-    a, b = parts
-    full = block_diagonal_dense(w1, a + b)
-    return torch.cat([full[:, :a, :a].reshape(-1), full[:, a:, a:].reshape(-1)])
+def block_diagonal_dense_parts(w1: torch.Tensor, parts: tuple[int, ...]) -> torch.Tensor:
+    """The grouped conv's weight [C, GW, k, k] as one dense block-diagonal matrix a tap for each channel part (a, b[, c])
+    of `input_parts`, flat: [k², a, a] (channels 0 .. a−1), then [k², b, b] (channels a .. a+b−1), and so on. A group
+    never straddles the parts (GW divides 16, and each part is a multiple of 16), so nothing is lost between them; the
+    dense grouped conv's MACs are a² + b² a pixel and tap instead of (a + b)²: 3.2x fewer at 48, 96, 192 and 384 channels."""
+    full = block_diagonal_dense(w1, sum(parts))
+    out, lo = [], 0
+    for p in parts:
+        out.append(full[:, lo:lo + p, lo:lo + p].reshape(-1))
+        lo += p
+    return torch.cat(out)
 
 
 def halo_tiles(h: int, w: int, k: int, halo_p: int) -> tuple[int, int, int]:

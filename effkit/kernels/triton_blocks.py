@@ -145,6 +145,26 @@ def _grouped_conv_part(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P:
 
 
 @triton.jit
+def _grouped_conv_loop(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, K: tl.constexpr,
+                       BLOCK_P: tl.constexpr, STAGES: tl.constexpr):
+    """The dense grouped conv (MODE 2's math) with the k² taps as a loop rather than unrolled: the compiler pipelines
+    the loop (STAGES deep), so each tap's gathered [BLOCK_P, P] input and [P, P] weight are copied asynchronously into
+    shared memory while earlier taps' dots run, where the unrolled taps load to registers and wait."""
+    c = C0 + tl.arange(0, P)
+    cm = c < C
+    cl = tl.arange(0, P)
+    y1 = tl.zeros((BLOCK_P, P), dtype=tl.float32)
+    for t in tl.range(0, K * K, num_stages=STAGES):
+        hh = h + t // K - K // 2
+        ww = w + t % K - K // 2
+        ok = pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+        xs = tl.load(x_ptr + (((n * H + hh) * W + ww) * C)[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
+        wt = tl.load(wg_ptr + WOFF + (t * P + cl[:, None]) * P + cl[None, :])
+        y1 += tl.dot(xs.to(wg_ptr.dtype.element_ty), wt)
+    return y1
+
+
+@triton.jit
 def _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, NCHUNK: tl.constexpr,
                 MODE: tl.constexpr, K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr, PARTS: tl.constexpr):
     """A channel part of the block's first stage, y1 = grouped conv + b1, [BLOCK_P, P] in fp32 (PARTS bit 1 off: the
@@ -153,6 +173,8 @@ def _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P
     cm = c < C
     if PARTS % 2 == 0:
         y1 = tl.load(x_ptr + (((n * H + h) * W + w) * C)[:, None] + c[None, :], mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
+    elif MODE >= 10:  # "dense_loop": the dense grouped conv as a loop over taps, MODE − 10 stages deep
+        y1 = _grouped_conv_loop(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0, P, WOFF, K, BLOCK_P, MODE - 10)
     else:
         y1 = _grouped_conv_part(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0, P, WOFF, NCHUNK, MODE, K, GW, BLOCK_P)
     return y1 + tl.load(b1_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
@@ -173,13 +195,15 @@ def _shortcut_part(acc, x_ptr, ws_ptr, centre, pm, co, com, C, C0: tl.constexpr,
 
 @triton.jit
 def _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, co, com, H, W, C, CO, SHORTCUT: tl.constexpr,
-                   CA: tl.constexpr, CB: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr):
+                   CA: tl.constexpr, CB: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, CC: tl.constexpr):
     """The block's end for one part of the output channels (co): the residual (the input, or SHORTCUT: the strided 1x1
     conv of the input at each window's centre, from both input parts), the projection's bias, the tile stored."""
     if SHORTCUT:
         centre = ((n * H + h) * W + w) * C
         acc = _shortcut_part(acc, x_ptr, ws_ptr, centre, pm, co, com, C, 0, CA, SC_A)
         acc = _shortcut_part(acc, x_ptr, ws_ptr, centre, pm, co, com, C, CA, CB, SC_B)
+        if CC > 0:
+            acc = _shortcut_part(acc, x_ptr, ws_ptr, centre, pm, co, com, C, CA + CB, CC, SC_B)
         acc += tl.load(bs_ptr + co, mask=com, other=0.0).to(tl.float32)[None, :]
         _store_out(acc, b3_ptr, out_ptr, p, pm, co, com, CO)
     else:
@@ -191,13 +215,16 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
                       NPIX, H, W, HO, WO, C, CO, HID,
                       K: tl.constexpr, GW: tl.constexpr, GROUP_CONV: tl.constexpr, BLOCK_P: tl.constexpr, CA: tl.constexpr, CB: tl.constexpr,
                       OA: tl.constexpr, OB: tl.constexpr, BLOCK_H: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr,
-                      SPLIT_H: tl.constexpr, PARTS: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, FAST_SILU: tl.constexpr):
+                      SPLIT_H: tl.constexpr, PARTS: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, FAST_SILU: tl.constexpr,
+                      CC: tl.constexpr = 0):
     """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The C input channels are two
     parts of CA and CB channels (`layout.channel_parts`), the CO output channels OA and OB: every tensor over channels
     is held as its two parts and every dot over them is two dots, so no channel is computed beyond a+b (the zoo's
     3·2^k widths exactly). The grouped conv strides STRIDE and runs as GROUP_CONV (0 fma, 1 pairs, 2 dense; wg_ptr
     holds the matching weight layout). SHORTCUT: the residual is a 1x1 conv of stride STRIDE (ws [CO, C], bs, folded)
     instead of the input itself, SC_A and SC_B input channels of each part a dot. FAST_SILU: `_silu`'s tanh form.
+    CC > 0 (config["three_parts"]): a third input part of CC channels (192 = 64 + 64 + 64), so that the dense grouped conv
+    costs a² + b² + c² MACs a pixel and tap instead of (128² + 64²).
     Axis 1 splits the expanded channels (SPLIT_H > 1): program (i, s) expands and projects the s-th share of them, adds
     its partial output into the fp32 buffer part_ptr (atomics, zeroed before the launch) and counts itself in
     count_ptr[tile]; the last of a tile's SPLIT_H programs reads the sum back and finishes the block.
@@ -206,9 +233,13 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
     p, pm, n, ho, wo, _, _ = _pixel_tile(NPIX, HO, WO, C, BLOCK_P, CA)  # the channels come as two parts below
     h = ho * STRIDE  # the centre of each output pixel's k×k window in the input
     w = wo * STRIDE
-    ya = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, 0, CA, 0, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS)
+    NCHUNK: tl.constexpr = (CA + CB + CC) // 16
+    ya = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, 0, CA, 0, NCHUNK, GROUP_CONV, K, GW, BLOCK_P, PARTS)
     if CB > 0:  # CB = 0: the input channels as one part (config["one_part"], a power-of-two width)
-        yb = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, CA, CB, K * K * CA * CA, (CA + CB) // 16, GROUP_CONV, K, GW, BLOCK_P, PARTS)
+        yb = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, CA, CB, K * K * CA * CA, NCHUNK, GROUP_CONV, K, GW, BLOCK_P, PARTS)
+    if CC > 0:
+        yc = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, CA + CB, CC, K * K * (CA * CA + CB * CB), NCHUNK, GROUP_CONV, K, GW,
+                         BLOCK_P, PARTS)
     oa = tl.arange(0, OA)
     ob = OA + tl.arange(0, OB)
     oam = oa < CO
@@ -221,6 +252,10 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
             cb = CA + tl.arange(0, CB)
             cbm = cb < C
             yb = yb.to(w2_ptr.dtype.element_ty)
+        if CC > 0:
+            c3 = CA + CB + tl.arange(0, CC)
+            c3m = c3 < C
+            yc = yc.to(w2_ptr.dtype.element_ty)
         acc_a = tl.zeros((BLOCK_P, OA), dtype=tl.float32)
         acc_b = tl.zeros((BLOCK_P, OB), dtype=tl.float32)
         share = tl.cdiv(tl.cdiv(HID, BLOCK_H), SPLIT_H) * BLOCK_H  # expanded channels a split, whole chunks
@@ -232,6 +267,9 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
             if CB > 0:
                 w2b = tl.load(w2_ptr + hi[None, :] * C + cb[:, None], mask=cbm[:, None] & hm[None, :], other=0.0)  # [CB, BLOCK_H]
                 e = tl.dot(yb, w2b, tl.dot(ya, w2a))
+                if CC > 0:
+                    w2c = tl.load(w2_ptr + hi[None, :] * C + c3[:, None], mask=c3m[:, None] & hm[None, :], other=0.0)  # [CC, BLOCK_H]
+                    e = tl.dot(yc, w2c, e)
             else:
                 e = tl.dot(ya, w2a)
             e += tl.load(b2_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
@@ -252,11 +290,11 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
         if tl.atomic_add(count_ptr + tl.program_id(0), 1) == SPLIT_H - 1:  # acq_rel: the other splits' additions are visible
             acc_a = tl.load(part_ptr + offs_a, mask=pm[:, None] & oam[None, :], other=0.0, cache_modifier=".cg")
             acc_b = tl.load(part_ptr + offs_b, mask=pm[:, None] & obm[None, :], other=0.0, cache_modifier=".cg")
-            _convfirst_end(acc_a, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, oa, oam, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B)
-            _convfirst_end(acc_b, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, ob, obm, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B)
+            _convfirst_end(acc_a, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, oa, oam, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC)
+            _convfirst_end(acc_b, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, ob, obm, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC)
     else:
-        _convfirst_end(acc_a, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, oa, oam, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B)
-        _convfirst_end(acc_b, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, ob, obm, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B)
+        _convfirst_end(acc_a, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, oa, oam, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC)
+        _convfirst_end(acc_b, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, ob, obm, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC)
 
 
 @triton.jit
@@ -480,9 +518,9 @@ def _fast_silu(x, cfg: dict, packed: bool = False) -> int:
     return 2 if packed and cfg.get("packed_silu", False) else 1
 
 
-GROUP_CONVS = ("pairs", "dense", "fma")  # the grouped conv's three ways, GROUP_CONV 1, 2, 0 in the kernel
+GROUP_CONVS = ("pairs", "dense", "fma", "dense_loop")  # the grouped conv's ways, GROUP_CONV 1, 2, 0 and 10 + tap_stages in the kernel
 CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part",
-                  "packed_silu")
+                  "packed_silu", "tap_stages", "three_parts")
 
 
 def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | None = None, config: dict | None = None,
@@ -516,11 +554,21 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         raise ValueError(f"convfirst: one_part needs a power-of-two input width of at least 16 (got {c}) and the whole block (parts=3)")
     # the input channels as one part (a power-of-two width: at 32 one dot with K = 32 where two parts of 16 take two with
     # K = 16, though the dense grouped conv then costs 32² MACs a tap instead of 2·16²) or two; the output always two
-    (ca, cb), (oa, ob) = input_parts(c, cfg.get("one_part", None if cfg.get("parts", 3) == 3 else False)), channel_parts(c_out)
-    wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, ca + cb),
-          "dense": lambda: w1dense if w1dense is not None and w1dense.numel() == k * k * (ca * ca + cb * cb)
-          else block_diagonal_dense_parts(w1, (ca, cb)), "fma": lambda: w1}[mode]()
-    split_h, parts = cfg.get("split_h", 1), cfg.get("parts", 3)
+    three = bool(cfg.get("three_parts", False))
+    if three and (cfg.get("parts", 3) != 3 or cfg.get("one_part")):
+        raise ValueError("convfirst: three_parts needs the whole block (parts=3) and not one_part")
+    try:
+        in_parts = input_parts(c, cfg.get("one_part", None if cfg.get("parts", 3) == 3 else False), three=three)
+    except ValueError as e:
+        raise ValueError(f"convfirst: {e}") from None
+    (ca, cb, cc), (oa, ob) = (*in_parts, 0)[:3], channel_parts(c_out)
+    dense_n = k * k * sum(q * q for q in in_parts)
+    dense = lambda: w1dense if w1dense is not None and w1dense.numel() == dense_n else block_diagonal_dense_parts(w1, in_parts)  # noqa: E731
+    wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, ca + cb + cc),
+          "dense_loop": dense, "dense": dense, "fma": lambda: w1}[mode]()
+    split_h, parts, tap_stages = cfg.get("split_h", 1), cfg.get("parts", 3), cfg.get("tap_stages", 2)
+    if mode == "dense_loop" and tap_stages not in (1, 2, 3, 4):
+        raise ValueError(f"convfirst: tap_stages={tap_stages} must be 1-4 (the tap loop's pipeline depth)")
     if split_h < 1:
         raise ValueError(f"convfirst: split_h={split_h} must be at least 1")
     if parts not in (0, 1, 2, 3) or (parts < 2 and ws is not None):
@@ -538,12 +586,12 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     kernel = _convfirst_kernel
     handle = kernel[(tiles, split_h)](
         xh, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
-        c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
+        c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2, "dense_loop": 10 + tap_stages}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
         OA=oa, OB=ob, BLOCK_H=cfg["block_h"], STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_A=min(ca, 64),
-        SC_B=min(cb, 64) or 16, FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
+        SC_B=min(cb, 64) or 16, CC=cc, FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None,
-                             "channel_parts": [ca, cb], "out_parts": [oa, ob]})
+                             "channel_parts": list(in_parts), "out_parts": [oa, ob]})
     return out.permute(0, 3, 1, 2)
 
 
