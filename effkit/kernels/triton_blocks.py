@@ -17,7 +17,12 @@ power-of-two tile padded the zoo's 3·2^k widths by a third). The grouped conv r
 - "dense", on the tensor cores: each tap one 2-D dot [BLOCK_P, P] · [P, P] against the part's whole block-diagonal
   weight (`block_diagonal_dense_parts`: P / GW times the MACs, no batched dot and no reshuffle; for narrow blocks);
 - "fma", on the CUDA cores: for each tap and each of the GW inputs of a channel's group, a gathered load of the input
-  times a per-channel weight (k²·GW loads of the input tile, fp32 FMAs).
+  times a per-channel weight (k²·GW loads of the input tile, fp32 FMAs);
+- "dense_loop": the dense way's math with the k² taps as a loop (not unrolled), which the compiler pipelines
+  (config["tap_stages"] deep): each tap's gathered input and weight are copied asynchronously into shared memory while
+  the earlier taps' dots run.
+config["three_parts"] holds a 3·2^k input width as three equal parts (192 = 64 + 64 + 64), so that the dense grouped
+conv's MACs are 3·p² a pixel and tap instead of (2p)² + p² (the expansion then takes three dots instead of two).
 Wide blocks have few pixel tiles (49 programs of 64 pixels at 384 channels, 7², batch 64): config["split_h"] shares a
 tile's expanded channels out among that many programs, whose partial outputs are summed in an fp32 buffer; the last to
 finish ends the block. SiLU takes the hardware's tanh on CUDA (`_silu`), in bf16x2 on bf16 tiles up to 64 channels.
