@@ -105,6 +105,8 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         new = [{**d, "group_conv": "dense_loop"}, {**d, "group_conv": "dense_loop", "tap_stages": 3}]
         if c_in % 3 == 0 and (c_in // 3) >= 16 and (c_in // 3) & (c_in // 3 - 1) == 0:
             new += [{**d, "group_conv": "dense_loop", "three_parts": True}, {**d, "group_conv": "dense", "three_parts": True}]
+            if 128 < c <= 256:  # three parts leave room (250 registers at 4 warps, no spills): 64 pixels, two programs an SM
+                new.append({**d, "group_conv": "dense_loop", "three_parts": True, "block_p": 64, "block_h": 32, "num_warps": 4})
         out = out[:1] + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
