@@ -609,3 +609,23 @@ def test_an_fp32_block_never_takes_the_bf16_silu(monkeypatch):
     x = torch.randn(1, 48, 3, 3)
     got = triton_blocks.convfirst(x, *w, group_width=8)
     assert seen == [False] and torch.allclose(got, reference_convfirst(x, *w, group_width=8), atol=1e-4)
+
+
+@needs_triton
+def test_a_strided_block_gets_its_own_default_tiles(monkeypatch):
+    # run 24: the tap loop beat the unrolled taps at c96 (stride 1) but not at c48>96/s2 (stride 2), both 128-channel
+    # tiles: the launcher must pass the block's stride to default_config, or c48>96/s2 would take the loop
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels import triton_blocks
+
+    assert triton_blocks.default_config("convfirst", 96, 384)["group_conv"] == "dense_loop"
+    assert triton_blocks.default_config("convfirst", 96, 192, stride=2)["group_conv"] == "dense"
+    seen = []
+    real = triton_blocks.default_config
+    monkeypatch.setattr(triton_blocks, "default_config", lambda *a, **k: seen.append(k.get("stride", 1)) or real(*a, **k))
+    g = torch.Generator().manual_seed(5)
+    w = tuple(0.2 * torch.randn(*s, generator=g) for s in ((48, 8, 3, 3), (48,), (192, 48), (192,), (96, 192), (96,)))
+    ws, bs = 0.2 * torch.randn(96, 48, generator=g), torch.zeros(96)
+    x = torch.randn(1, 48, 5, 4, generator=g)
+    got = triton_blocks.convfirst(x, *w, group_width=8, stride=2, ws=ws, bs=bs, config={"block_p": 16})
+    assert seen == [2] and torch.allclose(got, reference_convfirst(x, *w, group_width=8, stride=2, ws=ws, bs=bs), atol=1e-4)

@@ -421,11 +421,12 @@ def _conv_act_kernel(x_ptr, w_ptr, b_ptr, out_ptr, NPIX, H, W, HO, WO, CIN, COUT
 last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "shared_bytes", "wgmma", "mma_sync"} of its latest compiled launch
 
 
-def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict:
+def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride: int = 1) -> dict:
     """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
     ConvFirst (c the wider of its input and output; run 15, the kernel with two channel parts) up to 64 channels: the
-    dense grouped conv, 64 pixels, 32 expanded channels, 4 warps, the SiLU in bf16x2 (run 20); up to 128: dense, 128 pixels, 32, 8 warps; up to 256:
-    the dense grouped conv (run 17), 128 pixels, 64 expanded channels, 8 warps, two stages; wider: the pairs, 32 pixels, 64, 8 warps, three
+    dense grouped conv with its taps a loop three stages deep (run 24), 64 pixels, 32 expanded channels, 4 warps, the SiLU
+    in bf16x2 (run 20); up to 128: the same loop (the unrolled taps at stride 2, run 24), 128 pixels, 32, 8 warps; up to
+    256: the loop, 128 pixels, 64 expanded channels, 8 warps, two stages; wider: the pairs, 32 pixels, 64, 8 warps, three
     stages (the H200 has 227 KB of shared memory a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
     asked for 283 KB of shared memory. MBConv with its halo staged (the default): frames of halo_p pixels such that the
@@ -443,15 +444,21 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged") -> dict
     # run 10: the dense grouped conv beat the pairs at every width it was tried (<= 128 channels of tile): 0.107 against
     # 0.122 ms (48), 0.086 against 0.092 (96, with 64 expanded channels a chunk), 0.072 against 0.078 (32 > 48, stride 2),
     # 0.045 against 0.052 (48 > 96, stride 2)
-    if bc <= 64:  # run 15 (two channel parts): 0.084 ms at 48 channels against 0.091 on 8 warps / 128 pixels; run 20: the
-        # SiLU in bf16x2, 0.0840 against 0.0875 ms at c48 and 0.0651 against 0.0663 at c32>48/s2 (the same at 96-384 channels,
-        # slower at c48>96/s2: 0.0411 against 0.0330, so wider tiles keep fp32)
-        return {"group_conv": "dense", "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3, "packed_silu": True}
+    # up to 64 channels, run 15 (two channel parts): 0.084 ms at 48 channels against 0.091 on 8 warps / 128 pixels; run
+    # 20: the SiLU in bf16x2, 0.0840 against 0.0875 ms at c48 and 0.0651 against 0.0663 at c32>48/s2 (the same at 96-384
+    # channels, slower at c48>96/s2: 0.0411 against 0.0330, so wider tiles keep fp32)
+    # run 24: the dense grouped conv's taps as a loop pipelined three deep (asynchronous copies into shared memory): batch
+    # 64, ms against the unrolled taps in the same process: c32>48/s2 0.0540 against 0.0666, c48 0.0734 against 0.0865, c96
+    # 0.0509 against 0.0592, c96>192/s2 0.0241 against 0.0276, c192 0.0412 against 0.0477; two deep gained less (0.0584,
+    # 0.0828, 0.0593, 0.0268, 0.0449); slower only at c48>96/s2 (0.0382 against 0.0331), which keeps the unrolled taps
+    loop = {"group_conv": "dense_loop", "tap_stages": 3}
+    if bc <= 64:
+        return {**loop, "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3, "packed_silu": True}
     if bc <= 128:  # run 15: 32 expanded channels a chunk, 0.059 ms at 96 against 0.082 with 64
-        return {"group_conv": "dense", "block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3}
+        return {**(loop if stride == 1 else {"group_conv": "dense"}), "block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3}
     if bc <= 256:  # run 15: 128 pixels, two stages, 0.0505 ms at 192 against 0.066 at 64 pixels (26 spills, still faster);
         # run 17: the dense grouped conv, 0.0476 against 0.0505 with the pairs (0 spills against 26)
-        return {"group_conv": "dense", "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 2}
+        return {**loop, "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 2}
     # run 15: 32 pixels, three stages (225 KB of shared memory; 64 pixels with 64 expanded channels asked for 246 KB), 0.071 ms at 384
     return {"group_conv": "pairs", "block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 3}
 
@@ -550,7 +557,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     mma = config.pop("group_mma", True) if group_mma is None else group_mma
     if not mma:  # the older switch: False is the CUDA-core grouped conv
         config["group_conv"] = "fma"
-    cfg = {**default_config("convfirst", max(c, c_out), w2.shape[0]), **config}
+    cfg = {**default_config("convfirst", max(c, c_out), w2.shape[0], stride=stride), **config}
     mode = cfg.pop("group_conv", "pairs")
     k = w1.shape[-1]
     if mode not in GROUP_CONVS:
