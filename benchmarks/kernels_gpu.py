@@ -81,7 +81,8 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
     if name == "convfirst_net":  # run 15: the channels as two parts (no padding to a power of two) and the tanh SiLU
         # are new; each shape also tries the exact SiLU at its default tiles, and wider pixel tiles now that the
         # accumulator is a quarter smaller (split_h, slower at every wide block in run 11, is left out)
-        d = triton_blocks.default_config("convfirst", c, hid, stride=stride)
+        c_in = blk.body[0][0].in_channels
+        d = triton_blocks.default_config("convfirst", c, hid, stride=stride, c_in=c_in)
         if c <= 64:
             out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "pairs"}, {**d, "block_h": 64}]
             c_in = blk.body[0][0].in_channels
@@ -102,13 +103,13 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         # run 20: the SiLU in bf16x2 (half the MUFU instructions), now the default up to 64 channels: the other form after
         # run 24's: the dense grouped conv's taps as a pipelined loop (asynchronous copies into shared memory), at two
         # depths, and a 3·2^k input width as three parts (192 = 64 + 64 + 64: 3 · 64² MACs a tap against 128² + 64²)
-        # (run 24: the loop three stages deep beat two at every shape, and the unrolled taps at all but c48>96/s2; now the
-        # default there); run 25's: four stages, and three parts with the loop three and four deep
-        c_in = blk.body[0][0].in_channels
+        # (run 24: the loop three stages deep beat two at every shape, and the unrolled taps at all but c48>96/s2; run 25:
+        # four deep and three parts where they won, now the defaults): the loop at the other depth, the unrolled taps (or
+        # the loop where the default unrolls), and the other number of input parts where a width allows three
         loop = {**d, "group_conv": "dense_loop"}
-        new = [{**loop, "tap_stages": 4}, {**d, "group_conv": "dense"} if d.get("group_conv") == "dense_loop" else {**loop, "tap_stages": 3}]
+        new = [{**loop, "tap_stages": 7 - d.get("tap_stages", 3)}, {**d, "group_conv": "dense"} if d.get("group_conv") == "dense_loop" else {**loop, "tap_stages": 3}]
         if c_in % 3 == 0 and (c_in // 3) >= 16 and (c_in // 3) & (c_in // 3 - 1) == 0:
-            new += [{**loop, "three_parts": True, "tap_stages": 3}, {**loop, "three_parts": True, "tap_stages": 4}]
+            new.append({**d, "three_parts": not d.get("three_parts", False)})
         out = out[:1] + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
@@ -465,9 +466,9 @@ def main():
             x = torch.randn(MID, c, hw, hw, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
             # the ablations hold the input as the output's two parts: best tiles with three input parts are timed on two
             # (run 24 refused c192's three parts here and lost the rows), and the row says so
-            tiles = {k: v for k, v in (tiles_for(name, key) or {}).items() if k != "three_parts"}
-            row = {"net": name, "shape": key, "hw": hw, "batch": MID, "tiles": tiles,
-                   "three_parts_dropped": bool((tiles_for(name, key) or {}).get("three_parts"))}
+            best_tiles = tiles_for(name, key) or triton_blocks.default_config("convfirst", c, 4 * c, c_in=c)
+            tiles = {**(tiles_for(name, key) or {}), "three_parts": False}
+            row = {"net": name, "shape": key, "hw": hw, "batch": MID, "tiles": tiles, "three_parts_dropped": bool(best_tiles.get("three_parts"))}
             for parts, what in ((3, "whole_ms"), (1, "grouped_conv_only_ms"), (2, "expansion_only_ms"), (0, "neither_ms")):
                 if left() < 10:
                     res["skipped"].append({"what": f"parts {key} {parts}", "why": f"{left():.0f} s left"})

@@ -629,3 +629,40 @@ def test_a_strided_block_gets_its_own_default_tiles(monkeypatch):
     x = torch.randn(1, 48, 5, 4, generator=g)
     got = triton_blocks.convfirst(x, *w, group_width=8, stride=2, ws=ws, bs=bs, config={"block_p": 16})
     assert seen == [2] and torch.allclose(got, reference_convfirst(x, *w, group_width=8, stride=2, ws=ws, bs=bs), atol=1e-4)
+
+
+def test_which_blocks_take_three_parts_by_default():
+    from effkit.kernels.layout import default_three_parts, kernel_input_parts
+
+    # run 25 (H200, batch 64): three parts won at c96, c192 and c192>384/s2, and lost or tied at c48, c48>96/s2, c96>192/s2
+    # (c_in, the wider side, stride)
+    assert default_three_parts(96, 96, 1) and default_three_parts(192, 192, 1) and default_three_parts(192, 384, 2)
+    assert not any(default_three_parts(*a) for a in ((48, 48, 1), (48, 96, 2), (96, 192, 2), (384, 384, 1), (32, 48, 2), (80, 80, 1)))
+    assert kernel_input_parts(192, 192, 1, None) == (64, 64, 64)
+    assert kernel_input_parts(192, 192, 1, {"three_parts": False}) == (128, 64)
+    assert kernel_input_parts(192, 192, 1, {"parts": 1}) == (128, 64)  # an ablation holds the output's two parts
+    assert kernel_input_parts(32, 48, 2, None) == (32, 0) and kernel_input_parts(48, 48, 1, {"three_parts": True}) == (16, 16, 16)
+
+
+@needs_triton
+def test_a_block_with_three_default_parts_lays_out_its_weight_for_them(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    import torch.nn.functional as F
+
+    from effkit.kernels.triton_blocks import convfirst
+
+    block = _randomise_bn(ConvFirstBlock(96, 96))
+    x = torch.randn(1, 96, 3, 4)
+    with torch.no_grad():
+        want = block(x)
+        holder = nn.Sequential(block).eval()
+        fuse_blocks(holder)
+        got = holder(x)
+    m = holder[0]
+    # 96 = 32 + 32 + 32 by default: 9 taps of 3 · 32² = 27,648 weights (two parts, 64 + 32, would be 9 · 5,120 = 46,080)
+    assert m.w1dense.numel() == 27648 and m._w1dense_other is None
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    # the ablation of the expansion runs on two parts (the default's three yield): the grouped conv + b1, the residual, b3
+    y1 = F.conv2d(x, m.w1, m.b1, padding=1, groups=12)
+    assert torch.allclose(convfirst(x, m.w1, m.b1, m.w2, m.b2, m.w3, m.b3, group_width=8, config={"parts": 1, "block_p": 16}),
+                          y1 + x + m.b3[:, None, None], atol=1e-4)

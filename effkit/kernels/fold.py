@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from effkit.errors import UserInputError
-from effkit.kernels.layout import block_diagonal_dense_parts, block_diagonal_pairs, channel_parts, im2col_weight, input_parts
+from effkit.kernels.layout import block_diagonal_dense_parts, block_diagonal_pairs, channel_parts, im2col_weight, kernel_input_parts
 
 
 def triton_available() -> bool:
@@ -68,8 +68,9 @@ class FusedConvFirst(nn.Module):
         parts = channel_parts(w1.shape[0])  # the kernel's two channel parts (a, b)
         self.register_buffer("w1bd", block_diagonal_pairs(w1, sum(parts)) if 16 % group_width == 0 else None)
         # the dense layout for the kernel's default input parts (k²·(a² + b²) weights: 0.1 MB at 96 channels, 1.5 MB at 384,
-        # in bf16); a config that asks for the other parts gets its own, made once
-        self.register_buffer("w1dense", block_diagonal_dense_parts(w1, input_parts(w1.shape[0])) if 16 % group_width == 0 else None)
+        # in bf16; three parts where they are the default); a config that asks for other parts gets its own, made once
+        self._parts = kernel_input_parts(w1.shape[0], max(w1.shape[0], w3.shape[0]), stride, None)
+        self.register_buffer("w1dense", block_diagonal_dense_parts(w1, self._parts) if 16 % group_width == 0 else None)
         self._w1dense_other = None
 
     def forward(self, x):
@@ -78,10 +79,9 @@ class FusedConvFirst(nn.Module):
 
             cfg = self.config if self.w1bd is not None else {**(self.config or {}), "group_conv": "fma"}
             dense = self.w1dense
-            one, three = (cfg or {}).get("one_part"), bool((cfg or {}).get("three_parts"))
-            if (one is not None or three) and self.w1bd is not None:
-                wanted = input_parts(self.w1.shape[0], one, three=three)
-                if wanted != input_parts(self.w1.shape[0]):
+            if self.w1bd is not None:
+                wanted = kernel_input_parts(self.w1.shape[0], max(self.w1.shape[0], self.w3.shape[0]), self.stride, cfg)
+                if wanted != self._parts:
                     other = self._w1dense_other  # made at the first call (a warm-up, before any CUDA graph is captured)
                     if other is None or other.dtype != self.w1.dtype or other.device != self.w1.device or other.numel() != \
                             self.w1.shape[-1] ** 2 * sum(q * q for q in wanted):

@@ -43,6 +43,30 @@ def input_parts(c: int, one_part: bool | None = None, three: bool = False) -> tu
     return (c, 0) if one_part else channel_parts(c)
 
 
+def default_three_parts(c_in: int, c_wide: int, stride: int) -> bool:
+    """Whether the ConvFirst kernel takes its input as three parts by default: where it was measured faster on the H200
+    (run 25, batch 64, the tap loop three deep; ms, three parts against two): c96 0.0476 against 0.0511, c192 0.0369
+    against 0.0410, c192>384/s2 0.0362 against the pairs' 0.0380; not at c48 (0.0743 against 0.0749 three deep, 0.0728
+    four deep), c48>96/s2 (0.0512 against the unrolled taps' 0.0330) or c96>192/s2 (0.0259 against 0.0238). c_wide is the
+    wider of the block's input and output (the tile the defaults are keyed by); c384 was not measured and keeps two."""
+    p = c_in // 3
+    if c_in % 3 or p < 16 or p & (p - 1):
+        return False
+    wide = block_c_of(c_wide)
+    return (stride == 1 and wide in (128, 256)) or (stride == 2 and wide == 512)
+
+
+def kernel_input_parts(c_in: int, c_wide: int, stride: int, config: dict | None) -> tuple[int, ...]:
+    """The input parts a ConvFirst launch asked for with `config` takes (the launcher's rule, shared with the module that
+    lays out the dense weight at swap time): one_part or three_parts as asked; otherwise, for the whole block (parts 3),
+    the default (`input_parts`, and three parts where `default_three_parts` says so), and for an ablation two parts."""
+    config = config or {}
+    whole = config.get("parts", 3) == 3
+    one = config.get("one_part", None if whole else False)
+    three = config.get("three_parts", whole and not one and default_three_parts(c_in, c_wide, stride))
+    return input_parts(c_in, one, three=bool(three))
+
+
 def block_diagonal_pairs(w1: torch.Tensor, block_c: int) -> torch.Tensor:
     """The grouped conv's weight [C, GW, k, k] as [k², block_c/16, 16, 16]: for each tap and each chunk q of 16 channels,
     the 16x16 matrix from input channel q·16 + i to output channel q·16 + o, zero outside a group (GW must divide 16).

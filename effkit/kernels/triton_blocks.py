@@ -51,7 +51,8 @@ import torch
 import triton
 import triton.language as tl
 
-from effkit.kernels.layout import block_c_of, block_diagonal_dense_parts, block_diagonal_pairs, channel_parts, halo_tiles, input_parts
+from effkit.kernels.layout import (block_c_of, block_diagonal_dense_parts, block_diagonal_pairs, channel_parts, default_three_parts, halo_tiles,
+                                   kernel_input_parts)
 
 
 @triton.jit
@@ -421,13 +422,14 @@ def _conv_act_kernel(x_ptr, w_ptr, b_ptr, out_ptr, NPIX, H, W, HO, WO, CIN, COUT
 last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "shared_bytes", "wgmma", "mma_sync"} of its latest compiled launch
 
 
-def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride: int = 1) -> dict:
+def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride: int = 1, c_in: int | None = None) -> dict:
     """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
     ConvFirst (c the wider of its input and output; run 15, the kernel with two channel parts) up to 64 channels: the
-    dense grouped conv with its taps a loop three stages deep (run 24), 64 pixels, 32 expanded channels, 4 warps, the SiLU
-    in bf16x2 (run 20); up to 128: the same loop (the unrolled taps at stride 2, run 24), 128 pixels, 32, 8 warps; up to
-    256: the loop, 128 pixels, 64 expanded channels, 8 warps, two stages; wider: the pairs, 32 pixels, 64, 8 warps, three
-    stages (the H200 has 227 KB of shared memory a program). MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
+    dense grouped conv with its taps a loop four stages deep (runs 24-25), 64 pixels, 32 expanded channels, 4 warps, the
+    SiLU in bf16x2 (run 20); up to 128: the loop three deep (the unrolled taps at stride 2, run 24), 128 pixels, 32, 8
+    warps; up to 256: the loop three deep, 128 pixels, 64 expanded channels, 8 warps, two stages; wider: the pairs, 32
+    pixels, 64, 8 warps, three stages (the H200 has 227 KB of shared memory a program), but the loop three deep at stride 2.
+    Given the input width c_in, three input parts where `layout.default_three_parts` says they were measured faster. MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
     asked for 283 KB of shared memory. MBConv with its halo staged (the default): frames of halo_p pixels such that the
     fp32 output accumulator [halo_p, channel tile] is 64 KB (64 registers a thread at 8 warps), at least 64 pixels (at
@@ -451,16 +453,20 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
     # 64, ms against the unrolled taps in the same process: c32>48/s2 0.0540 against 0.0666, c48 0.0734 against 0.0865, c96
     # 0.0509 against 0.0592, c96>192/s2 0.0241 against 0.0276, c192 0.0412 against 0.0477; two deep gained less (0.0584,
     # 0.0828, 0.0593, 0.0268, 0.0449); slower only at c48>96/s2 (0.0382 against 0.0331), which keeps the unrolled taps
+    # run 25: four deep at 64 channels of tile (c32>48/s2 0.0529 against 0.0545, c48 0.0728 against 0.0749); at 128 and
+    # 256 four deep gained nothing (c96 0.0505 against 0.0511, c96>192/s2 0.0240 against 0.0238) or did not fit (c192:
+    # 256 KB of shared memory)
     loop = {"group_conv": "dense_loop", "tap_stages": 3}
+    three = {"three_parts": True} if c_in is not None and default_three_parts(c_in, c, stride) else {}
     if bc <= 64:
-        return {**loop, "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3, "packed_silu": True}
+        return {**loop, "tap_stages": 4, "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3, "packed_silu": True, **three}
     if bc <= 128:  # run 15: 32 expanded channels a chunk, 0.059 ms at 96 against 0.082 with 64
-        return {**(loop if stride == 1 else {"group_conv": "dense"}), "block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3}
+        return {**(loop if stride == 1 else {"group_conv": "dense"}), "block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3, **three}
     if bc <= 256:  # run 15: 128 pixels, two stages, 0.0505 ms at 192 against 0.066 at 64 pixels (26 spills, still faster);
         # run 17: the dense grouped conv, 0.0476 against 0.0505 with the pairs (0 spills against 26)
-        return {**loop, "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 2}
+        return {**loop, "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 2, **three}
     # run 15: 32 pixels, three stages (225 KB of shared memory; 64 pixels with 64 expanded channels asked for 246 KB), 0.071 ms at 384
-    return {"group_conv": "pairs", "block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 3}
+    return {**(loop if three else {"group_conv": "pairs"}), "block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 3, **three}
 
 
 def _record(kernel, handle, cfg: dict) -> None:
@@ -557,7 +563,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     mma = config.pop("group_mma", True) if group_mma is None else group_mma
     if not mma:  # the older switch: False is the CUDA-core grouped conv
         config["group_conv"] = "fma"
-    cfg = {**default_config("convfirst", max(c, c_out), w2.shape[0], stride=stride), **config}
+    cfg = {**default_config("convfirst", max(c, c_out), w2.shape[0], stride=stride, c_in=c), **config}
     mode = cfg.pop("group_conv", "pairs")
     k = w1.shape[-1]
     if mode not in GROUP_CONVS:
@@ -566,13 +572,13 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         raise ValueError(f"convfirst: one_part needs a power-of-two input width of at least 16 (got {c}) and the whole block (parts=3)")
     # the input channels as one part (a power-of-two width: at 32 one dot with K = 32 where two parts of 16 take two with
     # K = 16, though the dense grouped conv then costs 32² MACs a tap instead of 2·16²) or two; the output always two
-    three = bool(cfg.get("three_parts", False))
-    if three and (cfg.get("parts", 3) != 3 or cfg.get("one_part")):
+    if config.get("three_parts") and (config.get("parts", 3) != 3 or config.get("one_part")):
         raise ValueError("convfirst: three_parts needs the whole block (parts=3) and not one_part")
-    try:
-        in_parts = input_parts(c, cfg.get("one_part", None if cfg.get("parts", 3) == 3 else False), three=three)
+    try:  # from the config asked for: the default's three parts yield to one_part or an ablation
+        in_parts = kernel_input_parts(c, max(c, c_out), stride, config)
     except ValueError as e:
         raise ValueError(f"convfirst: {e}") from None
+    cfg["three_parts"] = len(in_parts) == 3
     (ca, cb, cc), (oa, ob) = (*in_parts, 0)[:3], channel_parts(c_out)
     dense_n = k * k * sum(q * q for q in in_parts)
     dense = lambda: w1dense if w1dense is not None and w1dense.numel() == dense_n else block_diagonal_dense_parts(w1, in_parts)  # noqa: E731
