@@ -19,7 +19,40 @@ from rich.markup import escape
 from effkit.config import COMPILE_MODES, PRECISIONS, SDPA_BACKENDS
 from effkit.errors import EffkitError, UserInputError
 
+class _OneLineErrors(typer.core.TyperGroup):
+    """Typer's command group, but a usage error (an unknown option, a value not among an option's choices, a missing
+    argument) is one line, `error: ...` naming the value and the choices, with exit code 2, as effkit's own input
+    errors are: typer would draw it in a box of several lines under the usage. The exceptions are matched by their
+    interface (format_message, exit_code), not by class, as typer has moved between click and its own copy of it."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except Exception as e:
+            kind = type(e).__name__
+            if kind == "Abort":
+                print("Aborted!", file=sys.stderr)
+                sys.exit(1)
+            if not (hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)):
+                raise
+            if kind == "NoArgsIsHelpError":  # `effkit` alone: the help, as before
+                e.show()
+                sys.exit(e.exit_code)
+            ctx = getattr(e, "ctx", None)
+            msg = e.format_message().replace(": Value error, ", ": ")  # typer's converter words a bad choice as pydantic does
+            if ctx is not None and msg.startswith("No such command"):
+                msg = f"{msg.rstrip('.')}; the commands are {', '.join(ctx.command.list_commands(ctx))}"
+            elif ctx is not None and msg.startswith("No such option") and "Possible options" not in msg:
+                msg = f"{msg}; `{ctx.command_path} --help` lists the options"
+            _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(msg)}", soft_wrap=True)
+            sys.exit(e.exit_code)
+        sys.exit(rv if type(rv) is int else 0)  # an Exit's code (typer.Exit(2) from cli_errors), else success
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="effkit",
     help="Why is this model as fast as it is, and what would make it faster? Counts, measures and explains PyTorch models.",
     pretty_exceptions_enable=False,

@@ -98,6 +98,26 @@ def test_cuda_without_cuda():
 def test_bad_dtype_is_a_usage_error():
     res = run("trace", "resnet18", "--dtype", "fp8")
     assert res.exit_code == 2 and "fp8" in res.output and "fp32" in res.output
+    one_line_error(res, r"Invalid value for '--precision' / '--dtype': 'fp8' is not one of 'fp32', 'tf32', 'fp16', 'bf16'")
+
+
+@pytest.mark.parametrize("args,pattern", [
+    # typer's own usage errors, one line like effkit's (typer draws them in a box of several lines under the usage)
+    (("profile", "convnext_t", "--bogus"), r"^error: No such option: --bogus \(Possible options: "),
+    (("trace", "--zzz"), r"^error: No such option: --zzz; `effkit trace --help` lists the options$"),
+    (("bogus-cmd",), r"^error: No such command 'bogus-cmd'; the commands are trace, models, device, bench, profile, compare"),
+    (("trace", "resnet18", "--format", "xml"), r"^error: Invalid value for '--format': 'xml' is not one of 'auto', 'table', 'csv', 'json'"),
+    (("profile", "convnext_t", "--batch"), r"^error: Option '--batch' requires an argument"),
+])
+def test_usage_errors_are_one_line(args, pattern):
+    one_line_error(run(*args), pattern)
+
+
+def test_a_command_s_own_exit_code_and_help_still_come_through():
+    assert run("trace", "--help").exit_code == 0
+    assert run("models").exit_code == 0
+    res = run()  # no command: the help, exit 2 as before
+    assert res.exit_code == 2 and "Usage" in res.output
 
 
 def test_dtype_the_device_cannot_run(tmp_path):
