@@ -353,7 +353,11 @@ def fusion_note(r: dict) -> str:
         v, iqr = r[f"{name}_ms"], r.get(f"{name}_iqr_ms")
         return f(v) if v is None or iqr is None else f"{v:.3f} ms (IQR {iqr:.3f} ms)"
 
-    ratio = f" (x{r['fused_over_fused_waterline']:.2f} the prediction)" if r.get("fused_over_fused_waterline") else ""
+    against = [f"x{r['fused_over_fused_waterline']:.2f} the prediction"] if r.get("fused_over_fused_waterline") else []
+    if r.get("fused_ms") and r.get("compile_ms"):  # the question a user asks first: does it beat torch.compile?
+        c, fz = r["compile_ms"], r["fused_ms"]
+        against.append(f"{c / fz:.2f}x faster than torch.compile" if fz <= c else f"{fz / c:.2f}x slower than torch.compile")
+    ratio = f" ({', '.join(against)})" if against else ""
     stem = {0: "", 1: " and the stem"}.get(r.get("fused_stems", 0), f" and {r.get('fused_stems')} stems")
     line = (f"fusion what-if against reality, batch {r['batch']} ({r['fused_blocks']} blocks{stem} fused, {r['unfused_blocks']} left unfused; "
             f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {timed('fused')}{ratio}; "
