@@ -64,6 +64,7 @@ import effkit  # noqa: E402
 from effkit.kernels import FusedConvAct, FusedConvFirst, FusedMBConv, fuse_blocks  # noqa: E402
 from effkit.kernels import triton_blocks  # noqa: E402
 from effkit.kernels.fold import _match, _match_stem  # noqa: E402
+from effkit.kernels.layout import three_parts_fit  # noqa: E402
 
 TOL = 2e-2
 DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --smoke: cpu, fp32, 32 pixels, width 0.5, batches 2 and 3
@@ -108,7 +109,7 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         # the loop where the default unrolls), and the other number of input parts where a width allows three
         loop = {**d, "group_conv": "dense_loop"}
         new = [{**loop, "tap_stages": 7 - d.get("tap_stages", 3)}, {**d, "group_conv": "dense"} if d.get("group_conv") == "dense_loop" else {**loop, "tap_stages": 3}]
-        if c_in % 3 == 0 and (c_in // 3) >= 16 and (c_in // 3) & (c_in // 3 - 1) == 0:
+        if three_parts_fit(c_in):
             new.append({**d, "three_parts": not d.get("three_parts", False)})
         out = out[:1] + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
@@ -466,9 +467,10 @@ def main():
             x = torch.randn(MID, c, hw, hw, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
             # the ablations hold the input as the output's two parts: best tiles with three input parts are timed on two
             # (run 24 refused c192's three parts here and lost the rows), and the row says so
-            best_tiles = tiles_for(name, key) or triton_blocks.default_config("convfirst", c, 4 * c, c_in=c)
-            tiles = {**(tiles_for(name, key) or {}), "three_parts": False}
-            row = {"net": name, "shape": key, "hw": hw, "batch": MID, "tiles": tiles, "three_parts_dropped": bool(best_tiles.get("three_parts"))}
+            chosen = tiles_for(name, key)
+            tiles = {**(chosen or {}), "three_parts": False}
+            dropped = (chosen or triton_blocks.default_config("convfirst", c, 4 * c, c_in=c)).get("three_parts", False)
+            row = {"net": name, "shape": key, "hw": hw, "batch": MID, "tiles": tiles, "three_parts_dropped": dropped}
             for parts, what in ((3, "whole_ms"), (1, "grouped_conv_only_ms"), (2, "expansion_only_ms"), (0, "neither_ms")):
                 if left() < 10:
                     res["skipped"].append({"what": f"parts {key} {parts}", "why": f"{left():.0f} s left"})

@@ -26,6 +26,13 @@ def channel_parts(c: int) -> tuple[int, int]:
     return best
 
 
+def three_parts_fit(c: int) -> bool:
+    """Whether a width c is 3·p with p a power of two of at least 16 (48, 96, 192, 384): the widths the ConvFirst kernel
+    can hold as three equal parts."""
+    p = c // 3
+    return c % 3 == 0 and p >= 16 and p & (p - 1) == 0
+
+
 def input_parts(c: int, one_part: bool | None = None, three: bool = False) -> tuple[int, ...]:
     """The ConvFirst kernel's input channel parts: `channel_parts`, or one part (c, 0) for a power-of-two width c ≥ 16
     when `one_part` is True, and by default (None) up to 32 channels: on the H200, c32>48/s2 took 0.0644 ms as one part
@@ -34,10 +41,9 @@ def input_parts(c: int, one_part: bool | None = None, three: bool = False) -> tu
     the dense grouped conv multiplies at 3·p² MACs a pixel and tap where two parts take (2p)² + p² (192: 12,288
     against 20,480)."""
     if three:
-        p = c // 3
-        if c % 3 or p < 16 or p & (p - 1):
+        if not three_parts_fit(c):
             raise ValueError(f"three parts need a width of 3·p, p a power of two of at least 16 (48, 96, 192, 384), got {c}")
-        return (p, p, p)
+        return (c // 3,) * 3
     if one_part is None:
         one_part = c in (16, 32)
     return (c, 0) if one_part else channel_parts(c)
@@ -49,11 +55,8 @@ def default_three_parts(c_in: int, c_wide: int, stride: int) -> bool:
     against 0.0410, c192>384/s2 0.0362 against the pairs' 0.0380; not at c48 (0.0743 against 0.0749 three deep, 0.0728
     four deep), c48>96/s2 (0.0512 against the unrolled taps' 0.0330) or c96>192/s2 (0.0259 against 0.0238). c_wide is the
     wider of the block's input and output (the tile the defaults are keyed by); c384 was not measured and keeps two."""
-    p = c_in // 3
-    if c_in % 3 or p < 16 or p & (p - 1):
-        return False
     wide = block_c_of(c_wide)
-    return (stride == 1 and wide in (128, 256)) or (stride == 2 and wide == 512)
+    return three_parts_fit(c_in) and ((stride == 1 and wide in (128, 256)) or (stride == 2 and wide == 512))
 
 
 def kernel_input_parts(c_in: int, c_wide: int, stride: int, config: dict | None) -> tuple[int, ...]:

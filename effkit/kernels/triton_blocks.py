@@ -64,8 +64,9 @@ def _pixel_tile(NPIX, H, W, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
-def _tap(n, h, w, pm, H, W, C, DY: tl.constexpr, DX: tl.constexpr, K: tl.constexpr):
-    """For the k×k tap (DY, DX): which pixels' shifted neighbour is inside the image, and that neighbour's offset in NHWC."""
+def _tap(n, h, w, pm, H, W, C, DY, DX, K: tl.constexpr):
+    """For the k×k tap (DY, DX: constants in the unrolled taps, from the loop's index in `_grouped_conv_loop`): which
+    pixels' shifted neighbour is inside the image, and that neighbour's offset in NHWC."""
     hh = h + DY - K // 2
     ww = w + DX - K // 2
     return pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W), ((n * H + hh) * W + ww) * C
@@ -161,10 +162,8 @@ def _grouped_conv_loop(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P:
     cl = tl.arange(0, P)
     y1 = tl.zeros((BLOCK_P, P), dtype=tl.float32)
     for t in tl.range(0, K * K, num_stages=STAGES):
-        hh = h + t // K - K // 2
-        ww = w + t % K - K // 2
-        ok = pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-        xs = tl.load(x_ptr + (((n * H + hh) * W + ww) * C)[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
+        ok, base = _tap(n, h, w, pm, H, W, C, t // K, t % K, K)
+        xs = tl.load(x_ptr + base[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
         wt = tl.load(wg_ptr + WOFF + (t * P + cl[:, None]) * P + cl[None, :])
         y1 += tl.dot(xs.to(wg_ptr.dtype.element_ty), wt)
     return y1
