@@ -533,6 +533,19 @@ def test_the_stem_kernel_refuses_bad_config():
 
 
 @needs_triton
+def test_three_parts_are_refused_beside_an_ablation_or_one_part():
+    from effkit.kernels.triton_blocks import convfirst
+
+    def weights(c):
+        return torch.randn(c, 8, 3, 3), torch.zeros(c), torch.randn(4 * c, c), torch.zeros(4 * c), torch.randn(c, 4 * c), torch.zeros(c)
+
+    # an ablation on a width that three parts fit; one_part on a width that one part fits (64: a power of two)
+    for c, cfg in ((48, {"three_parts": True, "parts": 1}), (64, {"three_parts": True, "one_part": True})):
+        with pytest.raises(ValueError, match="convfirst: three_parts needs the whole block \\(parts=3\\) and not one_part"):
+            convfirst(torch.randn(1, c, 4, 4), *weights(c), group_width=8, config=cfg)
+
+
+@needs_triton
 def test_one_part_wants_a_power_of_two_width():
     from effkit.kernels.triton_blocks import convfirst
 
