@@ -1,0 +1,83 @@
+"""benchmarks/kernels_ncu.py's logic on the CPU: reading ncu's raw CSV page, splitting its kernels into items by the
+marker launches, and the unfused block's layer bytes (hand arithmetic). ncu itself runs only on the GPU machine."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ncu_mod():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("kernels_ncu", ROOT / "benchmarks" / "kernels_ncu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+HEAD = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC",'
+        '"dram__bytes_read.sum","lts__t_sectors_op_write.sum","launch__registers_per_thread",'
+        '"smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio","smsp__average_warps_issue_stalled_wait_per_issue_active.ratio",'
+        '"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"')
+UNITS = '"","","","","","","","","","","","byte","sector","register/thread","ratio","ratio","%"'
+
+
+def row(i, name, dram, wsec, regs, ls, wait, tensor):
+    return f'"{i}","1","python3","h","{name}","1","7","(128, 1, 1)","(98, 1, 1)","0","9.0","{dram}","{wsec}","{regs}","{ls}","{wait}","{tensor}"'
+
+
+def raw(*rows):
+    return "\n".join(["==PROF== Connected to process 1 (python3)", HEAD, UNITS, *rows]) + "\n"
+
+
+def test_parse_and_split_by_markers(ncu_mod):
+    m = ncu_mod.MARKER
+    text = raw(row(0, m, 0, 1, 16, 0, 0, 0),
+               row(1, "_convfirst_kernel", "18,432,000", "600,000", 254, "3.25", "1.5", "41.2"),
+               row(2, m, 0, 1, 16, 0, 0, 0),
+               row(3, m, 0, 1, 16, 0, 0, 0),
+               row(4, "triton_poi_fused_add_0", "1,000", "10", 32, "0.5", "2.5", "0"),
+               row(5, "triton_per_fused_1", "2,000", "20", 40, "0.1", "0.2", "0"),
+               row(6, m, 0, 1, 16, 0, 0, 0))
+    rows, units = ncu_mod.parse_raw(text)
+    assert units["dram__bytes_read.sum"] == "byte"
+    assert [r["ID"] for r in rows] == list(range(7))
+    items = ncu_mod.split_items(rows, ["fused", "compile"])
+    assert [r["Kernel Name"] for r in items["fused"]] == ["_convfirst_kernel"]
+    assert [r["ID"] for r in items["compile"]] == [4, 5]
+    k = ncu_mod.kernel_summary(items["fused"][0])
+    assert k["dram_read_bytes"] == 18_432_000  # the thousands separator dropped
+    assert k["l2_write_bytes"] == 32 * 600_000  # 32-byte sectors
+    assert k["registers"] == 254
+    assert list(k["top_stalls"]) == ["long_scoreboard", "wait"]  # the larger first
+    assert k["tensor_pipes_pct"] == {"pipe_tensor_op_hmma_cycles_active": 41.2}
+    tot = ncu_mod.item_totals([ncu_mod.kernel_summary(r) for r in items["compile"]])
+    assert tot == {"kernels": 2, "dram_read_bytes": 3000, "l2_write_bytes": 32 * 30}
+
+
+def test_split_refuses_what_does_not_match(ncu_mod):
+    m = ncu_mod.MARKER
+    rows, _ = ncu_mod.parse_raw(raw(row(0, "stray_kernel", 0, 0, 1, 0, 0, 0), row(1, m, 0, 0, 1, 0, 0, 0), row(2, m, 0, 0, 1, 0, 0, 0)))
+    with pytest.raises(ValueError, match="outside an item"):
+        ncu_mod.split_items(rows, ["a"])
+    rows, _ = ncu_mod.parse_raw(raw(row(0, m, 0, 0, 1, 0, 0, 0), row(1, "k", 0, 0, 1, 0, 0, 0), row(2, m, 0, 0, 1, 0, 0, 0)))
+    with pytest.raises(ValueError, match="manifest has 2"):
+        ncu_mod.split_items(rows, ["a", "b"])
+    with pytest.raises(ValueError, match="no header"):
+        ncu_mod.parse_raw("==PROF== nothing profiled\n")
+
+
+def test_unfused_layer_bytes_by_hand(ncu_mod):
+    import effkit
+    net = effkit.build_model("convfirst_net").model
+    blk = next(m for m in net.modules() if hasattr(m, "body") and hasattr(m, "shortcut") and m.shortcut is None
+               and m.body[0][0].in_channels == 48)
+    # batch 64 at 56x56 (c48's input in the network at 224): the grouped conv reads 48 and writes 48 channels, the
+    # expansion reads 48 and writes 192, the projection reads 192 and writes 48, the residual add reads 48 + 48 and
+    # writes 48: 720 channels x 3136 pixels x 64 x 2 bytes = 289,013,760; folded weights and biases, 2 bytes each:
+    # grouped 48·8·9 + 48, expand 192·48 + 192, project 48·192 + 48 = 22,176 values = 44,352 bytes
+    assert ncu_mod.unfused_bytes(56, 64, blk) == 289_013_760 + 44_352
