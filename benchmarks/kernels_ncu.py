@@ -57,7 +57,8 @@ from effkit.kernels import fuse_blocks  # noqa: E402
 from effkit.kernels.fold import _match  # noqa: E402
 
 MARKER = "_ncu_marker_kernel"
-SECTIONS = ("SpeedOfLight", "MemoryWorkloadAnalysis", "Occupancy", "LaunchStats", "WarpStateStats", "ComputeWorkloadAnalysis")
+SECTIONS = ("SpeedOfLight", "Occupancy", "LaunchStats", "WarpStateStats")  # run 29a: six sections (with the memory and compute
+# workload analyses) over both networks' blocks and networks did not finish in 270 s a network
 METRICS = ("dram__bytes_read.sum", "dram__bytes_write.sum", "lts__t_bytes.sum", "lts__t_sectors_op_read.sum", "lts__t_sectors_op_write.sum",
            "gpu__time_duration.sum", "launch__registers_per_thread", "sm__warps_active.avg.pct_of_peak_sustained_active")
 # the metrics ncu.json keeps a kernel (the raw CSV keeps all): name in ncu -> key
@@ -217,6 +218,8 @@ def target(a) -> None:
             run(f"{name} {key} compile", kg.compiled(copy.deepcopy(eager)), x, what="compile", **info)
             if a.eager_blocks:
                 run(f"{name} {key} eager", eager, x, what="eager", **info)
+        if not a.networks:
+            continue
         x = torch.randn(a.batch, 3, kg.RES, kg.RES, device=dev, dtype=kg.DT).to(memory_format=torch.channels_last)
         eager = copy.deepcopy(net).to(kg.DT).to(memory_format=torch.channels_last)
         fused = copy.deepcopy(net).float()
@@ -264,6 +267,7 @@ def main():
     ap.add_argument("--target", action="store_true", help="(internal) the program ncu runs")
     ap.add_argument("--smoke", action="store_true", help="the items on the CPU (TRITON_INTERPRET=1), fp32, small, without ncu")
     ap.add_argument("--stride-1-only", action="store_true")
+    ap.add_argument("--networks", action="store_true", help="the whole networks too (fused, compiled, eager: hundreds of kernels)")
     ap.add_argument("--eager-blocks", action="store_true", help="each block eager too (the networks are always run eager)")
     a = ap.parse_args()
     kg.STRIDED = not a.stride_1_only
@@ -279,7 +283,7 @@ def main():
         sys.exit("error: ncu (Nsight Compute) was not found on PATH or under /opt/nvidia/nsight-compute")
     rep = out / "ncu_report"
     me = [sys.executable, str(Path(__file__).resolve()), "--target", "--out", str(out), "--batch", str(a.batch), "--nets", a.nets]
-    me += ["--stride-1-only"] * a.stride_1_only + ["--eager-blocks"] * a.eager_blocks
+    me += ["--stride-1-only"] * a.stride_1_only + ["--eager-blocks"] * a.eager_blocks + ["--networks"] * a.networks
     base = [ncu, "--clock-control", "none", "--profile-from-start", "off", "--target-processes", "application-only", "-f", "-o", str(rep)]
     base += [x for s in SECTIONS for x in ("--section", s)]
     log = open(out / "ncu_log.txt", "w")
