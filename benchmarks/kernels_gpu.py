@@ -111,7 +111,16 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         new = [{**loop, "tap_stages": 7 - d.get("tap_stages", 3)}, {**d, "group_conv": "dense"} if d.get("group_conv") == "dense_loop" else {**loop, "tap_stages": 3}]
         if three_parts_fit(c_in):
             new.append({**d, "three_parts": not d.get("three_parts", False)})
-        out = out[:1] + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
+        # run 29: Nsight Compute found the wide kernels latency-bound at one program of 8 warps an SM (tensor pipes 15-23 %
+        # busy, issue slots 14-18 %): 16 warps (128 registers a thread, a small spill at c192) where the tile is 256
+        # channels; at 512 the tap loop on three parts (c384 had the pairs), and 64-pixel tiles (wgmma, not mma.sync)
+        first = []
+        if 128 < c <= 256:
+            first = [{**d, "num_warps": 16}]
+        elif c > 256:
+            loop3 = {**d, "group_conv": "dense_loop", "tap_stages": 3, "three_parts": True} if three_parts_fit(c_in) else d
+            first = [loop3, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2}, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2, "split_h": 2}]
+        out = out[:1] + first + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
     out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},

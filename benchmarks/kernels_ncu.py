@@ -71,11 +71,11 @@ KEEP = {"gpu__time_duration.sum": "time_ns", "dram__bytes_read.sum": "dram_read_
         "sm__throughput.avg.pct_of_peak_sustained_elapsed": "sm_throughput_pct",
         "gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed": "memory_throughput_pct",
         "dram__throughput.avg.pct_of_peak_sustained_elapsed": "dram_throughput_pct",
-        "smsp__issue_active.avg.pct_of_peak_sustained_active": "issue_active_pct",
+        "sm__issue_active.avg.pct_of_peak_sustained_elapsed": "issue_active_pct",
         "smsp__average_warp_latency_per_inst_issued.ratio": "warp_cycles_per_issue",
         "launch__shared_mem_per_block_dynamic": "dynamic_shared_bytes", "launch__shared_mem_per_block_static": "static_shared_bytes"}
 STALL = re.compile(r"^smsp__average_warps_issue_stalled_(\w+?)_per_issue_active\.ratio$")
-TENSOR = re.compile(r"^sm__pipe_tensor\w*cycles_active\.avg\.pct_of_peak_sustained_active$")
+TENSOR = re.compile(r"^sm__pipe_tensor\w*cycles_active\.avg\.pct_of_peak_sustained_(active|elapsed)$")
 
 
 @triton.jit
@@ -207,7 +207,7 @@ def target(a) -> None:
         seen = {}
         for path, blk in blocks:
             seen.setdefault(kg.shape_key(blk), (path, blk))
-        for key, (path, blk) in seen.items():
+        for key, (path, blk) in ({} if a.skip_blocks else seen).items():
             hw, c = hw_of[key], blk.body[0][0].in_channels
             x = torch.randn(a.batch, c, hw, hw, device=dev, dtype=kg.DT).to(memory_format=torch.channels_last)
             flops, comp = kg.block_cost(hw, a.batch, blk)
@@ -268,6 +268,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="the items on the CPU (TRITON_INTERPRET=1), fp32, small, without ncu")
     ap.add_argument("--stride-1-only", action="store_true")
     ap.add_argument("--networks", action="store_true", help="the whole networks too (fused, compiled, eager: hundreds of kernels)")
+    ap.add_argument("--skip-blocks", action="store_true", help="no block items (with --networks: the networks alone)")
     ap.add_argument("--eager-blocks", action="store_true", help="each block eager too (the networks are always run eager)")
     a = ap.parse_args()
     kg.STRIDED = not a.stride_1_only
@@ -283,7 +284,7 @@ def main():
         sys.exit("error: ncu (Nsight Compute) was not found on PATH or under /opt/nvidia/nsight-compute")
     rep = out / "ncu_report"
     me = [sys.executable, str(Path(__file__).resolve()), "--target", "--out", str(out), "--batch", str(a.batch), "--nets", a.nets]
-    me += ["--stride-1-only"] * a.stride_1_only + ["--eager-blocks"] * a.eager_blocks + ["--networks"] * a.networks
+    me += ["--stride-1-only"] * a.stride_1_only + ["--eager-blocks"] * a.eager_blocks + ["--networks"] * a.networks + ["--skip-blocks"] * a.skip_blocks
     base = [ncu, "--clock-control", "none", "--profile-from-start", "off", "--target-processes", "application-only", "-f", "-o", str(rep)]
     base += [x for s in SECTIONS for x in ("--section", s)]
     log = open(out / "ncu_log.txt", "w")
