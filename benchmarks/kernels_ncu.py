@@ -208,6 +208,8 @@ def target(a) -> None:
         for path, blk in blocks:
             seen.setdefault(kg.shape_key(blk), (path, blk))
         for key, (path, blk) in ({} if a.skip_blocks else seen).items():
+            if a.shapes and key not in a.shapes.split(","):
+                continue
             hw, c = hw_of[key], blk.body[0][0].in_channels
             x = torch.randn(a.batch, c, hw, hw, device=dev, dtype=kg.DT).to(memory_format=torch.channels_last)
             flops, comp = kg.block_cost(hw, a.batch, blk)
@@ -215,6 +217,8 @@ def target(a) -> None:
                     "unfused_layer_bytes": unfused_bytes(hw, a.batch, blk)}
             eager = copy.deepcopy(blk).to(kg.DT).to(memory_format=torch.channels_last)
             run(f"{name} {key} fused", kg.fused_copy(blk), x, what="fused", **info)
+            if a.fused_only:
+                continue
             run(f"{name} {key} compile", kg.compiled(copy.deepcopy(eager)), x, what="compile", **info)
             if a.eager_blocks:
                 run(f"{name} {key} eager", eager, x, what="eager", **info)
@@ -268,6 +272,8 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="the items on the CPU (TRITON_INTERPRET=1), fp32, small, without ncu")
     ap.add_argument("--stride-1-only", action="store_true")
     ap.add_argument("--networks", action="store_true", help="the whole networks too (fused, compiled, eager: hundreds of kernels)")
+    ap.add_argument("--shapes", default="", help="comma-separated block shapes (e.g. c48,c192); default all")
+    ap.add_argument("--fused-only", action="store_true", help="the fused blocks alone (no compiled or eager block items)")
     ap.add_argument("--skip-blocks", action="store_true", help="no block items (with --networks: the networks alone)")
     ap.add_argument("--eager-blocks", action="store_true", help="each block eager too (the networks are always run eager)")
     a = ap.parse_args()
@@ -284,7 +290,8 @@ def main():
         sys.exit("error: ncu (Nsight Compute) was not found on PATH or under /opt/nvidia/nsight-compute")
     rep = out / "ncu_report"
     me = [sys.executable, str(Path(__file__).resolve()), "--target", "--out", str(out), "--batch", str(a.batch), "--nets", a.nets]
-    me += ["--stride-1-only"] * a.stride_1_only + ["--eager-blocks"] * a.eager_blocks + ["--networks"] * a.networks + ["--skip-blocks"] * a.skip_blocks
+    me += ["--stride-1-only"] * a.stride_1_only + ["--eager-blocks"] * a.eager_blocks + ["--networks"] * a.networks + ["--skip-blocks"] * a.skip_blocks + ["--fused-only"] * a.fused_only
+    me += ["--shapes", a.shapes] if a.shapes else []
     base = [ncu, "--clock-control", "none", "--profile-from-start", "off", "--target-processes", "application-only", "-f", "-o", str(rep)]
     base += [x for s in SECTIONS for x in ("--section", s)]
     log = open(out / "ncu_log.txt", "w")
