@@ -112,11 +112,15 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         if three_parts_fit(c_in):
             new.append({**d, "three_parts": not d.get("three_parts", False)})
         # run 29: Nsight Compute found the wide kernels latency-bound at one program of 8 warps an SM (tensor pipes 15-23 %
-        # busy, issue slots 14-18 %): 16 warps (128 registers a thread, a small spill at c192) where the tile is 256
-        # channels; at 512 the tap loop on three parts (c384 had the pairs), and 64-pixel tiles (wgmma, not mma.sync)
+        # busy, issue slots 14-18 %). Tried there and slower: 16 warps at 256 channels of tile (c192 0.0552 against 0.0371
+        # ms, c96>192/s2 0.0347 against 0.0241); at 512 the tap loop on three parts (c384 0.0780 against the pairs' 0.0707)
+        # and 64-pixel tiles (spills: 0.168). Its source-level sampling put c192's largest stall on the barrier after the
+        # hidden loop's weight copies (10 % of samples): the hidden loop a stage deeper (run 29b)
         first = []
-        if 128 < c <= 256:
-            first = [{**d, "num_warps": 16}]
+        if 64 < c <= 128:
+            first = [{**d, "num_stages": 4}]
+        elif 128 < c <= 256:
+            first = [{**d, "num_stages": 3}, {**d, "block_h": 32, "num_stages": 4}, {**d, "block_h": 32, "num_stages": 3}]
         elif c > 256:
             loop3 = {**d, "group_conv": "dense_loop", "tap_stages": 3, "three_parts": True} if three_parts_fit(c_in) else d
             first = [loop3, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2}, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2, "split_h": 2}]

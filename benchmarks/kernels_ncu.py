@@ -153,6 +153,39 @@ def item_totals(kernels: list[dict]) -> dict:
     return tot
 
 
+def source_stalls(text: str, top: int = 10) -> list[dict]:
+    """ncu's `--page source --csv --print-source sass` output (for each kernel a line '"Kernel Name","NAME",', then a
+    table of its SASS instructions with their warp-stall samples) as, per kernel: the samples in all, the share taken by
+    each opcode (its mnemonic, predicate and modifiers dropped: '@!P0 LDGSTS.E.128' is LDGSTS) and by each opcode and
+    stall reason (the table's stall_* columns, all samples), the largest `top` of each, in %."""
+    out, block = [], None
+    for ln in text.splitlines():
+        if ln.startswith('"Kernel Name"'):
+            block = {"kernel": next(csv.reader([ln]))[1], "lines": []}
+            out.append(block)
+        elif block is not None and ln.strip():
+            block["lines"].append(ln)
+    res = []
+    for b in out:
+        table = list(csv.reader(b["lines"]))
+        head = table[0]
+        reasons = [h for h in head if h.startswith("stall_") and "Not Issued" not in h]
+        by_op, by_reason = {}, {}
+        for r in table[1:]:
+            row = dict(zip(head, r))
+            op = re.sub(r"^@!?U?P[T0-9]+\s+", "", row.get("Source", "").strip()).split(" ")[0].split(".")[0]
+            by_op[op] = by_op.get(op, 0) + int(number(row.get("Warp Stall Sampling (All Samples)", "") or "0") or 0)
+            for c in reasons:
+                v = number(row.get(c, "") or "0")
+                if isinstance(v, (int, float)) and v:
+                    key = f"{op} {c[len('stall_'):]}"
+                    by_reason[key] = by_reason.get(key, 0) + v
+        total = sum(by_op.values()) or 1
+        pct = lambda d: {k: round(100 * v / total, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]}  # noqa: E731
+        res.append({"kernel": b["kernel"], "samples": sum(by_op.values()), "opcode_pct": pct(by_op), "opcode_stall_pct": pct(by_reason)})
+    return res
+
+
 def find_ncu() -> str | None:
     return shutil.which("ncu") or next(iter(sorted(glob.glob("/opt/nvidia/nsight-compute/*/ncu"))[::-1]), None)
 
