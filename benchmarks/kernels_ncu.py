@@ -57,6 +57,7 @@ from effkit.kernels import fuse_blocks  # noqa: E402
 from effkit.kernels.fold import _match  # noqa: E402
 
 MARKER = "_ncu_marker_kernel"
+FUSED_KERNELS = "_convfirst_kernel|_mbconv_kernel|_mbconv_staged_kernel|_conv_act_kernel"  # effkit.kernels' Triton kernels
 SECTIONS = ("SpeedOfLight", "Occupancy", "LaunchStats", "WarpStateStats")  # run 29a: six sections (with the memory and compute
 # workload analyses) over both networks' blocks and networks did not finish in 270 s a network
 METRICS = ("dram__bytes_read.sum", "dram__bytes_write.sum", "lts__t_bytes.sum", "lts__t_sectors_op_read.sum", "lts__t_sectors_op_write.sum",
@@ -296,6 +297,20 @@ def report(out: Path, raw: str) -> dict:
     return res
 
 
+def source_report(out: Path, sass: str) -> list[dict]:
+    """ncu_source.json: `source_stalls` of each fused kernel, named by the manifest's fused items (in launch order: the
+    kernel filter profiled nothing else), and a line a kernel on stdout."""
+    manifest = [m for m in json.loads((out / "manifest.json").read_text()) if m["what"] == "fused"]
+    res = source_stalls(sass)
+    if len(res) != len(manifest):
+        raise ValueError(f"{len(res)} kernels in ncu's source page, {len(manifest)} fused items in the manifest")
+    for m, r in zip(manifest, res):
+        r["item"] = m["item"]
+        print(f"{m['item']:<34} {r['samples']:>6} samples; opcodes {r['opcode_pct']}; opcode and stall {r['opcode_stall_pct']}", flush=True)
+    (out / "ncu_source.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -307,6 +322,7 @@ def main():
     ap.add_argument("--networks", action="store_true", help="the whole networks too (fused, compiled, eager: hundreds of kernels)")
     ap.add_argument("--shapes", default="", help="comma-separated block shapes (e.g. c48,c192); default all")
     ap.add_argument("--fused-only", action="store_true", help="the fused blocks alone (no compiled or eager block items)")
+    ap.add_argument("--source", action="store_true", help="the fused kernels' stall samples by instruction (SourceCounters), not the counters")
     ap.add_argument("--skip-blocks", action="store_true", help="no block items (with --networks: the networks alone)")
     ap.add_argument("--eager-blocks", action="store_true", help="each block eager too (the networks are always run eager)")
     a = ap.parse_args()
@@ -322,10 +338,23 @@ def main():
     if ncu is None:
         sys.exit("error: ncu (Nsight Compute) was not found on PATH or under /opt/nvidia/nsight-compute")
     rep = out / "ncu_report"
+    a.fused_only = a.fused_only or a.source
     me = [sys.executable, str(Path(__file__).resolve()), "--target", "--out", str(out), "--batch", str(a.batch), "--nets", a.nets]
     me += ["--stride-1-only"] * a.stride_1_only + ["--eager-blocks"] * a.eager_blocks + ["--networks"] * a.networks + ["--skip-blocks"] * a.skip_blocks + ["--fused-only"] * a.fused_only
     me += ["--shapes", a.shapes] if a.shapes else []
     base = [ncu, "--clock-control", "none", "--profile-from-start", "off", "--target-processes", "application-only", "-f", "-o", str(rep)]
+    if a.source:  # the fused kernels alone (no markers: nothing else is profiled), their instructions' stall samples
+        base += ["--section", "SourceCounters", "--section", "WarpStateStats", "--kernel-name", f"regex:{FUSED_KERNELS}"]
+        log = open(out / "ncu_log.txt", "w")
+        r = subprocess.run(base + me, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if r.returncode:
+            sys.exit(f"error: ncu exited {r.returncode}; see {out / 'ncu_log.txt'}")
+        sass = subprocess.run([ncu, "--import", str(rep) + ".ncu-rep", "--page", "source", "--csv", "--print-source", "sass"], capture_output=True,
+                              text=True, check=True).stdout
+        (out / "ncu_sass.csv").write_text(sass)
+        source_report(out, sass)
+        return
     base += [x for s in SECTIONS for x in ("--section", s)]
     log = open(out / "ncu_log.txt", "w")
     r = subprocess.run(base + ["--metrics", ",".join(METRICS)] + me, stdout=log, stderr=subprocess.STDOUT)

@@ -81,3 +81,24 @@ def test_unfused_layer_bytes_by_hand(ncu_mod):
     # writes 48: 720 channels x 3136 pixels x 64 x 2 bytes = 289,013,760; folded weights and biases, 2 bytes each:
     # grouped 48·8·9 + 48, expand 192·48 + 192, project 48·192 + 48 = 22,176 values = 44,352 bytes
     assert ncu_mod.unfused_bytes(56, 64, blk) == 289_013_760 + 44_352
+
+
+def test_source_stalls_by_opcode_and_reason(ncu_mod):
+    head = ('"Address","Source","Warp Stall Sampling (All Samples)","Warp Stall Sampling (Not-issued Samples)","stall_barrier",'
+            '"stall_long_sb","stall_barrier (Not Issued)"')
+    text = "\n".join([
+        '"Kernel Name","_convfirst_kernel",', head,
+        '"0x10","      BAR.SYNC.DEFER_BLOCKING 0x0","60","60","","58","999"',
+        '"0x20","@!PT  LDS RZ, [RZ]","20","20","20","",""',
+        '"0x30","      WARPGROUP.DEPBAR.LE gsb0, 0x0","15","14","15","",""',
+        '"0x40","      WARPGROUP.ARRIVE","5","5","","",""',
+        '"Kernel Name","_mbconv_staged_kernel",', head,
+        '"0x10","      LDG.E.128 R4, desc[UR4][R2.64]","3","3","3","",""',
+        '"0x20","@P1   LDG.E R5, desc[UR4][R6.64]","1","1","","1",""'])
+    k1, k2 = ncu_mod.source_stalls(text)
+    assert (k1["kernel"], k1["samples"], k2["samples"]) == ("_convfirst_kernel", 100, 4)
+    # 60 + 20 + 15 + 5 = 100 samples: BAR 60 %, LDS 20 % (its predicate dropped), the two WARPGROUP forms 20 % together
+    assert k1["opcode_pct"] == {"BAR": 60.0, "LDS": 20.0, "WARPGROUP": 20.0}
+    # the (Not Issued) column is not added to the reasons
+    assert k1["opcode_stall_pct"] == {"BAR long_sb": 58.0, "LDS barrier": 20.0, "WARPGROUP barrier": 15.0}
+    assert k2["opcode_pct"] == {"LDG": 100.0} and k2["opcode_stall_pct"] == {"LDG barrier": 75.0, "LDG long_sb": 25.0}

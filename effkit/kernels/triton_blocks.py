@@ -463,7 +463,10 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
         return {**(loop if stride == 1 else {"group_conv": "dense"}), "block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3, **three}
     if bc <= 256:  # run 15: 128 pixels, two stages, 0.0505 ms at 192 against 0.066 at 64 pixels (26 spills, still faster);
         # run 17: the dense grouped conv, 0.0476 against 0.0505 with the pairs (0 spills against 26)
-        return {**loop, "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 2, **three}
+        # run 29c: on three parts (c192) the hidden loop three stages deep, 0.0350 ms against 0.0366 with two (Nsight
+        # Compute's sampling had put c192's largest stall on the barrier after the weights' copies); not at stride 2
+        # (c96>192/s2: 0.0251 against 0.0238)
+        return {**loop, "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 3 if three and stride == 1 else 2, **three}
     # run 15: 32 pixels, three stages (225 KB of shared memory; 64 pixels with 64 expanded channels asked for 246 KB), 0.071 ms at 384
     return {**(loop if three else {"group_conv": "pairs"}), "block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 3, **three}
 
