@@ -35,8 +35,8 @@ takes minutes a network); `--tile-shapes` limits the tile search to some block s
 `--stride-1-only` leaves the strided, width-changing ConvFirst blocks unfused (`fuse_blocks(strided=False)`; runs 2-9
 measured that way) in every section.
 
-DRAM bytes actually moved are not read: no hardware counter is reachable from this script (Nsight Compute is not
-installed on the lent machine); the tables give the compulsory bytes instead.
+DRAM bytes actually moved are not read here (the tables give the compulsory bytes): benchmarks/kernels_ncu.py reads
+them, and the other hardware counters, with Nsight Compute where the lent machine's runtime allows it (run 29).
 
     python3 benchmarks/kernels_gpu.py --out $OUT [--deadline 330]
 
@@ -322,7 +322,7 @@ def main():
     import triton
     res = {"meta": {"torch": torch.__version__, "triton": triton.__version__, "device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke)", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                     "peak_bf16_flops": peak, "bandwidth_bytes_per_s": bw, "ceilings": "results/h200/ceilings.json (measured idle)",
-                    "dram_bytes": "not read (no hardware counter reachable); compulsory bytes given", "tolerance": TOL},
+                    "dram_bytes": "not read here (benchmarks/kernels_ncu.py reads them); compulsory bytes given", "tolerance": TOL},
            "correctness": [], "tiles": [], "parts": [], "stem": [], "blocks": [], "networks": [], "profile": [], "profile_compiled": [], "skipped": []}
 
     def save():

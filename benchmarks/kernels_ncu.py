@@ -2,11 +2,13 @@
 
 kernels_gpu.py times the kernels; this script reads what they do on the chip, which timing cannot show: the DRAM bytes
 actually moved (against the compulsory bytes the fused rooflines use), the L2 traffic (the weights every program
-streams), the occupancy achieved, the tensor and issue pipes' use, and why warps stall. For each distinct block shape
-of the networks at --batch (64), two items, each run once: the fused block (the defaults) and the unfused block under
-torch.compile (default mode; with --eager-blocks also eager: bf16, channels-last, nothing folded); and each whole
-network fused, compiled and eager (its DRAM bytes beside effkit's trace of the same network). The kernels of an item are the ones between two marker launches (`_ncu_marker_kernel`), so no kernel is
-attributed by its name or its order alone.
+streams), the occupancy achieved, the tensor pipes' and issue slots' use, and why warps stall. For each distinct block
+shape of the networks at --batch (64), two items, each run once: the fused block (the defaults) and the unfused block
+under torch.compile (default mode; with --eager-blocks also eager: bf16, channels-last, nothing folded); with
+--networks each whole network fused, compiled and eager (hundreds of kernels), its DRAM bytes beside effkit's trace of
+the same network. The kernels of an item are the ones between two marker launches (`_ncu_marker_kernel`), so no
+kernel is attributed by its name or its order alone. ncu needs a machine whose runtime lets it read the counters (on
+the lent H200s: Firecracker, not gVisor; the device notes' KINDS.md).
 
 How it reads them. The script runs itself under ncu (`--target`), which profiles only between cudaProfilerStart and
 cudaProfilerStop: each item is built and run twice first (Triton's and inductor's compiles, autotuning), then once
@@ -15,14 +17,19 @@ between the two calls. ncu replays every kernel once a group of counters, with t
 - each kernel starts with a cold L2: its input is read from DRAM, as the compulsory bytes assume (in the network the
   block before may leave it in the 60 MB L2, so these are the cold-cache bytes, an upper bound for the reads);
 - writes still in L2 when the kernel ends are written back after it and not counted: a kernel's DRAM writes can be
-  below its output bytes. The bytes the SMs wrote into L2 (lts__t_sectors_op_write) are given beside them;
+  below its output bytes. The bytes the SMs wrote into L2 (lts__t_sectors_op_write) are kept too, but on the H200 they
+  came to 1.5x the output bytes of every fused kernel (run 29, not explained), so they are not a count of bytes written;
 - times under ncu (gpu__time_duration) are one kernel alone, cold, after a flush: they are not kernels_gpu.py's
   back-to-back CUDA-graph medians and are given for the stall and occupancy figures' context, not as latencies.
 
 Outputs in --out: ncu_raw.csv (ncu's raw page, every metric, one row a kernel), ncu_report.ncu-rep, ncu.json (per item:
 its kernels with the chosen metrics, the totals, the compulsory and unfused bytes), ncu_log.txt (ncu's own output).
+With --source, instead: the fused kernels alone with ncu's instruction-level stall sampling (SourceCounters),
+ncu_sass.csv (every SASS instruction with its samples) and ncu_source.json (`source_stalls`: the samples by opcode and
+by opcode and reason).
 
-    python3 benchmarks/kernels_ncu.py --out $OUT [--batch 64] [--nets convfirst_net,mbconv_net]
+    python3 benchmarks/kernels_ncu.py --out $OUT [--batch 64] [--nets convfirst_net,mbconv_net] [--networks] [--shapes c48,c192]
+    python3 benchmarks/kernels_ncu.py --out $OUT --source --nets convfirst_net --shapes c48,c96,c192,c384
 
 `--smoke` builds and runs the items on the CPU (Triton's interpreter, fp32, small networks, no ncu) to check this
 script before it spends device time:

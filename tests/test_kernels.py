@@ -644,6 +644,19 @@ def test_a_strided_block_gets_its_own_default_tiles(monkeypatch):
     assert seen == [2] and torch.allclose(got, reference_convfirst(x, *w, group_width=8, stride=2, ws=ws, bs=bs), atol=1e-4)
 
 
+@needs_triton
+def test_the_hidden_loop_stages_follow_the_measured_shapes(monkeypatch):
+    # run 29c (H200, batch 64): three stages of the hidden loop won at c192 on three parts (0.0350 against 0.0366 ms) and
+    # lost at c96>192/s2 (stride 2, two parts: 0.0251 against 0.0238); a 256-channel tile on two parts was not measured
+    # with three, and at 192 on two parts the tap loop alone took 196 KB of shared memory
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels import triton_blocks
+
+    assert triton_blocks.default_config("convfirst", 192, 768, stride=1, c_in=192)["num_stages"] == 3
+    assert triton_blocks.default_config("convfirst", 192, 768, stride=2, c_in=96)["num_stages"] == 2
+    assert triton_blocks.default_config("convfirst", 256, 1024, stride=1, c_in=256)["num_stages"] == 2
+
+
 def test_which_blocks_take_three_parts_by_default():
     from effkit.kernels.layout import default_three_parts, kernel_input_parts
 

@@ -426,7 +426,8 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
     ConvFirst (c the wider of its input and output; run 15, the kernel with two channel parts) up to 64 channels: the
     dense grouped conv with its taps a loop four stages deep (runs 24-25), 64 pixels, 32 expanded channels, 4 warps, the
     SiLU in bf16x2 (run 20); up to 128: the loop three deep (the unrolled taps at stride 2, run 24), 128 pixels, 32, 8
-    warps; up to 256: the loop three deep, 128 pixels, 64 expanded channels, 8 warps, two stages; wider: the pairs, 32
+    warps; up to 256: the loop three deep, 128 pixels, 64 expanded channels, 8 warps, two stages (three on three parts at
+    stride 1, run 29c); wider: the pairs, 32
     pixels, 64, 8 warps, three stages (the H200 has 227 KB of shared memory a program), but the loop three deep at stride 2.
     Given the input width c_in, three input parts where `layout.default_three_parts` says they were measured faster. MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
