@@ -1,10 +1,15 @@
 """benchmarks/kernels_ncu.py's logic on the CPU: reading ncu's raw CSV page, splitting its kernels into items by the
 marker launches, and the unfused block's layer bytes (hand arithmetic). ncu itself runs only on the GPU machine."""
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
-import pytest
+os.environ.setdefault("TRITON_INTERPRET", "1")  # as in test_kernels.py: Triton's jit decides when Triton is first imported
+# whether to interpret, and this file is collected first (imported here without it, Triton's own jit functions, tl.zeros
+# among them, broke every interpreter test after this file)
+
+import pytest  # noqa: E402
 
 pytest.importorskip("triton")
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,11 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ncu_mod():
+    """The script as a module (it imports benchmarks/kernels_gpu.py from its folder)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("kernels_ncu", ROOT / "benchmarks" / "kernels_ncu.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    try:
+        spec = importlib.util.spec_from_file_location("kernels_ncu", ROOT / "benchmarks" / "kernels_ncu.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 HEAD = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC",'
