@@ -115,15 +115,15 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         # busy, issue slots 14-18 %). Tried there and slower: 16 warps at 256 channels of tile (c192 0.0552 against 0.0371
         # ms, c96>192/s2 0.0347 against 0.0241); at 512 the tap loop on three parts (c384 0.0780 against the pairs' 0.0707)
         # and 64-pixel tiles (spills: 0.168). Its source-level sampling put c192's largest stall on the barrier after the
-        # hidden loop's weight copies (10 % of samples): the hidden loop a stage deeper (run 29b)
-        first = []
-        if 64 < c <= 128:
-            first = [{**d, "num_stages": 4}]
-        elif 128 < c <= 256:
-            first = [{**d, "num_stages": 3}, {**d, "block_h": 32, "num_stages": 4}, {**d, "block_h": 32, "num_stages": 3}]
+        # hidden loop's weight copies (10 % of samples): the hidden loop a stage deeper (run 29c: won at c192, now its
+        # default; lost at c96 and c96>192/s2). Next: on three parts, the first two joined into one operand for the
+        # expansion (join_parts: two chained dots a chunk instead of three, one wait and barrier fewer; not yet timed)
+        first = [{**d, "join_parts": True}] if d.get("three_parts") else []
+        if 128 < c <= 256:
+            first += [{**d, "num_stages": 5 - d["num_stages"]}, {**d, "block_h": 32, "num_stages": 4}]
         elif c > 256:
             loop3 = {**d, "group_conv": "dense_loop", "tap_stages": 3, "three_parts": True} if three_parts_fit(c_in) else d
-            first = [loop3, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2}, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2, "split_h": 2}]
+            first += [loop3, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2}, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2, "split_h": 2}]
         out = out[:1] + first + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)

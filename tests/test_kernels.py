@@ -278,6 +278,10 @@ def test_three_input_parts_by_hand():
     (48, 96, (5, 4), 2, {"group_conv": "dense_loop", "three_parts": True}),  # the shortcut from all three parts
     (48, 48, (3, 4), 1, {"group_conv": "pairs", "three_parts": True, "split_h": 2}),
     (48, 48, (3, 4), 1, {"group_conv": "fma", "three_parts": True}),
+    # the first two of three parts joined into one operand of 32 channels for the expansion: channels 0-31 must meet the
+    # weight's rows 0-31 in order (a join that interleaved them, 0, 16, 1, 17, ..., would fail here)
+    (48, 48, (4, 5), 1, {"group_conv": "dense_loop", "three_parts": True, "join_parts": True}),
+    (48, 96, (5, 4), 2, {"group_conv": "dense", "three_parts": True, "join_parts": True, "split_h": 2}),
 ])
 def test_the_convfirst_kernel_dense_and_split_h(c, c_out, hw, stride, cfg, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -543,6 +547,16 @@ def test_three_parts_are_refused_beside_an_ablation_or_one_part():
     for c, cfg in ((48, {"three_parts": True, "parts": 1}), (64, {"three_parts": True, "one_part": True})):
         with pytest.raises(ValueError, match="convfirst: three_parts needs the whole block \\(parts=3\\) and not one_part"):
             convfirst(torch.randn(1, c, 4, 4), *weights(c), group_width=8, config=cfg)
+
+
+@needs_triton
+def test_join_parts_wants_three_parts():
+    from effkit.kernels.triton_blocks import convfirst
+
+    c = 40  # not 3·2^k: two parts (32, 16), nothing to join
+    w = torch.randn(c, 8, 3, 3), torch.zeros(c), torch.randn(4 * c, c), torch.zeros(4 * c), torch.randn(c, 4 * c), torch.zeros(c)
+    with pytest.raises(ValueError, match=r"convfirst: join_parts needs three input parts .* this launch takes 2: \(32, 16\)"):
+        convfirst(torch.randn(1, c, 4, 4), *w, group_width=8, config={"join_parts": True})
 
 
 @needs_triton

@@ -221,7 +221,7 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
                       K: tl.constexpr, GW: tl.constexpr, GROUP_CONV: tl.constexpr, BLOCK_P: tl.constexpr, CA: tl.constexpr, CB: tl.constexpr,
                       OA: tl.constexpr, OB: tl.constexpr, BLOCK_H: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr,
                       SPLIT_H: tl.constexpr, PARTS: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, FAST_SILU: tl.constexpr,
-                      CC: tl.constexpr = 0):
+                      CC: tl.constexpr = 0, JOIN_AB: tl.constexpr = False):
     """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The C input channels are two
     parts of CA and CB channels (`layout.channel_parts`), the CO output channels OA and OB: every tensor over channels
     is held as its two parts and every dot over them is two dots, so no channel is computed beyond a+b (the zoo's
@@ -229,7 +229,10 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
     holds the matching weight layout). SHORTCUT: the residual is a 1x1 conv of stride STRIDE (ws [CO, C], bs, folded)
     instead of the input itself, SC_A and SC_B input channels of each part a dot. FAST_SILU: `_silu`'s tanh form.
     CC > 0 (config["three_parts"]): a third input part of CC channels (192 = 64 + 64 + 64), so that the dense grouped conv
-    costs a² + b² + c² MACs a pixel and tap instead of (128² + 64²).
+    costs a² + b² + c² MACs a pixel and tap instead of (128² + 64²). JOIN_AB (config["join_parts"], three parts only): the
+    grouped conv's first two parts joined into one [BLOCK_P, 2·CA] operand after the conv (its MACs unchanged), so that
+    the expansion is two chained dots a chunk, not three: Triton waits for each dot's result before the next (an sm_90
+    compile of the c192 kernel: wgmma.wait_group 0 and a barrier after each), so a chunk's chain is one round shorter.
     Axis 1 splits the expanded channels (SPLIT_H > 1): program (i, s) expands and projects the s-th share of them, adds
     its partial output into the fp32 buffer part_ptr (atomics, zeroed before the launch) and counts itself in
     count_ptr[tile]; the last of a tile's SPLIT_H programs reads the sum back and finishes the block.
@@ -261,6 +264,9 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
             c3 = CA + CB + tl.arange(0, CC)
             c3m = c3 < C
             yc = yc.to(w2_ptr.dtype.element_ty)
+        if JOIN_AB:  # [BLOCK_P, CA, 2] → [BLOCK_P, 2, CA] → [BLOCK_P, 2·CA]: channels 0 .. CA−1, then CA .. 2·CA−1
+            yab = tl.reshape(tl.permute(tl.join(ya, yb), (0, 2, 1)), (BLOCK_P, 2 * CA))
+            cab = tl.arange(0, 2 * CA)
         acc_a = tl.zeros((BLOCK_P, OA), dtype=tl.float32)
         acc_b = tl.zeros((BLOCK_P, OB), dtype=tl.float32)
         share = tl.cdiv(tl.cdiv(HID, BLOCK_H), SPLIT_H) * BLOCK_H  # expanded channels a split, whole chunks
@@ -268,15 +274,20 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
         for h0 in range(h_lo, tl.minimum(h_lo + share, HID), BLOCK_H):
             hi = h0 + tl.arange(0, BLOCK_H)
             hm = hi < HID
-            w2a = tl.load(w2_ptr + hi[None, :] * C + ca[:, None], mask=cam[:, None] & hm[None, :], other=0.0)  # [CA, BLOCK_H]
-            if CB > 0:
-                w2b = tl.load(w2_ptr + hi[None, :] * C + cb[:, None], mask=cbm[:, None] & hm[None, :], other=0.0)  # [CB, BLOCK_H]
-                e = tl.dot(yb, w2b, tl.dot(ya, w2a))
-                if CC > 0:
-                    w2c = tl.load(w2_ptr + hi[None, :] * C + c3[:, None], mask=c3m[:, None] & hm[None, :], other=0.0)  # [CC, BLOCK_H]
-                    e = tl.dot(yc, w2c, e)
+            if JOIN_AB:
+                w2ab = tl.load(w2_ptr + hi[None, :] * C + cab[:, None], mask=(cab < C)[:, None] & hm[None, :], other=0.0)  # [2·CA, BLOCK_H]
+                w2c = tl.load(w2_ptr + hi[None, :] * C + c3[:, None], mask=c3m[:, None] & hm[None, :], other=0.0)  # [CC, BLOCK_H]
+                e = tl.dot(yc, w2c, tl.dot(yab, w2ab))
             else:
-                e = tl.dot(ya, w2a)
+                w2a = tl.load(w2_ptr + hi[None, :] * C + ca[:, None], mask=cam[:, None] & hm[None, :], other=0.0)  # [CA, BLOCK_H]
+                if CB > 0:
+                    w2b = tl.load(w2_ptr + hi[None, :] * C + cb[:, None], mask=cbm[:, None] & hm[None, :], other=0.0)  # [CB, BLOCK_H]
+                    e = tl.dot(yb, w2b, tl.dot(ya, w2a))
+                    if CC > 0:
+                        w2c = tl.load(w2_ptr + hi[None, :] * C + c3[:, None], mask=c3m[:, None] & hm[None, :], other=0.0)  # [CC, BLOCK_H]
+                        e = tl.dot(yc, w2c, e)
+                else:
+                    e = tl.dot(ya, w2a)
             e += tl.load(b2_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
             e = _silu(e, FAST_SILU).to(w3_ptr.dtype.element_ty)
             w3a = tl.load(w3_ptr + oa[None, :] * HID + hi[:, None], mask=hm[:, None] & oam[None, :], other=0.0)  # [BLOCK_H, OA]
@@ -541,7 +552,7 @@ def _fast_silu(x, cfg: dict, packed: bool = False) -> int:
 
 GROUP_CONVS = ("pairs", "dense", "fma", "dense_loop")  # the grouped conv's ways, GROUP_CONV 1, 2, 0 and 10 + tap_stages in the kernel
 CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part",
-                  "packed_silu", "tap_stages", "three_parts")
+                  "packed_silu", "tap_stages", "three_parts", "join_parts")
 
 
 def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | None = None, config: dict | None = None,
@@ -582,6 +593,8 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     except ValueError as e:
         raise ValueError(f"convfirst: {e}") from None
     cfg["three_parts"] = len(in_parts) == 3
+    if cfg.get("join_parts") and not cfg["three_parts"]:
+        raise ValueError(f"convfirst: join_parts needs three input parts (three_parts, a width of 3·p); this launch takes {len(in_parts)}: {in_parts}")
     (ca, cb, cc), (oa, ob) = (*in_parts, 0)[:3], channel_parts(c_out)
     dense_n = k * k * sum(q * q for q in in_parts)
     dense = lambda: w1dense if w1dense is not None and w1dense.numel() == dense_n else block_diagonal_dense_parts(w1, in_parts)  # noqa: E731
@@ -609,7 +622,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         xh, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
         c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2, "dense_loop": 10 + tap_stages}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
         OA=oa, OB=ob, BLOCK_H=cfg["block_h"], STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_A=min(ca, 64),
-        SC_B=min(cb, 64) or 16, CC=cc, FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
+        SC_B=min(cb, 64) or 16, CC=cc, JOIN_AB=bool(cfg.get("join_parts")), FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None,
                              "channel_parts": list(in_parts), "out_parts": [oa, ob]})
