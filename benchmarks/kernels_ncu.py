@@ -298,8 +298,9 @@ def report(out: Path, raw: str) -> dict:
         if m["what"] == "fused" and len(ks) == 1:
             k = ks[0]
             print(f"{'':<40}regs {k.get('registers')}, occupancy {k.get('achieved_occupancy_pct', float('nan')):.1f} % of "
-                  f"{k.get('theoretical_occupancy_pct', float('nan')):.1f} %, issue {k.get('issue_active_pct', float('nan')):.1f} %, tensor "
-                  f"{k['tensor_pipes_pct']}, stalls {k['top_stalls']}", flush=True)
+                  f"{k.get('theoretical_occupancy_pct', float('nan')):.1f} %, issue slots {k.get('issue_active_pct', float('nan')):.1f} % of cycles, "
+                  f"tensor pipes {k['tensor_pipes_pct'].get('pipe_tensor_cycles_active', float('nan')):.1f} % of cycles, stalls (cycles between a "
+                  f"warp's instructions, of {k.get('warp_cycles_per_issue', float('nan')):.1f}) {k['top_stalls']}", flush=True)
     (out / "ncu.json").write_text(json.dumps(res, indent=1))
     return res
 
