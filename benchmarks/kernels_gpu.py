@@ -117,8 +117,11 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         # and 64-pixel tiles (spills: 0.168). Its source-level sampling put c192's largest stall on the barrier after the
         # hidden loop's weight copies (10 % of samples): the hidden loop a stage deeper (run 29c: won at c192, now its
         # default; lost at c96 and c96>192/s2). Next: on three parts, the first two joined into one operand for the
-        # expansion (join_parts: two chained dots a chunk instead of three, one wait and barrier fewer; not yet timed)
+        # expansion (join_parts: two chained dots a chunk instead of three, one wait and barrier fewer; not yet timed); at
+        # stride 1 the taps' gather as tensor-descriptor loads (dense_tma: c48's integer work, a quarter of its samples)
         first = [{**d, "join_parts": True}] if d.get("three_parts") else []
+        if stride == 1 and d.get("group_conv") == "dense_loop":  # the tap loop's gather as one descriptor load a tap (not yet timed)
+            first.insert(0, {**d, "group_conv": "dense_tma"})
         if 128 < c <= 256:
             first += [{**d, "num_stages": 5 - d["num_stages"]}, {**d, "block_h": 32, "num_stages": 4}]
         elif c > 256:

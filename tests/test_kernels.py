@@ -282,6 +282,12 @@ def test_three_input_parts_by_hand():
     # weight's rows 0-31 in order (a join that interleaved them, 0, 16, 1, 17, ..., would fail here)
     (48, 48, (4, 5), 1, {"group_conv": "dense_loop", "three_parts": True, "join_parts": True}),
     (48, 96, (5, 4), 2, {"group_conv": "dense", "three_parts": True, "join_parts": True, "split_h": 2}),
+    # the tap loop's gather as one tensor-descriptor load a tap (stride 1): 16-pixel tiles over 4x5 and 3x7 maps start
+    # mid-row and run into the next image, whose rows the wrap mask must zero; at 40 channels the second part's box
+    # (channels 32-47) runs past the last channel, which the descriptor reads as zeros
+    (48, 48, (4, 5), 1, {"group_conv": "dense_tma"}),
+    (40, 40, (3, 7), 1, {"group_conv": "dense_tma", "tap_stages": 3}),
+    (48, 48, (5, 3), 1, {"group_conv": "dense_tma", "three_parts": True, "join_parts": True}),
 ])
 def test_the_convfirst_kernel_dense_and_split_h(c, c_out, hw, stride, cfg, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -547,6 +553,21 @@ def test_three_parts_are_refused_beside_an_ablation_or_one_part():
     for c, cfg in ((48, {"three_parts": True, "parts": 1}), (64, {"three_parts": True, "one_part": True})):
         with pytest.raises(ValueError, match="convfirst: three_parts needs the whole block \\(parts=3\\) and not one_part"):
             convfirst(torch.randn(1, c, 4, 4), *weights(c), group_width=8, config=cfg)
+
+
+@needs_triton
+def test_the_tma_gather_wants_stride_1_and_16_byte_rows():
+    from effkit.kernels.triton_blocks import convfirst
+
+    def weights(c, c_out, gw):
+        return torch.randn(c, gw, 3, 3), torch.zeros(c), torch.randn(4 * c, c), torch.zeros(4 * c), torch.randn(c_out, 4 * c), torch.zeros(c_out)
+
+    with pytest.raises(ValueError, match="group_conv='dense_tma' needs stride 1 .* got stride 2"):
+        convfirst(torch.randn(1, 24, 4, 4), *weights(24, 40, 8), group_width=8, stride=2, ws=torch.randn(40, 24), bs=torch.zeros(40),
+                  config={"group_conv": "dense_tma"})
+    # 6 channels of 4 bytes: 24-byte rows, which a tensor descriptor cannot stride over
+    with pytest.raises(ValueError, match="needs rows of a multiple of 16 bytes; 6 channels of 4 bytes are 24"):
+        convfirst(torch.randn(1, 6, 4, 4), *weights(6, 6, 2), group_width=2, config={"group_conv": "dense_tma"})
 
 
 @needs_triton

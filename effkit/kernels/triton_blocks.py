@@ -20,7 +20,9 @@ power-of-two tile padded the zoo's 3·2^k widths by a third). The grouped conv r
   times a per-channel weight (k²·GW loads of the input tile, fp32 FMAs);
 - "dense_loop": the dense way's math with the k² taps as a loop (not unrolled), which the compiler pipelines
   (config["tap_stages"] deep): each tap's gathered input and weight are copied asynchronously into shared memory while
-  the earlier taps' dots run.
+  the earlier taps' dots run;
+- "dense_tma" (stride 1): the same loop, each tap's input one tensor-descriptor load of consecutive rows (the tap's
+  shift), the rows whose neighbour is off the image zeroed after (not yet timed on the H200).
 config["three_parts"] holds a 3·2^k input width as three equal parts (192 = 64 + 64 + 64), so that the dense grouped
 conv's MACs are 3·p² a pixel and tap instead of (2p)² + p² (the expansion then takes three dots instead of two).
 Wide blocks have few pixel tiles (49 programs of 64 pixels at 384 channels, 7², batch 64): config["split_h"] shares a
@@ -152,25 +154,36 @@ def _grouped_conv_part(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P:
 
 
 @triton.jit
-def _grouped_conv_loop(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, K: tl.constexpr,
-                       BLOCK_P: tl.constexpr, STAGES: tl.constexpr):
+def _grouped_conv_loop(x_ptr, wg_ptr, n, h, w, pm, H, W, C, NPIX, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, K: tl.constexpr,
+                       BLOCK_P: tl.constexpr, STAGES: tl.constexpr, TMA: tl.constexpr):
     """The dense grouped conv (MODE 2's math) with the k² taps as a loop rather than unrolled: the compiler pipelines
     the loop (STAGES deep), so each tap's gathered [BLOCK_P, P] input and [P, P] weight are copied asynchronously into
-    shared memory while earlier taps' dots run, where the unrolled taps load to registers and wait."""
+    shared memory while earlier taps' dots run, where the unrolled taps load to registers and wait.
+    TMA (stride 1 only): at stride 1 a tap's inputs for the tile's BLOCK_P consecutive pixels are BLOCK_P consecutive
+    rows of the [NPIX, C] input, shifted by (dy − k//2)·W + (dx − k//2): one tensor-descriptor load of a [BLOCK_P, P] box
+    (rows outside [0, NPIX) read as zeros), then the rows whose neighbour is outside the image (wrapped into the next
+    row or image) zeroed, instead of a pointer and a mask computed for every element of the gather."""
     c = C0 + tl.arange(0, P)
     cm = c < C
     cl = tl.arange(0, P)
     y1 = tl.zeros((BLOCK_P, P), dtype=tl.float32)
+    if TMA:
+        desc = tl.make_tensor_descriptor(x_ptr, shape=[NPIX, C], strides=[C, 1], block_shape=[BLOCK_P, P])
+        p0 = tl.program_id(0) * BLOCK_P
     for t in tl.range(0, K * K, num_stages=STAGES):
         ok, base = _tap(n, h, w, pm, H, W, C, t // K, t % K, K)
-        xs = tl.load(x_ptr + base[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
+        if TMA:
+            xs = desc.load([p0 + (t // K - K // 2) * W + (t % K - K // 2), C0])
+            xs = tl.where(ok[:, None], xs, 0.0)
+        else:
+            xs = tl.load(x_ptr + base[:, None] + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
         wt = tl.load(wg_ptr + WOFF + (t * P + cl[:, None]) * P + cl[None, :])
         y1 += tl.dot(xs.to(wg_ptr.dtype.element_ty), wt)
     return y1
 
 
 @triton.jit
-def _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, NCHUNK: tl.constexpr,
+def _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, NPIX, C0: tl.constexpr, P: tl.constexpr, WOFF: tl.constexpr, NCHUNK: tl.constexpr,
                 MODE: tl.constexpr, K: tl.constexpr, GW: tl.constexpr, BLOCK_P: tl.constexpr, PARTS: tl.constexpr):
     """A channel part of the block's first stage, y1 = grouped conv + b1, [BLOCK_P, P] in fp32 (PARTS bit 1 off: the
     input's centre pixel instead of the conv)."""
@@ -178,8 +191,8 @@ def _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, C0: tl.constexpr, P
     cm = c < C
     if PARTS % 2 == 0:
         y1 = tl.load(x_ptr + (((n * H + h) * W + w) * C)[:, None] + c[None, :], mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
-    elif MODE >= 10:  # "dense_loop": the dense grouped conv as a loop over taps, MODE − 10 stages deep
-        y1 = _grouped_conv_loop(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0, P, WOFF, K, BLOCK_P, MODE - 10)
+    elif MODE >= 10:  # "dense_loop" (MODE 10 + stages) and "dense_tma" (20 + stages): the dense grouped conv as a loop over taps
+        y1 = _grouped_conv_loop(x_ptr, wg_ptr, n, h, w, pm, H, W, C, NPIX, C0, P, WOFF, K, BLOCK_P, MODE % 10, MODE >= 20)
     else:
         y1 = _grouped_conv_part(x_ptr, wg_ptr, n, h, w, pm, H, W, C, C0, P, WOFF, NCHUNK, MODE, K, GW, BLOCK_P)
     return y1 + tl.load(b1_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
@@ -242,11 +255,11 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
     h = ho * STRIDE  # the centre of each output pixel's k×k window in the input
     w = wo * STRIDE
     NCHUNK: tl.constexpr = (CA + CB + CC) // 16
-    ya = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, 0, CA, 0, NCHUNK, GROUP_CONV, K, GW, BLOCK_P, PARTS)
+    ya = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, NPIX, 0, CA, 0, NCHUNK, GROUP_CONV, K, GW, BLOCK_P, PARTS)
     if CB > 0:  # CB = 0: the input channels as one part (config["one_part"], a power-of-two width)
-        yb = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, CA, CB, K * K * CA * CA, NCHUNK, GROUP_CONV, K, GW, BLOCK_P, PARTS)
+        yb = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, NPIX, CA, CB, K * K * CA * CA, NCHUNK, GROUP_CONV, K, GW, BLOCK_P, PARTS)
     if CC > 0:
-        yc = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, CA + CB, CC, K * K * (CA * CA + CB * CB), NCHUNK, GROUP_CONV, K, GW,
+        yc = _first_part(x_ptr, wg_ptr, b1_ptr, n, h, w, pm, H, W, C, NPIX, CA + CB, CC, K * K * (CA * CA + CB * CB), NCHUNK, GROUP_CONV, K, GW,
                          BLOCK_P, PARTS)
     oa = tl.arange(0, OA)
     ob = OA + tl.arange(0, OB)
@@ -550,9 +563,26 @@ def _fast_silu(x, cfg: dict, packed: bool = False) -> int:
     return 2 if packed and cfg.get("packed_silu", False) else 1
 
 
-GROUP_CONVS = ("pairs", "dense", "fma", "dense_loop")  # the grouped conv's ways, GROUP_CONV 1, 2, 0 and 10 + tap_stages in the kernel
+GROUP_CONVS = ("pairs", "dense", "fma", "dense_loop", "dense_tma")  # the grouped conv's ways, GROUP_CONV 1, 2, 0, 10 + and 20 + tap_stages
 CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part",
                   "packed_silu", "tap_stages", "three_parts", "join_parts")
+
+
+def _tma_scratch(size: int, alignment: int, stream):
+    """Global memory for the tensor descriptors a kernel makes on the device (Triton asks for it at launch)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+def _check_tma(x, c: int, stride: int) -> None:
+    """The tap loop's tensor-descriptor gather ("dense_tma"): stride 1 only (a tap's rows are consecutive there), and
+    rows of a 16-byte multiple (a descriptor's strides must be); on CUDA it sets Triton's allocator for the descriptors."""
+    if stride != 1:
+        raise ValueError(f"convfirst: group_conv='dense_tma' needs stride 1 (a tap's inputs are consecutive rows only there), got stride {stride}")
+    if (c * x.element_size()) % 16:
+        raise ValueError(f"convfirst: group_conv='dense_tma' needs rows of a multiple of 16 bytes; {c} channels of {x.element_size()} bytes are "
+                         f"{c * x.element_size()}")
+    if x.is_cuda:
+        triton.set_allocator(_tma_scratch)
 
 
 def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | None = None, config: dict | None = None,
@@ -599,9 +629,11 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     dense_n = k * k * sum(q * q for q in in_parts)
     dense = lambda: w1dense if w1dense is not None and w1dense.numel() == dense_n else block_diagonal_dense_parts(w1, in_parts)  # noqa: E731
     wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, ca + cb + cc),
-          "dense_loop": dense, "dense": dense, "fma": lambda: w1}[mode]()
+          "dense_loop": dense, "dense_tma": dense, "dense": dense, "fma": lambda: w1}[mode]()
     split_h, parts, tap_stages = cfg.get("split_h", 1), cfg.get("parts", 3), cfg.get("tap_stages", 2)
-    if mode == "dense_loop" and tap_stages not in (1, 2, 3, 4):
+    if mode == "dense_tma":
+        _check_tma(x, c, stride)
+    if mode in ("dense_loop", "dense_tma") and tap_stages not in (1, 2, 3, 4):
         raise ValueError(f"convfirst: tap_stages={tap_stages} must be 1-4 (the tap loop's pipeline depth)")
     if split_h < 1:
         raise ValueError(f"convfirst: split_h={split_h} must be at least 1")
@@ -620,7 +652,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     kernel = _convfirst_kernel
     handle = kernel[(tiles, split_h)](
         xh, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
-        c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2, "dense_loop": 10 + tap_stages}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
+        c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2, "dense_loop": 10 + tap_stages, "dense_tma": 20 + tap_stages}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
         OA=oa, OB=ob, BLOCK_H=cfg["block_h"], STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_A=min(ca, 64),
         SC_B=min(cb, 64) or 16, CC=cc, JOIN_AB=bool(cfg.get("join_parts")), FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
