@@ -86,7 +86,6 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         d = triton_blocks.default_config("convfirst", c, hid, stride=stride, c_in=c_in)
         if c <= 64:
             out = [d, {**d, "fast_silu": False}, {**d, "block_p": 128, "num_warps": 8}, {**d, "group_conv": "pairs"}, {**d, "block_h": 64}]
-            c_in = blk.body[0][0].in_channels
             if c_in == 1 << (c_in - 1).bit_length():  # run 18: a power-of-two input width as one part (c32>48/s2: 32, not 16 + 16)
                 out += [{**d, "one_part": True}, {**d, "one_part": True, "group_conv": "pairs"}]
         elif c <= 128:
@@ -263,6 +262,20 @@ def input_sizes(net: nn.Module, blocks: list) -> dict:
     return sizes
 
 
+def fusable_blocks(net: nn.Module) -> list:
+    """The residual blocks `fuse_blocks` fuses in `net` (with STRIDED), as (path, module), in the network's order."""
+    return [(p, m) for p, m in net.named_modules() if hasattr(m, "body") and hasattr(m, "shortcut") and _match(m, STRIDED)]
+
+
+def distinct_shapes(net: nn.Module, blocks: list) -> dict:
+    """One (path, block, input size) per distinct block shape (`shape_key`): the first block of each, in order."""
+    sizes = input_sizes(net, blocks)
+    out = {}
+    for path, blk in blocks:
+        out.setdefault(shape_key(blk), (path, blk, sizes[path]))
+    return out
+
+
 def block_cost(hw: int, b: int, blk: nn.Module) -> tuple[int, int]:
     """(FLOPs, compulsory bytes in bf16) of one block at input size hw: 2·MACs; input and output once, folded weights
     once. Each conv (the shortcut's too) costs out pixels x out channels x (in channels / groups) x k², its output
@@ -343,16 +356,10 @@ def main():
     if any(n not in ("convfirst_net", "mbconv_net") for n in a.nets.split(",")):
         ap.error(f"--nets {a.nets!r}: each must be convfirst_net or mbconv_net")
     nets = {name: randomise_bn(effkit.build_model(name, width=WIDTH, resolution=RES).model).to(DEV) for name in a.nets.split(",")}
-    blocks = {name: [(p, m) for p, m in net.named_modules() if hasattr(m, "body") and hasattr(m, "shortcut") and _match(m, STRIDED)]
-              for name, net in nets.items()}
-    hw_of = {}  # (net, shape key) -> the block's input size
-    for name, bl in blocks.items():
-        for path, hw in input_sizes(nets[name], bl).items():
-            hw_of[(name, shape_key(dict(bl)[path]))] = hw
-    shapes = {}  # (net, shape key) -> (path, block): one representative per distinct shape
-    for name, bl in blocks.items():
-        for path, blk in bl:
-            shapes.setdefault((name, shape_key(blk)), (path, blk))
+    blocks = {name: fusable_blocks(net) for name, net in nets.items()}
+    distinct = {name: distinct_shapes(nets[name], bl) for name, bl in blocks.items()}
+    hw_of = {(name, key): hw for name, d in distinct.items() for key, (_, _, hw) in d.items()}  # (net, shape key) -> input size
+    shapes = {(name, key): (path, blk) for name, d in distinct.items() for key, (path, blk, _) in d.items()}  # one block a shape
 
     # 1. correctness on every fused block
     worst = 0.0

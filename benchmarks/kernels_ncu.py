@@ -61,7 +61,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import effkit  # noqa: E402
 import kernels_gpu as kg  # noqa: E402
 from effkit.kernels import fuse_blocks  # noqa: E402
-from effkit.kernels.fold import _match  # noqa: E402
 
 MARKER = "_ncu_marker_kernel"
 FUSED_KERNELS = "_convfirst_kernel|_mbconv_kernel|_mbconv_staged_kernel|_conv_act_kernel"  # effkit.kernels' Triton kernels
@@ -242,24 +241,18 @@ def target(a) -> None:
 
     t0 = time.perf_counter()
     for name, net in nets.items():
-        blocks = [(p, m) for p, m in net.named_modules() if hasattr(m, "body") and hasattr(m, "shortcut") and _match(m, kg.STRIDED)]
-        sizes = kg.input_sizes(net, blocks)
-        hw_of = {kg.shape_key(m): sizes[p] for p, m in blocks}
-        seen = {}
-        for path, blk in blocks:
-            seen.setdefault(kg.shape_key(blk), (path, blk))
-        for key, (path, blk) in ({} if a.skip_blocks else seen).items():
+        for key, (path, blk, hw) in ({} if a.skip_blocks else kg.distinct_shapes(net, kg.fusable_blocks(net))).items():
             if a.shapes and key not in a.shapes.split(","):
                 continue
-            hw, c = hw_of[key], blk.body[0][0].in_channels
+            c = blk.body[0][0].in_channels
             x = torch.randn(a.batch, c, hw, hw, device=dev, dtype=kg.DT).to(memory_format=torch.channels_last)
             flops, comp = kg.block_cost(hw, a.batch, blk)
             info = {"net": name, "shape": key, "block": path, "hw": hw, "batch": a.batch, "flops": flops, "compulsory_bytes": comp,
                     "unfused_layer_bytes": unfused_bytes(hw, a.batch, blk)}
-            eager = copy.deepcopy(blk).to(kg.DT).to(memory_format=torch.channels_last)
             run(f"{name} {key} fused", kg.fused_copy(blk), x, what="fused", **info)
             if a.fused_only:
                 continue
+            eager = copy.deepcopy(blk).to(kg.DT).to(memory_format=torch.channels_last)
             run(f"{name} {key} compile", kg.compiled(copy.deepcopy(eager)), x, what="compile", **info)
             if a.eager_blocks:
                 run(f"{name} {key} eager", eager, x, what="eager", **info)
