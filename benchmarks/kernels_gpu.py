@@ -121,6 +121,8 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         first = [{**d, "join_parts": True}] if d.get("three_parts") else []
         if stride == 1 and d.get("group_conv") == "dense_loop":  # the tap loop's gather as one descriptor load a tap (not yet timed)
             first.insert(0, {**d, "group_conv": "dense_tma"})
+            if d.get("three_parts"):  # both levers at once (c96, c192)
+                first.insert(2, {**d, "group_conv": "dense_tma", "join_parts": True})
         if 128 < c <= 256:
             first += [{**d, "num_stages": 5 - d["num_stages"]}, {**d, "block_h": 32, "num_stages": 4}]
         elif c > 256:
@@ -129,7 +131,11 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         out = out[:1] + first + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
-    out = [d, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},
+    # run 30: the depthwise conv's neighbours from the chunk itself (dw_gather: tl.gather, no scratch) or from a slot of
+    # two halves (dw_dbuf: one barrier a chunk), each also at half the frame
+    half = max(16, d["halo_p"] // 2)
+    out = [d, {**d, "dw_gather": True}, {**d, "dw_gather": True, "halo_p": half}, {**d, "dw_dbuf": True}, {**d, "dw_dbuf": True, "halo_p": half},
+           {**d, "halo_p": half}, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},
            triton_blocks.default_config("mbconv", c, hid, halo="recompute")]
     # a frame over the accumulator cap (triton_blocks.MAX_ACC) is refused by the launcher before it runs: a failed tile,
     # not a crash (run 6: a 65,536-value accumulator hit an illegal memory access, which ends the process's CUDA context)

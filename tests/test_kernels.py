@@ -367,21 +367,37 @@ def test_halo_tiles_by_hand():
 
 
 @needs_triton
-@pytest.mark.parametrize("c, hw, k, halo_p, block_h, programs_per_sm, reload_x", [
-    (24, (5, 6), 3, 16, 32, 1, False),  # 2x2 tiles, partial at the bottom and right; one program walks all 18 tiles
-    (16, (4, 4), 5, 64, 16, 2, True),  # a 5x5 halo of 2 on each side; one tile an image, two programs; x loaded each chunk
-    (40, (7, 9), 3, 64, 64, 3, False),  # width 40 in a 64-channel tile, hidden 160 in chunks of 64 (the last one partial)
+@pytest.mark.parametrize("c, hw, k, halo_p, block_h, programs_per_sm, extra", [
+    (24, (5, 6), 3, 16, 32, 1, {}),  # 2x2 tiles, partial at the bottom and right; one program walks all 18 tiles
+    (16, (4, 4), 5, 64, 16, 2, {"reload_x": True}),  # a 5x5 halo of 2 on each side; one tile an image, two programs; x loaded each chunk
+    (40, (7, 9), 3, 64, 64, 3, {}),  # width 40 in a 64-channel tile, hidden 160 in chunks of 64 (the last one partial)
+    # the neighbours by tl.gather from the chunk itself: partial tiles, a 5x5 halo, three chunks
+    (24, (5, 6), 3, 16, 32, 1, {"dw_gather": True}),
+    (16, (4, 4), 5, 64, 16, 2, {"dw_gather": True}),
+    (40, (7, 9), 3, 64, 64, 3, {"dw_gather": True}),
+    # a slot of two halves: hidden 160 in three chunks of 64 writes half 0, 1, 0; 96 in six of 16 (5x5 halo) each half three times
+    (40, (7, 9), 3, 64, 64, 3, {"dw_dbuf": True}),
+    (24, (4, 4), 5, 64, 16, 2, {"dw_dbuf": True, "reload_x": True}),
 ])
-def test_the_staged_mbconv_kernel_in_the_interpreter(c, hw, k, halo_p, block_h, programs_per_sm, reload_x, monkeypatch):
+def test_the_staged_mbconv_kernel_in_the_interpreter(c, hw, k, halo_p, block_h, programs_per_sm, extra, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     from effkit.kernels.triton_blocks import mbconv
 
     w = _params(c, 4, k, seed=c)["mbconv"]
     x = torch.randn(2, c, *hw)
-    got = mbconv(x, *w, config={"halo": "staged", "halo_p": halo_p, "block_h": block_h, "programs_per_sm": programs_per_sm, "reload_x": reload_x})
+    got = mbconv(x, *w, config={"halo": "staged", "halo_p": halo_p, "block_h": block_h, "programs_per_sm": programs_per_sm, **extra})
     want = reference_mbconv(x, *w)
     # a tile's neighbours across a tile edge come from its own frame, across the image edge they are zeros
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+@needs_triton
+def test_mbconv_refuses_gather_and_a_double_slot_together():
+    from effkit.kernels.triton_blocks import mbconv
+
+    w = _params(16, 4, 3, seed=0)["mbconv"]
+    with pytest.raises(ValueError, match="mbconv: dw_gather and dw_dbuf exclude each other"):
+        mbconv(torch.randn(1, 16, 4, 4), *w, config={"dw_gather": True, "dw_dbuf": True})
 
 
 @needs_triton

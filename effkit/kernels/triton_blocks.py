@@ -356,10 +356,14 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
 @triton.jit
 def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_ptr, scratch_ptr, N, H, W, C, HID, TH, TW,
                           TILES_H, TILES_W, K: tl.constexpr, HALO_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                          RELOAD_X: tl.constexpr, FAST_SILU: tl.constexpr):
+                          RELOAD_X: tl.constexpr, FAST_SILU: tl.constexpr, GATHER: tl.constexpr = False, DBUF: tl.constexpr = False):
     """MBConv over spatial tiles: each tile's frame (the tile and its halo) is expanded once, BLOCK_H channels at a time,
     into this program's scratch slot; the depthwise conv then reads the k² shifted neighbours from the slot. Programs are
-    persistent (one slot each, reused tile after tile), so the scratch stays a few MB and is rewritten in L2."""
+    persistent (one slot each, reused tile after tile), so the scratch stays a few MB and is rewritten in L2. GATHER
+    (config["dw_gather"]): no slot; each tap's neighbours are taken from the chunk itself with tl.gather along the
+    pixels (Triton lowers it to warp shuffles or shared memory), so the expanded chunk never leaves the SM. DBUF
+    (config["dw_dbuf"]): a slot twice the size, the chunks alternating between its halves, so a chunk's write need not
+    wait for every thread to have read the previous chunk: one barrier a chunk instead of two."""
     R: tl.constexpr = K // 2
     FW = TW + 2 * R  # frame width: frame pixel i sits at row i // FW, column i % FW
     i = tl.arange(0, HALO_P)
@@ -370,7 +374,7 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
     c = tl.arange(0, BLOCK_C)
     cm = c < C
     j = tl.arange(0, BLOCK_H)
-    slot = scratch_ptr + tl.program_id(0) * (HALO_P * BLOCK_H)
+    slot = scratch_ptr + tl.program_id(0) * ((1 + DBUF) * HALO_P * BLOCK_H)
     per_img = TILES_H * TILES_W
     for t in range(tl.program_id(0), N * per_img, tl.num_programs(0)):
         n = t // per_img
@@ -390,16 +394,28 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
             e = tl.dot(xs, w1t) + tl.load(b1_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
             e = _silu(e, FAST_SILU)
             e = tl.where(inimg[:, None], e, 0.0)  # the depthwise conv pads the expanded map with zeros
-            tl.debug_barrier()  # every thread has read the previous chunk from the slot
-            tl.store(slot + i[:, None] * BLOCK_H + j[None, :], e.to(scratch_ptr.dtype.element_ty))
-            tl.debug_barrier()  # the whole frame is in the slot before any thread reads its neighbours
             d = tl.zeros((HALO_P, BLOCK_H), dtype=tl.float32)
-            for dy in tl.static_range(K):
-                for dx in tl.static_range(K):
-                    nb = i + (dy - R) * FW + (dx - R)  # inside the frame for every inner pixel
-                    es = tl.load(slot + nb[:, None] * BLOCK_H + j[None, :], mask=inner[:, None], other=0.0).to(tl.float32)
-                    wd = tl.load(wd_ptr + (hi * K + dy) * K + dx, mask=hm, other=0.0).to(tl.float32)
-                    d += es * wd[None, :]
+            if GATHER:
+                eb = e.to(w1_ptr.dtype.element_ty)  # rounded as the slot would hold it
+                for dy in tl.static_range(K):
+                    for dx in tl.static_range(K):
+                        nb = tl.where(inner, i + (dy - R) * FW + (dx - R), i)  # inside the frame for every inner pixel
+                        es = tl.gather(eb, nb[:, None] + tl.zeros((HALO_P, BLOCK_H), dtype=tl.int32), 0).to(tl.float32)
+                        wd = tl.load(wd_ptr + (hi * K + dy) * K + dx, mask=hm, other=0.0).to(tl.float32)
+                        d += es * wd[None, :]
+            else:
+                half = slot + ((h0 // BLOCK_H) % 2) * (HALO_P * BLOCK_H)  # DBUF: the chunks alternate between two halves
+                if not DBUF:
+                    half = slot
+                    tl.debug_barrier()  # every thread has read the previous chunk from the slot
+                tl.store(half + i[:, None] * BLOCK_H + j[None, :], e.to(scratch_ptr.dtype.element_ty))
+                tl.debug_barrier()  # the whole frame is in the slot before any thread reads its neighbours
+                for dy in tl.static_range(K):
+                    for dx in tl.static_range(K):
+                        nb = i + (dy - R) * FW + (dx - R)  # inside the frame for every inner pixel
+                        es = tl.load(half + nb[:, None] * BLOCK_H + j[None, :], mask=inner[:, None], other=0.0).to(tl.float32)
+                        wd = tl.load(wd_ptr + (hi * K + dy) * K + dx, mask=hm, other=0.0).to(tl.float32)
+                        d += es * wd[None, :]
             d += tl.load(bd_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
             d = _silu(d, FAST_SILU)
             w3t = tl.load(w3_ptr + c[None, :] * HID + hi[:, None], mask=hm[:, None] & cm[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
@@ -544,10 +560,13 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
     out = torch.empty_like(xh)
     tiles_h, tiles_w = triton.cdiv(hgt, th), triton.cdiv(wid, tw)
     programs = min(n * tiles_h * tiles_w, _sm_count(x) * cfg["programs_per_sm"])
-    scratch = torch.empty(programs * halo_p * cfg["block_h"], dtype=weights[0].dtype, device=x.device)
+    gather, dbuf = bool(cfg.get("dw_gather", False)), bool(cfg.get("dw_dbuf", False))
+    if gather and dbuf:
+        raise ValueError("mbconv: dw_gather and dw_dbuf exclude each other (dw_dbuf doubles the scratch slot that dw_gather does without)")
+    scratch = torch.empty(1 if gather else (1 + dbuf) * programs * halo_p * cfg["block_h"], dtype=weights[0].dtype, device=x.device)
     kernel = _mbconv_staged_kernel
     handle = kernel[(programs,)](xh, *weights, out, scratch, n, hgt, wid, c, hidden, th, tw, tiles_h, tiles_w, K=k, HALO_P=halo_p,
-                                 BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], RELOAD_X=bool(cfg.get("reload_x", False)), FAST_SILU=_fast_silu(x, cfg), num_warps=cfg["num_warps"],
+                                 BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], RELOAD_X=bool(cfg.get("reload_x", False)), FAST_SILU=_fast_silu(x, cfg), GATHER=gather, DBUF=dbuf, num_warps=cfg["num_warps"],
                                  num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "tile": [th, tw], "halo_p_used": halo_p, "programs": programs})
     return out.permute(0, 3, 1, 2)
