@@ -131,11 +131,16 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         out = out[:1] + first + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)
-    # run 30: the depthwise conv's neighbours from the chunk itself (dw_gather: tl.gather, no scratch) or from a slot of
-    # two halves (dw_dbuf: one barrier a chunk), each also at half the frame
+    # run 30: the depthwise conv's neighbours from the chunk itself (dw_gather: tl.gather, no scratch; with it the
+    # pipeliner may run two stages), from a slot of two halves (dw_dbuf: one barrier a chunk), or the next chunk's
+    # weights prefetched (dw_prefetch); run 30c made the prefetch c48's default and the gather c192's. `slot` is the
+    # slot, one stage, no prefetch (the default up to run 30), from which the other variants start
+    slot = {**{k: v for k, v in d.items() if k not in ("dw_gather", "dw_prefetch")}, "num_stages": 1}
     half = max(16, d["halo_p"] // 2)
-    out = [d, {**d, "dw_gather": True}, {**d, "dw_gather": True, "halo_p": half}, {**d, "dw_dbuf": True}, {**d, "dw_dbuf": True, "halo_p": half},
-           {**d, "halo_p": half}, {**d, "reload_x": True}, {**d, "block_h": 16}, {**d, "halo_p": 2 * d["halo_p"]}, {**d, "halo_p": max(16, d["halo_p"] // 2), "num_warps": 4},
+    out = [d, slot, {**slot, "dw_prefetch": True}, {**slot, "dw_gather": True}, {**slot, "dw_gather": True, "num_stages": 2},
+           {**slot, "dw_gather": True, "dw_prefetch": True}, {**slot, "dw_gather": True, "halo_p": half}, {**slot, "dw_dbuf": True},
+           {**slot, "dw_dbuf": True, "halo_p": half}, {**slot, "halo_p": half}, {**slot, "reload_x": True}, {**slot, "block_h": 16},
+           {**slot, "halo_p": 2 * d["halo_p"]}, {**slot, "halo_p": half, "num_warps": 4},
            triton_blocks.default_config("mbconv", c, hid, halo="recompute")]
     # a frame over the accumulator cap (triton_blocks.MAX_ACC) is refused by the launcher before it runs: a failed tile,
     # not a crash (run 6: a 65,536-value accumulator hit an illegal memory access, which ends the process's CUDA context)

@@ -378,6 +378,10 @@ def test_halo_tiles_by_hand():
     # a slot of two halves: hidden 160 in three chunks of 64 writes half 0, 1, 0; 96 in six of 16 (5x5 halo) each half three times
     (40, (7, 9), 3, 64, 64, 3, {"dw_dbuf": True}),
     (24, (4, 4), 5, 64, 16, 2, {"dw_dbuf": True, "reload_x": True}),
+    # the next chunk's weights loaded a chunk ahead: three chunks of 64 (the last partial: its prefetch past HID masked),
+    # and with the gather
+    (40, (7, 9), 3, 64, 64, 3, {"dw_prefetch": True}),
+    (24, (5, 6), 3, 16, 32, 1, {"dw_prefetch": True, "dw_gather": True}),
 ])
 def test_the_staged_mbconv_kernel_in_the_interpreter(c, hw, k, halo_p, block_h, programs_per_sm, extra, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -398,6 +402,8 @@ def test_mbconv_refuses_gather_and_a_double_slot_together():
     w = _params(16, 4, 3, seed=0)["mbconv"]
     with pytest.raises(ValueError, match="mbconv: dw_gather and dw_dbuf exclude each other"):
         mbconv(torch.randn(1, 16, 4, 4), *w, config={"dw_gather": True, "dw_dbuf": True})
+    with pytest.raises(ValueError, match="mbconv: num_stages=2 needs dw_gather: with the scratch slot"):
+        mbconv(torch.randn(1, 16, 4, 4), *w, config={"num_stages": 2})
 
 
 @needs_triton
@@ -706,6 +712,18 @@ def test_the_hidden_loop_stages_follow_the_measured_shapes(monkeypatch):
     assert triton_blocks.default_config("convfirst", 192, 768, stride=1, c_in=192)["num_stages"] == 3
     assert triton_blocks.default_config("convfirst", 192, 768, stride=2, c_in=96)["num_stages"] == 2
     assert triton_blocks.default_config("convfirst", 256, 1024, stride=1, c_in=256)["num_stages"] == 2
+
+
+def test_the_mbconv_depthwise_ways_follow_the_measured_shapes():
+    # run 30c (H200, batch 64): the prefetch won at c48 (a 64-channel tile: 0.3563 against 0.3676 ms), the gather with
+    # two pipeline stages at c192 (256: 0.2578 against 0.3000); neither at c96 (128) or c384 (512). The pipeliner may run
+    # more than one stage only without the slot: it would move a read of the slot above the barrier after its write
+    from effkit.kernels import triton_blocks
+
+    cfg = {c: triton_blocks.default_config("mbconv", c, 4 * c) for c in (48, 96, 192, 384)}
+    assert [bool(cfg[c].get("dw_prefetch")) for c in (48, 96, 192, 384)] == [True, False, False, False]
+    assert [bool(cfg[c].get("dw_gather")) for c in (48, 96, 192, 384)] == [False, False, True, False]
+    assert all(cfg[c]["num_stages"] == 1 for c in (48, 96, 384)) and cfg[192]["num_stages"] == 2
 
 
 def test_which_blocks_take_three_parts_by_default():

@@ -356,14 +356,17 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
 @triton.jit
 def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_ptr, scratch_ptr, N, H, W, C, HID, TH, TW,
                           TILES_H, TILES_W, K: tl.constexpr, HALO_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                          RELOAD_X: tl.constexpr, FAST_SILU: tl.constexpr, GATHER: tl.constexpr = False, DBUF: tl.constexpr = False):
+                          RELOAD_X: tl.constexpr, FAST_SILU: tl.constexpr, GATHER: tl.constexpr = False, DBUF: tl.constexpr = False,
+                          PREFETCH: tl.constexpr = False):
     """MBConv over spatial tiles: each tile's frame (the tile and its halo) is expanded once, BLOCK_H channels at a time,
     into this program's scratch slot; the depthwise conv then reads the k² shifted neighbours from the slot. Programs are
     persistent (one slot each, reused tile after tile), so the scratch stays a few MB and is rewritten in L2. GATHER
     (config["dw_gather"]): no slot; each tap's neighbours are taken from the chunk itself with tl.gather along the
     pixels (Triton lowers it to warp shuffles or shared memory), so the expanded chunk never leaves the SM. DBUF
     (config["dw_dbuf"]): a slot twice the size, the chunks alternating between its halves, so a chunk's write need not
-    wait for every thread to have read the previous chunk: one barrier a chunk instead of two."""
+    wait for every thread to have read the previous chunk: one barrier a chunk instead of two. PREFETCH
+    (config["dw_prefetch"]): each chunk loads the next chunk's weights into registers right after its expansion, a
+    pipeline by hand (the pipeliner is kept off, num_stages 1, so that it moves no read of the slot above its barrier)."""
     R: tl.constexpr = K // 2
     FW = TW + 2 * R  # frame width: frame pixel i sits at row i // FW, column i % FW
     i = tl.arange(0, HALO_P)
@@ -385,13 +388,23 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
         if not RELOAD_X:
             xs = tl.load(x_ptr + (p * C)[:, None] + c[None, :], mask=inimg[:, None] & cm[None, :], other=0.0).to(w1_ptr.dtype.element_ty)
         acc = tl.zeros((HALO_P, BLOCK_C), dtype=tl.float32)
+        if PREFETCH:  # the first chunk's weights; each chunk then loads the next one's
+            w1n = tl.load(w1_ptr + j[None, :] * C + c[:, None], mask=cm[:, None] & (j < HID)[None, :], other=0.0)
+            w3n = tl.load(w3_ptr + c[None, :] * HID + j[:, None], mask=(j < HID)[:, None] & cm[None, :], other=0.0)
         for h0 in range(0, HID, BLOCK_H):
             hi = h0 + j
             hm = hi < HID
             if RELOAD_X:  # the frame's input again each chunk (from L1/L2): fewer registers live across the loop
                 xs = tl.load(x_ptr + (p * C)[:, None] + c[None, :], mask=inimg[:, None] & cm[None, :], other=0.0).to(w1_ptr.dtype.element_ty)
-            w1t = tl.load(w1_ptr + hi[None, :] * C + c[:, None], mask=cm[:, None] & hm[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
+            if PREFETCH:
+                w1t, w3t = w1n, w3n
+            else:
+                w1t = tl.load(w1_ptr + hi[None, :] * C + c[:, None], mask=cm[:, None] & hm[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
             e = tl.dot(xs, w1t) + tl.load(b1_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
+            if PREFETCH:  # issued now, so the copies from L2 overlap this chunk's depthwise conv and projection
+                hn = hi + BLOCK_H
+                w1n = tl.load(w1_ptr + hn[None, :] * C + c[:, None], mask=cm[:, None] & (hn < HID)[None, :], other=0.0)
+                w3n = tl.load(w3_ptr + c[None, :] * HID + hn[:, None], mask=(hn < HID)[:, None] & cm[None, :], other=0.0)
             e = _silu(e, FAST_SILU)
             e = tl.where(inimg[:, None], e, 0.0)  # the depthwise conv pads the expanded map with zeros
             d = tl.zeros((HALO_P, BLOCK_H), dtype=tl.float32)
@@ -418,7 +431,8 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
                         d += es * wd[None, :]
             d += tl.load(bd_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
             d = _silu(d, FAST_SILU)
-            w3t = tl.load(w3_ptr + c[None, :] * HID + hi[:, None], mask=hm[:, None] & cm[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
+            if not PREFETCH:
+                w3t = tl.load(w3_ptr + c[None, :] * HID + hi[:, None], mask=hm[:, None] & cm[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
             acc += tl.dot(d.to(w3_ptr.dtype.element_ty), w3t)
         _project_out(acc, x_ptr, b3_ptr, out_ptr, p, inner & inimg, c, cm, C)
 
@@ -474,15 +488,25 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
     asked for 283 KB of shared memory. MBConv with its halo staged (the default): frames of halo_p pixels such that the
     fp32 output accumulator [halo_p, channel tile] is 64 KB (64 registers a thread at 8 warps), at least 64 pixels (at
     7x7 a 32-pixel frame holds a 3x4 tile, 3.9x the pixels computed against 2.6x at 64: 1.32 against 0.43 ms in run 4), one stage (the pipeliner
-    must not move a read of the scratch slot above the barrier after its write), two persistent programs an SM."""
+    must not move a read of the scratch slot above the barrier after its write), two persistent programs an SM; at 64
+    channels of tile the next chunk's weights prefetched, at 256 the neighbours by tl.gather with two stages (run 30c)."""
     bc = block_c_of(c)
     bh = lambda n: min(n, block_c_of(hidden))  # noqa: E731
     if kind == "mbconv" and halo == "recompute":  # run 3: 16 pixels at 64 channels of tile (0.62 ms against 0.66 at 32 x 64), 32 at 128 (0.43 against 0.51)
         return {"halo": "recompute", "block_p": 32 if bc == 128 else 16, "block_h": bh(32), "num_warps": 4, "num_stages": 1}
     if kind == "mbconv":  # run 4: 256 / 128 / 64 / 64 frame pixels at 64 / 128 / 256 / 512 channels of tile (at 512, 32 took 1.32 ms, 64 0.43);
         # run 6: 16 expanded channels a chunk at 64 and 512 (0.435 against 0.473 ms, 0.324 against 0.427), 32 at 128 and 256
-        return {"halo": "staged", "halo_p": max(64, 16384 // bc), "block_h": bh(16 if bc in (64, 512) else 32), "num_warps": 8, "num_stages": 1,
-                "programs_per_sm": 2}
+        # run 30c (H200, batch 64, ms against the slot and no prefetch in the same process): at 64 channels of tile the
+        # next chunk's weights prefetched (0.3563 against 0.3676); at 256 the neighbours by tl.gather, which needs no
+        # slot and so lets the pipeliner run two stages (0.2578 against 0.3000); at 128 and 512 neither won by 2 %
+        # (c96 prefetch 0.2678 against 0.2714; c384 gather 0.3392 against 0.2840)
+        cfg = {"halo": "staged", "halo_p": max(64, 16384 // bc), "block_h": bh(16 if bc in (64, 512) else 32), "num_warps": 8, "num_stages": 1,
+               "programs_per_sm": 2}
+        if bc == 64:
+            cfg["dw_prefetch"] = True
+        elif bc == 256:
+            cfg.update(dw_gather=True, num_stages=2)
+        return cfg
     # run 10: the dense grouped conv beat the pairs at every width it was tried (<= 128 channels of tile): 0.107 against
     # 0.122 ms (48), 0.086 against 0.092 (96, with 64 expanded channels a chunk), 0.072 against 0.078 (32 > 48, stride 2),
     # 0.045 against 0.052 (48 > 96, stride 2)
@@ -563,10 +587,13 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
     gather, dbuf = bool(cfg.get("dw_gather", False)), bool(cfg.get("dw_dbuf", False))
     if gather and dbuf:
         raise ValueError("mbconv: dw_gather and dw_dbuf exclude each other (dw_dbuf doubles the scratch slot that dw_gather does without)")
+    if cfg["num_stages"] > 1 and not gather:
+        raise ValueError(f"mbconv: num_stages={cfg['num_stages']} needs dw_gather: with the scratch slot the pipeliner could move a read of "
+                         "the slot above the barrier after its write (take num_stages=1, or dw_gather=True)")
     scratch = torch.empty(1 if gather else (1 + dbuf) * programs * halo_p * cfg["block_h"], dtype=weights[0].dtype, device=x.device)
     kernel = _mbconv_staged_kernel
     handle = kernel[(programs,)](xh, *weights, out, scratch, n, hgt, wid, c, hidden, th, tw, tiles_h, tiles_w, K=k, HALO_P=halo_p,
-                                 BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], RELOAD_X=bool(cfg.get("reload_x", False)), FAST_SILU=_fast_silu(x, cfg), GATHER=gather, DBUF=dbuf, num_warps=cfg["num_warps"],
+                                 BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], RELOAD_X=bool(cfg.get("reload_x", False)), FAST_SILU=_fast_silu(x, cfg), GATHER=gather, DBUF=dbuf, PREFETCH=bool(cfg.get("dw_prefetch", False)), num_warps=cfg["num_warps"],
                                  num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "tile": [th, tw], "halo_p_used": halo_p, "programs": programs})
     return out.permute(0, 3, 1, 2)
