@@ -116,10 +116,12 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
         # and 64-pixel tiles (spills: 0.168). Its source-level sampling put c192's largest stall on the barrier after the
         # hidden loop's weight copies (10 % of samples): the hidden loop a stage deeper (run 29c: won at c192, now its
         # default; lost at c96 and c96>192/s2). Next: on three parts, the first two joined into one operand for the
-        # expansion (join_parts: two chained dots a chunk instead of three, one wait and barrier fewer; not yet timed); at
-        # stride 1 the taps' gather as tensor-descriptor loads (dense_tma: c48's integer work, a quarter of its samples)
+        # expansion (join_parts: two chained dots a chunk instead of three, one wait and barrier fewer); at stride 1 the
+        # taps' gather as tensor-descriptor loads (dense_tma: c48's integer work, a quarter of its samples). Run 30: both
+        # lost (join_parts c96 0.0471 against 0.0473 ms, c192 0.0390 against 0.0357; dense_tma c48 0.1010 against 0.0727,
+        # c96 0.0580 against 0.0473, c192 0.0465 against 0.0357), kept here first as the last levers tried
         first = [{**d, "join_parts": True}] if d.get("three_parts") else []
-        if stride == 1 and d.get("group_conv") == "dense_loop":  # the tap loop's gather as one descriptor load a tap (not yet timed)
+        if stride == 1 and d.get("group_conv") == "dense_loop":  # the tap loop's gather as one descriptor load a tap
             first.insert(0, {**d, "group_conv": "dense_tma"})
             if d.get("three_parts"):  # both levers at once (c96, c192)
                 first.insert(2, {**d, "group_conv": "dense_tma", "join_parts": True})

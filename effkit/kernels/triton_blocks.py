@@ -22,7 +22,8 @@ power-of-two tile padded the zoo's 3·2^k widths by a third). The grouped conv r
   (config["tap_stages"] deep): each tap's gathered input and weight are copied asynchronously into shared memory while
   the earlier taps' dots run;
 - "dense_tma" (stride 1): the same loop, each tap's input one tensor-descriptor load of consecutive rows (the tap's
-  shift), the rows whose neighbour is off the image zeroed after (not yet timed on the H200).
+  shift), the rows whose neighbour is off the image zeroed after (run 30 on the H200: 24-39 % slower than
+  "dense_loop" at c48, c96 and c192, so not a default).
 config["three_parts"] holds a 3·2^k input width as three equal parts (192 = 64 + 64 + 64), so that the dense grouped
 conv's MACs are 3·p² a pixel and tap instead of (2p)² + p² (the expansion then takes three dots instead of two).
 Wide blocks have few pixel tiles (49 programs of 64 pixels at 384 channels, 7², batch 64): config["split_h"] shares a
@@ -245,7 +246,8 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
     costs a² + b² + c² MACs a pixel and tap instead of (128² + 64²). JOIN_AB (config["join_parts"], three parts only): the
     grouped conv's first two parts joined into one [BLOCK_P, 2·CA] operand after the conv (its MACs unchanged), so that
     the expansion is two chained dots a chunk, not three: Triton waits for each dot's result before the next (an sm_90
-    compile of the c192 kernel: wgmma.wait_group 0 and a barrier after each), so a chunk's chain is one round shorter.
+    compile of the c192 kernel: wgmma.wait_group 0 and a barrier after each), so a chunk's chain is one round shorter
+    (run 30: no faster at c96, 0.0471 against 0.0473 ms, slower at c192, 0.0390 against 0.0357; not a default).
     Axis 1 splits the expanded channels (SPLIT_H > 1): program (i, s) expands and projects the s-th share of them, adds
     its partial output into the fp32 buffer part_ptr (atomics, zeroed before the launch) and counts itself in
     count_ptr[tile]; the last of a tile's SPLIT_H programs reads the sum back and finishes the block.
