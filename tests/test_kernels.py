@@ -382,6 +382,11 @@ def test_halo_tiles_by_hand():
     # and with the gather
     (40, (7, 9), 3, 64, 64, 3, {"dw_prefetch": True}),
     (24, (5, 6), 3, 16, 32, 1, {"dw_prefetch": True, "dw_gather": True}),
+    # the channels as two parts (40 and 36 = 32 + 16 of 48: the second part's last 8 or 12 channels masked; a 5x5 halo),
+    # alone, with the prefetch and with the gather
+    (40, (7, 9), 3, 64, 64, 3, {"two_parts": True}),
+    (36, (4, 4), 5, 64, 16, 2, {"two_parts": True, "dw_prefetch": True, "reload_x": True}),
+    (36, (5, 6), 3, 16, 32, 1, {"two_parts": True, "dw_gather": True}),
 ])
 def test_the_staged_mbconv_kernel_in_the_interpreter(c, hw, k, halo_p, block_h, programs_per_sm, extra, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -389,7 +394,8 @@ def test_the_staged_mbconv_kernel_in_the_interpreter(c, hw, k, halo_p, block_h, 
 
     w = _params(c, 4, k, seed=c)["mbconv"]
     x = torch.randn(2, c, *hw)
-    got = mbconv(x, *w, config={"halo": "staged", "halo_p": halo_p, "block_h": block_h, "programs_per_sm": programs_per_sm, **extra})
+    # the prefetch off unless asked (the default turns it on at a 64-channel tile, e.g. width 40)
+    got = mbconv(x, *w, config={"halo": "staged", "halo_p": halo_p, "block_h": block_h, "programs_per_sm": programs_per_sm, "dw_prefetch": False, **extra})
     want = reference_mbconv(x, *w)
     # a tile's neighbours across a tile edge come from its own frame, across the image edge they are zeros
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
@@ -404,6 +410,9 @@ def test_mbconv_refuses_gather_and_a_double_slot_together():
         mbconv(torch.randn(1, 16, 4, 4), *w, config={"dw_gather": True, "dw_dbuf": True})
     with pytest.raises(ValueError, match="mbconv: num_stages=2 needs dw_gather: with the scratch slot"):
         mbconv(torch.randn(1, 16, 4, 4), *w, config={"num_stages": 2})
+    # 16 is one 16-channel tile: two parts (16 + 16) would only pad it
+    with pytest.raises(ValueError, match="mbconv: two_parts needs a width .* 16 is held by 16 either way"):
+        mbconv(torch.randn(1, 16, 4, 4), *w, config={"two_parts": True})
 
 
 @needs_triton

@@ -356,10 +356,28 @@ def _mbconv_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_pt
 
 
 @triton.jit
+def _mb_x(x_ptr, p, inimg, cx, C, DT: tl.constexpr):
+    """A frame's input, channels cx of its pixels p ([HALO_P, len(cx)]; zeros off the image and past C), in DT."""
+    return tl.load(x_ptr + (p * C)[:, None] + cx[None, :], mask=inimg[:, None] & (cx < C)[None, :], other=0.0).to(DT)
+
+
+@triton.jit
+def _mb_w1(w1_ptr, hi, cx, C, HID):
+    """The expansion's weight [len(cx), BLOCK_H]: input channels cx, expanded channels hi (zeros past C and HID)."""
+    return tl.load(w1_ptr + hi[None, :] * C + cx[:, None], mask=(cx < C)[:, None] & (hi < HID)[None, :], other=0.0)
+
+
+@triton.jit
+def _mb_w3(w3_ptr, hi, cx, C, HID):
+    """The projection's weight [BLOCK_H, len(cx)]: expanded channels hi, output channels cx (zeros past HID and C)."""
+    return tl.load(w3_ptr + cx[None, :] * HID + hi[:, None], mask=(hi < HID)[:, None] & (cx < C)[None, :], other=0.0)
+
+
+@triton.jit
 def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_ptr, scratch_ptr, N, H, W, C, HID, TH, TW,
                           TILES_H, TILES_W, K: tl.constexpr, HALO_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
                           RELOAD_X: tl.constexpr, FAST_SILU: tl.constexpr, GATHER: tl.constexpr = False, DBUF: tl.constexpr = False,
-                          PREFETCH: tl.constexpr = False):
+                          PREFETCH: tl.constexpr = False, CB: tl.constexpr = 0):
     """MBConv over spatial tiles: each tile's frame (the tile and its halo) is expanded once, BLOCK_H channels at a time,
     into this program's scratch slot; the depthwise conv then reads the k² shifted neighbours from the slot. Programs are
     persistent (one slot each, reused tile after tile), so the scratch stays a few MB and is rewritten in L2. GATHER
@@ -368,8 +386,12 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
     (config["dw_dbuf"]): a slot twice the size, the chunks alternating between its halves, so a chunk's write need not
     wait for every thread to have read the previous chunk: one barrier a chunk instead of two. PREFETCH
     (config["dw_prefetch"]): each chunk loads the next chunk's weights into registers right after its expansion, a
-    pipeline by hand (the pipeliner is kept off, num_stages 1, so that it moves no read of the slot above its barrier)."""
+    pipeline by hand (the pipeliner is kept off, num_stages 1, so that it moves no read of the slot above its barrier).
+    CB > 0 (config["two_parts"]): the channels as two parts, BLOCK_C + CB (`layout.channel_parts`: 48 = 32 + 16, no
+    padding to 64), each its own tensor: the expansion two chained dots, the projection two accumulators."""
     R: tl.constexpr = K // 2
+    TWO: tl.constexpr = CB > 0
+    DT = w1_ptr.dtype.element_ty
     FW = TW + 2 * R  # frame width: frame pixel i sits at row i // FW, column i % FW
     i = tl.arange(0, HALO_P)
     fy = i // FW
@@ -378,6 +400,8 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
     inner = (fy >= R) & (fy < TH + R) & (fx >= R) & (fx < TW + R)  # the tile proper: the pixels this program writes
     c = tl.arange(0, BLOCK_C)
     cm = c < C
+    if TWO:
+        cb = BLOCK_C + tl.arange(0, CB)
     j = tl.arange(0, BLOCK_H)
     slot = scratch_ptr + tl.program_id(0) * ((1 + DBUF) * HALO_P * BLOCK_H)
     per_img = TILES_H * TILES_W
@@ -388,30 +412,49 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
         inimg = in_frame & (gh >= 0) & (gh < H) & (gw >= 0) & (gw < W)
         p = (n * H + gh) * W + gw
         if not RELOAD_X:
-            xs = tl.load(x_ptr + (p * C)[:, None] + c[None, :], mask=inimg[:, None] & cm[None, :], other=0.0).to(w1_ptr.dtype.element_ty)
+            xs = _mb_x(x_ptr, p, inimg, c, C, DT)
+            if TWO:
+                xb = _mb_x(x_ptr, p, inimg, cb, C, DT)
         acc = tl.zeros((HALO_P, BLOCK_C), dtype=tl.float32)
+        if TWO:
+            acc_b = tl.zeros((HALO_P, CB), dtype=tl.float32)
         if PREFETCH:  # the first chunk's weights; each chunk then loads the next one's
-            w1n = tl.load(w1_ptr + j[None, :] * C + c[:, None], mask=cm[:, None] & (j < HID)[None, :], other=0.0)
-            w3n = tl.load(w3_ptr + c[None, :] * HID + j[:, None], mask=(j < HID)[:, None] & cm[None, :], other=0.0)
+            w1n = _mb_w1(w1_ptr, j, c, C, HID)
+            w3n = _mb_w3(w3_ptr, j, c, C, HID)
+            if TWO:
+                w1nb = _mb_w1(w1_ptr, j, cb, C, HID)
+                w3nb = _mb_w3(w3_ptr, j, cb, C, HID)
         for h0 in range(0, HID, BLOCK_H):
             hi = h0 + j
             hm = hi < HID
             if RELOAD_X:  # the frame's input again each chunk (from L1/L2): fewer registers live across the loop
-                xs = tl.load(x_ptr + (p * C)[:, None] + c[None, :], mask=inimg[:, None] & cm[None, :], other=0.0).to(w1_ptr.dtype.element_ty)
+                xs = _mb_x(x_ptr, p, inimg, c, C, DT)
+                if TWO:
+                    xb = _mb_x(x_ptr, p, inimg, cb, C, DT)
             if PREFETCH:
                 w1t, w3t = w1n, w3n
+                if TWO:
+                    w1b, w3b = w1nb, w3nb
             else:
-                w1t = tl.load(w1_ptr + hi[None, :] * C + c[:, None], mask=cm[:, None] & hm[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
-            e = tl.dot(xs, w1t) + tl.load(b1_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
+                w1t = _mb_w1(w1_ptr, hi, c, C, HID)  # [BLOCK_C, BLOCK_H]
+                if TWO:
+                    w1b = _mb_w1(w1_ptr, hi, cb, C, HID)  # [CB, BLOCK_H]
+            if TWO:
+                e = tl.dot(xb, w1b, tl.dot(xs, w1t))
+            else:
+                e = tl.dot(xs, w1t)
+            e += tl.load(b1_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
             if PREFETCH:  # issued now, so the copies from L2 overlap this chunk's depthwise conv and projection
-                hn = hi + BLOCK_H
-                w1n = tl.load(w1_ptr + hn[None, :] * C + c[:, None], mask=cm[:, None] & (hn < HID)[None, :], other=0.0)
-                w3n = tl.load(w3_ptr + c[None, :] * HID + hn[:, None], mask=(hn < HID)[:, None] & cm[None, :], other=0.0)
+                w1n = _mb_w1(w1_ptr, hi + BLOCK_H, c, C, HID)
+                w3n = _mb_w3(w3_ptr, hi + BLOCK_H, c, C, HID)
+                if TWO:
+                    w1nb = _mb_w1(w1_ptr, hi + BLOCK_H, cb, C, HID)
+                    w3nb = _mb_w3(w3_ptr, hi + BLOCK_H, cb, C, HID)
             e = _silu(e, FAST_SILU)
             e = tl.where(inimg[:, None], e, 0.0)  # the depthwise conv pads the expanded map with zeros
             d = tl.zeros((HALO_P, BLOCK_H), dtype=tl.float32)
             if GATHER:
-                eb = e.to(w1_ptr.dtype.element_ty)  # rounded as the slot would hold it
+                eb = e.to(DT)  # rounded as the slot would hold it
                 for dy in tl.static_range(K):
                     for dx in tl.static_range(K):
                         nb = tl.where(inner, i + (dy - R) * FW + (dx - R), i)  # inside the frame for every inner pixel
@@ -432,11 +475,17 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
                         wd = tl.load(wd_ptr + (hi * K + dy) * K + dx, mask=hm, other=0.0).to(tl.float32)
                         d += es * wd[None, :]
             d += tl.load(bd_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
-            d = _silu(d, FAST_SILU)
+            d = _silu(d, FAST_SILU).to(w3_ptr.dtype.element_ty)
             if not PREFETCH:
-                w3t = tl.load(w3_ptr + c[None, :] * HID + hi[:, None], mask=hm[:, None] & cm[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
-            acc += tl.dot(d.to(w3_ptr.dtype.element_ty), w3t)
+                w3t = _mb_w3(w3_ptr, hi, c, C, HID)  # [BLOCK_H, BLOCK_C]
+                if TWO:
+                    w3b = _mb_w3(w3_ptr, hi, cb, C, HID)  # [BLOCK_H, CB]
+            acc = tl.dot(d, w3t, acc)
+            if TWO:
+                acc_b = tl.dot(d, w3b, acc_b)
         _project_out(acc, x_ptr, b3_ptr, out_ptr, p, inner & inimg, c, cm, C)
+        if TWO:
+            _project_out(acc_b, x_ptr, b3_ptr, out_ptr, p, inner & inimg, cb, cb < C, C)
 
 
 @triton.jit
@@ -579,9 +628,16 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
     """The staged MBConv kernel: spatial tiles from `halo_tiles`, one persistent program per scratch slot."""
     n, c, hgt, wid = x.shape
     th, tw, halo_p = halo_tiles(hgt, wid, k, cfg["halo_p"])
-    if halo_p * block_c_of(c) > MAX_ACC:
-        raise ValueError(f"mbconv: a {halo_p}-pixel frame at {block_c_of(c)} channels of tile is a {halo_p * block_c_of(c)}-value fp32 accumulator, "
-                         f"more than {MAX_ACC} (on the H200 one of 65,536 crashed with an illegal memory access, run 6): take halo_p <= {max(16, MAX_ACC // block_c_of(c))}")
+    if cfg.get("two_parts"):
+        ca, cb = channel_parts(c)
+        if ca + cb >= block_c_of(c):
+            raise ValueError(f"mbconv: two_parts needs a width that two power-of-two parts hold with less padding than one tile "
+                             f"(48, 96, 192, 384: 3·2^k); {c} is held by {block_c_of(c)} either way")
+    else:
+        ca, cb = block_c_of(c), 0
+    if halo_p * (ca + cb) > MAX_ACC:
+        raise ValueError(f"mbconv: a {halo_p}-pixel frame at {ca + cb} channels of tile is a {halo_p * (ca + cb)}-value fp32 accumulator, "
+                         f"more than {MAX_ACC} (on the H200 one of 65,536 crashed with an illegal memory access, run 6): take halo_p <= {max(16, MAX_ACC // (ca + cb))}")
     xh = _nhwc(x)
     out = torch.empty_like(xh)
     tiles_h, tiles_w = triton.cdiv(hgt, th), triton.cdiv(wid, tw)
@@ -595,7 +651,8 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
     scratch = torch.empty(1 if gather else (1 + dbuf) * programs * halo_p * cfg["block_h"], dtype=weights[0].dtype, device=x.device)
     kernel = _mbconv_staged_kernel
     handle = kernel[(programs,)](xh, *weights, out, scratch, n, hgt, wid, c, hidden, th, tw, tiles_h, tiles_w, K=k, HALO_P=halo_p,
-                                 BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], RELOAD_X=bool(cfg.get("reload_x", False)), FAST_SILU=_fast_silu(x, cfg), GATHER=gather, DBUF=dbuf, PREFETCH=bool(cfg.get("dw_prefetch", False)), num_warps=cfg["num_warps"],
+                                 BLOCK_C=ca, BLOCK_H=cfg["block_h"], RELOAD_X=bool(cfg.get("reload_x", False)), FAST_SILU=_fast_silu(x, cfg), GATHER=gather, DBUF=dbuf,
+                                 PREFETCH=bool(cfg.get("dw_prefetch", False)), CB=cb, num_warps=cfg["num_warps"],
                                  num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "tile": [th, tw], "halo_p_used": halo_p, "programs": programs})
     return out.permute(0, 3, 1, 2)
