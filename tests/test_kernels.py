@@ -410,6 +410,9 @@ def test_mbconv_refuses_gather_and_a_double_slot_together():
         mbconv(torch.randn(1, 16, 4, 4), *w, config={"dw_gather": True, "dw_dbuf": True})
     with pytest.raises(ValueError, match="mbconv: num_stages=2 needs dw_gather: with the scratch slot"):
         mbconv(torch.randn(1, 16, 4, 4), *w, config={"num_stages": 2})
+    # a misspelt key is an error, not a silent default
+    with pytest.raises(ValueError, match="mbconv: unknown config key.s. dw_gater; the keys are halo, halo_p"):
+        mbconv(torch.randn(1, 16, 4, 4), *w, config={"dw_gater": True})
     # 16 is one 16-channel tile: two parts (16 + 16) would only pad it
     with pytest.raises(ValueError, match="mbconv: two_parts needs a width .* 16 is held by 16 either way"):
         mbconv(torch.randn(1, 16, 4, 4), *w, config={"two_parts": True})

@@ -770,10 +770,20 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
 HALO_MODES = ("staged", "recompute")
 
 
+MBCONV_KEYS = ("halo", "halo_p", "block_p", "block_h", "num_warps", "num_stages", "programs_per_sm", "fast_silu", "reload_x", "dw_gather",
+               "dw_dbuf", "dw_prefetch", "two_parts")
+
+
 def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tensor:
     """The fused MBConv block (depthwise) on an NCHW tensor; returns channels-last NCHW. config["halo"] picks how the
     depthwise conv gets its neighbours' expanded activations: "staged" (default: each tile's frame expanded once into a
-    scratch slot) or "recompute" (each of the k² neighbours expanded again from the input, no scratch)."""
+    scratch slot) or "recompute" (each of the k² neighbours expanded again from the input, no scratch). The staged
+    kernel's other keys: halo_p (frame pixels), block_h, num_warps, num_stages, programs_per_sm, reload_x, dw_gather,
+    dw_dbuf, dw_prefetch, two_parts (`_mbconv_staged_kernel`); the recompute kernel's: block_p, block_h, num_warps,
+    num_stages. fast_silu for both."""
+    unknown = sorted(set(config or {}) - set(MBCONV_KEYS))
+    if unknown:
+        raise ValueError(f"mbconv: unknown config key(s) {', '.join(unknown)}; the keys are {', '.join(MBCONV_KEYS)}")
     halo = (config or {}).get("halo", "staged")
     if halo not in HALO_MODES:
         raise ValueError(f"mbconv: halo={halo!r} is not one of {', '.join(HALO_MODES)}")
