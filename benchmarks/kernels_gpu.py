@@ -140,8 +140,12 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
     slot = {**{k: v for k, v in d.items() if k not in ("dw_gather", "dw_prefetch")}, "num_stages": 1}
     half = max(16, d["halo_p"] // 2)
     # after run 30d: the channels as two parts (48 = 32 + 16, as ConvFirst's since run 15), on the default and on the
-    # slot (run 30f: slower at every width, e.g. c48 0.4531 against 0.3589 ms, c384 0.3603 against 0.2767)
-    out = [d, {**d, "two_parts": True}, {**slot, "two_parts": True}, slot, {**slot, "dw_prefetch": True}, {**slot, "dw_gather": True}, {**slot, "dw_gather": True, "num_stages": 2},
+    # slot (run 30f: slower at every width, e.g. c48 0.4531 against 0.3589 ms, c384 0.3603 against 0.2767). After 30f:
+    # 4 warps, whose 255 registers a thread let two programs share an SM (8 warps: one), so that one program's chain
+    # of waits overlaps the other's; at half the frame (c48: 128 pixels, an sm_90 compile without spills) and at the
+    # default frame (run 30g: slower at every width, c48 0.3880 and 0.4747 against 0.3586 ms)
+    out = [d, {**d, "halo_p": half, "num_warps": 4}, {**d, "num_warps": 4}, {**d, "two_parts": True}, {**slot, "two_parts": True}, slot,
+           {**slot, "dw_prefetch": True}, {**slot, "dw_gather": True}, {**slot, "dw_gather": True, "num_stages": 2},
            {**slot, "dw_gather": True, "dw_prefetch": True}, {**slot, "dw_gather": True, "halo_p": half}, {**slot, "dw_dbuf": True},
            {**slot, "dw_dbuf": True, "halo_p": half}, {**slot, "halo_p": half}, {**slot, "reload_x": True}, {**slot, "block_h": 16},
            {**slot, "halo_p": 2 * d["halo_p"]}, {**slot, "halo_p": half, "num_warps": 4},
