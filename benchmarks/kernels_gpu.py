@@ -336,6 +336,8 @@ def main():
     ap.add_argument("--selective-shapes", default="", help="comma-separated block shapes the selective rows fuse (default: those "
                     "whose fused block beat compile's in this run's block rows)")
     ap.add_argument("--tile-first", type=int, default=0, help="try only the first N tiles of each shape (0: all); the defaults come first")
+    ap.add_argument("--tile-split", action="store_true", help="the ConvFirst tiles: the default with split_h 2, 4 and 8 first (for small "
+                    "batches, whose few pixel tiles leave SMs idle)")
     ap.add_argument("--tile-share", type=float, default=TILE_SHARE, help=f"share of --deadline the tile search may take (default {TILE_SHARE})")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)} (default: all, in that order)")
     a = ap.parse_args()
@@ -421,7 +423,10 @@ def main():
         with torch.no_grad():
             ref = blk.float()(x.float())
         scale = ref.abs().max().item() or 1.0
-        for cfg in tile_variants(name, blk)[:a.tile_first or None]:
+        variants = tile_variants(name, blk)
+        if a.tile_split and name == "convfirst_net":  # the default with its expanded channels split 2, 4 and 8 ways, first
+            variants = variants[:1] + [{**variants[0], "split_h": k} for k in (2, 4, 8)] + variants[1:]
+        for cfg in variants[:a.tile_first or None]:
             if time.perf_counter() - t0 > a.tile_share * a.deadline:
                 res["skipped"].append({"what": f"tiles {name} {key} {cfg}", "why": f"{left():.0f} s left"})
                 continue

@@ -727,6 +727,22 @@ def test_the_hidden_loop_stages_follow_the_measured_shapes(monkeypatch):
 
 
 @needs_triton
+def test_the_expanded_channels_split_only_where_measured_faster():
+    from effkit.kernels.triton_blocks import auto_split_h
+
+    # run 30h (H200, 132 SMs, batch 1): c384 at 7² is 49 pixels, 2 tiles of 32; hidden 1536 in chunks of 64 = 24: split
+    # 8 ways (0.0345 against 0.0694 ms); c192 at 14² (196 pixels, 2 tiles of 128), hidden 768 = 12 chunks: not (0.0355
+    # against 0.0338)
+    assert auto_split_h(tiles=2, chunks=24, sms=132) == 8
+    assert auto_split_h(tiles=2, chunks=12, sms=132) == 1
+    # batch 64: c384 has 3,136 pixels, 98 tiles of 32: 4 x 98 > 132, no split; 33 tiles is the last that splits
+    assert auto_split_h(tiles=98, chunks=24, sms=132) == 1
+    assert auto_split_h(tiles=33, chunks=24, sms=132) == 8 and auto_split_h(tiles=34, chunks=24, sms=132) == 1
+    # the interpreter counts one SM: nothing splits there unless the config asks
+    assert auto_split_h(tiles=1, chunks=96, sms=1) == 1
+
+
+@needs_triton
 def test_the_mbconv_depthwise_ways_follow_the_measured_shapes():
     # run 30c (H200, batch 64): the prefetch won at c48 (a 64-channel tile: 0.3563 against 0.3676 ms), the gather with
     # two pipeline stages at c192 (256: 0.2578 against 0.3000); neither at c96 (128) or c384 (512). The pipeliner may run

@@ -527,6 +527,16 @@ def _conv_act_kernel(x_ptr, w_ptr, b_ptr, out_ptr, NPIX, H, W, HO, WO, CIN, COUT
 last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "shared_bytes", "wgmma", "mma_sync"} of its latest compiled launch
 
 
+def auto_split_h(tiles: int, chunks: int, sms: int) -> int:
+    """The ConvFirst kernel's split of the expanded channels when the config names none: 8 ways where the launch has at
+    most a quarter as many pixel tiles as the device has SMs and at least 24 chunks of expanded channels, else none.
+    Run 30h (H200, batch 1, ms, the default against split_h 8): c384 (2 tiles, 24 chunks) 0.0694 against 0.0345,
+    c192>384/s2 (2 tiles, 24 chunks) 0.0355 against 0.0326; with 12 chunks or fewer it lost (c192 0.0338 against
+    0.0355, c96>192/s2 0.0232 against 0.0353): each split repeats the grouped conv and adds two fill kernels and the
+    atomics, which a short chain does not repay. At batch 64 every shape has 49 tiles or more, so none splits there."""
+    return 8 if 4 * tiles <= sms and chunks >= 24 else 1
+
+
 def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride: int = 1, c_in: int | None = None) -> dict:
     """Tiles for a block of width c, from the tile search on the H200 (benchmarks/results/h200/kernels/):
     ConvFirst (c the wider of its input and output; run 15, the kernel with two channel parts) up to 64 channels: the
@@ -736,12 +746,12 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     dense = lambda: w1dense if w1dense is not None and w1dense.numel() == dense_n else block_diagonal_dense_parts(w1, in_parts)  # noqa: E731
     wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, ca + cb + cc),
           "dense_loop": dense, "dense_tma": dense, "dense": dense, "fma": lambda: w1}[mode]()
-    split_h, parts, tap_stages = cfg.get("split_h", 1), cfg.get("parts", 3), cfg.get("tap_stages", 2)
+    split_h, parts, tap_stages = cfg.get("split_h"), cfg.get("parts", 3), cfg.get("tap_stages", 2)
     if mode == "dense_tma":
         _check_tma(x, c, stride)
     if mode in ("dense_loop", "dense_tma") and tap_stages not in (1, 2, 3, 4):
         raise ValueError(f"convfirst: tap_stages={tap_stages} must be 1-4 (the tap loop's pipeline depth)")
-    if split_h < 1:
+    if split_h is not None and split_h < 1:
         raise ValueError(f"convfirst: split_h={split_h} must be at least 1")
     if parts not in (0, 1, 2, 3) or (parts < 2 and ws is not None):
         raise ValueError(f"convfirst: parts={parts} must be 3 (the block), or 0-2 (an ablation) for a stride-1, equal-width block")
@@ -750,6 +760,8 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     out = torch.empty(n, ho, wo, c_out, dtype=x.dtype, device=x.device)
     npix = n * ho * wo
     tiles = triton.cdiv(npix, cfg["block_p"])
+    if split_h is None:  # few tiles and a long chain of expanded channels: split it (`auto_split_h`; not an ablation's launch)
+        split_h = auto_split_h(tiles, triton.cdiv(w2.shape[0], cfg["block_h"]), _sm_count(x)) if parts == 3 else 1
     if split_h > 1:  # the partial sums and each tile's count of finished splits, zeroed
         part = torch.zeros(npix * c_out, dtype=torch.float32, device=x.device)
         count = torch.zeros(tiles, dtype=torch.int32, device=x.device)
@@ -763,7 +775,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         SC_B=min(cb, 64) or 16, CC=cc, JOIN_AB=bool(cfg.get("join_parts")), FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None,
-                             "channel_parts": list(in_parts), "out_parts": [oa, ob]})
+                             "channel_parts": list(in_parts), "out_parts": [oa, ob], "split_h": split_h})
     return out.permute(0, 3, 1, 2)
 
 
