@@ -530,10 +530,11 @@ last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "share
 def auto_split_h(tiles: int, chunks: int, sms: int) -> int:
     """The ConvFirst kernel's split of the expanded channels when the config names none: 8 ways where the launch has at
     most a quarter as many pixel tiles as the device has SMs and at least 24 chunks of expanded channels, else none.
-    Run 30h (H200, batch 1, ms, the default against split_h 8): c384 (2 tiles, 24 chunks) 0.0694 against 0.0345,
-    c192>384/s2 (2 tiles, 24 chunks) 0.0355 against 0.0326; with 12 chunks or fewer it lost (c192 0.0338 against
-    0.0355, c96>192/s2 0.0232 against 0.0353): each split repeats the grouped conv and adds two fill kernels and the
-    atomics, which a short chain does not repay. At batch 64 every shape has 49 tiles or more, so none splits there."""
+    Run 30h (H200, batch 1, ms, the default against split_h 8): c384 (2 tiles, 24 chunks) 0.0694 against 0.0345; with
+    12 chunks it lost at c192 (0.0338 against 0.0355) and c96>192/s2 (0.0232 against 0.0353) but won at c192>384/s2
+    (0.0355 against 0.0326), which this rule leaves unsplit: each split repeats the grouped conv and adds two fill
+    kernels and the atomics, which a short chain does not reliably repay. At batch 64 every shape has 49 tiles or more,
+    so none splits there (run 30i: batch 1 c384 0.0352, the network 0.312 against 0.347 ms)."""
     return 8 if 4 * tiles <= sms and chunks >= 24 else 1
 
 
