@@ -330,6 +330,8 @@ def test_the_convfirst_kernel_ablations_compute_what_they_leave(monkeypatch):
         convfirst(x, *w, group_width=8, config={"group_conv": "dense_loop", "tap_stages": 5})
     with pytest.raises(ValueError, match="split_h=0 must be at least 1"):
         convfirst(x, *w, group_width=8, config={"split_h": 0})
+    with pytest.raises(ValueError, match="split_h=2 splits the expanded channels, which parts=1 .an ablation without the expansion. does not have"):
+        convfirst(x, *w, group_width=8, config={"split_h": 2, "parts": 1})
     # a key the kernel does not know is refused, not ignored (split_out, slower everywhere in run 9, is gone)
     with pytest.raises(ValueError, match="unknown config key.s. split_out; the keys are group_conv, group_mma, block_p"):
         convfirst(x, *w, group_width=8, config={"split_out": 2})

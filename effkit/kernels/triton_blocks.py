@@ -754,6 +754,8 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         raise ValueError(f"convfirst: tap_stages={tap_stages} must be 1-4 (the tap loop's pipeline depth)")
     if split_h is not None and split_h < 1:
         raise ValueError(f"convfirst: split_h={split_h} must be at least 1")
+    if split_h is not None and split_h > 1 and parts in (0, 1):  # each split would add the same unexpanded tile
+        raise ValueError(f"convfirst: split_h={split_h} splits the expanded channels, which parts={parts} (an ablation without the expansion) does not have")
     if parts not in (0, 1, 2, 3) or (parts < 2 and ws is not None):
         raise ValueError(f"convfirst: parts={parts} must be 3 (the block), or 0-2 (an ablation) for a stride-1, equal-width block")
     ho, wo = (hgt - 1) // stride + 1, (wid - 1) // stride + 1  # padding k // 2
