@@ -463,8 +463,9 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
                         wd = tl.load(wd_ptr + (hi * K + dy) * K + dx, mask=hm, other=0.0).to(tl.float32)
                         d += es * wd[None, :]
             else:
-                half = slot + ((h0 // BLOCK_H) % 2) * (HALO_P * BLOCK_H)  # DBUF: the chunks alternate between two halves
-                if not DBUF:
+                if DBUF:  # the chunks alternate between the slot's two halves
+                    half = slot + ((h0 // BLOCK_H) % 2) * (HALO_P * BLOCK_H)
+                else:
                     half = slot
                     tl.debug_barrier()  # every thread has read the previous chunk from the slot
                 tl.store(half + i[:, None] * BLOCK_H + j[None, :], e.to(scratch_ptr.dtype.element_ty))
@@ -680,6 +681,13 @@ def _fast_silu(x, cfg: dict, packed: bool = False) -> int:
     return 2 if packed and cfg.get("packed_silu", False) else 1
 
 
+def _refuse_unknown_keys(kernel: str, config: dict, keys: tuple) -> None:
+    """A config key the launcher does not know is an error naming it and the valid keys, not a silent default."""
+    unknown = sorted(set(config) - set(keys))
+    if unknown:
+        raise ValueError(f"{kernel}: unknown config key(s) {', '.join(unknown)}; the keys are {', '.join(keys)}")
+
+
 GROUP_CONVS = ("pairs", "dense", "fma", "dense_loop", "dense_tma")  # the grouped conv's ways, GROUP_CONV 1, 2, 0, 10 + and 20 + tap_stages
 CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part",
                   "packed_silu", "tap_stages", "three_parts", "join_parts")
@@ -718,9 +726,8 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     if ws is None and (stride != 1 or c_out != c):
         raise ValueError(f"convfirst: stride {stride} from {c} to {c_out} channels needs the shortcut's conv (ws, bs)")
     config = dict(config or {})
-    unknown = sorted(set(config) - set(CONVFIRST_KEYS))
-    if unknown:  # split_out (the output channels across programs) was slower at every width in run 9, and is gone
-        raise ValueError(f"convfirst: unknown config key(s) {', '.join(unknown)}; the keys are {', '.join(CONVFIRST_KEYS)}")
+    # split_out (the output channels across programs) was slower at every width in run 9, and is gone
+    _refuse_unknown_keys("convfirst", config, CONVFIRST_KEYS)
     mma = config.pop("group_mma", True) if group_mma is None else group_mma
     if not mma:  # the older switch: False is the CUDA-core grouped conv
         config["group_conv"] = "fma"
@@ -796,9 +803,7 @@ def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tenso
     kernel's other keys: halo_p (frame pixels), block_h, num_warps, num_stages, programs_per_sm, reload_x, dw_gather,
     dw_dbuf, dw_prefetch, two_parts (`_mbconv_staged_kernel`); the recompute kernel's: block_p, block_h, num_warps,
     num_stages. fast_silu for both."""
-    unknown = sorted(set(config or {}) - set(MBCONV_KEYS))
-    if unknown:
-        raise ValueError(f"mbconv: unknown config key(s) {', '.join(unknown)}; the keys are {', '.join(MBCONV_KEYS)}")
+    _refuse_unknown_keys("mbconv", config or {}, MBCONV_KEYS)
     halo = (config or {}).get("halo", "staged")
     if halo not in HALO_MODES:
         raise ValueError(f"mbconv: halo={halo!r} is not one of {', '.join(HALO_MODES)}")
@@ -819,9 +824,7 @@ def conv_act(x, w, wmat, b, stride: int, padding: int, act: str = "silu", config
     and 0.0565 at 512 on 8 warps, run 17), num_warps (4), num_stages (1), fast_silu, packed_silu (the SiLU in bf16x2;
     off: 0.0496 ms against 0.0482, run 20)."""
     config = dict(config or {})
-    unknown = sorted(set(config) - set(CONV_ACT_KEYS))
-    if unknown:
-        raise ValueError(f"conv_act: unknown config key(s) {', '.join(unknown)}; the keys are {', '.join(CONV_ACT_KEYS)}")
+    _refuse_unknown_keys("conv_act", config, CONV_ACT_KEYS)
     if act not in CONV_ACTS:
         raise ValueError(f"conv_act: act={act!r} is not one of {', '.join(CONV_ACTS)}")
     cfg = {"block_p": 512, "num_warps": 4, "num_stages": 1, **config}
