@@ -129,7 +129,13 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
             first += [{**d, "num_stages": 5 - d["num_stages"]}, {**d, "block_h": 32, "num_stages": 4}]
         elif c > 256:
             loop3 = {**d, "group_conv": "dense_loop", "tap_stages": 3, "three_parts": True} if three_parts_fit(c_in) else d
-            first += [loop3, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2}, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2, "split_h": 2}]
+            # after run 30: the 32-pixel tiles' dots are mma.sync (wgmma wants an M of 64; Nsight Compute put 44 % of c384's
+            # samples on them, waiting on shared-memory operands); transposed (swap_ab) the 64 expanded channels of a chunk
+            # are the M and the pixels the N, so wgmma. An sm_90 compile here (Triton 3.9, benchmarks/compile_sm90.py) of
+            # c384 with swap_ab: 323,584 B of shared memory at three stages (over the 232,448), 225,280 at two, 77,824 at one
+            swap = {**d, "swap_ab": True}
+            first += [swap, {**swap, "num_stages": 2}, {**swap, "num_stages": 1}, {**swap, "block_p": 64, "num_stages": 2},
+                      loop3, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2}, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2, "split_h": 2}]
         out = out[:1] + first + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
     d = triton_blocks.default_config("mbconv", c, hid)

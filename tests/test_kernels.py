@@ -288,6 +288,15 @@ def test_three_input_parts_by_hand():
     (48, 48, (4, 5), 1, {"group_conv": "dense_tma"}),
     (40, 40, (3, 7), 1, {"group_conv": "dense_tma", "tap_stages": 3}),
     (48, 48, (5, 3), 1, {"group_conv": "dense_tma", "three_parts": True, "join_parts": True}),
+    # the transposed dots (swap_ab): weight tiles [rows, k] of W2 and W3 as they lie, the operands over pixels and the
+    # accumulators [channels, pixels], b2 along the rows; unequal parts (in 32 + 8, out 32 + 8 or 64 + 32) so that a part
+    # swapped for another, or a tile read as its own transpose, cannot pass
+    (40, 40, (3, 7), 1, {"swap_ab": True, "group_conv": "dense"}),
+    (24, 40, (7, 6), 2, {"swap_ab": True, "split_h": 3}),  # the split's atomics and the shortcut after the transpose back
+    (48, 96, (5, 4), 2, {"swap_ab": True, "group_conv": "dense_loop", "block_h": 64}),
+    (32, 48, (7, 6), 2, {"swap_ab": True, "group_conv": "dense", "one_part": True}),  # one input part (CB = 0)
+    (48, 48, (4, 5), 1, {"swap_ab": True, "group_conv": "dense", "three_parts": True}),
+    (48, 96, (5, 4), 2, {"swap_ab": True, "group_conv": "dense", "three_parts": True, "join_parts": True, "split_h": 2}),
 ])
 def test_the_convfirst_kernel_dense_and_split_h(c, c_out, hw, stride, cfg, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -332,6 +341,8 @@ def test_the_convfirst_kernel_ablations_compute_what_they_leave(monkeypatch):
         convfirst(x, *w, group_width=8, config={"split_h": 0})
     with pytest.raises(ValueError, match="split_h=2 splits the expanded channels, which parts=1 .an ablation without the expansion. does not have"):
         convfirst(x, *w, group_width=8, config={"split_h": 2, "parts": 1})
+    with pytest.raises(ValueError, match="swap_ab transposes the expansion's dots, which parts=0 .an ablation without the expansion. does not have"):
+        convfirst(x, *w, group_width=8, config={"swap_ab": True, "parts": 0})
     # a key the kernel does not know is refused, not ignored (split_out, slower everywhere in run 9, is gone)
     with pytest.raises(ValueError, match="unknown config key.s. split_out; the keys are group_conv, group_mma, block_p"):
         convfirst(x, *w, group_width=8, config={"split_out": 2})

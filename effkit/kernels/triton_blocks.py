@@ -230,12 +230,34 @@ def _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, 
 
 
 @triton.jit
+def _w_tile(w_ptr, k, km, j, jm, ROW, SWAP: tl.constexpr):
+    """A tile of the row-major weight w[j, k] (rows ROW apart: W2 [hidden, C], W3 [C_out, hidden]) as a dot's right
+    operand [k, j] (wᵀ), or with SWAP (the transposed dots) as its left operand [j, k]."""
+    if SWAP:  # one return: a compile checks every return's type, both branches' (the interpreter does not)
+        t = tl.load(w_ptr + j[:, None] * ROW + k[None, :], mask=jm[:, None] & km[None, :], other=0.0)
+    else:
+        t = tl.load(w_ptr + j[None, :] * ROW + k[:, None], mask=km[:, None] & jm[None, :], other=0.0)
+    return t
+
+
+@triton.jit
+def _xdot(a, w, acc, SWAP: tl.constexpr):
+    """a · w (+ acc) for a over pixels [BLOCK_P, k] and a weight tile [k, j]; with SWAP both are given transposed
+    (aᵀ [k, BLOCK_P], w [j, k]) and this is its transpose, w · aᵀ [j, BLOCK_P]."""
+    if SWAP:
+        d = tl.dot(w, a, acc)
+    else:
+        d = tl.dot(a, w, acc)
+    return d
+
+
+@triton.jit
 def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_ptr, bs_ptr, out_ptr, part_ptr, count_ptr,
                       NPIX, H, W, HO, WO, C, CO, HID,
                       K: tl.constexpr, GW: tl.constexpr, GROUP_CONV: tl.constexpr, BLOCK_P: tl.constexpr, CA: tl.constexpr, CB: tl.constexpr,
                       OA: tl.constexpr, OB: tl.constexpr, BLOCK_H: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr,
                       SPLIT_H: tl.constexpr, PARTS: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, FAST_SILU: tl.constexpr,
-                      CC: tl.constexpr = 0, JOIN_AB: tl.constexpr = False):
+                      CC: tl.constexpr = 0, JOIN_AB: tl.constexpr = False, SWAP: tl.constexpr = False):
     """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The C input channels are two
     parts of CA and CB channels (`layout.channel_parts`), the CO output channels OA and OB: every tensor over channels
     is held as its two parts and every dot over them is two dots, so no channel is computed beyond a+b (the zoo's
@@ -248,6 +270,10 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
     the expansion is two chained dots a chunk, not three: Triton waits for each dot's result before the next (an sm_90
     compile of the c192 kernel: wgmma.wait_group 0 and a barrier after each), so a chunk's chain is one round shorter
     (run 30: no faster at c96, 0.0471 against 0.0473 ms, slower at c192, 0.0390 against 0.0357; not a default).
+    SWAP (config["swap_ab"]): the expansion's and projection's dots transposed, eᵀ = W2·yᵀ and accᵀ += W3·eᵀ, so that the
+    pixels are each dot's N and the channels its M: Hopper's wgmma takes an M of 64 a warp group, so a 32-pixel tile
+    (the 512-channel tiles', held to 32 by registers) gets wgmma only this way; the accumulator is transposed back before
+    the block's end.
     Axis 1 splits the expanded channels (SPLIT_H > 1): program (i, s) expands and projects the s-th share of them, adds
     its partial output into the fp32 buffer part_ptr (atomics, zeroed before the launch) and counts itself in
     count_ptr[tile]; the last of a tile's SPLIT_H programs reads the sum back and finishes the block.
@@ -282,33 +308,49 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
         if JOIN_AB:  # [BLOCK_P, CA, 2] → [BLOCK_P, 2, CA] → [BLOCK_P, 2·CA]: channels 0 .. CA−1, then CA .. 2·CA−1
             yab = tl.reshape(tl.permute(tl.join(ya, yb), (0, 2, 1)), (BLOCK_P, 2 * CA))
             cab = tl.arange(0, 2 * CA)
-        acc_a = tl.zeros((BLOCK_P, OA), dtype=tl.float32)
-        acc_b = tl.zeros((BLOCK_P, OB), dtype=tl.float32)
+        if SWAP:  # every operand over pixels transposed: the pixels are the dots' N, the channels their M
+            ya = tl.trans(ya)
+            if CB > 0:
+                yb = tl.trans(yb)
+            if CC > 0:
+                yc = tl.trans(yc)
+            if JOIN_AB:
+                yab = tl.trans(yab)
+            acc_a = tl.zeros((OA, BLOCK_P), dtype=tl.float32)
+            acc_b = tl.zeros((OB, BLOCK_P), dtype=tl.float32)
+        else:
+            acc_a = tl.zeros((BLOCK_P, OA), dtype=tl.float32)
+            acc_b = tl.zeros((BLOCK_P, OB), dtype=tl.float32)
         share = tl.cdiv(tl.cdiv(HID, BLOCK_H), SPLIT_H) * BLOCK_H  # expanded channels a split, whole chunks
         h_lo = tl.program_id(1) * share
         for h0 in range(h_lo, tl.minimum(h_lo + share, HID), BLOCK_H):
             hi = h0 + tl.arange(0, BLOCK_H)
             hm = hi < HID
             if JOIN_AB:
-                w2ab = tl.load(w2_ptr + hi[None, :] * C + cab[:, None], mask=(cab < C)[:, None] & hm[None, :], other=0.0)  # [2·CA, BLOCK_H]
-                w2c = tl.load(w2_ptr + hi[None, :] * C + c3[:, None], mask=c3m[:, None] & hm[None, :], other=0.0)  # [CC, BLOCK_H]
-                e = tl.dot(yc, w2c, tl.dot(yab, w2ab))
+                e = _xdot(yab, _w_tile(w2_ptr, cab, cab < C, hi, hm, C, SWAP), None, SWAP)  # [2·CA, BLOCK_H] of W2ᵀ
+                e = _xdot(yc, _w_tile(w2_ptr, c3, c3m, hi, hm, C, SWAP), e, SWAP)
             else:
-                w2a = tl.load(w2_ptr + hi[None, :] * C + ca[:, None], mask=cam[:, None] & hm[None, :], other=0.0)  # [CA, BLOCK_H]
+                w2a = _w_tile(w2_ptr, ca, cam, hi, hm, C, SWAP)  # [CA, BLOCK_H] of W2ᵀ (SWAP: [BLOCK_H, CA] of W2)
                 if CB > 0:
-                    w2b = tl.load(w2_ptr + hi[None, :] * C + cb[:, None], mask=cbm[:, None] & hm[None, :], other=0.0)  # [CB, BLOCK_H]
-                    e = tl.dot(yb, w2b, tl.dot(ya, w2a))
+                    w2b = _w_tile(w2_ptr, cb, cbm, hi, hm, C, SWAP)
+                    e = _xdot(yb, w2b, _xdot(ya, w2a, None, SWAP), SWAP)
                     if CC > 0:
-                        w2c = tl.load(w2_ptr + hi[None, :] * C + c3[:, None], mask=c3m[:, None] & hm[None, :], other=0.0)  # [CC, BLOCK_H]
-                        e = tl.dot(yc, w2c, e)
+                        e = _xdot(yc, _w_tile(w2_ptr, c3, c3m, hi, hm, C, SWAP), e, SWAP)
                 else:
-                    e = tl.dot(ya, w2a)
-            e += tl.load(b2_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
+                    e = _xdot(ya, w2a, None, SWAP)
+            b2 = tl.load(b2_ptr + hi, mask=hm, other=0.0).to(tl.float32)
+            if SWAP:
+                e += b2[:, None]
+            else:
+                e += b2[None, :]
             e = _silu(e, FAST_SILU).to(w3_ptr.dtype.element_ty)
-            w3a = tl.load(w3_ptr + oa[None, :] * HID + hi[:, None], mask=hm[:, None] & oam[None, :], other=0.0)  # [BLOCK_H, OA]
-            w3b = tl.load(w3_ptr + ob[None, :] * HID + hi[:, None], mask=hm[:, None] & obm[None, :], other=0.0)  # [BLOCK_H, OB]
-            acc_a = tl.dot(e, w3a, acc_a)
-            acc_b = tl.dot(e, w3b, acc_b)
+            w3a = _w_tile(w3_ptr, hi, hm, oa, oam, HID, SWAP)  # [BLOCK_H, OA] of W3ᵀ (SWAP: [OA, BLOCK_H] of W3)
+            w3b = _w_tile(w3_ptr, hi, hm, ob, obm, HID, SWAP)
+            acc_a = _xdot(e, w3a, acc_a, SWAP)
+            acc_b = _xdot(e, w3b, acc_b, SWAP)
+        if SWAP:  # back to [BLOCK_P, channels] for the block's end
+            acc_a = tl.trans(acc_a)
+            acc_b = tl.trans(acc_b)
     else:  # ablation: no expansion (stride 1, equal width: the parts of C are the parts of CO)
         acc_a = ya
         acc_b = yb
@@ -690,7 +732,7 @@ def _refuse_unknown_keys(kernel: str, config: dict, keys: tuple) -> None:
 
 GROUP_CONVS = ("pairs", "dense", "fma", "dense_loop", "dense_tma")  # the grouped conv's ways, GROUP_CONV 1, 2, 0, 10 + and 20 + tap_stages
 CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part",
-                  "packed_silu", "tap_stages", "three_parts", "join_parts")
+                  "packed_silu", "tap_stages", "three_parts", "join_parts", "swap_ab")
 
 
 def _tma_scratch(size: int, alignment: int, stream):
@@ -763,6 +805,8 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         raise ValueError(f"convfirst: split_h={split_h} must be at least 1")
     if split_h is not None and split_h > 1 and parts in (0, 1):  # each split would add the same unexpanded tile
         raise ValueError(f"convfirst: split_h={split_h} splits the expanded channels, which parts={parts} (an ablation without the expansion) does not have")
+    if cfg.get("swap_ab") and parts in (0, 1):
+        raise ValueError(f"convfirst: swap_ab transposes the expansion's dots, which parts={parts} (an ablation without the expansion) does not have")
     if parts not in (0, 1, 2, 3) or (parts < 2 and ws is not None):
         raise ValueError(f"convfirst: parts={parts} must be 3 (the block), or 0-2 (an ablation) for a stride-1, equal-width block")
     ho, wo = (hgt - 1) // stride + 1, (wid - 1) // stride + 1  # padding k // 2
@@ -782,7 +826,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         xh, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
         c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2, "dense_loop": 10 + tap_stages, "dense_tma": 20 + tap_stages}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
         OA=oa, OB=ob, BLOCK_H=cfg["block_h"], STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_A=min(ca, 64),
-        SC_B=min(cb, 64) or 16, CC=cc, JOIN_AB=bool(cfg.get("join_parts")), FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
+        SC_B=min(cb, 64) or 16, CC=cc, JOIN_AB=bool(cfg.get("join_parts")), SWAP=bool(cfg.get("swap_ab")), FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None,
                              "channel_parts": list(in_parts), "out_parts": [oa, ob], "split_h": split_h})
