@@ -132,7 +132,8 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
             # after run 30: the 32-pixel tiles' dots are mma.sync (wgmma wants an M of 64; Nsight Compute put 44 % of c384's
             # samples on them, waiting on shared-memory operands); transposed (swap_ab) the 64 expanded channels of a chunk
             # are the M and the pixels the N, so wgmma. An sm_90 compile here (Triton 3.9, benchmarks/compile_sm90.py) of
-            # c384 with swap_ab: 323,584 B of shared memory at three stages (over the 232,448), 225,280 at two, 77,824 at one
+            # c384 with swap_ab: 323,584 B of shared memory at three stages (over the 232,448), 225,280 at two, 77,824 at one.
+            # Run 31: slower at both shapes (c384 0.0788 against 0.0701 ms at two stages), kept first as the last lever tried
             swap = {**d, "swap_ab": True}
             first += [swap, {**swap, "num_stages": 2}, {**swap, "num_stages": 1}, {**swap, "block_p": 64, "num_stages": 2},
                       loop3, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2}, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2, "split_h": 2}]

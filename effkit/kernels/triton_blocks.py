@@ -273,7 +273,9 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
     SWAP (config["swap_ab"]): the expansion's and projection's dots transposed, eᵀ = W2·yᵀ and accᵀ += W3·eᵀ, so that the
     pixels are each dot's N and the channels its M: Hopper's wgmma takes an M of 64 a warp group, so a 32-pixel tile
     (the 512-channel tiles', held to 32 by registers) gets wgmma only this way; the accumulator is transposed back before
-    the block's end.
+    the block's end. Run 31: slower (c384 0.0788 against 0.0701 ms, c192>384/s2 0.0395 against 0.0360, at two stages,
+    three not fitting): eᵀ is then the projection's B operand, which wgmma takes from shared memory, so every chunk
+    stores it there; not a default.
     Axis 1 splits the expanded channels (SPLIT_H > 1): program (i, s) expands and projects the s-th share of them, adds
     its partial output into the fp32 buffer part_ptr (atomics, zeroed before the launch) and counts itself in
     count_ptr[tile]; the last of a tile's SPLIT_H programs reads the sum back and finishes the block.
