@@ -4,6 +4,7 @@ Ampere-style mma.sync. A tile's resources are known before any device time is sp
 
     python benchmarks/compile_sm90.py                                  # every block shape at its default tiles
     python benchmarks/compile_sm90.py --shapes c384,c192>384/s2 --config '{"swap_ab": true}' --out /tmp/sm90
+    python benchmarks/compile_sm90.py --smoke                          # each kernel and ConvFirst way once (a CPU test)
 
 Each block's launch is the real one (`FusedConvFirst.forward` → `triton_blocks.convfirst`, batch 64 at 224², the
 benchmark's shape) with the kernel launch caught: its arguments give the signature and constexprs, and Triton compiles
@@ -12,6 +13,8 @@ as a launch on the device specialises them. The SM count is taken as the H200's 
 as on CUDA. The registers come from the cubin's resource usage (cuobjdump, shipped with Triton). Triton here is the
 installed one (3.9 at the time of writing), the H200's 3.6: a compile here is evidence of what the code asks for, not
 of what the device's Triton makes of it, and the device's `_record` (triton_blocks.last_launch) stays the word there.
+Run 31 compared them: the shared memory of ten launches (c384 and c192>384/s2, defaults and swap_ab) was the H200's to
+the byte; the registers were not (c384's default: 198 here, 186 there).
 """
 from __future__ import annotations
 
@@ -68,41 +71,62 @@ class _Caught(Exception):
     pass
 
 
-def catch_launch(module: FusedConvFirst, shape: torch.Size, config: dict) -> tuple[tuple, dict]:
-    """The positional arguments and keywords of the block's kernel launch, without running it."""
+KERNELS = ("_convfirst_kernel", "_mbconv_staged_kernel", "_mbconv_kernel", "_conv_act_kernel")
+
+
+def catch_launch(call) -> tuple[str, tuple, dict, tuple]:
+    """The kernel, positional arguments, keywords and grid of the first kernel launch `call()` makes, without running
+    it: every block kernel of `triton_blocks` is replaced by a stand-in for the call, the SM count is the H200's, the
+    SiLU's form that of a CUDA launch, and the fused modules take the kernel path on the CPU."""
     caught = {}
 
     class Fake:
-        fn = triton_blocks._convfirst_kernel
+        def __init__(self, name):
+            self.name, self.fn = name, getattr(triton_blocks, name)
 
         def __getitem__(self, grid):
             def launch(*args, **kw):
-                caught.update(args=args, kw=kw, grid=grid)
+                caught.update(name=self.name, args=args, kw=kw, grid=grid)
                 raise _Caught
             return launch
 
-    saved = (triton_blocks._convfirst_kernel, triton_blocks._sm_count, triton_blocks._fast_silu, fold._use_triton)
-    triton_blocks._convfirst_kernel = Fake()
+    saved = {name: getattr(triton_blocks, name) for name in KERNELS}
+    saved_fns = (triton_blocks._sm_count, triton_blocks._fast_silu, fold._use_triton)
+    for name in KERNELS:
+        setattr(triton_blocks, name, Fake(name))
     triton_blocks._sm_count = lambda x: SMS
     triton_blocks._fast_silu = lambda x, cfg, packed=False: (2 if packed and cfg.get("packed_silu") else 1) if cfg.get("fast_silu", True) else 0
     fold._use_triton = lambda x: True
     try:
-        module.config = config or None
-        module.forward(torch.empty(shape, dtype=torch.bfloat16).to(memory_format=torch.channels_last))
+        call()
     except _Caught:
         pass
     finally:
-        triton_blocks._convfirst_kernel, triton_blocks._sm_count, triton_blocks._fast_silu, fold._use_triton = saved
-    return caught["args"], caught["kw"], caught["grid"]
+        for name, k in saved.items():
+            setattr(triton_blocks, name, k)
+        triton_blocks._sm_count, triton_blocks._fast_silu, fold._use_triton = saved_fns
+    if not caught:
+        raise RuntimeError("the call launched no block kernel")
+    return caught["name"], caught["args"], caught["kw"], caught["grid"]
 
 
-def compile_launch(args: tuple, kw: dict):
-    """Triton's sm_90 compile of _convfirst_kernel for these launch arguments."""
+def block_launch(module: FusedConvFirst, shape: torch.Size, config: dict):
+    """`catch_launch` of a fused block's forward on a bf16, channels-last input of `shape`, with the tiles `config`."""
+    def call():
+        module.config = config or None
+        module.forward(torch.empty(shape, dtype=torch.bfloat16).to(memory_format=torch.channels_last))
+    return catch_launch(call)
+
+
+def compile_launch(name: str, args: tuple, kw: dict):
+    """Triton's sm_90 compile of the kernel `name` for these launch arguments."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    fn = triton_blocks._convfirst_kernel
+    fn = getattr(triton_blocks, name)
+    if not isinstance(fn, triton.runtime.jit.JITFunction):
+        raise RuntimeError(f"{name} is not a compiled kernel here ({type(fn).__name__}): unset TRITON_INTERPRET")
     kw = dict(kw)
     options = {"num_warps": kw.pop("num_warps"), "num_stages": kw.pop("num_stages")}
     names = fn.arg_names
@@ -122,8 +146,7 @@ def compile_launch(args: tuple, kw: dict):
         elif name in kw:
             signature[name], constexprs[name] = "constexpr", kw[name]
         else:  # a constexpr left at its default
-            default = fn.params[i].default
-            signature[name], constexprs[name] = "constexpr", default
+            signature[name], constexprs[name] = "constexpr", fn.params[i].default
     src = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
 
@@ -147,6 +170,74 @@ def resources(compiled, out: Path | None, key: str) -> dict:
             "shared_bytes": compiled.metadata.shared, "wgmma": ptx.count("wgmma.mma_async"), "mma_sync": ptx.count("mma.sync")}
 
 
+def _convfirst_call(c: int, c_out: int, stride: int, config: dict):
+    def call():
+        r = lambda *shape: torch.randn(*shape).to(torch.bfloat16)  # noqa: E731
+        hid = 4 * c_out
+        ws, bs = (r(c_out, c), r(c_out)) if stride > 1 or c_out != c else (None, None)
+        x = r(2, c, 8, 8).to(memory_format=torch.channels_last)
+        triton_blocks.convfirst(x, r(c, 8, 3, 3), r(c), r(hid, c), r(hid), r(c_out, hid), r(c_out), group_width=8, config=config,
+                                stride=stride, ws=ws, bs=bs)
+    return call
+
+
+def _mbconv_call(c: int, config: dict):
+    def call():
+        r = lambda *shape: torch.randn(*shape).to(torch.bfloat16)  # noqa: E731
+        hid = 4 * c
+        x = r(2, c, 14, 14).to(memory_format=torch.channels_last)
+        triton_blocks.mbconv(x, r(hid, c), r(hid), r(hid, 1, 3, 3), r(hid), r(c, hid), r(c), config=config)
+    return call
+
+
+def _stem_call():
+    from effkit.kernels.layout import im2col_weight
+
+    w = torch.randn(32, 3, 3, 3).to(torch.bfloat16)
+    return lambda: triton_blocks.conv_act(torch.randn(2, 3, 16, 16).to(torch.bfloat16), w, im2col_weight(w), torch.randn(32).to(torch.bfloat16),
+                                          stride=2, padding=1)
+
+
+# --smoke: one launch of each kernel and of each way through the ConvFirst kernel's constexpr branches, at the networks'
+# widths (what a compile depends on), on tiny inputs. Triton's interpreter, which the kernel tests use, does not compile:
+# a kernel can pass there and fail here (a helper whose constexpr branches return tensors of different shapes did, in
+# the commit that made swap_ab), so a test runs this on the CPU.
+SMOKE = (
+    ("convfirst c48", lambda: _convfirst_call(48, 48, 1, {})),
+    ("convfirst c96 join_parts", lambda: _convfirst_call(96, 96, 1, {"join_parts": True})),
+    ("convfirst c48 dense_tma", lambda: _convfirst_call(48, 48, 1, {"group_conv": "dense_tma"})),
+    ("convfirst c48>96/s2 split_h", lambda: _convfirst_call(48, 96, 2, {"split_h": 2})),
+    ("convfirst c384 swap_ab", lambda: _convfirst_call(384, 384, 1, {"swap_ab": True, "num_stages": 2})),
+    ("mbconv c48 staged", lambda: _mbconv_call(48, {})),
+    ("mbconv c48 dw_gather", lambda: _mbconv_call(48, {"dw_gather": True})),
+    ("mbconv c48 recompute", lambda: _mbconv_call(48, {"halo": "recompute"})),
+    ("stem 3>32/s2", _stem_call),
+)
+SHARED_LIMIT = 232_448  # bytes of shared memory a program may take on the H200 (Triton's out-of-resource limit, run 31)
+
+
+def smoke(out: Path | None) -> int:
+    """Compile every SMOKE launch; 1 if any fails to compile or asks for more shared memory than the H200 has."""
+    bad = 0
+    print(f"{'launch':<30} {'regs':>4} {'stack B':>7} {'shared B':>9} {'wgmma':>5} {'mma.sync':>8}")
+    for label, make in SMOKE:
+        try:
+            name, args, kw, _ = catch_launch(make())
+            r = resources(compile_launch(name, args, kw), out, label)
+        except Exception as e:  # noqa: BLE001 - every launch is tried, each failure named
+            cause = e  # a CompilationError's message is the source line; its innermost cause says what is wrong
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            print(f"{label:<30} FAILED {type(e).__name__}: {type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]}")
+            bad = 1
+            continue
+        over = r["shared_bytes"] > SHARED_LIMIT
+        bad |= over
+        print(f"{label:<30} {r['regs']:>4} {r['stack_bytes']:>7} {r['shared_bytes']:>9,} {r['wgmma']:>5} {r['mma_sync']:>8}"
+              f"{'  OVER THE SHARED-MEMORY LIMIT' if over else ''}")
+    return bad
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", default="", help="comma-separated block shapes (c96, c192>384/s2, ...); default all")
@@ -154,10 +245,17 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--res", type=int, default=224)
     ap.add_argument("--out", type=Path, default=None, help="folder for each compile's .ptx and .ttgir")
+    ap.add_argument("--smoke", action="store_true", help="compile one launch of each kernel and ConvFirst way (tiny inputs); exit 1 on a failure")
     a = ap.parse_args()
-    extra = json.loads(a.config)
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
+    if a.smoke:
+        return smoke(a.out)
+    try:
+        extra = json.loads(a.config)
+    except json.JSONDecodeError as e:
+        print(f"compile_sm90: --config {a.config!r} is not JSON ({e})", file=sys.stderr)
+        return 2
     wanted = [s for s in a.shapes.split(",") if s]
     blocks = block_inputs(a.batch, a.res)
     unknown = sorted(set(wanted) - {k for k, _, _ in blocks})
@@ -168,8 +266,12 @@ def main() -> int:
     for key, module, shape in blocks:
         if wanted and key not in wanted:
             continue
-        args, kw, grid = catch_launch(module, shape, extra)
-        r = resources(compile_launch(args, kw), a.out, key)
+        try:
+            name, args, kw, grid = block_launch(module, shape, extra)
+        except ValueError as e:  # the launcher refused the config (an unknown key, a bad value): its one line
+            print(f"compile_sm90: {e}", file=sys.stderr)
+            return 2
+        r = resources(compile_launch(name, args, kw), a.out, key)
         print(f"{key:<14} {r['regs']:>4} {r['stack_bytes']:>7} {r['shared_bytes']:>9,} {r['wgmma']:>5} {r['mma_sync']:>8}  {json.dumps(extra)}"
               f"  grid {tuple(grid)}")
     return 0

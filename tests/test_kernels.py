@@ -816,3 +816,26 @@ def test_the_fusion_note_says_how_the_fused_model_compares_with_compile():
     # batch 1 (run 27): 0.353 fused against 0.232 compiled, 0.353 / 0.232 = 1.522 → "1.52x slower"
     slow = {**row, "fused_ms": 0.353, "compile_ms": 0.232, "fused_over_fused_waterline": None}
     assert "block-fused 0.353 ms (IQR 0.003 ms) (1.52x slower than torch.compile)" in fusion_note(slow)
+
+
+@needs_triton
+def test_every_kernel_compiles_for_the_h200():
+    """The interpreter runs the kernels' logic but compiles nothing: a kernel can pass there and fail Triton's compile
+    (a helper whose constexpr branches returned different shapes did). benchmarks/compile_sm90.py --smoke compiles one
+    launch of each kernel and of each ConvFirst way for sm_90 on the CPU, in a process without TRITON_INTERPRET (this
+    one's Triton interprets); it exits 1 if any fails or asks for more shared memory than the H200 has (232,448 B)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"  # Triton 3.9's default, said aloud (it warns otherwise)
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "compile_sm90.py"), "--smoke"], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    rows = {line[:30].strip(): line[30:].split() for line in r.stdout.splitlines()[1:]}
+    assert set(rows) == {"convfirst c48", "convfirst c96 join_parts", "convfirst c48 dense_tma", "convfirst c48>96/s2 split_h",
+                         "convfirst c384 swap_ab", "mbconv c48 staged", "mbconv c48 dw_gather", "mbconv c48 recompute", "stem 3>32/s2"}
+    # swap_ab exists to put the 32-pixel tiles' expansion on wgmma (the default c384 tile has none: mma.sync alone)
+    assert int(rows["convfirst c384 swap_ab"][3]) > 0
