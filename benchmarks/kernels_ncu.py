@@ -249,7 +249,9 @@ def target(a) -> None:
             flops, comp = kg.block_cost(hw, a.batch, blk)
             info = {"net": name, "shape": key, "block": path, "hw": hw, "batch": a.batch, "flops": flops, "compulsory_bytes": comp,
                     "unfused_layer_bytes": unfused_bytes(hw, a.batch, blk)}
-            run(f"{name} {key} fused", kg.fused_copy(blk), x, what="fused", **info)
+            for cfg in a.configs_list:  # the defaults ({}), or each --configs entry over them
+                label = f"{name} {key} fused" + (f" {json.dumps(cfg, separators=(',', ':'))}" if cfg else "")
+                run(label, kg.fused_copy(blk, cfg or None), x, what="fused", config=cfg, **info)
             if a.fused_only:
                 continue
             eager = copy.deepcopy(blk).to(kg.DT).to(memory_format=torch.channels_last)
@@ -326,7 +328,16 @@ def main():
     ap.add_argument("--source", action="store_true", help="the fused kernels' stall samples by instruction (SourceCounters), not the counters")
     ap.add_argument("--skip-blocks", action="store_true", help="no block items (with --networks: the networks alone)")
     ap.add_argument("--eager-blocks", action="store_true", help="each block eager too (the networks are always run eager)")
+    ap.add_argument("--configs", default="[{}]", help="JSON list of tile configs over each shape's default, one fused item each "
+                    "(e.g. '[{}, {\"swap_ab\": true, \"num_stages\": 2}]'); default the defaults alone")
     a = ap.parse_args()
+    try:
+        a.configs_list = json.loads(a.configs)
+        if not (isinstance(a.configs_list, list) and a.configs_list and all(isinstance(c, dict) for c in a.configs_list)):
+            raise ValueError("not a non-empty list of objects")
+    except ValueError as e:
+        print(f"error: --configs {a.configs!r} must be a JSON list of tile configs, e.g. '[{{}}]' ({e})", file=sys.stderr)
+        sys.exit(2)
     kg.STRIDED = not a.stride_1_only
     if a.smoke:
         kg.DEV, kg.DT, kg.RES, kg.WIDTH = "cpu", torch.float32, 32, 0.5
@@ -343,6 +354,7 @@ def main():
     me = [sys.executable, str(Path(__file__).resolve()), "--target", "--out", str(out), "--batch", str(a.batch), "--nets", a.nets]
     me += ["--stride-1-only"] * a.stride_1_only + ["--eager-blocks"] * a.eager_blocks + ["--networks"] * a.networks + ["--skip-blocks"] * a.skip_blocks + ["--fused-only"] * a.fused_only
     me += ["--shapes", a.shapes] if a.shapes else []
+    me += ["--configs", a.configs]
     base = [ncu, "--clock-control", "none", "--profile-from-start", "off", "--target-processes", "application-only", "-f", "-o", str(rep)]
     if a.source:  # the fused kernels alone (no markers: nothing else is profiled), their instructions' stall samples
         base += ["--section", "SourceCounters", "--section", "WarpStateStats", "--kernel-name", f"regex:{FUSED_KERNELS}"]
