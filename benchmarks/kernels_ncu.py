@@ -2,7 +2,8 @@
 
 kernels_gpu.py times the kernels; this script reads what they do on the chip, which timing cannot show: the DRAM bytes
 actually moved (against the compulsory bytes the fused rooflines use), the L2 traffic (the weights every program
-streams), the occupancy achieved, the tensor pipes' and issue slots' use, and why warps stall. For each distinct block
+streams: l2_to_sm_bytes, the bytes L2 sent to the SMs; l2_read_bytes counts L2 lookups, one for a sector several SMs
+ask for at once, run 31c), the occupancy achieved, the tensor pipes' and issue slots' use, and why warps stall. For each distinct block
 shape of the networks at --batch (64), two items, each run once: the fused block (the defaults) and the unfused block
 under torch.compile (default mode; with --eager-blocks also eager: bf16, channels-last, nothing folded); with
 --networks each whole network fused, compiled and eager (hundreds of kernels), its DRAM bytes beside effkit's trace of
@@ -67,10 +68,16 @@ FUSED_KERNELS = "_convfirst_kernel|_mbconv_kernel|_mbconv_staged_kernel|_conv_ac
 SECTIONS = ("SpeedOfLight", "Occupancy", "LaunchStats", "WarpStateStats")  # run 29a: six sections (with the memory and compute
 # workload analyses) over both networks' blocks and networks did not finish in 270 s a network
 METRICS = ("dram__bytes_read.sum", "dram__bytes_write.sum", "lts__t_bytes.sum", "lts__t_sectors_op_read.sum", "lts__t_sectors_op_write.sum",
-           "gpu__time_duration.sum", "launch__registers_per_thread", "sm__warps_active.avg.pct_of_peak_sustained_active")
+           "l1tex__m_xbar2l1tex_read_bytes.sum", "gpu__time_duration.sum", "launch__registers_per_thread",
+           "sm__warps_active.avg.pct_of_peak_sustained_active")
+# Which counter is "the bytes the SMs read from L2" (run 31c, benchmarks/l2_check.py): 98 programs each reading the same
+# 2,359,296 B once made l1tex__m_xbar2l1tex_read_bytes 231,211,008 B, exactly 98 times it, but lts__t_sectors_op_read
+# only 66.6 MB: the L2 serves a sector that several SMs ask for at once with one lookup, and counts it once. So
+# l2_to_sm_bytes (each SM's reads) is the weights-streamed-per-program figure, and l2_read_bytes counts L2 lookups.
 # the metrics ncu.json keeps a kernel (the raw CSV keeps all): name in ncu -> key
 KEEP = {"gpu__time_duration.sum": "time_ns", "dram__bytes_read.sum": "dram_read_bytes", "dram__bytes_write.sum": "dram_write_bytes",
         "lts__t_bytes.sum": "l2_bytes", "lts__t_sectors_op_read.sum": "l2_read_sectors", "lts__t_sectors_op_write.sum": "l2_write_sectors",
+        "l1tex__m_xbar2l1tex_read_bytes.sum": "l2_to_sm_bytes",
         "launch__registers_per_thread": "registers", "launch__grid_size": "grid", "launch__block_size": "threads",
         "launch__occupancy_limit_registers": "blocks_per_sm_by_registers", "launch__occupancy_limit_shared_mem": "blocks_per_sm_by_shared",
         "sm__maximum_warps_per_active_cycle_pct": "theoretical_occupancy_pct",
@@ -153,7 +160,7 @@ def kernel_summary(r: dict) -> dict:
 def item_totals(kernels: list[dict]) -> dict:
     """Sums over an item's kernels (time, DRAM and L2 bytes) and its kernel count."""
     tot = {"kernels": len(kernels)}
-    for k in ("time_ns", "dram_read_bytes", "dram_write_bytes", "l2_bytes", "l2_read_bytes", "l2_write_bytes"):
+    for k in ("time_ns", "dram_read_bytes", "dram_write_bytes", "l2_bytes", "l2_read_bytes", "l2_write_bytes", "l2_to_sm_bytes"):
         vals = [x[k] for x in kernels if k in x]
         if vals:
             tot[k] = sum(vals)
@@ -289,7 +296,8 @@ def report(out: Path, raw: str) -> dict:
         t = row["totals"]
         ref = m.get("compulsory_bytes") or (m.get("trace_bytes_read", 0) + m.get("trace_bytes_written", 0))
         print(f"{m['item']:<38} {t['kernels']:>3} kernels  {t.get('time_ns', 0) / 1e3:8.1f} us  DRAM read {t.get('dram_read_bytes', 0) / 1e6:8.2f} MB"
-              f"  write {t.get('dram_write_bytes', 0) / 1e6:8.2f} MB  L2 {t.get('l2_bytes', 0) / 1e6:9.2f} MB  (compulsory/trace {ref / 1e6:8.2f} MB)", flush=True)
+              f"  write {t.get('dram_write_bytes', 0) / 1e6:8.2f} MB  L2 {t.get('l2_bytes', 0) / 1e6:9.2f} MB  L2 to SMs {t.get('l2_to_sm_bytes', 0) / 1e6:9.2f} MB"
+              f"  (compulsory/trace {ref / 1e6:8.2f} MB)", flush=True)
         if m["what"] == "fused" and len(ks) == 1:
             k = ks[0]
             print(f"{'':<40}regs {k.get('registers')}, occupancy {k.get('achieved_occupancy_pct', float('nan')):.1f} % of "

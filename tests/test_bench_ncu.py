@@ -111,3 +111,13 @@ def test_source_stalls_by_opcode_and_reason(ncu_mod):
     # the (Not Issued) column is not added to the reasons
     assert k1["opcode_stall_pct"] == {"BAR long_sb": 58.0, "LDS barrier": 20.0, "WARPGROUP barrier": 15.0}
     assert k2["opcode_pct"] == {"LDG": 100.0} and k2["opcode_stall_pct"] == {"LDG barrier": 75.0, "LDG long_sb": 25.0}
+
+
+def test_the_bytes_l2_sent_to_the_sms_are_kept_beside_its_lookups(ncu_mod):
+    # run 31c's calibration (benchmarks/l2_check.py): 98 programs each reading the same 2,359,296 B once; the SMs got
+    # 98 × 2,359,296 = 231,211,008 B from L2, which counted 2,081,700 sector lookups (66.6 MB): both kept, neither for the other
+    r = {"Kernel Name": "_read_all", "l1tex__m_xbar2l1tex_read_bytes.sum": 231_211_008, "lts__t_sectors_op_read.sum": 2_081_700}
+    k = ncu_mod.kernel_summary(r)
+    assert k["l2_to_sm_bytes"] == 231_211_008 and k["l2_read_bytes"] == 32 * 2_081_700
+    tot = ncu_mod.item_totals([k, ncu_mod.kernel_summary({**r, "l1tex__m_xbar2l1tex_read_bytes.sum": 2_359_296})])
+    assert tot["l2_to_sm_bytes"] == 231_211_008 + 2_359_296
