@@ -343,6 +343,8 @@ def main():
     ap.add_argument("--selective-shapes", default="", help="comma-separated block shapes the selective rows fuse (default: those "
                     "whose fused block beat compile's in this run's block rows)")
     ap.add_argument("--tile-first", type=int, default=0, help="try only the first N tiles of each shape (0: all); the defaults come first")
+    ap.add_argument("--tile-configs", default="", help="a JSON list of tile configs, each over a shape's default: the tile search "
+                    "tries the default, then these, instead of its own list (e.g. '[{\"num_warps\": 16}]')")
     ap.add_argument("--tile-split", action="store_true", help="the ConvFirst tiles: the default with split_h 2, 4 and 8 first (for small "
                     "batches, whose few pixel tiles leave SMs idle)")
     ap.add_argument("--tile-share", type=float, default=TILE_SHARE, help=f"share of --deadline the tile search may take (default {TILE_SHARE})")
@@ -351,6 +353,13 @@ def main():
     want = a.sections.split(",")
     if any(w not in SECTIONS for w in want):
         ap.error(f"--sections {a.sections!r}: each must be one of {', '.join(SECTIONS)}")
+    try:
+        configs = json.loads(a.tile_configs) if a.tile_configs else []
+        if not (isinstance(configs, list) and all(isinstance(c, dict) for c in configs)):
+            raise ValueError("not a list of objects")
+    except ValueError as e:
+        ap.error(f"--tile-configs {a.tile_configs!r} must be a JSON list of tile configs ({e})")
+    a.tile_configs = configs
     global DEV, DT, RES, WIDTH, MID, BIG, STRIDED, AHEAD
     STRIDED = not a.stride_1_only
     AHEAD = not a.no_ahead
@@ -431,6 +440,8 @@ def main():
             ref = blk.float()(x.float())
         scale = ref.abs().max().item() or 1.0
         variants = tile_variants(name, blk)
+        if a.tile_configs:  # the default, then each given config over it, instead of the search's list
+            variants = variants[:1] + [{**variants[0], **c} for c in a.tile_configs]
         if a.tile_split and name == "convfirst_net":  # the default with its expanded channels split 2, 4 and 8 ways, first
             variants = variants[:1] + [{**variants[0], "split_h": k} for k in (2, 4, 8)] + variants[1:]
         for cfg in variants[:a.tile_first or None]:
