@@ -589,8 +589,9 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
     dense grouped conv with its taps a loop four stages deep (runs 24-25), 64 pixels, 32 expanded channels, 4 warps, the
     SiLU in bf16x2 (run 20); up to 128: the loop three deep (the unrolled taps at stride 2, run 24), 128 pixels, 32, 8
     warps; up to 256: the loop three deep, 128 pixels, 64 expanded channels, 8 warps, two stages (three on three parts at
-    stride 1, run 29c); wider: the pairs, 32
-    pixels, 64, 8 warps, three stages (the H200 has 227 KB of shared memory a program), but the loop three deep at stride 2.
+    stride 1, run 29c); wider: the pairs, 32 pixels, 128 expanded channels, 8 warps, two stages (run 31e; the H200 has
+    227 KB of shared memory a program), but at stride 2 on three parts the loop three deep, 64 expanded channels, three
+    stages.
     Given the input width c_in, three input parts where `layout.default_three_parts` says they were measured faster. MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
     asked for 283 KB of shared memory. MBConv with its halo staged (the default): frames of halo_p pixels such that the
@@ -641,7 +642,11 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
         # (c96>192/s2: 0.0251 against 0.0238)
         return {**loop, "block_p": 128, "block_h": bh(64), "num_warps": 8, "num_stages": 3 if three and stride == 1 else 2, **three}
     # run 15: 32 pixels, three stages (225 KB of shared memory; 64 pixels with 64 expanded channels asked for 246 KB), 0.071 ms at 384
-    return {**(loop if three else {"group_conv": "pairs"}), "block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 3, **three}
+    if three:
+        return {**loop, "block_p": 32, "block_h": bh(64), "num_warps": 8, "num_stages": 3, **three}
+    # run 31e: on the pairs (c384) 128 expanded channels a chunk, two stages (229,632 B of shared memory): half the chunks,
+    # each chunk's waits paid 12 times instead of 24 (0.0660 against 0.0706 ms; 32 a chunk: 0.106)
+    return {"group_conv": "pairs", "block_p": 32, "block_h": bh(128), "num_warps": 8, "num_stages": 2}
 
 
 def _record(kernel, handle, cfg: dict) -> None:
