@@ -134,8 +134,8 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
             # are the M and the pixels the N, so wgmma. An sm_90 compile here (Triton 3.9, benchmarks/compile_sm90.py) of
             # c384 with swap_ab: 323,584 B of shared memory at three stages (over the 232,448), 225,280 at two, 77,824 at one.
             # Run 31: slower at both shapes (c384 0.0788 against 0.0701 ms at two stages), kept first as the last lever tried
-            swap = {**d, "swap_ab": True}
-            first += [swap, {**swap, "num_stages": 2}, {**swap, "num_stages": 1}, {**swap, "block_p": 64, "num_stages": 2},
+            swap = {**d, "swap_ab": True, "block_h": 64, "num_stages": 3}  # run 31's tiles (64 expanded channels: the wgmma's M)
+            first += [{**d, "block_h": 64, "num_stages": 3}, swap, {**swap, "num_stages": 2}, {**swap, "num_stages": 1}, {**swap, "block_p": 64, "num_stages": 2},
                       loop3, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2}, {**loop3, "block_p": 64, "block_h": 32, "num_stages": 2, "split_h": 2}]
         out = out[:1] + first + new + [{**d, "packed_silu": not d.get("packed_silu", False)}] + out[1:]
         return [v for i, v in enumerate(out) if v not in out[:i]]
