@@ -839,3 +839,30 @@ def test_every_kernel_compiles_for_the_h200():
                          "convfirst c384 swap_ab", "mbconv c48 staged", "mbconv c48 dw_gather", "mbconv c48 recompute", "stem 3>32/s2"}
     # swap_ab exists to put the 32-pixel tiles' expansion on wgmma (the default c384 tile has none: mma.sync alone)
     assert int(rows["convfirst c384 swap_ab"][3]) > 0
+
+
+@needs_triton
+def test_the_automatic_split_keeps_the_tile_it_was_measured_with():
+    # since run 31 c384 takes 128 expanded channels a chunk (12 of its 1536) at batch 64; at batch 1 (2 tiles of 32
+    # pixels for 132 SMs) the launch splits 8 ways as run 30h measured, at 64 a chunk (24 chunks, 3 a split), three stages
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import compile_sm90  # catches a launch without running it (the H200's 132 SMs)
+
+    from effkit.kernels import triton_blocks
+
+    r = lambda *s: torch.randn(*s)  # noqa: E731
+    w = (r(384, 8, 3, 3), r(384), r(1536, 384), r(1536), r(384, 1536), r(384))
+
+    def launch(batch, config=None):
+        x = r(batch, 384, 7, 7)
+        return compile_sm90.catch_launch(lambda: triton_blocks.convfirst(x, *w, group_width=8, config=config))
+
+    _, _, kw, grid = launch(64)
+    assert (kw["BLOCK_H"], kw["num_stages"], grid) == (128, 2, (98, 1))  # 64·49 = 3,136 pixels in 32s: 98 tiles
+    _, _, kw, grid = launch(1)
+    assert (kw["BLOCK_H"], kw["num_stages"], grid) == (64, 3, (2, 8))
+    _, _, kw, grid = launch(1, {"block_h": 128})  # a chunk the caller names is kept
+    assert (kw["BLOCK_H"], grid) == (128, (2, 8))

@@ -572,6 +572,9 @@ def _conv_act_kernel(x_ptr, w_ptr, b_ptr, out_ptr, NPIX, H, W, HO, WO, CIN, COUT
 last_launch: dict = {}  # kernel name -> {"config", "n_regs", "n_spills", "shared_bytes", "wgmma", "mma_sync"} of its latest compiled launch
 
 
+SPLIT_CHUNK = 64  # expanded channels a chunk in `auto_split_h`'s rule, and the chunk a launch it splits takes
+
+
 def auto_split_h(tiles: int, chunks: int, sms: int) -> int:
     """The ConvFirst kernel's split of the expanded channels when the config names none: 8 ways where the launch has at
     most a quarter as many pixel tiles as the device has SMs and at least 24 chunks of expanded channels, else none.
@@ -822,7 +825,12 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     npix = n * ho * wo
     tiles = triton.cdiv(npix, cfg["block_p"])
     if split_h is None:  # few tiles and a long chain of expanded channels: split it (`auto_split_h`; not an ablation's launch)
-        split_h = auto_split_h(tiles, triton.cdiv(w2.shape[0], cfg["block_h"]), _sm_count(x)) if parts == 3 else 1
+        # the chain counted in chunks of 64, the unit the rule was measured in (run 30h)
+        split_h = auto_split_h(tiles, triton.cdiv(w2.shape[0], SPLIT_CHUNK), _sm_count(x)) if parts == 3 else 1
+        if split_h > 1 and "block_h" not in config and cfg["block_h"] > SPLIT_CHUNK:
+            # split, c384 runs the tile run 30h measured split (64 a chunk, three stages): its default since run 31,
+            # 128 a chunk, would give each of 8 splits 1.5 chunks (12 in all), whole chunks a split
+            cfg.update(block_h=SPLIT_CHUNK, num_stages=3)
     if split_h > 1:  # the partial sums and each tile's count of finished splits, zeroed
         part = torch.zeros(npix * c_out, dtype=torch.float32, device=x.device)
         count = torch.zeros(tiles, dtype=torch.int32, device=x.device)
