@@ -866,3 +866,5 @@ def test_the_automatic_split_keeps_the_tile_it_was_measured_with():
     assert (kw["BLOCK_H"], kw["num_stages"], grid) == (64, 3, (2, 8))
     _, _, kw, grid = launch(1, {"block_h": 128})  # a chunk the caller names is kept
     assert (kw["BLOCK_H"], grid) == (128, (2, 8))
+    _, _, kw, grid = launch(1, {"num_stages": 2})  # and so are the stages the caller names
+    assert (kw["BLOCK_H"], kw["num_stages"], grid) == (64, 2, (2, 8))

@@ -828,9 +828,11 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         # the chain counted in chunks of 64, the unit the rule was measured in (run 30h)
         split_h = auto_split_h(tiles, triton.cdiv(w2.shape[0], SPLIT_CHUNK), _sm_count(x)) if parts == 3 else 1
         if split_h > 1 and "block_h" not in config and cfg["block_h"] > SPLIT_CHUNK:
-            # split, c384 runs the tile run 30h measured split (64 a chunk, three stages): its default since run 31,
-            # 128 a chunk, would give each of 8 splits 1.5 chunks (12 in all), whole chunks a split
-            cfg.update(block_h=SPLIT_CHUNK, num_stages=3)
+            # a split launch takes the tile run 30h measured split (64 a chunk, three stages): c384's default since run
+            # 31, 128 a chunk, would give each of 8 splits 1.5 chunks (12 in all); what the caller named is kept
+            cfg["block_h"] = SPLIT_CHUNK
+            if "num_stages" not in config:
+                cfg["num_stages"] = 3
     if split_h > 1:  # the partial sums and each tile's count of finished splits, zeroed
         part = torch.zeros(npix * c_out, dtype=torch.float32, device=x.device)
         count = torch.zeros(tiles, dtype=torch.int32, device=x.device)
