@@ -71,7 +71,7 @@ class _Caught(Exception):
     pass
 
 
-KERNELS = ("_convfirst_kernel", "_mbconv_staged_kernel", "_mbconv_kernel", "_conv_act_kernel")
+KERNELS = ("_convfirst_kernel", "_mbconv_staged_kernel", "_mbconv_kernel", "_mbconv_shift_kernel", "_conv_act_kernel")
 
 
 def catch_launch(call) -> tuple[str, tuple, dict, tuple]:
@@ -211,6 +211,7 @@ SMOKE = (
     ("mbconv c48 staged", lambda: _mbconv_call(48, {})),
     ("mbconv c48 dw_gather", lambda: _mbconv_call(48, {"dw_gather": True})),
     ("mbconv c48 recompute", lambda: _mbconv_call(48, {"halo": "recompute"})),
+    ("mbconv c192 shift", lambda: _mbconv_call(192, {"halo": "shift"})),  # three input chunks, two output programs
     ("stem 3>32/s2", _stem_call),
 )
 SHARED_LIMIT = 232_448  # bytes of shared memory a program may take on the H200 (Triton's out-of-resource limit, run 31)

@@ -162,6 +162,7 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
     return [v for i, v in enumerate(out) if v not in out[:i]]
 
 
+MBCONV_KERNELS = {"staged": "_mbconv_staged_kernel", "recompute": "_mbconv_kernel", "shift": "_mbconv_shift_kernel"}  # by config["halo"]
 SECTIONS = ("correctness", "tiles", "parts", "stem", "blocks", "networks", "profile", "fused_then_compile", "profile_compiled", "batches", "max_autotune",
             "block_max_autotune")
 TILE_SHARE = 0.35  # the tile search stops once this share of the deadline is spent
@@ -457,7 +458,7 @@ def main():
                 res["tiles"].append({"net": name, "channels": c, "shape": key, "config": cfg, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
                 say(f"tiles {name} {key} {cfg}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200]}")
                 continue
-            kname = "_convfirst_kernel" if name == "convfirst_net" else ("_mbconv_kernel" if cfg.get("halo") == "recompute" else "_mbconv_staged_kernel")
+            kname = "_convfirst_kernel" if name == "convfirst_net" else MBCONV_KERNELS[cfg.get("halo", "staged")]
             st = triton_blocks.last_launch.get(kname, {})
             row = {"net": name, "channels": c, "shape": key, "hw": hw, "config": cfg, "ms": ms, "iqr_ms": iqr, "fused_vs_fp32": err, "ok": err <= TOL,
                    "n_regs": st.get("n_regs"), "n_spills": st.get("n_spills"), "shared_bytes": st.get("shared_bytes"), "wgmma": st.get("wgmma"),
@@ -629,7 +630,7 @@ def main():
                 continue
             net = fused_net(name)
             kern = kernel_table(net, torch.randn(b, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last))
-            fused_ms = sum(v for k, v in kern.items() if any(n in k for n in ("_convfirst_kernel", "_mbconv_kernel", "_mbconv_staged_kernel")))
+            fused_ms = sum(v for k, v in kern.items() if any(n in k for n in ("_convfirst_kernel", "_mbconv_kernel", "_mbconv_staged_kernel", "_mbconv_shift_kernel")))
             total = sum(kern.values())
             top = sorted(kern.items(), key=lambda kv: -kv[1])[:12]
             res["profile"].append({"net": name, "batch": b, "kernel_ms_total": total, "fused_kernels_ms": fused_ms,
@@ -642,7 +643,7 @@ def main():
     def profile_compiled():
         """Where a step's kernel time goes under torch.compile: the unfused network compiled, and every block and the
         stem fused with the rest compiled (batch 64): the fused kernels against the rest, the rest's largest kernels."""
-        ours = ("_convfirst_kernel", "_mbconv_kernel", "_mbconv_staged_kernel", "_conv_act_kernel")
+        ours = ("_convfirst_kernel", "_mbconv_kernel", "_mbconv_staged_kernel", "_mbconv_shift_kernel", "_conv_act_kernel")
         for name in nets:
             x = torch.randn(MID, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
             for label, make in (("compile", lambda: compiled(copy.deepcopy(nets[name]).to(DT).to(memory_format=torch.channels_last))),

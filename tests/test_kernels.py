@@ -415,6 +415,45 @@ def test_the_staged_mbconv_kernel_in_the_interpreter(c, hw, k, halo_p, block_h, 
 
 
 @needs_triton
+@pytest.mark.parametrize("c, hw, extra", [
+    (24, (5, 6), {}),  # one 16x16 frame an image, the 14x14 tile mostly off the image; hidden 96 in chunks of 16
+    # 16x30: 2 x 3 tiles, so neighbours cross tile edges inside the image (each frame's halo rows and columns are
+    # expanded from the input, not taken from the next tile); the input in three chunks of 16 channels (40 of 48: the
+    # last chunk masked), the outputs in three programs of 16 (the last masked), hidden 160 in chunks of 64 (the last partial)
+    (40, (16, 30), {"block_k": 16, "block_co": 16, "block_h": 64}),
+    (24, (30, 16), {"frame_h": 32, "reload_x": True}),  # 32x16 frames (30x14 tiles), the input loaded each chunk
+])
+def test_the_shift_mbconv_kernel_in_the_interpreter(c, hw, extra, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels.triton_blocks import mbconv
+
+    w = _params(c, 4, 3, seed=c)["mbconv"]
+    x = torch.randn(2, c, *hw)
+    got = mbconv(x, *w, config={"halo": "shift", **extra})
+    want = reference_mbconv(x, *w)
+    # the rows above and below and the columns left and right by shift-matrix dots: a shift the wrong way, or a
+    # neighbour taken across a frame's edge, moves the depthwise conv's taps and the outputs far beyond 1e-4
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+@needs_triton
+def test_the_shift_mbconv_kernel_refuses_what_it_cannot_run():
+    from effkit.kernels.triton_blocks import mbconv
+
+    x = torch.randn(1, 16, 8, 8)
+    with pytest.raises(ValueError, match="halo='shift' is written for a 3x3 depthwise conv, got 5x5; take halo='staged'"):
+        mbconv(x, *_params(16, 4, 5, seed=0)["mbconv"], config={"halo": "shift"})
+    w = _params(16, 4, 3, seed=0)["mbconv"]
+    with pytest.raises(ValueError, match="frame_h=8 must be a power of two of at least 16"):
+        mbconv(x, *w, config={"halo": "shift", "frame_h": 8})
+    with pytest.raises(ValueError, match="block_co=24 must be a power of two of at least 16"):
+        mbconv(x, *w, config={"halo": "shift", "block_co": 24})
+    # a 32x16 frame at 128 output channels: 512 x 128 = 65,536 fp32 values, twice the cap
+    with pytest.raises(ValueError, match="a 32x16 frame at 128 output channels is a 65536-value fp32 accumulator.*block_co <= 64"):
+        mbconv(x, *w, config={"halo": "shift", "frame_h": 32, "block_co": 128})
+
+
+@needs_triton
 def test_mbconv_refuses_configs_it_cannot_run():
     from effkit.kernels.triton_blocks import mbconv
 
@@ -446,7 +485,7 @@ def test_mbconv_refuses_an_unknown_halo_mode():
     from effkit.kernels.triton_blocks import mbconv
 
     w = _params(16, 4, 3, seed=0)["mbconv"]
-    with pytest.raises(ValueError, match="halo='shared' is not one of staged, recompute"):
+    with pytest.raises(ValueError, match="halo='shared' is not one of staged, recompute, shift"):
         mbconv(torch.randn(1, 16, 4, 4), *w, config={"halo": "shared"})
 
 

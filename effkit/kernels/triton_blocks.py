@@ -535,6 +535,89 @@ def _mbconv_staged_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr,
 
 
 @triton.jit
+def _shift_rows(v, s, FH: tl.constexpr, FW: tl.constexpr, BH: tl.constexpr):
+    """Rows of a frame moved on the tensor cores: v [FH·FW, BH] (frame rows of FW pixels), s [FH, FH] a 0/1 shift matrix;
+    returns s · v with v as [FH, FW·BH], in fp32 (one product a value: exact)."""
+    return tl.reshape(tl.dot(s, tl.reshape(v, (FH, FW * BH))), (FH * FW, BH))
+
+
+@triton.jit
+def _shift_cols(v, s, FH: tl.constexpr, FW: tl.constexpr, BH: tl.constexpr):
+    """Columns of each frame row moved on the tensor cores: one batched dot of s [FH, FW, FW] (a 0/1 shift matrix a row)
+    with v as [FH, FW, BH]; fp32, exact."""
+    return tl.reshape(tl.dot(s, tl.reshape(v, (FH, FW, BH))), (FH * FW, BH))
+
+
+@triton.jit
+def _mbconv_shift_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_ptr, H, W, C, HID, TILES_H, TILES_W,
+                         FH: tl.constexpr, FW: tl.constexpr, BLOCK_K: tl.constexpr, NK: tl.constexpr, BLOCK_CO: tl.constexpr,
+                         BLOCK_H: tl.constexpr, FAST_SILU: tl.constexpr, RELOAD_X: tl.constexpr = False):
+    """MBConv (3×3 depthwise) with its halo moved on the tensor cores: no scratch, no barrier of ours. A program takes a
+    frame of FH × FW pixels (a tile of (FH − 2) × (FW − 2) and its one-pixel halo) and BLOCK_CO of the output channels
+    (program_id(1)); for each chunk of BLOCK_H expanded channels it expands the frame (NK dots over BLOCK_K input channels
+    each), then builds the depthwise conv from shifted copies of the chunk: the rows above and below (two dots with
+    [FH, FH] shift matrices, exact), the three columns' weighted sums U_b = Σ_a wd[a, b]·row_a in fp32, and the left and
+    right columns' sums moved sideways (two batched dots with [FW, FW] shift matrices, on U_b rounded to the weights'
+    dtype). The frame's edge rows and columns take wrong neighbours; only the tile proper is written."""
+    P: tl.constexpr = FH * FW
+    DT = w1_ptr.dtype.element_ty
+    per_img = TILES_H * TILES_W
+    t = tl.program_id(0)
+    n = t // per_img
+    i = tl.arange(0, P)
+    fy = i // FW
+    fx = i % FW
+    gh = (t % per_img) // TILES_W * (FH - 2) + fy - 1
+    gw = (t % per_img) % TILES_W * (FW - 2) + fx - 1
+    inimg = (gh >= 0) & (gh < H) & (gw >= 0) & (gw < W)
+    inner = inimg & (fy >= 1) & (fy < FH - 1) & (fx >= 1) & (fx < FW - 1)
+    p = (n * H + gh) * W + gw
+    co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    kk = tl.arange(0, BLOCK_K)
+    j = tl.arange(0, BLOCK_H)
+    r = tl.arange(0, FH)
+    up = (r[None, :] == r[:, None] - 1).to(DT)  # row y takes row y − 1
+    down = (r[None, :] == r[:, None] + 1).to(DT)  # row y takes row y + 1
+    q = tl.arange(0, FW)
+    left = tl.broadcast_to((q[None, :] == q[:, None] - 1).to(DT)[None, :, :], (FH, FW, FW))  # column x takes x − 1
+    right = tl.broadcast_to((q[None, :] == q[:, None] + 1).to(DT)[None, :, :], (FH, FW, FW))  # column x takes x + 1
+    KEEP_X: tl.constexpr = NK == 1 and not RELOAD_X  # the frame's input held across the chunks (RELOAD_X: from L1 each chunk)
+    if KEEP_X:
+        xs = _mb_x(x_ptr, p, inimg, kk, C, DT)
+    acc = tl.zeros((P, BLOCK_CO), dtype=tl.float32)
+    for h0 in range(0, HID, BLOCK_H):
+        hi = h0 + j
+        hm = hi < HID
+        e = tl.zeros((P, BLOCK_H), dtype=tl.float32)
+        for kc in tl.static_range(NK):
+            if not KEEP_X:  # the frame's input again each chunk (from L1): a [P, C] tile would not fit beside the accumulator
+                xs = _mb_x(x_ptr, p, inimg, kc * BLOCK_K + kk, C, DT)
+            e = tl.dot(xs, _mb_w1(w1_ptr, hi, kc * BLOCK_K + kk, C, HID), e)
+        e += tl.load(b1_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
+        e = _silu(e, FAST_SILU)
+        eb = tl.where(inimg[:, None], e, 0.0).to(DT)  # the depthwise conv pads the expanded map with zeros
+        rows_a = _shift_rows(eb, up, FH, FW, BLOCK_H)  # e[y − 1, x]
+        rows_c = _shift_rows(eb, down, FH, FW, BLOCK_H)  # e[y + 1, x]
+        rows_b = eb.to(tl.float32)
+        wd = wd_ptr + hi * 9
+        d = (tl.load(wd + 1, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_a
+             + tl.load(wd + 4, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_b
+             + tl.load(wd + 7, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_c)
+        u = (tl.load(wd + 0, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_a
+             + tl.load(wd + 3, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_b
+             + tl.load(wd + 6, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_c)
+        d += _shift_cols(u.to(DT), left, FH, FW, BLOCK_H)  # U_0[y, x − 1]
+        u = (tl.load(wd + 2, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_a
+             + tl.load(wd + 5, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_b
+             + tl.load(wd + 8, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_c)
+        d += _shift_cols(u.to(DT), right, FH, FW, BLOCK_H)  # U_2[y, x + 1]
+        d += tl.load(bd_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
+        d = _silu(d, FAST_SILU).to(w3_ptr.dtype.element_ty)
+        acc = tl.dot(d, _mb_w3(w3_ptr, hi, co, C, HID), acc)
+    _project_out(acc, x_ptr, b3_ptr, out_ptr, p, inner, co, co < C, C)
+
+
+@triton.jit
 def _conv_act_kernel(x_ptr, w_ptr, b_ptr, out_ptr, NPIX, H, W, HO, WO, CIN, COUT, sxn, sxc, sxh, sxw,
                      K: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
                      BLOCK_CO: tl.constexpr, ACT: tl.constexpr, FAST_SILU: tl.constexpr):
@@ -604,6 +687,8 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
     channels of tile the next chunk's weights prefetched, at 256 the neighbours by tl.gather with two stages (run 30c)."""
     bc = block_c_of(c)
     bh = lambda n: min(n, block_c_of(hidden))  # noqa: E731
+    if kind == "mbconv" and halo == "shift":
+        return {"halo": "shift", "frame_h": 16, "block_h": 16, "num_warps": 8, "num_stages": 1}
     if kind == "mbconv" and halo == "recompute":  # run 3: 16 pixels at 64 channels of tile (0.62 ms against 0.66 at 32 x 64), 32 at 128 (0.43 against 0.51)
         return {"halo": "recompute", "block_p": 32 if bc == 128 else 16, "block_h": bh(32), "num_warps": 4, "num_stages": 1}
     if kind == "mbconv":  # run 4: 256 / 128 / 64 / 64 frame pixels at 64 / 128 / 256 / 512 channels of tile (at 512, 32 took 1.32 ms, 64 0.43);
@@ -850,11 +935,41 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     return out.permute(0, 3, 1, 2)
 
 
-HALO_MODES = ("staged", "recompute")
+HALO_MODES = ("staged", "recompute", "shift")
 
 
 MBCONV_KEYS = ("halo", "halo_p", "block_p", "block_h", "num_warps", "num_stages", "programs_per_sm", "fast_silu", "reload_x", "dw_gather",
-               "dw_dbuf", "dw_prefetch", "two_parts")
+               "dw_dbuf", "dw_prefetch", "two_parts", "frame_h", "block_k", "block_co")
+FRAME_W = 16  # the shift kernel's frame width: a tensor-core dot's side is at least 16, and 14-wide tiles divide 56, 28, 14
+
+
+def _launch_mbconv_shift(x, weights: tuple, hidden: int, k: int, cfg: dict) -> torch.Tensor:
+    """The shift MBConv kernel: frames of frame_h × 16 pixels (tiles two smaller each way), one program a frame and
+    block_co output channels; the input channels in chunks of block_k."""
+    if k != 3:
+        raise ValueError(f"mbconv: halo='shift' is written for a 3x3 depthwise conv, got {k}x{k}; take halo='staged'")
+    n, c, hgt, wid = x.shape
+    fh = cfg.get("frame_h", 16)
+    if fh < 16 or fh & (fh - 1):
+        raise ValueError(f"mbconv: frame_h={fh} must be a power of two of at least 16 (a row shift is a [frame_h, frame_h] dot)")
+    bk = cfg.get("block_k") or min(block_c_of(c), 64)
+    bco = cfg.get("block_co") or min(block_c_of(c), MAX_ACC // (fh * FRAME_W))
+    for name, v in (("block_k", bk), ("block_co", bco)):
+        if v < 16 or v & (v - 1):
+            raise ValueError(f"mbconv: {name}={v} must be a power of two of at least 16")
+    if fh * FRAME_W * bco > MAX_ACC:
+        raise ValueError(f"mbconv: a {fh}x{FRAME_W} frame at {bco} output channels is a {fh * FRAME_W * bco}-value fp32 accumulator, more "
+                         f"than {MAX_ACC}: take block_co <= {MAX_ACC // (fh * FRAME_W)}")
+    xh = _nhwc(x)
+    out = torch.empty_like(xh)
+    tiles_h, tiles_w = triton.cdiv(hgt, fh - 2), triton.cdiv(wid, FRAME_W - 2)
+    kernel = _mbconv_shift_kernel
+    handle = kernel[(n * tiles_h * tiles_w, triton.cdiv(c, bco))](
+        xh, *weights, out, hgt, wid, c, hidden, tiles_h, tiles_w, FH=fh, FW=FRAME_W, BLOCK_K=bk, NK=triton.cdiv(c, bk), BLOCK_CO=bco,
+        BLOCK_H=cfg["block_h"], FAST_SILU=_fast_silu(x, cfg), RELOAD_X=bool(cfg.get("reload_x", False)), num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"])
+    _record(kernel, handle, {**cfg, "frame": [fh, FRAME_W], "block_k": bk, "block_co": bco})
+    return out.permute(0, 3, 1, 2)
 
 
 def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tensor:
@@ -871,6 +986,8 @@ def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tenso
     cfg = {**default_config("mbconv", x.shape[1], w1.shape[0], halo=halo), **(config or {})}
     if halo == "recompute":
         return _launch(_mbconv_kernel, x, (w1, b1, wd, bd, w3, b3), w1.shape[0], cfg, K=wd.shape[-1], FAST_SILU=_fast_silu(x, cfg))
+    if halo == "shift":
+        return _launch_mbconv_shift(x, (w1, b1, wd, bd, w3, b3), w1.shape[0], wd.shape[-1], cfg)
     return _launch_mbconv_staged(x, (w1, b1, wd, bd, w3, b3), w1.shape[0], wd.shape[-1], cfg)
 
 
