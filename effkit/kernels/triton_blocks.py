@@ -578,6 +578,7 @@ def _mbconv_shift_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, 
     r = tl.arange(0, FH)
     up = (r[None, :] == r[:, None] - 1).to(DT)  # row y takes row y − 1
     down = (r[None, :] == r[:, None] + 1).to(DT)  # row y takes row y + 1
+    same = (r[None, :] == r[:, None]).to(DT)
     q = tl.arange(0, FW)
     left = tl.broadcast_to((q[None, :] == q[:, None] - 1).to(DT)[None, :, :], (FH, FW, FW))  # column x takes x − 1
     right = tl.broadcast_to((q[None, :] == q[:, None] + 1).to(DT)[None, :, :], (FH, FW, FW))  # column x takes x + 1
@@ -598,7 +599,7 @@ def _mbconv_shift_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, 
         eb = tl.where(inimg[:, None], e, 0.0).to(DT)  # the depthwise conv pads the expanded map with zeros
         rows_a = _shift_rows(eb, up, FH, FW, BLOCK_H)  # e[y − 1, x]
         rows_c = _shift_rows(eb, down, FH, FW, BLOCK_H)  # e[y + 1, x]
-        rows_b = eb.to(tl.float32)
+        rows_b = _shift_rows(eb, same, FH, FW, BLOCK_H)  # e itself, through the same dot: in the layout of the other two rows
         wd = wd_ptr + hi * 9
         d = (tl.load(wd + 1, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_a
              + tl.load(wd + 4, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_b
