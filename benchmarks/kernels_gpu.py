@@ -70,13 +70,14 @@ TOL = 2e-2
 DEV, DT, RES, WIDTH, MID, BIG = "cuda", torch.bfloat16, 224, 1.0, 64, 256  # --smoke: cpu, fp32, 32 pixels, width 0.5, batches 2 and 3
 
 
-def tile_variants(name: str, blk: nn.Module) -> list[dict]:
+def tile_variants(name: str, blk: nn.Module, hw: int = 0) -> list[dict]:
     """The tiles tried per block shape, defaults first. ConvFirst (defaults from run 15's search): the exact SiLU at
     the default tiles; narrow blocks the pairs grouped conv beside the dense default, wider pixel tiles, other chunks
     of expanded channels; wide blocks the dense grouped conv, 128 or 64 pixels, other chunks and pipelines. MBConv: the staged kernel (new in run 4; run 4
     tried 64 expanded channels a chunk and one or four programs an SM: slower or the same) at its default frame, with
     the input reloaded each chunk, with 16 expanded channels a chunk, at half and twice the frame; and the recompute
-    kernel at its run-3 default."""
+    kernel at its run-3 default. From run 33 the shift kernel comes first where `default_halo` takes it (at `hw`), with
+    the other chunk of expanded channels; elsewhere it is tried after the staged default."""
     c, hid = max(blk.body[0][0].in_channels, blk.body[2][0].out_channels), blk.body[1][0].out_channels  # the kernel sizes tiles by the wider side
     stride = blk.body[0][0].stride[0]
     if name == "convfirst_net":  # run 15: the channels as two parts (no padding to a power of two) and the tanh SiLU
@@ -159,6 +160,9 @@ def tile_variants(name: str, blk: nn.Module) -> list[dict]:
            triton_blocks.default_config("mbconv", c, hid, halo="recompute")]
     # a frame over the accumulator cap (triton_blocks.MAX_ACC) is refused by the launcher before it runs: a failed tile,
     # not a crash (run 6: a 65,536-value accumulator hit an illegal memory access, which ends the process's CUDA context)
+    sd = triton_blocks.default_config("mbconv", c, hid, halo="shift")
+    shift = [sd, {**sd, "block_h": 48 - sd["block_h"]}]  # run 33b: 16 or 32 a chunk, the other one the runner-up
+    out = shift + out if triton_blocks.default_halo(c, blk.body[1][0].kernel_size[0], hw, hw) == "shift" else out[:1] + shift + out[1:]
     return [v for i, v in enumerate(out) if v not in out[:i]]
 
 
@@ -440,7 +444,7 @@ def main():
         with torch.no_grad():
             ref = blk.float()(x.float())
         scale = ref.abs().max().item() or 1.0
-        variants = tile_variants(name, blk)
+        variants = tile_variants(name, blk, hw)
         if a.tile_configs:  # the default, then each given config over it, instead of the search's list
             variants = variants[:1] + [{**variants[0], **c} for c in a.tile_configs]
         if a.tile_split and name == "convfirst_net":  # the default with its expanded channels split 2, 4 and 8 ways, first

@@ -807,6 +807,37 @@ def test_the_mbconv_depthwise_ways_follow_the_measured_shapes():
     assert all(cfg[c]["num_stages"] == 1 for c in (48, 96, 384)) and cfg[192]["num_stages"] == 2
 
 
+@needs_triton
+def test_the_mbconv_halo_follows_the_measured_shapes():
+    # run 33b (H200, batch 64): the shift kernel won at c48 (56²), c96 (28²) and c192 (14²); at c384 (7², 49 pixels in a
+    # 16x16 frame) it lost 3x (run 33), and it is written for 3x3 only
+    from effkit.kernels.triton_blocks import default_config, default_halo
+
+    assert [default_halo(c, 3, hw, hw) for c, hw in ((48, 56), (96, 28), (192, 14), (384, 7))] == ["shift"] * 3 + ["staged"]
+    assert default_halo(48, 5, 56, 56) == "staged" and default_halo(48, 3, 56, 13) == "staged" and default_halo(300, 3, 56, 56) == "staged"
+    assert [default_config("mbconv", c, 4 * c, halo="shift")["block_h"] for c in (48, 96, 192)] == [32, 16, 32]
+
+
+@needs_triton
+def test_mbconv_takes_the_default_halo_unless_the_config_names_one(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels import triton_blocks
+
+    w = _params(16, 4, 3, seed=1)["mbconv"]
+    x = torch.randn(1, 16, 14, 14)
+    for config, kernel in ((None, "_mbconv_shift_kernel"), ({"halo": "staged"}, "_mbconv_staged_kernel")):
+        called = []
+        real = getattr(triton_blocks, kernel)
+
+        class Spy:
+            def __getitem__(self, grid):
+                called.append(kernel)
+                return real[grid]
+        monkeypatch.setattr(triton_blocks, kernel, Spy())
+        got = triton_blocks.mbconv(x, *w, config=config)
+        assert called == [kernel] and torch.allclose(got, reference_mbconv(x, *w), atol=1e-4)
+
+
 def test_which_blocks_take_three_parts_by_default():
     from effkit.kernels.layout import default_three_parts, kernel_input_parts
 

@@ -31,8 +31,15 @@ tile's expanded channels out among that many programs, whose partial outputs are
 finish ends the block. SiLU takes the hardware's tanh on CUDA (`_silu`), in bf16x2 on bf16 tiles up to 64 channels.
 
 MBConv: its depthwise conv runs at the expanded width, so each output pixel needs the expanded activations of its k×k
-neighbourhood (the halo). Two kernels handle it (config["halo"]):
-- "staged" (default): a program takes a spatial tile; for each chunk of BLOCK_H expanded channels it expands the tile's
+neighbourhood (the halo). Three kernels handle it (config["halo"]; the default is `default_halo`'s):
+- "shift" (3x3; the default at 56², 28² and 14²): a program takes a 16 x 16 frame (a 14 x 14 tile and its one-pixel
+  halo) and for each chunk of BLOCK_H expanded channels expands the whole frame, then moves the chunk on the tensor
+  cores: the rows above and below are 0/1 shift-matrix dots [16, 16] · [16, 16·BLOCK_H] (exact: one product a value),
+  the depthwise weights combine the three rows column by column in fp32 (U_b = Σ_a wd[a, b]·row_a), and the left and
+  right columns' sums are moved sideways by batched [16, 16] shift dots on U_b rounded to bf16 (one rounding more than
+  PyTorch's). No scratch, no barrier of ours; the frame's halo is expanded too (256 / 196 = 1.3x), and a wide block's
+  output channels are shared out among programs (block_co), each expanding the frame again;
+- "staged": a program takes a spatial tile; for each chunk of BLOCK_H expanded channels it expands the tile's
   frame (the tile and its k // 2 halo, halo_p pixels at most, see `layout.halo_tiles`) once, writes it to its own
   scratch slot, and the depthwise conv reads the k² shifted neighbours back from the slot. Triton has no explicit
   shared memory, so the slot is global memory: one slot per persistent program (two programs an SM), a few MB in all,
@@ -688,8 +695,10 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
     channels of tile the next chunk's weights prefetched, at 256 the neighbours by tl.gather with two stages (run 30c)."""
     bc = block_c_of(c)
     bh = lambda n: min(n, block_c_of(hidden))  # noqa: E731
-    if kind == "mbconv" and halo == "shift":
-        return {"halo": "shift", "frame_h": 16, "block_h": 16, "num_warps": 8, "num_stages": 1}
+    if kind == "mbconv" and halo == "shift":  # run 33b (H200, batch 64, ms): 32 expanded channels a chunk at 64 and 256 channels
+        # of tile (c48 0.2148 against 0.2513 with 16; c192 0.1501 against 0.1555, 52 spills), 16 at 128 (c96 0.1428 against
+        # 0.1474); 16 warps (128 registers a thread), two stages and the input reloaded each chunk were no faster
+        return {"halo": "shift", "frame_h": 16, "block_h": 32 if bc in (64, 256) else 16, "num_warps": 8, "num_stages": 1}
     if kind == "mbconv" and halo == "recompute":  # run 3: 16 pixels at 64 channels of tile (0.62 ms against 0.66 at 32 x 64), 32 at 128 (0.43 against 0.51)
         return {"halo": "recompute", "block_p": 32 if bc == 128 else 16, "block_h": bh(32), "num_warps": 4, "num_stages": 1}
     if kind == "mbconv":  # run 4: 256 / 128 / 64 / 64 frame pixels at 64 / 128 / 256 / 512 channels of tile (at 512, 32 took 1.32 ms, 64 0.43);
@@ -973,15 +982,25 @@ def _launch_mbconv_shift(x, weights: tuple, hidden: int, k: int, cfg: dict) -> t
     return out.permute(0, 3, 1, 2)
 
 
+def default_halo(c: int, k: int, h: int, w: int) -> str:
+    """How `mbconv` gets the depthwise conv's neighbours when the config names no halo: "shift" for a 3x3 conv on up to
+    256 channels of tile over a map at least 14 pixels each way (16x16 frames of 14x14 tiles), else "staged". Run 33b
+    (H200, batch 64, ms, shift against staged): c48 at 56² 0.2148 against 0.3564, c96 at 28² 0.1428 against 0.2685, c192
+    at 14² 0.1501 against 0.2553; c384 at 7² (its 49 pixels in a 256-pixel frame) 0.8265 against 0.2766 (run 33)."""
+    return "shift" if k == 3 and block_c_of(c) <= 256 and min(h, w) >= 14 else "staged"
+
+
 def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tensor:
     """The fused MBConv block (depthwise) on an NCHW tensor; returns channels-last NCHW. config["halo"] picks how the
-    depthwise conv gets its neighbours' expanded activations: "staged" (default: each tile's frame expanded once into a
-    scratch slot) or "recompute" (each of the k² neighbours expanded again from the input, no scratch). The staged
-    kernel's other keys: halo_p (frame pixels), block_h, num_warps, num_stages, programs_per_sm, reload_x, dw_gather,
+    depthwise conv gets its neighbours' expanded activations: "shift" (each chunk's rows and columns moved by shift-matrix
+    dots on the tensor cores; 3x3 only), "staged" (each tile's frame expanded once into a scratch slot) or "recompute"
+    (each of the k² neighbours expanded again from the input, no scratch); the default is `default_halo`'s. The shift
+    kernel's keys: frame_h, block_k, block_co, block_h, num_warps, num_stages, reload_x (`_mbconv_shift_kernel`); the
+    staged kernel's: halo_p (frame pixels), block_h, num_warps, num_stages, programs_per_sm, reload_x, dw_gather,
     dw_dbuf, dw_prefetch, two_parts (`_mbconv_staged_kernel`); the recompute kernel's: block_p, block_h, num_warps,
-    num_stages. fast_silu for both."""
+    num_stages. fast_silu for all three."""
     _refuse_unknown_keys("mbconv", config or {}, MBCONV_KEYS)
-    halo = (config or {}).get("halo", "staged")
+    halo = (config or {}).get("halo") or default_halo(x.shape[1], wd.shape[-1], x.shape[2], x.shape[3])
     if halo not in HALO_MODES:
         raise ValueError(f"mbconv: halo={halo!r} is not one of {', '.join(HALO_MODES)}")
     cfg = {**default_config("mbconv", x.shape[1], w1.shape[0], halo=halo), **(config or {})}
