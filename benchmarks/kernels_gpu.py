@@ -162,7 +162,7 @@ def tile_variants(name: str, blk: nn.Module, hw: int = 0) -> list[dict]:
     # not a crash (run 6: a 65,536-value accumulator hit an illegal memory access, which ends the process's CUDA context)
     sd = triton_blocks.default_config("mbconv", c, hid, halo="shift")
     shift = [sd, {**sd, "block_h": 48 - sd["block_h"]}]  # run 33b: 16 or 32 a chunk, the other one the runner-up
-    out = shift + out if triton_blocks.default_halo(c, blk.body[1][0].kernel_size[0], hw, hw) == "shift" else out[:1] + shift + out[1:]
+    out = shift + out if triton_blocks.default_halo(c, blk.body[1][0].kernel_size[0], MID, hw, hw) == "shift" else out[:1] + shift + out[1:]
     return [v for i, v in enumerate(out) if v not in out[:i]]
 
 

@@ -813,8 +813,12 @@ def test_the_mbconv_halo_follows_the_measured_shapes():
     # 16x16 frame) it lost 3x (run 33), and it is written for 3x3 only
     from effkit.kernels.triton_blocks import default_config, default_halo
 
-    assert [default_halo(c, 3, hw, hw) for c, hw in ((48, 56), (96, 28), (192, 14), (384, 7))] == ["shift"] * 3 + ["staged"]
-    assert default_halo(48, 5, 56, 56) == "staged" and default_halo(48, 3, 56, 13) == "staged" and default_halo(300, 3, 56, 56) == "staged"
+    assert [default_halo(c, 3, 64, hw, hw) for c, hw in ((48, 56), (96, 28), (192, 14), (384, 7))] == ["shift"] * 3 + ["staged"]
+    assert default_halo(48, 5, 64, 56, 56) == "staged" and default_halo(48, 3, 64, 56, 13) == "staged" and default_halo(300, 3, 64, 56, 56) == "staged"
+    # batch 1 (run 33c): c48 at 56² has 4 x 4 frames, 16 programs (won); c96 at 28² 2 x 2 = 4 and c192 at 14² one frame
+    # times two channel groups of 128 = 2 (both lost to the staged kernel); c192 at batch 8: 16
+    assert [default_halo(c, 3, 1, hw, hw) for c, hw in ((48, 56), (96, 28), (192, 14))] == ["shift", "staged", "staged"]
+    assert default_halo(192, 3, 8, 14, 14) == "shift" and default_halo(192, 3, 7, 14, 14) == "staged"
     assert [default_config("mbconv", c, 4 * c, halo="shift")["block_h"] for c in (48, 96, 192)] == [32, 16, 32]
 
 
@@ -824,7 +828,7 @@ def test_mbconv_takes_the_default_halo_unless_the_config_names_one(monkeypatch):
     from effkit.kernels import triton_blocks
 
     w = _params(16, 4, 3, seed=1)["mbconv"]
-    x = torch.randn(1, 16, 14, 14)
+    x = torch.randn(16, 16, 14, 14)  # 16 frames: the shift kernel's default from SHIFT_MIN_PROGRAMS on
     for config, kernel in ((None, "_mbconv_shift_kernel"), ({"halo": "staged"}, "_mbconv_staged_kernel")):
         called = []
         real = getattr(triton_blocks, kernel)

@@ -32,7 +32,7 @@ finish ends the block. SiLU takes the hardware's tanh on CUDA (`_silu`), in bf16
 
 MBConv: its depthwise conv runs at the expanded width, so each output pixel needs the expanded activations of its k×k
 neighbourhood (the halo). Three kernels handle it (config["halo"]; the default is `default_halo`'s):
-- "shift" (3x3; the default at 56², 28² and 14²): a program takes a 16 x 16 frame (a 14 x 14 tile and its one-pixel
+- "shift" (3x3; the default at 56², 28² and 14² where the launch has 16 programs or more): a program takes a 16 x 16 frame (a 14 x 14 tile and its one-pixel
   halo) and for each chunk of BLOCK_H expanded channels expands the whole frame, then moves the chunk on the tensor
   cores: the rows above and below are 0/1 shift-matrix dots [16, 16] · [16, 16·BLOCK_H] (exact: one product a value),
   the depthwise weights combine the three rows column by column in fp32 (U_b = Σ_a wd[a, b]·row_a), and the left and
@@ -982,12 +982,21 @@ def _launch_mbconv_shift(x, weights: tuple, hidden: int, k: int, cfg: dict) -> t
     return out.permute(0, 3, 1, 2)
 
 
-def default_halo(c: int, k: int, h: int, w: int) -> str:
+SHIFT_MIN_PROGRAMS = 16  # the fewest programs (frames x output-channel groups) for which `default_halo` takes the shift kernel
+
+
+def default_halo(c: int, k: int, n: int, h: int, w: int) -> str:
     """How `mbconv` gets the depthwise conv's neighbours when the config names no halo: "shift" for a 3x3 conv on up to
-    256 channels of tile over a map at least 14 pixels each way (16x16 frames of 14x14 tiles), else "staged". Run 33b
-    (H200, batch 64, ms, shift against staged): c48 at 56² 0.2148 against 0.3564, c96 at 28² 0.1428 against 0.2685, c192
-    at 14² 0.1501 against 0.2553; c384 at 7² (its 49 pixels in a 256-pixel frame) 0.8265 against 0.2766 (run 33)."""
-    return "shift" if k == 3 and block_c_of(c) <= 256 and min(h, w) >= 14 else "staged"
+    256 channels of tile over a map at least 14 pixels each way (16x16 frames of 14x14 tiles) whose launch has at least
+    SHIFT_MIN_PROGRAMS programs, else "staged". Run 33b (H200, batch 64, ms, shift against staged): c48 at 56² 0.2148
+    against 0.3564, c96 at 28² 0.1428 against 0.2685, c192 at 14² 0.1501 against 0.2553; c384 at 7² (its 49 pixels in a
+    256-pixel frame) 0.8265 against 0.2766 (run 33). At batch 1 (run 33c against run 30e): c48's 16 programs 0.0300
+    against 0.0481, but c96's 4 programs 0.0749 against 0.0571 and c192's 2 (one frame, two channel groups) 0.1508
+    against 0.0876: each program walks the whole hidden chain alone."""
+    if not (k == 3 and block_c_of(c) <= 256 and min(h, w) >= 14):
+        return "staged"
+    programs = n * triton.cdiv(h, 14) * triton.cdiv(w, 14) * triton.cdiv(c, min(block_c_of(c), MAX_ACC // 256))
+    return "shift" if programs >= SHIFT_MIN_PROGRAMS else "staged"
 
 
 def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tensor:
@@ -1000,7 +1009,7 @@ def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tenso
     dw_dbuf, dw_prefetch, two_parts (`_mbconv_staged_kernel`); the recompute kernel's: block_p, block_h, num_warps,
     num_stages. fast_silu for all three."""
     _refuse_unknown_keys("mbconv", config or {}, MBCONV_KEYS)
-    halo = (config or {}).get("halo") or default_halo(x.shape[1], wd.shape[-1], x.shape[2], x.shape[3])
+    halo = (config or {}).get("halo") or default_halo(x.shape[1], wd.shape[-1], *x.shape[:1], *x.shape[2:])
     if halo not in HALO_MODES:
         raise ValueError(f"mbconv: halo={halo!r} is not one of {', '.join(HALO_MODES)}")
     cfg = {**default_config("mbconv", x.shape[1], w1.shape[0], halo=halo), **(config or {})}
