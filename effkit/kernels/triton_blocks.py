@@ -697,8 +697,9 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
     bh = lambda n: min(n, block_c_of(hidden))  # noqa: E731
     if kind == "mbconv" and halo == "shift":  # run 33b (H200, batch 64, ms): 32 expanded channels a chunk at 64 and 256 channels
         # of tile (c48 0.2148 against 0.2513 with 16; c192 0.1501 against 0.1555, 52 spills), 16 at 128 (c96 0.1428 against
-        # 0.1474); 16 warps (128 registers a thread), two stages and the input reloaded each chunk were no faster
-        return {"halo": "shift", "frame_h": 16, "block_h": 32 if bc in (64, 256) else 16, "num_warps": 8, "num_stages": 1}
+        # 0.1474); 16 warps (128 registers a thread), two stages and the input reloaded each chunk were no faster; run 33e:
+        # at 256 two stages (c192 0.1447 against 0.1505), and a third output-channel group of 64 is slower (0.2452)
+        return {"halo": "shift", "frame_h": 16, "block_h": 32 if bc in (64, 256) else 16, "num_warps": 8, "num_stages": 2 if bc == 256 else 1}
     if kind == "mbconv" and halo == "recompute":  # run 3: 16 pixels at 64 channels of tile (0.62 ms against 0.66 at 32 x 64), 32 at 128 (0.43 against 0.51)
         return {"halo": "recompute", "block_p": 32 if bc == 128 else 16, "block_h": bh(32), "num_warps": 4, "num_stages": 1}
     if kind == "mbconv":  # run 4: 256 / 128 / 64 / 64 frame pixels at 64 / 128 / 256 / 512 channels of tile (at 512, 32 took 1.32 ms, 64 0.43);
