@@ -910,7 +910,10 @@ def test_every_kernel_compiles_for_the_h200():
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     rows = {line[:30].strip(): line[30:].split() for line in r.stdout.splitlines()[1:]}
     assert set(rows) == {"convfirst c48", "convfirst c96 join_parts", "convfirst c48 dense_tma", "convfirst c48>96/s2 split_h",
-                         "convfirst c384 swap_ab", "mbconv c48 staged", "mbconv c48 dw_gather", "mbconv c48 recompute", "stem 3>32/s2"}
+                         "convfirst c384 swap_ab", "mbconv c48 staged", "mbconv c48 dw_gather", "mbconv c48 recompute", "mbconv c192 shift",
+                         "stem 3>32/s2"}
+    # the shift kernel's expansion and projection on wgmma, its row and column shifts (batched dots) on mma.sync
+    assert int(rows["mbconv c192 shift"][3]) > 0 and int(rows["mbconv c192 shift"][4]) > 0
     # swap_ab exists to put the 32-pixel tiles' expansion on wgmma (the default c384 tile has none: mma.sync alone)
     assert int(rows["convfirst c384 swap_ab"][3]) > 0
 
