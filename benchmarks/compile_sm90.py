@@ -128,7 +128,7 @@ def compile_launch(name: str, args: tuple, kw: dict):
     if not isinstance(fn, triton.runtime.jit.JITFunction):
         raise RuntimeError(f"{name} is not a compiled kernel here ({type(fn).__name__}): unset TRITON_INTERPRET")
     kw = dict(kw)
-    options = {"num_warps": kw.pop("num_warps"), "num_stages": kw.pop("num_stages")}
+    options = {"num_warps": kw.pop("num_warps"), "num_stages": kw.pop("num_stages"), **({"maxnreg": kw.pop("maxnreg")} if "maxnreg" in kw else {})}
     names = fn.arg_names
     signature, constexprs, attrs = {}, {}, {}
     for i, name in enumerate(names):

@@ -950,7 +950,7 @@ HALO_MODES = ("staged", "recompute", "shift")
 
 
 MBCONV_KEYS = ("halo", "halo_p", "block_p", "block_h", "num_warps", "num_stages", "programs_per_sm", "fast_silu", "reload_x", "dw_gather",
-               "dw_dbuf", "dw_prefetch", "two_parts", "frame_h", "block_k", "block_co")
+               "dw_dbuf", "dw_prefetch", "two_parts", "frame_h", "block_k", "block_co", "maxnreg")
 FRAME_W = 16  # the shift kernel's frame width: a tensor-core dot's side is at least 16, and 14-wide tiles divide 56, 28, 14
 
 
@@ -978,7 +978,7 @@ def _launch_mbconv_shift(x, weights: tuple, hidden: int, k: int, cfg: dict) -> t
     handle = kernel[(n * tiles_h * tiles_w, triton.cdiv(c, bco))](
         xh, *weights, out, hgt, wid, c, hidden, tiles_h, tiles_w, FH=fh, FW=FRAME_W, BLOCK_K=bk, NK=triton.cdiv(c, bk), BLOCK_CO=bco,
         BLOCK_H=cfg["block_h"], FAST_SILU=_fast_silu(x, cfg), RELOAD_X=bool(cfg.get("reload_x", False)), num_warps=cfg["num_warps"],
-        num_stages=cfg["num_stages"])
+        num_stages=cfg["num_stages"], **({"maxnreg": cfg["maxnreg"]} if cfg.get("maxnreg") else {}))
     _record(kernel, handle, {**cfg, "frame": [fh, FRAME_W], "block_k": bk, "block_co": bco})
     return out.permute(0, 3, 1, 2)
 
@@ -1005,7 +1005,8 @@ def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tenso
     depthwise conv gets its neighbours' expanded activations: "shift" (each chunk's rows and columns moved by shift-matrix
     dots on the tensor cores; 3x3 only), "staged" (each tile's frame expanded once into a scratch slot) or "recompute"
     (each of the k² neighbours expanded again from the input, no scratch); the default is `default_halo`'s. The shift
-    kernel's keys: frame_h, block_k, block_co, block_h, num_warps, num_stages, reload_x (`_mbconv_shift_kernel`); the
+    kernel's keys: frame_h, block_k, block_co, block_h, num_warps, num_stages, reload_x, maxnreg (registers a thread, Triton's
+    launch option: 128 lets two 8-warp programs share an SM; run 33g, slower) (`_mbconv_shift_kernel`); the
     staged kernel's: halo_p (frame pixels), block_h, num_warps, num_stages, programs_per_sm, reload_x, dw_gather,
     dw_dbuf, dw_prefetch, two_parts (`_mbconv_staged_kernel`); the recompute kernel's: block_p, block_h, num_warps,
     num_stages. fast_silu for all three."""
