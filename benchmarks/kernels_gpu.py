@@ -446,7 +446,9 @@ def main():
         scale = ref.abs().max().item() or 1.0
         variants = tile_variants(name, blk, hw)
         if a.tile_configs:  # the default, then each given config over it, instead of the search's list
-            variants = variants[:1] + [{**variants[0], **c} for c in a.tile_configs]
+            # (a config that names another MBConv halo kernel than the default's takes that kernel's defaults instead)
+            variants = variants[:1] + [{**(variants[0] if c.get("halo", variants[0].get("halo")) == variants[0].get("halo") else {}), **c}
+                                       for c in a.tile_configs]
         if a.tile_split and name == "convfirst_net":  # the default with its expanded channels split 2, 4 and 8 ways, first
             variants = variants[:1] + [{**variants[0], "split_h": k} for k in (2, 4, 8)] + variants[1:]
         for cfg in variants[:a.tile_first or None]:

@@ -437,6 +437,35 @@ def test_the_shift_mbconv_kernel_in_the_interpreter(c, hw, extra, monkeypatch):
 
 
 @needs_triton
+def test_an_mbconv_config_takes_the_kernel_its_keys_belong_to(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels import triton_blocks
+    from effkit.kernels.triton_blocks import _halo_of, mbconv
+
+    # a config naming no halo: the kernel its own keys belong to, else the default for the shape
+    assert _halo_of({"dw_gather": True}, "shift") == "staged" and _halo_of({"block_co": 64}, "staged") == "shift"
+    assert _halo_of({"block_p": 16}, "shift") == "recompute" and _halo_of({"block_h": 32}, "shift") == "shift"
+    assert _halo_of({"halo": "staged", "block_h": 16}, "shift") == "staged"
+    # 16 frames of 14x14 at 16 channels take the shift kernel by default; a staged key sends the block to the staged one
+    w = _params(16, 4, 3, seed=2)["mbconv"]
+    x = torch.randn(16, 16, 14, 14)
+    called = []
+    real = triton_blocks._mbconv_staged_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            called.append(grid)
+            return real[grid]
+    monkeypatch.setattr(triton_blocks, "_mbconv_staged_kernel", Spy())
+    assert torch.allclose(mbconv(x, *w, config={"halo_p": 64, "programs_per_sm": 1}), reference_mbconv(x, *w), atol=1e-4) and called
+    # a key of another kernel than the one named, or keys of two kernels, is refused rather than ignored
+    with pytest.raises(ValueError, match="mbconv: dw_gather is not a key of the 'shift' halo kernel, whose own keys are frame_h, block_k"):
+        mbconv(x, *w, config={"halo": "shift", "dw_gather": True})
+    with pytest.raises(ValueError, match=r"mbconv: halo_p \(staged\), block_co \(shift\) belong to different halo kernels; name one with halo"):
+        mbconv(x, *w, config={"halo_p": 64, "block_co": 64})
+
+
+@needs_triton
 def test_the_shift_mbconv_kernel_refuses_what_it_cannot_run():
     from effkit.kernels.triton_blocks import mbconv
 

@@ -996,24 +996,45 @@ def default_halo(c: int, k: int, n: int, h: int, w: int) -> str:
     against 0.0876: each program walks the whole hidden chain alone."""
     if not (k == 3 and block_c_of(c) <= 256 and min(h, w) >= 14):
         return "staged"
-    programs = n * triton.cdiv(h, 14) * triton.cdiv(w, 14) * triton.cdiv(c, min(block_c_of(c), MAX_ACC // 256))
+    tile, frame = FRAME_W - 2, FRAME_W * FRAME_W  # the default frame: 16 x 16
+    programs = n * triton.cdiv(h, tile) * triton.cdiv(w, tile) * triton.cdiv(c, min(block_c_of(c), MAX_ACC // frame))
     return "shift" if programs >= SHIFT_MIN_PROGRAMS else "staged"
+
+
+HALO_KEYS = {"staged": ("halo_p", "programs_per_sm", "dw_gather", "dw_dbuf", "dw_prefetch", "two_parts"),  # each halo kernel's own keys
+             "shift": ("frame_h", "block_k", "block_co", "maxnreg"), "recompute": ("block_p",)}
+
+
+def _halo_of(config: dict, default: str) -> str:
+    """The halo kernel a config asks for: the one it names, else the one its kernel-specific keys belong to, else
+    `default`. A key of another kernel than the one named (or keys of two kernels) is an error, not silently ignored."""
+    owners = sorted({h for h, keys in HALO_KEYS.items() for k in config if k in keys})
+    if not config.get("halo") and len(owners) > 1:
+        named = ", ".join(f"{k} ({h})" for h, keys in HALO_KEYS.items() for k in keys if k in config)
+        raise ValueError(f"mbconv: {named} belong to different halo kernels; name one with halo (one of {', '.join(HALO_MODES)})")
+    halo = config.get("halo") or (owners[0] if owners else default)
+    if halo not in HALO_MODES:
+        raise ValueError(f"mbconv: halo={halo!r} is not one of {', '.join(HALO_MODES)}")
+    foreign = sorted(k for h, keys in HALO_KEYS.items() if h != halo for k in keys if k in config)
+    if foreign:
+        raise ValueError(f"mbconv: {', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not a key of the {halo!r} halo kernel, whose own "
+                         f"keys are {', '.join(HALO_KEYS[halo])} (and block_h, num_warps, num_stages, fast_silu, reload_x)")
+    return halo
 
 
 def mbconv(x, w1, b1, wd, bd, w3, b3, config: dict | None = None) -> torch.Tensor:
     """The fused MBConv block (depthwise) on an NCHW tensor; returns channels-last NCHW. config["halo"] picks how the
     depthwise conv gets its neighbours' expanded activations: "shift" (each chunk's rows and columns moved by shift-matrix
     dots on the tensor cores; 3x3 only), "staged" (each tile's frame expanded once into a scratch slot) or "recompute"
-    (each of the k² neighbours expanded again from the input, no scratch); the default is `default_halo`'s. The shift
+    (each of the k² neighbours expanded again from the input, no scratch); a config that names no halo takes the kernel
+    its own keys belong to (`_halo_of`), else `default_halo`'s. The shift
     kernel's keys: frame_h, block_k, block_co, block_h, num_warps, num_stages, reload_x, maxnreg (registers a thread, Triton's
     launch option: 128 lets two 8-warp programs share an SM; run 33g, slower) (`_mbconv_shift_kernel`); the
     staged kernel's: halo_p (frame pixels), block_h, num_warps, num_stages, programs_per_sm, reload_x, dw_gather,
     dw_dbuf, dw_prefetch, two_parts (`_mbconv_staged_kernel`); the recompute kernel's: block_p, block_h, num_warps,
     num_stages. fast_silu for all three."""
     _refuse_unknown_keys("mbconv", config or {}, MBCONV_KEYS)
-    halo = (config or {}).get("halo") or default_halo(x.shape[1], wd.shape[-1], *x.shape[:1], *x.shape[2:])
-    if halo not in HALO_MODES:
-        raise ValueError(f"mbconv: halo={halo!r} is not one of {', '.join(HALO_MODES)}")
+    halo = _halo_of(config or {}, default_halo(x.shape[1], wd.shape[-1], *x.shape[:1], *x.shape[2:]))
     cfg = {**default_config("mbconv", x.shape[1], w1.shape[0], halo=halo), **(config or {})}
     if halo == "recompute":
         return _launch(_mbconv_kernel, x, (w1, b1, wd, bd, w3, b3), w1.shape[0], cfg, K=wd.shape[-1], FAST_SILU=_fast_silu(x, cfg))
