@@ -161,12 +161,13 @@ def tile_variants(name: str, blk: nn.Module, hw: int = 0) -> list[dict]:
     # a frame over the accumulator cap (triton_blocks.MAX_ACC) is refused by the launcher before it runs: a failed tile,
     # not a crash (run 6: a 65,536-value accumulator hit an illegal memory access, which ends the process's CUDA context)
     sd = triton_blocks.default_config("mbconv", c, hid, halo="shift")
-    shift = [sd, {**sd, "block_h": 48 - sd["block_h"]}]  # run 33b: 16 or 32 a chunk, the other one the runner-up
+    shift = [sd, {**sd, "block_h": {16: 32, 32: 16}[sd["block_h"]]}]  # run 33b: 16 or 32 a chunk, the other one the runner-up
     out = shift + out if triton_blocks.default_halo(c, blk.body[1][0].kernel_size[0], MID, hw, hw) == "shift" else out[:1] + shift + out[1:]
     return [v for i, v in enumerate(out) if v not in out[:i]]
 
 
 MBCONV_KERNELS = {"staged": "_mbconv_staged_kernel", "recompute": "_mbconv_kernel", "shift": "_mbconv_shift_kernel"}  # by config["halo"]
+BLOCK_KERNELS = ("_convfirst_kernel", *MBCONV_KERNELS.values())  # the fused blocks' kernels; with the stem's, all of effkit.kernels'
 SECTIONS = ("correctness", "tiles", "parts", "stem", "blocks", "networks", "profile", "fused_then_compile", "profile_compiled", "batches", "max_autotune",
             "block_max_autotune")
 TILE_SHARE = 0.35  # the tile search stops once this share of the deadline is spent
@@ -636,7 +637,7 @@ def main():
                 continue
             net = fused_net(name)
             kern = kernel_table(net, torch.randn(b, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last))
-            fused_ms = sum(v for k, v in kern.items() if any(n in k for n in ("_convfirst_kernel", "_mbconv_kernel", "_mbconv_staged_kernel", "_mbconv_shift_kernel")))
+            fused_ms = sum(v for k, v in kern.items() if any(n in k for n in BLOCK_KERNELS))
             total = sum(kern.values())
             top = sorted(kern.items(), key=lambda kv: -kv[1])[:12]
             res["profile"].append({"net": name, "batch": b, "kernel_ms_total": total, "fused_kernels_ms": fused_ms,
@@ -649,7 +650,7 @@ def main():
     def profile_compiled():
         """Where a step's kernel time goes under torch.compile: the unfused network compiled, and every block and the
         stem fused with the rest compiled (batch 64): the fused kernels against the rest, the rest's largest kernels."""
-        ours = ("_convfirst_kernel", "_mbconv_kernel", "_mbconv_staged_kernel", "_mbconv_shift_kernel", "_conv_act_kernel")
+        ours = (*BLOCK_KERNELS, "_conv_act_kernel")
         for name in nets:
             x = torch.randn(MID, 3, RES, RES, device=DEV, dtype=DT).to(memory_format=torch.channels_last)
             for label, make in (("compile", lambda: compiled(copy.deepcopy(nets[name]).to(DT).to(memory_format=torch.channels_last))),

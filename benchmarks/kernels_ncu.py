@@ -64,7 +64,7 @@ import kernels_gpu as kg  # noqa: E402
 from effkit.kernels import fuse_blocks  # noqa: E402
 
 MARKER = "_ncu_marker_kernel"
-FUSED_KERNELS = "_convfirst_kernel|_mbconv_kernel|_mbconv_staged_kernel|_mbconv_shift_kernel|_conv_act_kernel"  # effkit.kernels' Triton kernels
+FUSED_KERNELS = "|".join((*kg.BLOCK_KERNELS, "_conv_act_kernel"))  # effkit.kernels' Triton kernels
 SECTIONS = ("SpeedOfLight", "Occupancy", "LaunchStats", "WarpStateStats")  # run 29a: six sections (with the memory and compute
 # workload analyses) over both networks' blocks and networks did not finish in 270 s a network
 METRICS = ("dram__bytes_read.sum", "dram__bytes_write.sum", "lts__t_bytes.sum", "lts__t_sectors_op_read.sum", "lts__t_sectors_op_write.sum",

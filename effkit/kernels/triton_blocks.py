@@ -556,6 +556,15 @@ def _shift_cols(v, s, FH: tl.constexpr, FW: tl.constexpr, BH: tl.constexpr):
 
 
 @triton.jit
+def _column_sum(wd, B: tl.constexpr, hm, row_a, row_b, row_c):
+    """Σ_a wd[a, B]·row_a in fp32: the depthwise weights of column B (wd: this chunk's [hidden, 3, 3] weights, flat)
+    applied to the rows above, at and below each pixel."""
+    return (tl.load(wd + B, mask=hm, other=0.0).to(tl.float32)[None, :] * row_a
+            + tl.load(wd + 3 + B, mask=hm, other=0.0).to(tl.float32)[None, :] * row_b
+            + tl.load(wd + 6 + B, mask=hm, other=0.0).to(tl.float32)[None, :] * row_c)
+
+
+@triton.jit
 def _mbconv_shift_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, out_ptr, H, W, C, HID, TILES_H, TILES_W,
                          FH: tl.constexpr, FW: tl.constexpr, BLOCK_K: tl.constexpr, NK: tl.constexpr, BLOCK_CO: tl.constexpr,
                          BLOCK_H: tl.constexpr, FAST_SILU: tl.constexpr, RELOAD_X: tl.constexpr = False):
@@ -608,17 +617,9 @@ def _mbconv_shift_kernel(x_ptr, w1_ptr, b1_ptr, wd_ptr, bd_ptr, w3_ptr, b3_ptr, 
         rows_c = _shift_rows(eb, down, FH, FW, BLOCK_H)  # e[y + 1, x]
         rows_b = _shift_rows(eb, same, FH, FW, BLOCK_H)  # e itself, through the same dot: in the layout of the other two rows
         wd = wd_ptr + hi * 9
-        d = (tl.load(wd + 1, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_a
-             + tl.load(wd + 4, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_b
-             + tl.load(wd + 7, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_c)
-        u = (tl.load(wd + 0, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_a
-             + tl.load(wd + 3, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_b
-             + tl.load(wd + 6, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_c)
-        d += _shift_cols(u.to(DT), left, FH, FW, BLOCK_H)  # U_0[y, x − 1]
-        u = (tl.load(wd + 2, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_a
-             + tl.load(wd + 5, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_b
-             + tl.load(wd + 8, mask=hm, other=0.0).to(tl.float32)[None, :] * rows_c)
-        d += _shift_cols(u.to(DT), right, FH, FW, BLOCK_H)  # U_2[y, x + 1]
+        d = _column_sum(wd, 1, hm, rows_a, rows_b, rows_c)  # U_1[y, x]
+        d += _shift_cols(_column_sum(wd, 0, hm, rows_a, rows_b, rows_c).to(DT), left, FH, FW, BLOCK_H)  # U_0[y, x − 1]
+        d += _shift_cols(_column_sum(wd, 2, hm, rows_a, rows_b, rows_c).to(DT), right, FH, FW, BLOCK_H)  # U_2[y, x + 1]
         d += tl.load(bd_ptr + hi, mask=hm, other=0.0).to(tl.float32)[None, :]
         d = _silu(d, FAST_SILU).to(w3_ptr.dtype.element_ty)
         acc = tl.dot(d, _mb_w3(w3_ptr, hi, co, C, HID), acc)
@@ -954,6 +955,14 @@ MBCONV_KEYS = ("halo", "halo_p", "block_p", "block_h", "num_warps", "num_stages"
 FRAME_W = 16  # the shift kernel's frame width: a tensor-core dot's side is at least 16, and 14-wide tiles divide 56, 28, 14
 
 
+def _shift_grid(n: int, c: int, h: int, w: int, frame_h: int = 16, block_co: int | None = None) -> tuple[int, int, int, int]:
+    """The shift kernel's launch over an n × c × h × w input: (tiles down, tiles across, output channels a program,
+    output-channel groups). A frame_h × FRAME_W frame computes a tile two smaller each way; block_co defaults to the
+    widest channel tile whose fp32 accumulator [frame, block_co] fits MAX_ACC."""
+    block_co = block_co or min(block_c_of(c), MAX_ACC // (frame_h * FRAME_W))
+    return triton.cdiv(h, frame_h - 2), triton.cdiv(w, FRAME_W - 2), block_co, triton.cdiv(c, block_co)
+
+
 def _launch_mbconv_shift(x, weights: tuple, hidden: int, k: int, cfg: dict) -> torch.Tensor:
     """The shift MBConv kernel: frames of frame_h × 16 pixels (tiles two smaller each way), one program a frame and
     block_co output channels; the input channels in chunks of block_k."""
@@ -964,7 +973,7 @@ def _launch_mbconv_shift(x, weights: tuple, hidden: int, k: int, cfg: dict) -> t
     if fh < 16 or fh & (fh - 1):
         raise ValueError(f"mbconv: frame_h={fh} must be a power of two of at least 16 (a row shift is a [frame_h, frame_h] dot)")
     bk = cfg.get("block_k") or min(block_c_of(c), 64)
-    bco = cfg.get("block_co") or min(block_c_of(c), MAX_ACC // (fh * FRAME_W))
+    tiles_h, tiles_w, bco, groups = _shift_grid(n, c, hgt, wid, fh, cfg.get("block_co"))
     for name, v in (("block_k", bk), ("block_co", bco)):
         if v < 16 or v & (v - 1):
             raise ValueError(f"mbconv: {name}={v} must be a power of two of at least 16")
@@ -973,9 +982,8 @@ def _launch_mbconv_shift(x, weights: tuple, hidden: int, k: int, cfg: dict) -> t
                          f"than {MAX_ACC}: take block_co <= {MAX_ACC // (fh * FRAME_W)}")
     xh = _nhwc(x)
     out = torch.empty_like(xh)
-    tiles_h, tiles_w = triton.cdiv(hgt, fh - 2), triton.cdiv(wid, FRAME_W - 2)
     kernel = _mbconv_shift_kernel
-    handle = kernel[(n * tiles_h * tiles_w, triton.cdiv(c, bco))](
+    handle = kernel[(n * tiles_h * tiles_w, groups)](
         xh, *weights, out, hgt, wid, c, hidden, tiles_h, tiles_w, FH=fh, FW=FRAME_W, BLOCK_K=bk, NK=triton.cdiv(c, bk), BLOCK_CO=bco,
         BLOCK_H=cfg["block_h"], FAST_SILU=_fast_silu(x, cfg), RELOAD_X=bool(cfg.get("reload_x", False)), num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"], **({"maxnreg": cfg["maxnreg"]} if cfg.get("maxnreg") else {}))
@@ -996,9 +1004,8 @@ def default_halo(c: int, k: int, n: int, h: int, w: int) -> str:
     against 0.0876: each program walks the whole hidden chain alone."""
     if not (k == 3 and block_c_of(c) <= 256 and min(h, w) >= 14):
         return "staged"
-    tile, frame = FRAME_W - 2, FRAME_W * FRAME_W  # the default frame: 16 x 16
-    programs = n * triton.cdiv(h, tile) * triton.cdiv(w, tile) * triton.cdiv(c, min(block_c_of(c), MAX_ACC // frame))
-    return "shift" if programs >= SHIFT_MIN_PROGRAMS else "staged"
+    tiles_h, tiles_w, _, groups = _shift_grid(n, c, h, w)
+    return "shift" if n * tiles_h * tiles_w * groups >= SHIFT_MIN_PROGRAMS else "staged"
 
 
 HALO_KEYS = {"staged": ("halo_p", "programs_per_sm", "dw_gather", "dw_dbuf", "dw_prefetch", "two_parts"),  # each halo kernel's own keys
