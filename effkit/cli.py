@@ -369,6 +369,9 @@ def bench(
     fused: Annotated[bool, typer.Option("--fused", help="Swap the model's ConvFirst blocks, stride-1 MBConv blocks and stem for fused "
                                                         "kernels (effkit.kernels; inference, BatchNorms folded) and measure that; with "
                                                         "--compile, the rest of the model compiled around them.")] = False,
+    fused_only: Annotated[Optional[str], typer.Option(help="With --fused: fuse only these blocks and stems, comma-separated module "
+                                                          "paths (e.g. the ones `effkit profile --fused` found faster than "
+                                                          "torch.compile, as its selective configuration).")] = None,
     debug: Debug = False,
 ):
     """Measure latency and throughput over batch sizes, with per-layer kernel times and provenance."""
@@ -383,6 +386,7 @@ def bench(
     config = RunConfig(device=device, precision=precision.value, batches=parse_batches(batch), mode=mode.value,
                        layout="channels_last" if channels_last else "contiguous", cuda_graph=cuda_graph, compile=compile, layers=layers,
                        fallback_eager=fallback_eager, min_time_s=min_time, fused=fused,
+                       fused_only=_paths(fused_only),
                        **_knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode))
     ref = resolve(model, _shapes(input_shape), resolution=resolution, **_model_kwargs(seq_len, task))
     out, err = _console(), _console(stderr=True)
@@ -411,6 +415,11 @@ def bench(
     for path in (json, csv):
         if path:
             err.print(f"wrote {path}")
+
+
+def _paths(text: str | None) -> tuple[str, ...] | None:
+    """Comma-separated module paths (None: not given)."""
+    return None if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
 
 
 def _knobs(cudnn_benchmark, tf32_matmul, tf32_conv, sdpa_backend, compile_mode) -> dict:
@@ -448,6 +457,9 @@ def profile(
                                                         "model with its ConvFirst blocks, stride-1 MBConv blocks and stem as fused "
                                                         "kernels (effkit.kernels), and that with the rest compiled, beside the "
                                                         "predicted fused waterline.")] = False,
+    selective: Annotated[bool, typer.Option("--selective/--no-selective", help="With --fused: also time each distinct block alone, "
+                                                                              "fused against compiled, and the model with only the "
+                                                                              "blocks that won fused and the rest compiled.")] = True,
     debug: Debug = False,
 ):
     """Trace, measure, analyse and report one model: an HTML report, CSVs and figures in one run folder."""
@@ -468,10 +480,10 @@ def profile(
         if fused:
             from effkit.profiling import add_fusion_check, fusion_check
 
-            prog.update(task, description=f"profile {model}: fusion check (eager, compile, block-fused, block-fused + compile)")
             rows = fusion_check(ref, device=config.device, batch=list(config.batches), dtype=config.precision,
                                 channels_last=config.channels_last, cuda_graph=config.cuda_graph, min_time_s=config.min_time_s,
-                                ceilings=ceilings, fusing=fusing)
+                                ceilings=ceilings, fusing=fusing, selective=selective,
+                                on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"))
             run = add_fusion_check(run, rows)
     _print_summary(run)
     if fused:
@@ -479,6 +491,10 @@ def profile(
 
         for r in rows:
             _console().print(escape(fusion_note(r)), soft_wrap=True)
+            if r.get("selective_fused") and not r.get("selective_same_as"):
+                _console().print(escape(f"the selective configuration again: effkit bench {model} --fused --compile --fused-only "
+                                        f"{','.join(r['selective_fused'])} (with this profile's device, batch and precision options)"),
+                                 soft_wrap=True)
 
 
 @app.command()

@@ -234,6 +234,7 @@ class RunConfig:
     ci_target: float = 0.02  # then time on until the median's 95 % interval is within this fraction of it ...
     max_time_s: float | None = None  # ... or this many seconds pass (None: 5 x min_time_s, at least 2 s)
     fused: bool = False  # ConvFirst and stride-1 MBConv blocks swapped for block-fused kernels (effkit.kernels), inference only; with compile, the rest compiled around them
+    fused_only: tuple[str, ...] | None = None  # with fused: the module paths (blocks, stems) to fuse; None: every one that matches
 
     def __post_init__(self):
         batches = (self.batches,) if isinstance(self.batches, int) else tuple(self.batches)
@@ -255,6 +256,13 @@ class RunConfig:
         if self.compile_mode is not None:
             check_choice("compile mode", self.compile_mode, COMPILE_MODES)
             object.__setattr__(self, "compile", True)
+        if self.fused_only is not None:
+            only = (self.fused_only,) if isinstance(self.fused_only, str) else tuple(self.fused_only)
+            if not only:
+                raise UserInputError("--fused-only names no block: give at least one module path, or leave it out to fuse every block")
+            if not self.fused:
+                raise UserInputError(f"--fused-only {','.join(only)} picks blocks to fuse: it needs --fused")
+            object.__setattr__(self, "fused_only", only)
         if self.fused and self.mode != "infer":
             raise UserInputError(f"--fused swaps blocks for inference kernels (BatchNorms folded): it needs --mode infer, not --mode {self.mode}")
         if self.cuda_graph and self.compile_mode in GRAPHING_COMPILE_MODES:
@@ -297,6 +305,8 @@ class RunConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["batches"] = list(self.batches)
+        if self.fused_only is not None:
+            d["fused_only"] = list(self.fused_only)
         return d
 
     @classmethod
@@ -311,8 +321,9 @@ class RunConfig:
     def key(self) -> str:
         """A stable name for this configuration: the same in every process and on every machine."""
         d = self.to_dict()
-        if not d["fused"]:  # added later: left out when off, so every earlier configuration keeps its key
-            d.pop("fused")
+        for late in ("fused", "fused_only"):  # added later: left out when off, so every earlier configuration keeps its key
+            if not d[late]:
+                d.pop(late)
         text = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -326,6 +337,6 @@ class RunConfig:
         if self.cuda_graph:
             parts.append("CUDA graph")
         if self.fused:
-            parts.append("block-fused")
+            parts.append(f"block-fused ({len(self.fused_only)} chosen)" if self.fused_only else "block-fused")
         parts += [f"{k}={'on' if v is True else 'off' if v is False else v}" for k, v in self.knobs.items() if k != "compile_mode"]
         return ", ".join(parts)

@@ -295,10 +295,13 @@ def fusable_blocks(ref: ModelRef) -> dict:
 
 def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dtype: str = "bf16", channels_last: bool = True,
                  cuda_graph: bool = False, min_time_s: float = 0.5, ceilings: str | None = None, resolution: int | None = None,
-                 fusing: dict | None = None, **model_kwargs) -> list[dict]:
+                 fusing: dict | None = None, selective: bool = True, on_stage: Callable[[str], None] | None = None,
+                 **model_kwargs) -> list[dict]:
     """The fusion what-if against reality: for each batch, eager, torch.compile, the block-fused model (effkit.kernels) and
     the block-fused model with the rest compiled around its kernels, measured under the same configuration, beside the
     waterline and the predicted fused waterline of the unfused trace.
+    With `selective`, also the configuration the measurements recommend: each distinct block (and the stem) timed alone,
+    fused against compiled (`selective_units`), and the model with only the winners fused and the rest compiled.
     A fused latency below its predicted fused waterline is flagged: a count or a ceiling is wrong."""
     from effkit.analysis.model import blocks_for
     from effkit.analysis.roofline import fusion_what_if
@@ -311,9 +314,11 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
     roof = roof_from_spec(ceilings, base.prec.compute_dtype) if ceilings else _measured_roof(base, False)[0]
     traces = {t.batch: t for t in _traces(ref, base)}
     fusing = fusing or fusable_blocks(ref)  # `fusing`: fusable_blocks(ref) where the caller checked it already
-    runs = {name: {p.batch: p for p in run(ref, base.replace(**change)).points}
-            for name, change in (("eager", {}), ("compile", {"compile": True}), ("fused", {"fused": True}),
-                                 ("fused_compile", {"fused": True, "compile": True}))}
+    stage = on_stage or (lambda s: None)
+    runs = {}
+    for name, change in (("eager", {}), ("compile", {"compile": True}), ("fused", {"fused": True}), ("fused_compile", {"fused": True, "compile": True})):
+        stage(f"fusion check: the model {name.replace('_', ' + ')}")
+        runs[name] = {p.batch: p for p in run(ref, base.replace(**change)).points}
     kernel = ("Triton, one kernel per fused block" if device.startswith("cuda") and triton_available()
               else "the folded math in PyTorch (no Triton on CUDA here): not a fused kernel")
     rows = []
@@ -341,8 +346,57 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
             best = min(fused_timed)
             row["problem"] = (f"the {best[1]} model ran in {best[0]:.3f} ms, below its predicted fused waterline {fw:.3f} ms: a measurement "
                               "problem (a count or a ceiling is wrong), not a result")
+        if selective:
+            row.update(_selective(ref, base, b, row, stage))
         rows.append(row)
     return rows
+
+
+def selective_units(ref: ModelRef, config: RunConfig, on_stage: Callable[[str], None] | None = None) -> list[dict]:
+    """Each distinct fusable block and stem of the model (`effkit.kernels.fusion_units`), timed alone at the config's one
+    batch: compiled (torch.compile, the config's other settings) and as its fused kernel. The fused kernel is chosen where
+    its median is the lower. A row per unit: name, kind, paths, input_shape, compile_ms, fused_ms, their IQRs, fused_chosen."""
+    import copy
+
+    import torch
+    import torch.nn as nn
+
+    from effkit.kernels import fuse_blocks, fusion_units
+    from effkit.run.runner import run
+
+    (b,) = config.batches
+    net = ref.build("cpu", torch.float32).eval()
+    units = fusion_units(net, ref.inputs(1, torch.float32))
+    stage, rows = on_stage or (lambda s: None), []
+    for i, u in enumerate(units, 1):
+        alone = lambda: nn.Sequential(copy.deepcopy(u["module"]).float()).eval()  # noqa: E731 - path "0" inside it
+        fused = fuse_blocks(alone(), only={"0"})[0]
+        row = {"name": u["name"], "kind": u["kind"], "paths": u["paths"], "input_shape": list(u["input_shape"])}
+        for name, module, change in (("compile", alone(), {"compile": True}), ("fused", fused, {})):
+            stage(f"fusion check, batch {b}: block {i}/{len(units)} ({u['name']}) {name}")
+            (p,) = run(resolve(module, u["input_shape"]), config.replace(**change)).points
+            row[f"{name}_ms"] = 1e3 * p.latency_s if p.latency_s else None
+            row[f"{name}_iqr_ms"] = 1e3 * p.timing.iqr_s if p.timing else None
+        row["fused_chosen"] = bool(row["fused_ms"] and row["compile_ms"] and row["fused_ms"] < row["compile_ms"])
+        rows.append(row)
+    return rows
+
+
+def _selective(ref: ModelRef, base: RunConfig, b: int, row: dict, stage: Callable[[str], None]) -> dict:
+    """The selective configuration at batch b: the units whose fused kernel beat compile, fused, the rest compiled. Where
+    every unit won it is the block-fused + compile model, where none did torch.compile's: those are not timed again."""
+    units = selective_units(ref, base.replace(batches=(b,)), stage)
+    chosen = [p for u in units if u["fused_chosen"] for p in u["paths"]]
+    out = {"units": units, "selective_fused": chosen}
+    if not chosen or all(u["fused_chosen"] for u in units):
+        same = "compile" if not chosen else "fused_compile"
+        return {**out, "selective_same_as": same, "selective_ms": row[f"{same}_ms"], "selective_iqr_ms": row[f"{same}_iqr_ms"]}
+    stage(f"fusion check, batch {b}: the model with the {len(chosen)} winning blocks fused, the rest compiled")
+    from effkit.run.runner import run
+
+    (p,) = run(ref, base.replace(batches=(b,), fused=True, fused_only=tuple(chosen), compile=True)).points
+    return {**out, "selective_same_as": None, "selective_ms": 1e3 * p.latency_s if p.latency_s else None,
+            "selective_iqr_ms": 1e3 * p.timing.iqr_s if p.timing else None}
 
 
 def fusion_note(r: dict) -> str:
@@ -362,8 +416,39 @@ def fusion_note(r: dict) -> str:
     line = (f"fusion what-if against reality, batch {r['batch']} ({r['fused_blocks']} blocks{stem} fused, {r['unfused_blocks']} left unfused; "
             f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {timed('fused')}{ratio}; "
             + (f"block-fused, the rest compiled {timed('fused_compile')}; " if "fused_compile_ms" in r else "")
-            + f"torch.compile {timed('compile')}; eager {timed('eager')}")
+            + f"torch.compile {timed('compile')}; eager {timed('eager')}" + _selective_clause(r, timed))
     return line + (f". ⚠ {r['problem']}" if r.get("problem") else "")
+
+
+def _selective_clause(r: dict, timed: Callable[[str], str]) -> str:
+    """'; selective ...': what the per-block timings recommend, and what it measured (empty where not checked)."""
+    units = r.get("units")
+    if not units:
+        return ""
+    won = [u for u in units if u["fused_chosen"]]
+    if r.get("selective_same_as") == "compile":
+        return f"; selective: none of the {len(units)} block shapes ran faster fused than compiled alone, so torch.compile is the recommendation"
+    head = (f"; selective (the {len(won)} of {len(units)} block shapes that ran faster fused than compiled alone fused, "
+            f"{len(r['selective_fused'])} modules, the rest compiled)")
+    if r.get("selective_same_as") == "fused_compile":
+        return head + " is the block-fused model with the rest compiled"
+    v, c = r.get("selective_ms"), r.get("compile_ms")
+    versus = "" if not (v and c) else f" ({c / v:.2f}x faster than torch.compile)" if v <= c else f" ({v / c:.2f}x slower than torch.compile)"
+    return head + f" {timed('selective')}{versus}"
+
+
+def fusion_units_note(r: dict) -> str | None:
+    """One line of the per-block timings behind the selective configuration, or None where there are none."""
+    if not r.get("units"):
+        return None
+
+    def ms(u, name):
+        v, iqr = u.get(f"{name}_ms"), u.get(f"{name}_iqr_ms")
+        return "–" if v is None else f"{v:.4f} ms" + (f" (IQR {iqr:.4f})" if iqr is not None else "")
+
+    parts = [f"{u['name']}" + (f" ×{len(u['paths'])}" if len(u["paths"]) > 1 else "") + f": fused {ms(u, 'fused')} against compiled "
+             f"{ms(u, 'compile')}, {'fused' if u['fused_chosen'] else 'left to compile'}" for u in r["units"]]
+    return f"fusion check, batch {r['batch']}, each block shape alone (its fused kernel against torch.compile of the block): " + "; ".join(parts)
 
 
 def add_fusion_check(run: ProfileRun, rows: list[dict]) -> ProfileRun:
@@ -374,6 +459,8 @@ def add_fusion_check(run: ProfileRun, rows: list[dict]) -> ProfileRun:
     record = run.record
     for r in rows:
         record = record.with_status(record.status, fusion_note(r))
+        if fusion_units_note(r):
+            record = record.with_status(record.status, fusion_units_note(r))
     record.save(run.folder)
     atomic_write_json(run.folder / "fusion_check.json", rows)
     write_views(run.folder, record)

@@ -556,8 +556,17 @@ def test_profile_fused_sets_the_what_if_beside_eager_compile_and_fused(tmp_path,
     assert "fusion what-if against reality, batch 1" in r.output
     assert r.output.count("IQR") >= 4  # eager, compile, fused and fused + compile, each with its spread
     assert "block-fused, the rest compiled" in r.output
+    # the selective configuration: each distinct block timed alone, fused against compiled. 32 pixels: the stem (16×16),
+    # then each stage's strided first block (its own unit: 4) and its stride-1 blocks (one unit a stage: 4) = 9 units over
+    # the 12 blocks and the stem
+    assert len(row["units"]) == 9 and sum(len(u["paths"]) for u in row["units"]) == 13
+    assert row["units"][0]["name"] == "stem 3→32 (3×3, stride 2) at 32×32" and row["units"][0]["paths"] == ["stem"]
+    assert all(u[k] > 0 for u in row["units"] for k in ("fused_ms", "fused_iqr_ms", "compile_ms", "compile_iqr_ms"))
+    assert row["selective_fused"] == [p for u in row["units"] if u["fused_chosen"] for p in u["paths"]] and row["selective_ms"] > 0
+    assert "; selective" in r.output
     notes = _json.loads((out / "run.json").read_text())["notes"]
     assert any("predicted fused waterline" in n for n in notes)
+    assert any(n.startswith("fusion check, batch 1, each block shape alone") for n in notes)
 
 
 def test_fused_refuses_a_model_with_nothing_to_fuse():
@@ -569,6 +578,127 @@ def test_fused_refuses_a_model_with_nothing_to_fuse():
     assert r.exit_code == 2 and "resnet18 has no ConvFirst block, nor stride-1, equal-width MBConv block, to fuse" in r.stderr
     r = CliRunner().invoke(app, ["bench", "resnet18", "--fused"])
     assert r.exit_code == 2 and "no ConvFirst block, nor stride-1, equal-width MBConv block" in r.stderr
+
+
+def test_fuse_blocks_only_fuses_the_paths_it_is_given():
+    # mbconv_net at width 0.5: stages of 2, 2, 6, 2 blocks, each stage's first strided (an MBConv kernel has no stride)
+    model, report, want, got = _swapped("mbconv_net", only={"stem", "stages.0.1"})
+    assert report["fused"] == ["stages.0.1"] and report["stems"] == ["stem"]
+    left = dict(report["unfused"])
+    assert left["stages.2.3"] == "a mbconv block not among the blocks asked for (only)"
+    assert left["stages.0.0"].startswith("a stride or a width change")
+    assert len(left) == 12 - 1  # every residual block is named, fused or not
+    assert sum(isinstance(m, (FusedMBConv, FusedConvAct)) for m in model.modules()) == 2
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_fuse_blocks_refuses_a_path_it_would_not_fuse_before_swapping_anything():
+    model = _randomise_bn(build_model("mbconv_net", width=0.5, resolution=32).model)
+    with pytest.raises(UserInputError, match=r"fused blocks stages.0.0, stages.9.9: not a block or stem that fuse_blocks fuses in this "
+                                             r"model; those are: stem, stages.0.1, stages.1.1, stages.2.1, "):
+        fuse_blocks(model, only=["stages.1.1", "stages.0.0", "stages.9.9"])  # stages.0.0 strides: no MBConv kernel for it
+    assert not any(isinstance(m, (FusedMBConv, FusedConvAct)) for m in model.modules())
+
+
+def test_fusion_units_group_the_blocks_by_structure_and_input_shape():
+    from effkit.kernels import fusion_units
+
+    model = build_model("mbconv_net", resolution=32).model.eval()
+    units = fusion_units(model, [torch.randn(1, 3, 32, 32)])
+    # 32 pixels: the stem strides 2 (16×16), each stage's first block 2 more: 8, 4, 2, 1 pixels in stages 0-3. Widths 48,
+    # 96, 192, 384, expanded 4x; depths 2, 2, 6, 2, so the stride-1 blocks are 1, 1, 5 and 1, the five of stage 2 one unit
+    assert [(u["name"], u["paths"], u["input_shape"]) for u in units] == [
+        ("stem 3→32 (3×3, stride 2) at 32×32", ["stem"], (3, 32, 32)),
+        ("mbconv 48→48 (192 wide, 3×3) at 8×8", ["stages.0.1"], (48, 8, 8)),
+        ("mbconv 96→96 (384 wide, 3×3) at 4×4", ["stages.1.1"], (96, 4, 4)),
+        ("mbconv 192→192 (768 wide, 3×3) at 2×2", [f"stages.2.{i}" for i in range(1, 6)], (192, 2, 2)),
+        ("mbconv 384→384 (1536 wide, 3×3) at 1×1", ["stages.3.1"], (384, 1, 1))]
+    assert units[3]["module"] is model.stages[2][1]  # the first of its kind stands for the unit, unfused
+    assert not any(isinstance(m, (FusedMBConv, FusedConvAct)) for m in model.modules())  # looking swaps nothing
+
+
+def test_fused_only_needs_fused_and_a_path():
+    from effkit.config import RunConfig
+
+    with pytest.raises(UserInputError, match="--fused-only stem picks blocks to fuse: it needs --fused"):
+        RunConfig(fused_only=("stem",))
+    with pytest.raises(UserInputError, match="--fused-only names no block"):
+        RunConfig(fused=True, fused_only=())
+    c = RunConfig(fused=True, fused_only=["stem", "stages.0.1"])
+    assert c.fused_only == ("stem", "stages.0.1") and RunConfig.from_dict(c.to_dict()) == c
+    assert c.key() != RunConfig(fused=True).key() and "block-fused (2 chosen)" in c.describe()
+
+
+def test_bench_fused_only_measures_the_chosen_blocks_and_refuses_others():
+    from typer.testing import CliRunner
+
+    from effkit.cli import app
+
+    base = ["bench", "mbconv_net", "--resolution", "32", "--min-time", "0.01", "--no-layers", "--fused"]
+    r = CliRunner().invoke(app, base + ["--fused-only", "stages.0.0,stem"])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert "fused blocks stages.0.0: not a block or stem that fuse_blocks fuses in this model; those are: stem, stages.0.1" in r.stderr
+    r = CliRunner().invoke(app, ["bench", "mbconv_net", "--fused-only", "stem"])
+    assert r.exit_code == 2 and "--fused-only stem picks blocks to fuse: it needs --fused" in r.stderr
+    r = CliRunner().invoke(app, base + ["--fused-only", "stem, stages.2.3"])
+    assert r.exit_code == 0, r.output
+
+
+def _units(*won):
+    """Two unit rows as selective_units writes them: c48 (2 blocks) and c192 (1 block), `won` the fused ones."""
+    return [{"name": "mbconv 48→48", "kind": "mbconv", "paths": ["s.0.1", "s.0.2"], "fused_ms": 0.2162, "fused_iqr_ms": 0.001,
+             "compile_ms": 0.2924, "compile_iqr_ms": 0.001, "fused_chosen": "c48" in won},
+            {"name": "mbconv 192→192", "kind": "mbconv", "paths": ["s.2.1"], "fused_ms": 0.1449, "fused_iqr_ms": 0.001,
+             "compile_ms": 0.0885, "compile_iqr_ms": 0.001, "fused_chosen": "c192" in won}]
+
+
+def test_selective_fuses_the_winners_and_compiles_the_rest(monkeypatch):
+    from types import SimpleNamespace
+
+    import effkit.profiling as profiling
+    import effkit.run.runner as runner
+    from effkit.config import RunConfig
+
+    asked = []
+
+    def fake_run(ref, config):
+        asked.append(config)
+        return SimpleNamespace(points=[SimpleNamespace(latency_s=1.790e-3, timing=SimpleNamespace(iqr_s=0.004e-3))])
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    base = RunConfig(batches=(1, 64), fused=False)
+    row = {"compile_ms": 1.984, "compile_iqr_ms": 0.003, "fused_compile_ms": 2.425, "fused_compile_iqr_ms": 0.007}
+    monkeypatch.setattr(profiling, "selective_units", lambda ref, config, stage: _units("c48"))
+    out = profiling._selective("ref", base, 64, row, lambda s: None)
+    (c,) = asked
+    assert c.fused and c.compile and c.fused_only == ("s.0.1", "s.0.2") and c.batches == (64,)
+    assert out["selective_fused"] == ["s.0.1", "s.0.2"] and out["selective_ms"] == pytest.approx(1.790) and out["selective_same_as"] is None
+    # every unit won: that is the fused model with the rest compiled; none won: torch.compile's. Neither is timed again
+    monkeypatch.setattr(profiling, "selective_units", lambda ref, config, stage: _units("c48", "c192"))
+    assert profiling._selective("ref", base, 64, row, lambda s: None)["selective_ms"] == 2.425
+    monkeypatch.setattr(profiling, "selective_units", lambda ref, config, stage: _units())
+    none = profiling._selective("ref", base, 64, row, lambda s: None)
+    assert none["selective_same_as"] == "compile" and none["selective_ms"] == 1.984 and none["selective_fused"] == [] and len(asked) == 1
+
+
+def test_the_fusion_note_gives_the_selective_configuration_and_its_blocks():
+    from effkit.profiling import fusion_note, fusion_units_note
+
+    row = {"batch": 64, "fused_blocks": 8, "unfused_blocks": 4, "fused_stems": 1, "fused_kernel": "Triton, one kernel per fused block",
+           "fused_waterline_ms": 0.816, "fused_ms": 2.691, "fused_iqr_ms": 0.008, "compile_ms": 1.984, "compile_iqr_ms": 0.003,
+           "eager_ms": 2.659, "eager_iqr_ms": 0.004, "fused_over_fused_waterline": None, "problem": None,
+           "units": _units("c48"), "selective_fused": ["s.0.1", "s.0.2"], "selective_same_as": None, "selective_ms": 1.790,
+           "selective_iqr_ms": 0.004}
+    # run 33f on the H200: 1.984 / 1.790 = 1.108 → "1.11x faster"
+    assert ("; selective (the 1 of 2 block shapes that ran faster fused than compiled alone fused, 2 modules, the rest compiled) "
+            "1.790 ms (IQR 0.004 ms) (1.11x faster than torch.compile)") in fusion_note(row)
+    note = fusion_units_note(row)
+    assert note.startswith("fusion check, batch 64, each block shape alone")
+    assert "mbconv 48→48 ×2: fused 0.2162 ms (IQR 0.0010) against compiled 0.2924 ms (IQR 0.0010), fused" in note
+    assert "mbconv 192→192: fused 0.1449 ms (IQR 0.0010) against compiled 0.0885 ms (IQR 0.0010), left to compile" in note
+    none = {**row, "units": _units(), "selective_fused": [], "selective_same_as": "compile", "selective_ms": 1.984}
+    assert "selective: none of the 2 block shapes ran faster fused than compiled alone, so torch.compile is the recommendation" in fusion_note(none)
+    assert "selective" not in fusion_note({k: v for k, v in row.items() if k != "units"})
 
 
 def test_fuse_blocks_wants_a_module():

@@ -11,7 +11,7 @@ stem (a dense k×k conv on few input channels → BN → activation: the 3×3 RG
 dot a tile of pixels (`stem=False` leaves it).
 """
 from effkit.kernels.fold import (FusedConvAct, FusedConvFirst, FusedMBConv, block_diagonal_pairs, fold_bn, fuse_blocks, fused_build,
-                                 reference_conv_act, reference_convfirst, reference_mbconv, triton_available)
+                                 fusion_units, reference_conv_act, reference_convfirst, reference_mbconv, triton_available)
 
-__all__ = ["FusedConvAct", "FusedConvFirst", "FusedMBConv", "block_diagonal_pairs", "fold_bn", "fuse_blocks", "fused_build", "reference_conv_act",
-           "reference_convfirst", "reference_mbconv", "triton_available"]
+__all__ = ["FusedConvAct", "FusedConvFirst", "FusedMBConv", "block_diagonal_pairs", "fold_bn", "fuse_blocks", "fused_build", "fusion_units",
+           "reference_conv_act", "reference_convfirst", "reference_mbconv", "triton_available"]

@@ -234,53 +234,127 @@ def _fused(block, kind: str) -> nn.Module:
     return FusedMBConv(w1[:, :, 0, 0], b1, w2, b2, w3[:, :, 0, 0], b3)
 
 
-def fuse_blocks(model: nn.Module, select=None, strided: bool = True, stem: bool = True) -> tuple[nn.Module, dict]:
-    """Replace each ConvFirst block and each stride-1, equal-width MBConv block of `model` (in eval mode) by its fused
-    module, in place. A ConvFirst block that strides or changes width has its 1x1 conv shortcut folded into the same
-    kernel (on the H200: within 5.4e-3 of the output's scale on every block shape; the four strided blocks of
-    convfirst_net 0.8-2.7x as fast as compile's best mode, benchmarks/README.md); strided=False leaves those unfused.
-    MBConv has no strided kernel.
-    `select(path, block, kind)`, if given, picks which of the matching blocks to fuse (e.g. only those whose fused kernel
-    was measured faster than the unfused block). stem=True also swaps a stem (a dense k×k conv on at most STEM_COLUMNS
-    input values an output pixel → BN → SiLU/ReLU, outside any residual block: the 3×3 RGB stem) for `FusedConvAct`.
-    Returns the model and {'fused': [paths], 'unfused': [(path, why)], 'stems': [paths]}: fused and unfused name every
-    residual block seen, stems the stems fused."""
-    if not isinstance(model, nn.Module):
-        raise UserInputError(f"fuse_blocks needs an nn.Module, got a {type(model).__name__}")
-    if model.training:
-        raise UserInputError("fuse_blocks folds BatchNorm running statistics: call model.eval() first (fused blocks are inference only)")
-    report: dict = {"fused": [], "unfused": [], "stems": []}
+def _plan(model: nn.Module, strided: bool, stem: bool) -> list[tuple[nn.Module, str, str, str | None, str | None]]:
+    """What fuse_blocks would do, without doing it: (parent, child name, path, kind, why) for every stem that matches
+    (kind 'stem') and every residual block (kind 'convfirst' or 'mbconv', or None with why it does not match)."""
+    plan = []
     blocks = [name for name, m in model.named_modules() if hasattr(m, "body") and hasattr(m, "shortcut")]
     in_block = lambda path: any(path == b or path.startswith(b + ".") for b in blocks)  # noqa: E731
     for name, parent in list(model.named_modules()):
         for child_name, child in list(parent.named_children()):
             path = f"{name}.{child_name}" if name else child_name
             if stem and not in_block(path) and _match_stem(child):
-                setattr(parent, child_name, _fused_stem(child))
-                report["stems"].append(path)
+                plan.append((parent, child_name, path, "stem", None))
                 continue
             if not (hasattr(child, "body") and hasattr(child, "shortcut")):
                 continue
             kind = _match(child, strided)
-            if kind is None:
-                why = ("another structure" if getattr(child, "shortcut", None) is None else
-                       "a stride or a width change (a conv on the shortcut)" + ("" if strided else ", strided=False"))
-                report["unfused"].append((path, why))
-                continue
-            if select is not None and not select(path, child, kind):
-                report["unfused"].append((path, f"a {kind} block left unfused by select"))
-                continue
+            why = None if kind else ("another structure" if getattr(child, "shortcut", None) is None else
+                                     "a stride or a width change (a conv on the shortcut)" + ("" if strided else ", strided=False"))
+            plan.append((parent, child_name, path, kind, why))
+    return plan
+
+
+def fuse_blocks(model: nn.Module, select=None, strided: bool = True, stem: bool = True, only=None) -> tuple[nn.Module, dict]:
+    """Replace each ConvFirst block and each stride-1, equal-width MBConv block of `model` (in eval mode) by its fused
+    module, in place. A ConvFirst block that strides or changes width has its 1x1 conv shortcut folded into the same
+    kernel (on the H200: within 5.4e-3 of the output's scale on every block shape; the four strided blocks of
+    convfirst_net 0.8-2.7x as fast as compile's best mode, benchmarks/README.md); strided=False leaves those unfused.
+    MBConv has no strided kernel.
+    `select(path, block, kind)`, if given, picks which of the matching blocks to fuse (e.g. only those whose fused kernel
+    was measured faster than the unfused block). `only`, if given, names the module paths to fuse, blocks and stems
+    (`fusion_units` lists them; the profile's selective configuration fuses those whose kernel beat torch.compile): the
+    other matching ones are left, and a path that names no block or stem fuse_blocks would fuse is refused before anything
+    is swapped. stem=True also swaps a stem (a dense k×k conv on at most STEM_COLUMNS input values an output pixel → BN →
+    SiLU/ReLU, outside any residual block: the 3×3 RGB stem) for `FusedConvAct`.
+    Returns the model and {'fused': [paths], 'unfused': [(path, why)], 'stems': [paths]}: fused and unfused name every
+    residual block seen, stems the stems fused."""
+    if not isinstance(model, nn.Module):
+        raise UserInputError(f"fuse_blocks needs an nn.Module, got a {type(model).__name__}")
+    if model.training:
+        raise UserInputError("fuse_blocks folds BatchNorm running statistics: call model.eval() first (fused blocks are inference only)")
+    plan = _plan(model, strided, stem)
+    if only is not None:
+        only = {only} if isinstance(only, str) else set(only)
+        fusable = [path for _, _, path, kind, _ in plan if kind]
+        unknown = sorted(only - set(fusable))
+        if unknown:
+            raise UserInputError(f"fused blocks {', '.join(unknown)}: not a block or stem that fuse_blocks fuses in this model; "
+                                 f"those are: {', '.join(fusable) or 'none'}")
+    report: dict = {"fused": [], "unfused": [], "stems": []}
+    for parent, child_name, path, kind, why in plan:
+        child = getattr(parent, child_name)
+        if kind == "stem":
+            if only is None or path in only:
+                setattr(parent, child_name, _fused_stem(child))
+                report["stems"].append(path)
+            continue
+        if kind is None:
+            report["unfused"].append((path, why))
+        elif only is not None and path not in only:
+            report["unfused"].append((path, f"a {kind} block not among the blocks asked for (only)"))
+        elif select is not None and not select(path, child, kind):
+            report["unfused"].append((path, f"a {kind} block left unfused by select"))
+        else:
             setattr(parent, child_name, _fused(child, kind))
             report["fused"].append(path)
     return model, report
 
 
-def fused_build(ref, device: str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[nn.Module, dict]:
-    """A ModelRef's model with its blocks fused: built and folded in fp32 on `device`, then cast to `dtype`; and
-    fuse_blocks' report. A model with nothing to fuse is refused."""
+def _signature(m: nn.Module) -> tuple:
+    """What a block's or a stem's time depends on besides its input shape: each conv's shape, stride, padding and groups."""
+    return tuple((type(c).__name__, tuple(c.weight.shape), c.stride, c.padding, c.groups) for c in m.modules() if isinstance(c, nn.Conv2d))
+
+
+def _unit_name(kind: str, m: nn.Module, shape: tuple[int, ...]) -> str:
+    """'mbconv 48→48 (192 wide, 3×3) at 56×56', 'convfirst 48→96 (3×3, stride 2) at 56×56', 'stem 3→32 (3×3, stride 2) at 224×224'."""
+    convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+    first = convs[0]
+    k, stride = first.kernel_size[0], max(c.stride[0] for c in convs)
+    out = convs[2].out_channels if kind != "stem" else first.out_channels
+    wide = f"{convs[1].out_channels} wide, " if kind != "stem" else ""
+    conv_k = convs[1].kernel_size[0] if kind == "mbconv" else k
+    return (f"{kind} {shape[0]}→{out} ({wide}{conv_k}×{conv_k}" + (f", stride {stride}" if stride > 1 else "")
+            + f") at {shape[1]}×{shape[2]}")
+
+
+def fusion_units(model: nn.Module, inputs, strided: bool = True, stem: bool = True) -> list[dict]:
+    """The blocks and stems fuse_blocks would fuse in `model` (eval mode), grouped so that a group's members are the same
+    structure at the same input shape: one of them, timed alone, stands for all. The model runs once on `inputs` (a list
+    of tensors, batch 1 is enough) to see each one's input shape. Each unit: {'name', 'kind', 'paths', 'input_shape'
+    (one sample, C·H·W), 'module' (the first member, unfused)}, in the model's order."""
+    plan = [(getattr(parent, name), path, kind) for parent, name, path, kind, _ in _plan(model, strided, stem) if kind]
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def seen(path):  # a pre-hook that returns a value replaces the module's inputs: this one returns None
+        def hook(module, args):
+            shapes.setdefault(path, tuple(args[0].shape[1:]))
+        return hook
+
+    hooks = [m.register_forward_pre_hook(seen(path)) for m, path, _ in plan]
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    units: dict[tuple, dict] = {}
+    for m, path, kind in plan:
+        if path not in shapes:  # built but not called in forward
+            continue
+        key = (kind, shapes[path], _signature(m))
+        if key not in units:
+            units[key] = {"name": _unit_name(kind, m, shapes[path]), "kind": kind, "paths": [], "input_shape": shapes[path], "module": m}
+        units[key]["paths"].append(path)
+    return list(units.values())
+
+
+def fused_build(ref, device: str = "cpu", dtype: torch.dtype = torch.float32, only=None) -> tuple[nn.Module, dict]:
+    """A ModelRef's model with its blocks fused (all that match, or the paths `only` names): built and folded in fp32 on
+    `device`, then cast to `dtype`; and fuse_blocks' report. A model with nothing to fuse is refused."""
     net = ref.build(device, torch.float32).eval()
-    _, report = fuse_blocks(net)
-    if not report["fused"]:
+    _, report = fuse_blocks(net, only=only)
+    if not report["fused"] and not (only is not None and report["stems"]):
         raise UserInputError(f"--fused: {ref.name} has no ConvFirst block, nor stride-1, equal-width MBConv block, to fuse"
                              + (f" ({len(report['unfused'])} residual blocks, each a strided or width-changing MBConv, or of another structure)"
                                 if report["unfused"] else ""))

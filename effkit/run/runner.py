@@ -164,6 +164,7 @@ def bench(
     layers: bool = True,
     fallback_eager: bool = False,
     fused: bool = False,
+    fused_only: list[str] | None = None,
     json_path: str | Path | None = None,
     csv_path: str | Path | None = None,
     min_runs: int = 20,
@@ -176,7 +177,7 @@ def bench(
     """Measure latency and throughput of `model` for each batch size (see the module docstring)."""
     config = RunConfig(device=device, precision=dtype, batches=batch, mode=mode, layout="channels_last" if channels_last else "contiguous",
                        cuda_graph=cuda_graph, compile=compile, layers=layers, fallback_eager=fallback_eager, min_time_s=min_time_s, fused=fused,
-                       min_runs=min_runs)
+                       fused_only=fused_only, min_runs=min_runs)
     ref = resolve(model, input_shape, resolution=resolution, seq_len=seq_len, **model_kwargs)
     return run(ref, config, json_path=json_path, csv_path=csv_path, on_point=on_point, on_stage=on_stage)
 
@@ -294,7 +295,7 @@ class _Session:
         if config.fused:
             from effkit.kernels import fused_build
 
-            self.net = fused_build(ref, config.device, config.prec.param_torch)[0]
+            self.net = fused_build(ref, config.device, config.prec.param_torch, config.fused_only)[0]
         else:
             self.net = ref.build(config.device, config.prec.param_torch)
         if config.channels_last:
