@@ -681,6 +681,17 @@ def test_selective_fuses_the_winners_and_compiles_the_rest(monkeypatch):
     assert none["selective_same_as"] == "compile" and none["selective_ms"] == 1.984 and none["selective_fused"] == [] and len(asked) == 1
 
 
+def test_a_fused_block_is_chosen_only_where_it_wins_by_more_than_the_spread():
+    from effkit.profiling import fused_wins
+
+    # the H200, batch 1 (run 34b): the stem fused 0.0284 ms (IQR 0.0015) against compiled 0.0299 (IQR 0.0142): 0.0015 apart,
+    # less than the larger IQR, a tie; c48 at batch 64, 0.2226 (IQR 0.0017) against 0.2926 (IQR 0.0013): 0.0700 apart, fused
+    assert not fused_wins({"fused_ms": 0.0284, "fused_iqr_ms": 0.0015, "compile_ms": 0.0299, "compile_iqr_ms": 0.0142})
+    assert fused_wins({"fused_ms": 0.2226, "fused_iqr_ms": 0.0017, "compile_ms": 0.2926, "compile_iqr_ms": 0.0013})
+    assert not fused_wins({"fused_ms": 0.1464, "fused_iqr_ms": 0.0004, "compile_ms": 0.0885, "compile_iqr_ms": 0.0006})
+    assert not fused_wins({"fused_ms": None, "compile_ms": 0.0885})  # a point that did not run (out of memory) is never chosen
+
+
 def test_the_fusion_note_gives_the_selective_configuration_and_its_blocks():
     from effkit.profiling import fusion_note, fusion_units_note
 
@@ -696,6 +707,13 @@ def test_the_fusion_note_gives_the_selective_configuration_and_its_blocks():
     assert note.startswith("fusion check, batch 64, each block shape alone")
     assert "mbconv 48→48 ×2: fused 0.2162 ms (IQR 0.0010) against compiled 0.2924 ms (IQR 0.0010), fused" in note
     assert "mbconv 192→192: fused 0.1449 ms (IQR 0.0010) against compiled 0.0885 ms (IQR 0.0010), left to compile" in note
+    # the blocks' wins need not carry over: 2.100 against 1.984 (IQRs 0.004, 0.003) is slower beyond the spread
+    assert ("1 module, the rest compiled) 2.100 ms (IQR 0.004 ms) (1.06x slower than torch.compile): the blocks' wins alone did not "
+            "carry over to the model, so torch.compile stays the faster configuration") in fusion_note(
+        {**row, "selective_ms": 2.100, "selective_fused": ["s.0.1"]})
+    tie = {**row, "units": [{**_units()[0], "fused_ms": 0.2920}]}  # 0.0004 faster than compile, IQRs 0.001
+    assert "mbconv 48→48 ×2: fused 0.2920 ms (IQR 0.0010) against compiled 0.2924 ms (IQR 0.0010), a tie within the spread" in fusion_units_note(tie)
+    assert "(IQR 0.0004 ms)" in fusion_note({**row, "compile_iqr_ms": 0.0004})  # a spread below 0.001 ms keeps a digit more
     none = {**row, "units": _units(), "selective_fused": [], "selective_same_as": "compile", "selective_ms": 1.984}
     assert "selective: none of the 2 block shapes ran faster fused than compiled alone, so torch.compile is the recommendation" in fusion_note(none)
     assert "selective" not in fusion_note({k: v for k, v in row.items() if k != "units"})
