@@ -567,6 +567,8 @@ def test_profile_fused_sets_the_what_if_beside_eager_compile_and_fused(tmp_path,
     notes = _json.loads((out / "run.json").read_text())["notes"]
     assert any("predicted fused waterline" in n for n in notes)
     assert any(n.startswith("fusion check, batch 1, each block shape alone") for n in notes)
+    html = (out / "index.html").read_text()  # the check's two tables, and its answer first under "what would make it faster"
+    assert 'id="fusion-models"' in html and html.count("stages.2.1, stages.2.2") == 1 and "Measured (fusion check, batch 1)" in html
 
 
 def test_fused_refuses_a_model_with_nothing_to_fuse():
@@ -717,6 +719,40 @@ def test_the_fusion_note_gives_the_selective_configuration_and_its_blocks():
     none = {**row, "units": _units(), "selective_fused": [], "selective_same_as": "compile", "selective_ms": 1.984}
     assert "selective: none of the 2 block shapes ran faster fused than compiled alone, so torch.compile is the recommendation" in fusion_note(none)
     assert "selective" not in fusion_note({k: v for k, v in row.items() if k != "units"})
+
+
+def _check_rows():
+    """fusion_check.json's row for mbconv_net at batch 64 on the H200 (run 34c), rounded, with two of its five units."""
+    return [{"batch": 64, "eager_ms": 2.634, "eager_iqr_ms": 0.005, "compile_ms": 2.023, "compile_iqr_ms": 0.003, "fused_ms": 2.673,
+             "fused_iqr_ms": 0.011, "fused_compile_ms": 2.406, "fused_compile_iqr_ms": 0.010, "fused_waterline_ms": 0.816,
+             "selective_ms": 1.785, "selective_iqr_ms": 0.005, "selective_same_as": None, "selective_fused": ["stages.0.1"],
+             "units": [{"name": "mbconv 48→48 (192 wide, 3×3) at 56×56", "paths": ["stages.0.1"], "fused_ms": 0.2232, "fused_iqr_ms": 0.0017,
+                        "compile_ms": 0.2992, "compile_iqr_ms": 0.0009, "fused_chosen": True},
+                       {"name": "mbconv 192→192 (768 wide, 3×3) at 14×14", "paths": ["stages.2.1", "stages.2.2"], "fused_ms": 0.1468,
+                        "fused_iqr_ms": 0.0005, "compile_ms": 0.0872, "compile_iqr_ms": 0.0005, "fused_chosen": False}]}]
+
+
+def test_the_report_tables_of_the_fusion_check():
+    from effkit.report.fusion import fusion_sentences, model_table, unit_table
+
+    (m,) = model_table(_check_rows())
+    # 2.023 / 1.785 = 1.133 → "1.13x faster"
+    assert m["selective (ms)"] == "1.785 (IQR 0.005)" and m["selective vs compile"] == "1.13x faster" and m["eager (ms)"] == "2.634 (IQR 0.005)"
+    a, b = unit_table(_check_rows())
+    # 0.2992 / 0.2232 = 1.3405 → "1.34"; 0.0872 / 0.1468 = 0.594 → "0.59"
+    assert (a["compiled / fused"], a["decision"], a["fused kernel (ms)"], a["IQR (ms)"]) == ("1.34", "fused", "0.2232", "0.0017")
+    assert (b["compiled / fused"], b["decision"], b["modules"]) == ("0.59", "compile", "stages.2.1, stages.2.2")
+    (say,) = fusion_sentences(_check_rows())
+    assert say == ("Measured (fusion check, batch 64): fusing the 1 of 2 block shapes whose kernel beat torch.compile alone (mbconv 48→48 "
+                   "(192 wide, 3×3) at 56×56) and compiling the rest ran 1.785 (IQR 0.005) ms, 1.13x faster than torch.compile's 2.023 ms.")
+    (row,) = _check_rows()
+    none = {**row, "selective_same_as": "compile", "selective_ms": 2.023, "selective_iqr_ms": 0.003, "selective_fused": [],
+            "units": [{**u, "fused_chosen": False} for u in row["units"]]}
+    assert model_table([none])[0]["selective vs compile"] == "–" and "(= torch.compile: no block won)" in model_table([none])[0]["selective (ms)"]
+    assert fusion_sentences([none])[0].startswith("Measured (fusion check, batch 64): none of the 2 fusable block shapes ran faster")
+    old = {k: v for k, v in row.items() if not k.startswith("selective") and k != "units"}  # a check from before run 34
+    assert model_table([old])[0]["selective (ms)"] == "not checked" and unit_table([old]) == []
+    assert fusion_sentences([old]) == ["Measured (fusion check, batch 64): the block-fused model ran 2.406 ms, 1.19x slower than torch.compile (2.023 ms)."]
 
 
 def test_fuse_blocks_wants_a_module():

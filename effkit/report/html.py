@@ -52,6 +52,17 @@ _TEMPLATE = """<!doctype html>
 <ul class="headline">{% for h in headline %}<li>{{ h }}</li>{% endfor %}</ul>
 {% if faster %}<h2>What would make it faster</h2>
 <ul class="headline" id="faster">{% for h in faster %}<li>{{ h }}</li>{% endfor %}</ul>{% endif %}
+{% if fusion_models %}<h2>Fusion check: the fused kernels against torch.compile, measured</h2>
+<p class="small">Each configuration of the whole model measured under the run's settings; median of the timed steps with its IQR, in ms.
+Selective: only the blocks whose fused kernel beat torch.compile alone (below) fused, the rest compiled. The predicted fused waterline is the
+what-if for exactly the blocks the kernels fuse.</p>
+<table id="fusion-models"><thead><tr>{% for c in fusion_model_cols %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>{% for r in fusion_models %}<tr>{% for c in fusion_model_cols %}<td>{{ r[c] }}</td>{% endfor %}</tr>{% endfor %}</tbody></table>
+{% if fusion_units %}<p class="small">Each distinct block (the same structure at the same input shape) timed alone: its fused kernel against
+torch.compile of the block. A kernel faster by less than the larger IQR is a tie, left to compile.</p>
+<table class="sortable" id="fusion-units"><thead><tr>{% for c in fusion_unit_cols %}<th class="{{ 'l' if c in ('block shape','modules','decision') else '' }}">{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>{% for r in fusion_units %}<tr>{% for c in fusion_unit_cols %}<td class="{{ 'l' if c in ('block shape','modules','decision') else '' }}">{{ r[c] }}</td>{% endfor %}</tr>{% endfor %}</tbody></table>{% endif %}
+{% endif %}
 {% if summary_rows %}
 <h2>Summary</h2>
 <table class="sortable" id="summary"><thead><tr>{% for c in summary_cols %}<th class="{{ 'l' if loop.index0 < 2 else '' }}">{{ c }}</th>{% endfor %}</tr></thead>
@@ -145,6 +156,10 @@ class Page:
     cached_flags: list = field(default_factory=list)  # flags that the cache allowance explains (collapsed)
     provenance_models: list = field(default_factory=list)  # comparison: the models, one column each
     provenance_differs: list = field(default_factory=list)  # (field, [value per model]) where models differ
+    fusion_models: list = field(default_factory=list)  # the fusion check (report/fusion.py): the whole model, a row a batch
+    fusion_model_cols: list = field(default_factory=list)
+    fusion_units: list = field(default_factory=list)  # ... and each distinct block alone
+    fusion_unit_cols: list = field(default_factory=list)
 
 
 def render(path: Path, page: Page) -> Path:

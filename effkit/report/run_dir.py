@@ -16,6 +16,8 @@ from effkit.analysis.roofline import ModelAnalysis
 from effkit.errors import UserInputError
 from effkit.files import atomic_write_json, atomic_write_text
 from effkit.report import figures as F
+from effkit.report.fusion import MODEL_COLS, UNIT_COLS, fusion_sentences, model_table, unit_table
+from effkit.report.fusion import load_rows as load_fusion_rows
 from effkit.report.headline import headline, ladder_sentence
 from effkit.report.html import Page, png64, render
 from effkit.report.record import ModelRecord, RunRecord
@@ -144,12 +146,14 @@ def _profile_views(folder: Path, record: RunRecord) -> Path:
                                                          if l.measured_s else "")
               for i, l in enumerate(a.layers)}
     lost = sorted([r for r in rows if r["lost_ms"] is not None], key=lambda r: -r["lost_ms"])[:15]
+    fusion = load_fusion_rows(folder)
     page = Page(
         title=f"effkit profile: {a.model}" + ("" if record.complete else " (incomplete run)"),
         subtitle=f"{a.device} · {record.config.describe()} · batch {', '.join(str(x.batch) for x in analyses)} · roofs: {a.roof.name} "
                  f"({a.roof.source}) · peaks used: {a.summary_row()['peaks_used'] or '-'}",
         headline=lead, summary_rows=[display_row(x) for x in analyses], summary_cols=DISPLAY_COLS, banners=banners(record),
-        faster=faster_sentences(a),
+        faster=fusion_sentences(fusion) + faster_sentences(a),
+        fusion_models=model_table(fusion), fusion_model_cols=MODEL_COLS, fusion_units=unit_table(fusion), fusion_unit_cols=UNIT_COLS,
         figures=[
             {"id": "gap", "title": "Efficiency gap", "caption": "Each batch's ladder: ideal → waterline → kernels → end-to-end, against "
              "diagonals of constant efficiency (% of peak).", "svg": F.svg_with_titles(figs["efficiency_gap"]["svg_text"], {})},
