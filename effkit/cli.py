@@ -478,13 +478,12 @@ def profile(
         run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, ref.top1, refresh, force, mismatched_ceilings),
                           on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"))
         if fused:
-            from effkit.profiling import add_fusion_check, fusion_check
+            from effkit.profiling import run_fusion_check
 
-            rows = fusion_check(ref, device=config.device, batch=list(config.batches), dtype=config.precision,
-                                channels_last=config.channels_last, cuda_graph=config.cuda_graph, min_time_s=config.min_time_s,
-                                ceilings=ceilings, fusing=fusing, selective=selective,
-                                on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"))
-            run = add_fusion_check(run, rows)
+            run, rows = run_fusion_check(run, ref, device=config.device, batch=list(config.batches), dtype=config.precision,
+                                         channels_last=config.channels_last, cuda_graph=config.cuda_graph, min_time_s=config.min_time_s,
+                                         ceilings=ceilings, fusing=fusing, selective=selective,
+                                         on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"))
     _print_summary(run)
     if fused:
         from effkit.profiling import fusion_note

@@ -293,16 +293,21 @@ def fusable_blocks(ref: ModelRef) -> dict:
     return fused_build(ref)[1]
 
 
+_FUSION_CONFIGS = (("eager", {}), ("compile", {"compile": True}), ("fused", {"fused": True}), ("fused_compile", {"fused": True, "compile": True}))
+
+
 def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dtype: str = "bf16", channels_last: bool = True,
                  cuda_graph: bool = False, min_time_s: float = 0.5, ceilings: str | None = None, resolution: int | None = None,
                  fusing: dict | None = None, selective: bool = True, on_stage: Callable[[str], None] | None = None,
-                 **model_kwargs) -> list[dict]:
+                 on_progress: Callable[[list[dict]], None] | None = None, **model_kwargs) -> list[dict]:
     """The fusion what-if against reality: for each batch, eager, torch.compile, the block-fused model (effkit.kernels) and
     the block-fused model with the rest compiled around its kernels, measured under the same configuration, beside the
     waterline and the predicted fused waterline of the unfused trace.
     With `selective`, also the configuration the measurements recommend: each distinct block (and the stem) timed alone,
     fused against compiled (`selective_units`), and the model with only the winners fused and the rest compiled.
-    A fused latency below its predicted fused waterline is flagged: a count or a ceiling is wrong."""
+    A fused latency below its predicted fused waterline is flagged: a count or a ceiling is wrong.
+    Each batch is measured on its own (every configuration built, and compiled, for that batch alone), and
+    `on_progress(rows)` is called after every measurement with the rows so far, the current one marked 'incomplete'."""
     from effkit.analysis.model import blocks_for
     from effkit.analysis.roofline import fusion_what_if
     from effkit.device.roofs import roof_from_spec
@@ -314,47 +319,51 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
     roof = roof_from_spec(ceilings, base.prec.compute_dtype) if ceilings else _measured_roof(base, False)[0]
     traces = {t.batch: t for t in _traces(ref, base)}
     fusing = fusing or fusable_blocks(ref)  # `fusing`: fusable_blocks(ref) where the caller checked it already
-    stage = on_stage or (lambda s: None)
-    runs = {}
-    for name, change in (("eager", {}), ("compile", {"compile": True}), ("fused", {"fused": True}), ("fused_compile", {"fused": True, "compile": True})):
-        stage(f"fusion check: the model {name.replace('_', ' + ')}")
-        runs[name] = {p.batch: p for p in run(ref, base.replace(**change)).points}
+    stage, progress = on_stage or (lambda s: None), on_progress or (lambda rows: None)
     kernel = ("Triton, one kernel per fused block" if device.startswith("cuda") and triton_available()
               else "the folded math in PyTorch (no Triton on CUDA here): not a fused kernel")
-    rows = []
+    stems = fusing.get("stems", [])
+    rows: list[dict] = []
     for b in base.batches:
-        a = analyse(traces[b], roof, runs["eager"].get(b))
+        row = {"batch": b, "incomplete": True, "fused_kernel": kernel, "fused_blocks": len(fusing["fused"]), "unfused_blocks": len(fusing["unfused"]),
+               "fused_stems": len(stems), "problem": None}
+        rows.append(row)
+        points = {}
+        for name, change in _FUSION_CONFIGS:
+            stage(f"fusion check, batch {b}: the model {name.replace('_', ' + ')}")
+            (points[name],) = run(ref, base.replace(batches=(b,), **change)).points
+            p = points[name]
+            row[f"{name}_ms"] = 1e3 * p.latency_s if p.latency_s else None
+            row[f"{name}_iqr_ms"] = 1e3 * p.timing.iqr_s if p.timing else None
+            progress(rows)
+        a = analyse(traces[b], roof, points["eager"])
         # the what-if for exactly what the kernels fuse (every ConvFirst block; MBConv's strided, width-changing ones stay
         # unfused; and the stem, conv → BN → activation as one kernel)
-        stems = fusing.get("stems", [])
         what_if = fusion_what_if(list(a.layers), blocks_for(traces[b], fusing["fused"] + stems), roof, "the blocks fuse_blocks fuses")
-        ms = {name: (1e3 * r[b].latency_s if b in r and r[b].latency_s else None) for name, r in runs.items()}
         fw = 1e3 * what_if.fused_waterline_s
-        row = {"batch": b, "eager_ms": ms["eager"], "compile_ms": ms["compile"], "fused_ms": ms["fused"], "fused_compile_ms": ms["fused_compile"],
-               "waterline_ms": 1e3 * a.waterline_s,
-               "fused_waterline_ms": fw, "fused_over_fused_waterline": (ms["fused"] / fw) if ms["fused"] and fw else None,
-               "fused_kernel": kernel, "fused_blocks": len(fusing["fused"]), "unfused_blocks": len(fusing["unfused"]),
-               "fused_stems": len(stems),
-               # the report's own what-if: the blocks that add their own input (found by data flow), so a block with a conv on
-               # its shortcut is in neither figure (benchmarks/fused_waterline_scope.py fuses those too)
-               "residual_blocks_fused_waterline_ms": 1e3 * a.fusion.fused_waterline_s if a.fusion else None, "problem": None}
-        for name in ("eager", "compile", "fused", "fused_compile"):
-            p = runs[name].get(b)
-            row[f"{name}_iqr_ms"] = 1e3 * p.timing.iqr_s if p is not None and p.timing else None
-        fused_timed = [(v, k) for k, v in (("block-fused", ms["fused"]), ("block-fused + compile", ms["fused_compile"])) if v]
+        row.update({"waterline_ms": 1e3 * a.waterline_s, "fused_waterline_ms": fw,
+                    "fused_over_fused_waterline": (row["fused_ms"] / fw) if row["fused_ms"] and fw else None,
+                    # the report's own what-if: the blocks that add their own input (found by data flow), so a block with a conv on
+                    # its shortcut is in neither figure (benchmarks/fused_waterline_scope.py fuses those too)
+                    "residual_blocks_fused_waterline_ms": 1e3 * a.fusion.fused_waterline_s if a.fusion else None})
+        fused_timed = [(v, k) for k, v in (("block-fused", row["fused_ms"]), ("block-fused + compile", row["fused_compile_ms"])) if v]
         if fw and fused_timed and min(fused_timed)[0] < fw:
             best = min(fused_timed)
             row["problem"] = (f"the {best[1]} model ran in {best[0]:.3f} ms, below its predicted fused waterline {fw:.3f} ms: a measurement "
                               "problem (a count or a ceiling is wrong), not a result")
+        progress(rows)
         if selective:
-            row.update(_selective(ref, base, b, row, stage))
-        rows.append(row)
+            row.update(_selective(ref, base, b, row, stage, lambda units: (row.__setitem__("units", units), progress(rows))))
+        del row["incomplete"]
+        progress(rows)
     return rows
 
 
-def selective_units(ref: ModelRef, config: RunConfig, on_stage: Callable[[str], None] | None = None) -> list[dict]:
+def selective_units(ref: ModelRef, config: RunConfig, on_stage: Callable[[str], None] | None = None,
+                    on_unit: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Each distinct fusable block and stem of the model (`effkit.kernels.fusion_units`), timed alone at the config's one
-    batch: compiled (torch.compile, the config's other settings) and as its fused kernel, chosen by `fused_wins`. A row per unit: name, kind, paths, input_shape, compile_ms, fused_ms, their IQRs, fused_chosen."""
+    batch: compiled (torch.compile, the config's other settings) and as its fused kernel, chosen by `fused_wins`. A row per
+    unit: name, kind, paths, input_shape, compile_ms, fused_ms, their IQRs, fused_chosen; `on_unit(rows)` after each."""
     import copy
 
     import torch
@@ -378,6 +387,8 @@ def selective_units(ref: ModelRef, config: RunConfig, on_stage: Callable[[str], 
             row[f"{name}_iqr_ms"] = 1e3 * p.timing.iqr_s if p.timing else None
         row["fused_chosen"] = fused_wins(row)
         rows.append(row)
+        if on_unit:
+            on_unit(list(rows))
     return rows
 
 
@@ -391,10 +402,11 @@ def fused_wins(u: dict) -> bool:
     return c - f > max(u.get("fused_iqr_ms") or 0.0, u.get("compile_iqr_ms") or 0.0)
 
 
-def _selective(ref: ModelRef, base: RunConfig, b: int, row: dict, stage: Callable[[str], None]) -> dict:
+def _selective(ref: ModelRef, base: RunConfig, b: int, row: dict, stage: Callable[[str], None],
+               on_unit: Callable[[list[dict]], None] | None = None) -> dict:
     """The selective configuration at batch b: the units whose fused kernel beat compile, fused, the rest compiled. Where
     every unit won it is the block-fused + compile model, where none did torch.compile's: those are not timed again."""
-    units = selective_units(ref, base.replace(batches=(b,)), stage)
+    units = selective_units(ref, base.replace(batches=(b,)), stage, on_unit)
     chosen = [p for u in units if u["fused_chosen"] for p in u["paths"]]
     out = {"units": units, "selective_fused": chosen}
     if not chosen or all(u["fused_chosen"] for u in units):
@@ -474,6 +486,35 @@ def fusion_units_note(r: dict) -> str | None:
     parts = [f"{u['name']}" + (f" ×{len(u['paths'])}" if len(u["paths"]) > 1 else "") + f": fused {ms(u, 'fused')} against compiled "
              f"{ms(u, 'compile')}, {_decision(u)}" for u in r["units"]]
     return f"fusion check, batch {r['batch']}, each block shape alone (its fused kernel against torch.compile of the block): " + "; ".join(parts)
+
+
+def run_fusion_check(run: ProfileRun, model, **kwargs) -> tuple[ProfileRun, list[dict]]:
+    """`fusion_check(model, **kwargs)` into a profile's run folder: fusion_check.json is rewritten (atomically) after every
+    measurement, so an interrupt or a crash keeps what was measured, the row it stopped in marked 'incomplete'; at the
+    end the record's notes and the views (`add_fusion_check`). Interrupted, the record says so and the views are
+    rebuilt with what was measured."""
+    from effkit.files import atomic_write_json
+    from effkit.report.run_dir import write_views
+
+    seen: list[dict] = []
+
+    def progress(rows: list[dict]) -> None:
+        seen[:] = rows
+        atomic_write_json(run.folder / "fusion_check.json", rows)
+
+    try:
+        rows = fusion_check(model, on_progress=progress, **kwargs)
+    except BaseException as e:
+        where = f"in batch {seen[-1]['batch']}" if seen else "before its first measurement"
+        record = run.record.with_status(run.record.status, f"fusion check interrupted ({type(e).__name__}) {where}; fusion_check.json "
+                                        "and the tables hold what it measured")
+        try:
+            record.save(run.folder)
+            write_views(run.folder, record)
+        except Exception:  # noqa: BLE001 - fusion_check.json is what matters; `effkit report` rebuilds the views
+            pass
+        raise
+    return add_fusion_check(run, rows), rows
 
 
 def add_fusion_check(run: ProfileRun, rows: list[dict]) -> ProfileRun:

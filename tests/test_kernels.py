@@ -571,6 +571,34 @@ def test_profile_fused_sets_the_what_if_beside_eager_compile_and_fused(tmp_path,
     assert 'id="fusion-models"' in html and html.count("stages.2.1, stages.2.2") == 1 and "Measured (fusion check, batch 1)" in html
 
 
+def test_an_interrupted_fusion_check_keeps_what_it_measured(tmp_path, monkeypatch):
+    import json as _json
+
+    import effkit.profiling as profiling
+    from effkit.models.ref import resolve
+    from effkit.profiling import ProfileOptions, run_fusion_check, run_profile
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    ceil = tmp_path / "ceil.json"
+    ceil.write_text(_json.dumps({"name": "test cpu", "peak_flops": {"fp32": 1e11}, "bandwidth_bytes_per_s": 2e10}))
+    ref = resolve("mbconv_net", resolution=32)
+    config = profiling._config("cpu", 1, "fp32", True, False, False, 0.02)
+    run = run_profile(ref, config, ProfileOptions(tmp_path / "p", str(ceil), True))
+
+    def stopped(ref, config, stage, on_unit=None):  # one block timed, then Ctrl-C
+        on_unit([{**_units("c48")[0], "fused_chosen": True}])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(profiling, "selective_units", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_fusion_check(run, ref, device="cpu", batch=[1], dtype="fp32", min_time_s=0.02, ceilings=str(ceil))
+    (row,) = _json.loads((tmp_path / "p" / "fusion_check.json").read_text())
+    assert row["incomplete"] and all(row[f"{k}_ms"] > 0 for k in ("eager", "compile", "fused", "fused_compile")) and len(row["units"]) == 1
+    notes = _json.loads((tmp_path / "p" / "run.json").read_text())["notes"]
+    assert any(n.startswith("fusion check interrupted (KeyboardInterrupt) in batch 1") for n in notes)
+    assert "1 (incomplete: interrupted)" in (tmp_path / "p" / "index.html").read_text()
+
+
 def test_fused_refuses_a_model_with_nothing_to_fuse():
     from typer.testing import CliRunner
 
@@ -670,15 +698,15 @@ def test_selective_fuses_the_winners_and_compiles_the_rest(monkeypatch):
     monkeypatch.setattr(runner, "run", fake_run)
     base = RunConfig(batches=(1, 64), fused=False)
     row = {"compile_ms": 1.984, "compile_iqr_ms": 0.003, "fused_compile_ms": 2.425, "fused_compile_iqr_ms": 0.007}
-    monkeypatch.setattr(profiling, "selective_units", lambda ref, config, stage: _units("c48"))
+    monkeypatch.setattr(profiling, "selective_units", lambda ref, config, stage, on_unit=None: _units("c48"))
     out = profiling._selective("ref", base, 64, row, lambda s: None)
     (c,) = asked
     assert c.fused and c.compile and c.fused_only == ("s.0.1", "s.0.2") and c.batches == (64,)
     assert out["selective_fused"] == ["s.0.1", "s.0.2"] and out["selective_ms"] == pytest.approx(1.790) and out["selective_same_as"] is None
     # every unit won: that is the fused model with the rest compiled; none won: torch.compile's. Neither is timed again
-    monkeypatch.setattr(profiling, "selective_units", lambda ref, config, stage: _units("c48", "c192"))
+    monkeypatch.setattr(profiling, "selective_units", lambda ref, config, stage, on_unit=None: _units("c48", "c192"))
     assert profiling._selective("ref", base, 64, row, lambda s: None)["selective_ms"] == 2.425
-    monkeypatch.setattr(profiling, "selective_units", lambda ref, config, stage: _units())
+    monkeypatch.setattr(profiling, "selective_units", lambda ref, config, stage, on_unit=None: _units())
     none = profiling._selective("ref", base, 64, row, lambda s: None)
     assert none["selective_same_as"] == "compile" and none["selective_ms"] == 1.984 and none["selective_fused"] == [] and len(asked) == 1
 

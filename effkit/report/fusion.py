@@ -44,11 +44,12 @@ def model_table(rows: list[dict]) -> list[dict]:
     out = []
     for r in rows:
         same = {"compile": " (= torch.compile: no block won)", "fused_compile": " (= block-fused + compile: every block won)"}
-        sel = _timed(r, "selective") + same.get(r.get("selective_same_as"), "") if "units" in r else "not checked"
-        out.append({"batch": r["batch"], "eager (ms)": _timed(r, "eager"), "torch.compile (ms)": _timed(r, "compile"),
+        sel = (_timed(r, "selective") + same.get(r.get("selective_same_as"), "") if "selective_ms" in r else
+               "–" if r.get("incomplete") else "not checked")
+        out.append({"batch": f"{r['batch']} (incomplete: interrupted)" if r.get("incomplete") else r["batch"], "eager (ms)": _timed(r, "eager"), "torch.compile (ms)": _timed(r, "compile"),
                     "block-fused (ms)": _timed(r, "fused"), "block-fused + compile (ms)": _timed(r, "fused_compile"), "selective (ms)": sel,
                     "selective vs compile": (_versus(r.get("selective_ms"), r.get("compile_ms"))
-                                             if "units" in r and r.get("selective_same_as") != "compile" else "–"),
+                                             if "selective_ms" in r and r.get("selective_same_as") != "compile" else "–"),
                     "predicted fused waterline (ms)": "–" if r.get("fused_waterline_ms") is None else f"{r['fused_waterline_ms']:.3f}"})
     return out
 
@@ -73,7 +74,7 @@ def fusion_sentences(rows: list[dict]) -> list[str]:
     out = []
     for r in rows:
         c, sel, units = r.get("compile_ms"), r.get("selective_ms"), r.get("units")
-        if not c:
+        if not c or r.get("incomplete"):
             continue
         if units and r.get("selective_same_as") == "compile":
             out.append(f"Measured (fusion check, batch {r['batch']}): none of the {len(units)} fusable block shapes ran faster as its fused "
