@@ -417,6 +417,20 @@ def bench(
             err.print(f"wrote {path}")
 
 
+def _bench_command(model: str, config, batch: int, paths: list[str], input_shape: str | None, resolution: int | None) -> str:
+    """The `effkit bench` command that measures a profile's selective configuration (fused only `paths`, the rest
+    compiled) at `batch` under the profile's settings."""
+    import shlex
+
+    words = ["effkit", "bench", model, "--device", config.device, "--precision", config.precision, "--batch", str(batch)]
+    words += ["--input-shape", input_shape] if input_shape else []
+    words += ["--resolution", str(resolution)] if resolution else []
+    words += ["--channels-last"] if config.channels_last else []
+    words += ["--cuda-graph"] if config.cuda_graph else []
+    words += ["--no-layers", "--fused", "--compile", "--fused-only", ",".join(paths)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def _paths(text: str | None) -> tuple[str, ...] | None:
     """Comma-separated module paths (None: not given)."""
     return None if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
@@ -491,9 +505,8 @@ def profile(
         for r in rows:
             _console().print(escape(fusion_note(r)), soft_wrap=True)
             if r.get("selective_fused") and not r.get("selective_same_as"):
-                _console().print(escape(f"the selective configuration again: effkit bench {model} --fused --compile --fused-only "
-                                        f"{','.join(r['selective_fused'])} (with this profile's device, batch and precision options)"),
-                                 soft_wrap=True)
+                _console().print(escape("the selective configuration again: " + _bench_command(model, config, r["batch"], r["selective_fused"],
+                                                                                               input_shape, resolution)), soft_wrap=True)
 
 
 @app.command()

@@ -374,7 +374,7 @@ def selective_units(ref: ModelRef, config: RunConfig, on_stage: Callable[[str], 
 
     (b,) = config.batches
     net = ref.build("cpu", torch.float32).eval()
-    units = fusion_units(net, ref.inputs(1, torch.float32))
+    units = fusion_units(net, ref.inputs(1, torch.float32), call=ref.call)
     stage, rows = on_stage or (lambda s: None), []
     for i, u in enumerate(units, 1):
         alone = lambda: nn.Sequential(copy.deepcopy(u["module"]).float()).eval()  # noqa: E731 - path "0" inside it

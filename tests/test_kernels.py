@@ -674,6 +674,23 @@ def test_bench_fused_only_measures_the_chosen_blocks_and_refuses_others():
     assert r.exit_code == 0, r.output
 
 
+def test_the_profile_prints_the_bench_command_of_its_selective_configuration(monkeypatch):
+    from typer.testing import CliRunner
+
+    from effkit.cli import _bench_command, app
+    from effkit.config import RunConfig
+
+    config = RunConfig(device="cuda:0", precision="bf16", batches=(1, 64), layout="channels_last", cuda_graph=True)
+    line = _bench_command("mbconv_net", config, 64, ["stem", "stages.0.1"], None, 160)
+    assert line == ("effkit bench mbconv_net --device cuda:0 --precision bf16 --batch 64 --resolution 160 --channels-last --cuda-graph "
+                    "--no-layers --fused --compile --fused-only stem,stages.0.1")
+    # the same command, on this machine's CPU, runs (the fused blocks as the folded math in PyTorch: no interpreter)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    cpu = _bench_command("mbconv_net", RunConfig(), 1, ["stem", "stages.0.1"], None, 32).split()[1:] + ["--min-time", "0.01"]
+    r = CliRunner().invoke(app, cpu)
+    assert r.exit_code == 0, r.output
+
+
 def _units(*won):
     """Two unit rows as selective_units writes them: c48 (2 blocks) and c192 (1 block), `won` the fused ones."""
     return [{"name": "mbconv 48→48", "kind": "mbconv", "paths": ["s.0.1", "s.0.2"], "fused_ms": 0.2162, "fused_iqr_ms": 0.001,

@@ -318,10 +318,11 @@ def _unit_name(kind: str, m: nn.Module, shape: tuple[int, ...]) -> str:
             + f") at {shape[1]}×{shape[2]}")
 
 
-def fusion_units(model: nn.Module, inputs, strided: bool = True, stem: bool = True) -> list[dict]:
+def fusion_units(model: nn.Module, inputs, strided: bool = True, stem: bool = True, call=None) -> list[dict]:
     """The blocks and stems fuse_blocks would fuse in `model` (eval mode), grouped so that a group's members are the same
     structure at the same input shape: one of them, timed alone, stands for all. The model runs once on `inputs` (a list
-    of tensors, batch 1 is enough) to see each one's input shape. Each unit: {'name', 'kind', 'paths', 'input_shape'
+    of tensors, batch 1 is enough; `call(model, inputs)` runs it where the model takes them otherwise, e.g. by name) to see
+    each one's input shape. Each unit: {'name', 'kind', 'paths', 'input_shape'
     (one sample, C·H·W), 'module' (the first member, unfused)}, in the model's order."""
     plan = [(getattr(parent, name), path, kind) for parent, name, path, kind, _ in _plan(model, strided, stem) if kind]
     shapes: dict[str, tuple[int, ...]] = {}
@@ -334,7 +335,7 @@ def fusion_units(model: nn.Module, inputs, strided: bool = True, stem: bool = Tr
     hooks = [m.register_forward_pre_hook(seen(path)) for m, path, _ in plan]
     try:
         with torch.no_grad():
-            model(*inputs)
+            call(model, inputs) if call is not None else model(*inputs)
     finally:
         for h in hooks:
             h.remove()
