@@ -505,7 +505,8 @@ def run_fusion_check(run: ProfileRun, model, **kwargs) -> tuple[ProfileRun, list
     try:
         rows = fusion_check(model, on_progress=progress, **kwargs)
     except BaseException as e:
-        where = f"in batch {seen[-1]['batch']}" if seen else "before its first measurement"
+        where = ("before its first measurement" if not seen else f"in batch {seen[-1]['batch']}" if seen[-1].get("incomplete") else
+                 f"after batch {seen[-1]['batch']}")
         record = run.record.with_status(run.record.status, f"fusion check interrupted ({type(e).__name__}) {where}; fusion_check.json "
                                         "and the tables hold what it measured")
         try:

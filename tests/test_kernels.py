@@ -657,6 +657,12 @@ def test_fused_only_needs_fused_and_a_path():
     c = RunConfig(fused=True, fused_only=["stem", "stages.0.1"])
     assert c.fused_only == ("stem", "stages.0.1") and RunConfig.from_dict(c.to_dict()) == c
     assert c.key() != RunConfig(fused=True).key() and "block-fused (2 chosen)" in c.describe()
+    from effkit.report.record import RunRecord
+    from effkit.report.run_dir import provenance
+
+    # a report names the blocks that were fused, not only how many
+    assert provenance(RunRecord("profile", c, (), None, "complete", (), {}))["fused_only"] == "stem, stages.0.1"
+    assert "fused_only" not in provenance(RunRecord("profile", RunConfig(fused=True), (), None, "complete", (), {}))
 
 
 def test_bench_fused_only_measures_the_chosen_blocks_and_refuses_others():

@@ -8,7 +8,9 @@ model can be swapped and checked anywhere. A ConvFirst block that strides or cha
 shortcut: the first block of each of the zoo's four stages) is fused with its shortcut in the same kernel
 (`strided=False` leaves it); an MBConv block of that kind stays unfused (no strided MBConv kernel). The network's
 stem (a dense k×k conv on few input channels → BN → activation: the 3×3 RGB stem) becomes `FusedConvAct`, one im2col
-dot a tile of pixels (`stem=False` leaves it).
+dot a tile of pixels (`stem=False` leaves it). `fuse_blocks(model, only=paths)` fuses only the blocks and stems named;
+`fusion_units(model, inputs)` lists what it would fuse, grouped by structure and input shape (one of each timed alone
+stands for all: `effkit profile --fused` does so to pick the blocks whose kernel beats torch.compile).
 """
 from effkit.kernels.fold import (FusedConvAct, FusedConvFirst, FusedMBConv, block_diagonal_pairs, fold_bn, fuse_blocks, fused_build,
                                  fusion_units, reference_conv_act, reference_convfirst, reference_mbconv, triton_available)

@@ -64,7 +64,8 @@ def provenance(record: RunRecord, batch: int | None = None) -> dict:
     """What was asked (the config) and what was found (the environment), flat, for display."""
     c = record.config
     out = {**(record.environment.to_dict() if record.environment else {}), "configuration": c.describe(), "dtype": c.precision, "mode": c.mode,
-           "layout": c.layout, "compile": c.compile, "cuda_graph": c.cuda_graph, **c.knobs, "batches": list(c.batches), "config_key": c.key(),
+           "layout": c.layout, "compile": c.compile, "cuda_graph": c.cuda_graph, **c.knobs,
+           **({"fused_only": ", ".join(c.fused_only)} if c.fused_only else {}), "batches": list(c.batches), "config_key": c.key(),
            "timing figures": "device time per step (the ladder's end-to-end rung), synchronous latency, throughput",
            "record": f"schema {record.schema_version}, effkit {record.effkit_version}, {record.status}"}
     if batch is not None:
