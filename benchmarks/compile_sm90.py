@@ -71,7 +71,9 @@ class _Caught(Exception):
     pass
 
 
-KERNELS = ("_convfirst_kernel", "_mbconv_staged_kernel", "_mbconv_kernel", "_mbconv_shift_kernel", "_conv_act_kernel")
+# every Triton kernel of triton_blocks (a jitted function, compiled or interpreted, whose name ends in _kernel; the
+# @triton.jit helpers it calls do not): a kernel added there is caught here without a list to keep
+KERNELS = tuple(sorted(name for name, v in vars(triton_blocks).items() if name.endswith("_kernel") and hasattr(v, "fn") and hasattr(v, "run")))
 
 
 def catch_launch(call) -> tuple[str, tuple, dict, tuple]:
