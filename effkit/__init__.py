@@ -4,7 +4,7 @@ Python API (each mirrors a CLI command):
     effkit.trace(model, input_shape=None, batch=1, ...)  -> TraceResult (.to_frame())
     effkit.bench(model, batch=[1, 8], device="cuda", ...)  -> BenchResult (.to_frame())
     effkit.device_ceilings(device="cuda", refresh=False)  -> Ceilings (.to_frame())
-    effkit.profile(model, device="cuda", batch=64, dtype="bf16")  -> ProfileRun (.folder, .analyses)
+    effkit.profile(model, device="cuda", batch=64, dtype="bf16")  -> ProfileRun (.folder, .analyses); fused=True adds the fusion check
     effkit.compare([m1, m2, ...], device=..., ...)  -> ProfileRun of the comparison
     effkit.scale("regnety_400mf", ["d", "w", "r", "dWr"], [1, 2, 4, 8, 16])  -> ScaleResult (.to_frame())
     effkit.advise(model, device="cuda", batch=64, budget_s=300)  -> AdviceResult (.ranking, .snippet, .to_frame())

@@ -118,6 +118,8 @@ def profile(
     resolution: int | None = None,
     on_stage: Callable[[str], None] | None = None,
     seq_len: int | None = None,
+    fused: bool = False,
+    selective: bool = True,
     **model_kwargs,
 ) -> ProfileRun:
     """Trace, measure, analyse and report one model into a run folder (see the module docstring).
@@ -125,11 +127,19 @@ def profile(
     `ceilings` (a datasheet name such as 'h100', or a ceilings JSON) analyses against those
     roofs and, unless `measure=True`, skips measuring: counts-only roofline and waterline.
     `batch` defaults to 1 and 64 on a GPU (latency and throughput), 1 on the CPU.
+    `fused` adds the fusion check (`effkit profile --fused`: `fusion_check`, with its selective configuration unless
+    `selective=False`) to the run folder and its report.
     """
     ref = resolve(model, input_shape, resolution=resolution, seq_len=seq_len, **model_kwargs)
     config = _config(device, batch, dtype, channels_last, cuda_graph, compile, min_time_s)
     top1 = (accuracy or {}).get(str(model), ref.top1)
-    return run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, top1), on_stage)
+    fusing = fusable_blocks(ref) if fused else None  # a model with nothing to fuse is refused before anything is measured
+    run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, top1), on_stage)
+    if fused:
+        run = run_fusion_check(run, ref, device=run.record.config.device, batch=list(config.batches), dtype=config.precision,
+                               channels_last=config.channels_last, cuda_graph=config.cuda_graph, min_time_s=config.min_time_s,
+                               ceilings=ceilings, fusing=fusing, selective=selective, on_stage=on_stage)[0]
+    return run
 
 
 def run_profile(ref: ModelRef, config: RunConfig, options: ProfileOptions = ProfileOptions(),

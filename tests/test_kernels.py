@@ -599,6 +599,24 @@ def test_an_interrupted_fusion_check_keeps_what_it_measured(tmp_path, monkeypatc
     assert "1 (incomplete: interrupted)" in (tmp_path / "p" / "index.html").read_text()
 
 
+def test_the_python_api_profiles_with_the_fusion_check_too(tmp_path, monkeypatch):
+    import json as _json
+
+    import effkit
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    ceil = tmp_path / "ceil.json"
+    ceil.write_text(_json.dumps({"name": "test cpu", "peak_flops": {"fp32": 1e11}, "bandwidth_bytes_per_s": 2e10}))
+    run = effkit.profile("mbconv_net", resolution=32, batch=1, min_time_s=0.02, ceilings=str(ceil), measure=True, out=tmp_path / "p",
+                         fused=True, selective=False)
+    (row,) = _json.loads((run.folder / "fusion_check.json").read_text())
+    assert row["fused_blocks"] == 8 and row["compile_ms"] > 0 and "units" not in row  # selective=False: no per-block timings
+    assert any(n.startswith("fusion what-if against reality, batch 1") for n in run.record.notes)
+    with pytest.raises(UserInputError, match="resnet18 has no ConvFirst block"):
+        effkit.profile("resnet18", fused=True, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # refused before anything was measured or written
+
+
 def test_fused_refuses_a_model_with_nothing_to_fuse():
     from typer.testing import CliRunner
 
