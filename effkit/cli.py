@@ -494,9 +494,7 @@ def profile(
         if fused:
             from effkit.profiling import run_fusion_check
 
-            run, rows = run_fusion_check(run, ref, device=config.device, batch=list(config.batches), dtype=config.precision,
-                                         channels_last=config.channels_last, cuda_graph=config.cuda_graph, min_time_s=config.min_time_s,
-                                         ceilings=ceilings, fusing=fusing, selective=selective,
+            run, rows = run_fusion_check(run, ref, config, ceilings=ceilings, fusing=fusing, selective=selective,
                                          on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"))
     _print_summary(run)
     if fused:

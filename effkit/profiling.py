@@ -19,6 +19,7 @@ from effkit.config import RunConfig
 from effkit.errors import UserInputError
 from effkit.files import safe_name
 from effkit.models.ref import ModelRef, resolve
+from effkit.report.fusion import fusion_note, fusion_units_note
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,7 @@ def profile(
     fusing = fusable_blocks(ref) if fused else None  # a model with nothing to fuse is refused before anything is measured
     run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, top1), on_stage)
     if fused:
-        run = run_fusion_check(run, ref, device=run.record.config.device, batch=list(config.batches), dtype=config.precision,
-                               channels_last=config.channels_last, cuda_graph=config.cuda_graph, min_time_s=config.min_time_s,
-                               ceilings=ceilings, fusing=fusing, selective=selective, on_stage=on_stage)[0]
+        run = run_fusion_check(run, ref, run.record.config, ceilings=ceilings, fusing=fusing, selective=selective, on_stage=on_stage)[0]
     return run
 
 
@@ -342,9 +341,7 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
         for name, change in _FUSION_CONFIGS:
             stage(f"fusion check, batch {b}: the model {name.replace('_', ' + ')}")
             (points[name],) = run(ref, base.replace(batches=(b,), **change)).points
-            p = points[name]
-            row[f"{name}_ms"] = 1e3 * p.latency_s if p.latency_s else None
-            row[f"{name}_iqr_ms"] = 1e3 * p.timing.iqr_s if p.timing else None
+            row.update(_point_ms(points[name], name))
             progress(rows)
         a = analyse(traces[b], roof, points["eager"])
         # the what-if for exactly what the kernels fuse (every ConvFirst block; MBConv's strided, width-changing ones stay
@@ -367,6 +364,11 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
         del row["incomplete"]
         progress(rows)
     return rows
+
+
+def _point_ms(p, name: str) -> dict:
+    """{NAME_ms, NAME_iqr_ms} of a measured point (None where it did not run: out of memory, skipped)."""
+    return {f"{name}_ms": 1e3 * p.latency_s if p.latency_s else None, f"{name}_iqr_ms": 1e3 * p.timing.iqr_s if p.timing else None}
 
 
 def selective_units(ref: ModelRef, config: RunConfig, on_stage: Callable[[str], None] | None = None,
@@ -393,8 +395,7 @@ def selective_units(ref: ModelRef, config: RunConfig, on_stage: Callable[[str], 
         for name, module, change in (("compile", alone(), {"compile": True}), ("fused", fused, {})):
             stage(f"fusion check, batch {b}: block {i}/{len(units)} ({u['name']}) {name}")
             (p,) = run(resolve(module, u["input_shape"]), config.replace(**change)).points
-            row[f"{name}_ms"] = 1e3 * p.latency_s if p.latency_s else None
-            row[f"{name}_iqr_ms"] = 1e3 * p.timing.iqr_s if p.timing else None
+            row.update(_point_ms(p, name))
         row["fused_chosen"] = fused_wins(row)
         rows.append(row)
         if on_unit:
@@ -426,80 +427,12 @@ def _selective(ref: ModelRef, base: RunConfig, b: int, row: dict, stage: Callabl
     from effkit.run.runner import run
 
     (p,) = run(ref, base.replace(batches=(b,), fused=True, fused_only=tuple(chosen), compile=True)).points
-    return {**out, "selective_same_as": None, "selective_ms": 1e3 * p.latency_s if p.latency_s else None,
-            "selective_iqr_ms": 1e3 * p.timing.iqr_s if p.timing else None}
+    return {**out, "selective_same_as": None, **_point_ms(p, "selective")}
 
 
-def fusion_note(r: dict) -> str:
-    """One line of the fusion check for a report's notes."""
-    f = lambda v: "–" if v is None else f"{v:.3f} ms"  # noqa: E731
-
-    def timed(name: str) -> str:  # a measured figure with its spread
-        v, iqr = r[f"{name}_ms"], r.get(f"{name}_iqr_ms")
-        return f(v) if v is None or iqr is None else f"{v:.3f} ms (IQR {_spread(iqr)} ms)"
-
-    against = [f"x{r['fused_over_fused_waterline']:.2f} the prediction"] if r.get("fused_over_fused_waterline") else []
-    if r.get("fused_ms") and r.get("compile_ms"):  # the question a user asks first: does it beat torch.compile?
-        c, fz = r["compile_ms"], r["fused_ms"]
-        against.append(f"{c / fz:.2f}x faster than torch.compile" if fz <= c else f"{fz / c:.2f}x slower than torch.compile")
-    ratio = f" ({', '.join(against)})" if against else ""
-    stem = {0: "", 1: " and the stem"}.get(r.get("fused_stems", 0), f" and {r.get('fused_stems')} stems")
-    line = (f"fusion what-if against reality, batch {r['batch']} ({r['fused_blocks']} blocks{stem} fused, {r['unfused_blocks']} left unfused; "
-            f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {timed('fused')}{ratio}; "
-            + (f"block-fused, the rest compiled {timed('fused_compile')}; " if "fused_compile_ms" in r else "")
-            + f"torch.compile {timed('compile')}; eager {timed('eager')}" + _selective_clause(r, timed))
-    return line + (f". ⚠ {r['problem']}" if r.get("problem") else "")
-
-
-def _spread(iqr: float) -> str:
-    """An IQR in ms to three decimals, or to four below 0.001 ms (batch 1's spreads would all read 0.000)."""
-    return f"{iqr:.3f}" if iqr >= 0.001 else f"{iqr:.4f}" if iqr >= 0.0001 else "< 0.0001"
-
-
-def _selective_clause(r: dict, timed: Callable[[str], str]) -> str:
-    """'; selective ...': what the per-block timings recommend, and what it measured (empty where not checked)."""
-    units = r.get("units")
-    if not units:
-        return ""
-    won = [u for u in units if u["fused_chosen"]]
-    if r.get("selective_same_as") == "compile":
-        return f"; selective: none of the {len(units)} block shapes ran faster fused than compiled alone, so torch.compile is the recommendation"
-    n = len(r["selective_fused"])
-    head = (f"; selective (the {len(won)} of {len(units)} block shapes that ran faster fused than compiled alone fused, "
-            f"{n} module{'s' if n != 1 else ''}, the rest compiled)")
-    if r.get("selective_same_as") == "fused_compile":
-        return head + " is the block-fused model with the rest compiled"
-    v, c = r.get("selective_ms"), r.get("compile_ms")
-    versus = "" if not (v and c) else f" ({c / v:.2f}x faster than torch.compile)" if v <= c else f" ({v / c:.2f}x slower than torch.compile)"
-    spread = max(r.get("selective_iqr_ms") or 0.0, r.get("compile_iqr_ms") or 0.0)
-    lost = (": the blocks' wins alone did not carry over to the model, so torch.compile stays the faster configuration"
-            if v and c and v > c + spread else "")
-    return head + f" {timed('selective')}{versus}{lost}"
-
-
-def _decision(u: dict) -> str:
-    if u["fused_chosen"]:
-        return "fused"
-    faster = u.get("fused_ms") and u.get("compile_ms") and u["fused_ms"] < u["compile_ms"]
-    return "a tie within the spread, left to compile" if faster else "left to compile"
-
-
-def fusion_units_note(r: dict) -> str | None:
-    """One line of the per-block timings behind the selective configuration, or None where there are none."""
-    if not r.get("units"):
-        return None
-
-    def ms(u, name):
-        v, iqr = u.get(f"{name}_ms"), u.get(f"{name}_iqr_ms")
-        return "–" if v is None else f"{v:.4f} ms" + (f" (IQR {iqr:.4f})" if iqr is not None else "")
-
-    parts = [f"{u['name']}" + (f" ×{len(u['paths'])}" if len(u["paths"]) > 1 else "") + f": fused {ms(u, 'fused')} against compiled "
-             f"{ms(u, 'compile')}, {_decision(u)}" for u in r["units"]]
-    return f"fusion check, batch {r['batch']}, each block shape alone (its fused kernel against torch.compile of the block): " + "; ".join(parts)
-
-
-def run_fusion_check(run: ProfileRun, model, **kwargs) -> tuple[ProfileRun, list[dict]]:
-    """`fusion_check(model, **kwargs)` into a profile's run folder: fusion_check.json is rewritten (atomically) after every
+def run_fusion_check(run: ProfileRun, model, config: RunConfig, **kwargs) -> tuple[ProfileRun, list[dict]]:
+    """`fusion_check(model, **kwargs)` under the profile's `config` (device, batches, precision, layout, CUDA graph, timed
+    seconds) into its run folder: fusion_check.json is rewritten (atomically) after every
     measurement, so an interrupt or a crash keeps what was measured, the row it stopped in marked 'incomplete'; at the
     end the record's notes and the views (`add_fusion_check`). Interrupted, the record says so and the views are
     rebuilt with what was measured."""
@@ -513,7 +446,8 @@ def run_fusion_check(run: ProfileRun, model, **kwargs) -> tuple[ProfileRun, list
         atomic_write_json(run.folder / "fusion_check.json", rows)
 
     try:
-        rows = fusion_check(model, on_progress=progress, **kwargs)
+        rows = fusion_check(model, device=config.device, batch=list(config.batches), dtype=config.precision, channels_last=config.channels_last,
+                            cuda_graph=config.cuda_graph, min_time_s=config.min_time_s, on_progress=progress, **kwargs)
     except BaseException as e:
         where = ("before its first measurement" if not seen else f"in batch {seen[-1]['batch']}" if seen[-1].get("incomplete") else
                  f"after batch {seen[-1]['batch']}")

@@ -591,7 +591,7 @@ def test_an_interrupted_fusion_check_keeps_what_it_measured(tmp_path, monkeypatc
 
     monkeypatch.setattr(profiling, "selective_units", stopped)
     with pytest.raises(KeyboardInterrupt):
-        run_fusion_check(run, ref, device="cpu", batch=[1], dtype="fp32", min_time_s=0.02, ceilings=str(ceil))
+        run_fusion_check(run, ref, config, ceilings=str(ceil))
     (row,) = _json.loads((tmp_path / "p" / "fusion_check.json").read_text())
     assert row["incomplete"] and all(row[f"{k}_ms"] > 0 for k in ("eager", "compile", "fused", "fused_compile")) and len(row["units"]) == 1
     notes = _json.loads((tmp_path / "p" / "run.json").read_text())["notes"]

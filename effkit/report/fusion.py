@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 MODEL_COLS = ["batch", "eager (ms)", "torch.compile (ms)", "block-fused (ms)", "block-fused + compile (ms)", "selective (ms)",
               "selective vs compile", "predicted fused waterline (ms)"]
@@ -39,6 +40,25 @@ def _versus(v, c) -> str:
     return f"{c / v:.2f}x faster" if v <= c else f"{v / c:.2f}x slower"
 
 
+def decision(u: dict) -> str:
+    """A unit's outcome: 'fused' (chosen), 'tie' (fused was faster, but by less than the spread: left to compile) or 'compile'."""
+    if u["fused_chosen"]:
+        return "fused"
+    f, c = u.get("fused_ms"), u.get("compile_ms")
+    return "tie" if f and c and f < c else "compile"
+
+
+def selective_lost(r: dict) -> bool:
+    """The selective model measured slower than torch.compile by more than the larger of their IQRs: the blocks' wins
+    alone did not carry over to the model."""
+    v, c = r.get("selective_ms"), r.get("compile_ms")
+    return bool(v and c and v > c + max(r.get("selective_iqr_ms") or 0.0, r.get("compile_iqr_ms") or 0.0))
+
+
+_TABLE_DECISION = {"fused": "fused", "tie": "a tie within the spread: compile", "compile": "compile"}
+_NOTE_DECISION = {"fused": "fused", "tie": "a tie within the spread, left to compile", "compile": "left to compile"}
+
+
 def model_table(rows: list[dict]) -> list[dict]:
     """One row per batch: the whole model in each configuration, medians with their IQR."""
     out = []
@@ -60,12 +80,11 @@ def unit_table(rows: list[dict]) -> list[dict]:
     for r in rows:
         for u in r.get("units") or []:
             f, c = u.get("fused_ms"), u.get("compile_ms")
-            tie = not u["fused_chosen"] and f and c and f < c
             out.append({"batch": r["batch"], "block shape": u["name"], "modules": ", ".join(u["paths"]),
                         "fused kernel (ms)": _ms4(f), "IQR (ms)": _ms4(u.get("fused_iqr_ms")), "compiled (ms)": _ms4(c),
                         "IQR (ms) ": _ms4(u.get("compile_iqr_ms")),
                         "compiled / fused": f"{c / f:.2f}" if f and c else "–",
-                        "decision": "fused" if u["fused_chosen"] else "a tie within the spread: compile" if tie else "compile"})
+                        "decision": _TABLE_DECISION[decision(u)]})
     return out
 
 
@@ -83,8 +102,8 @@ def fusion_sentences(rows: list[dict]) -> list[str]:
             won = [u["name"] for u in units if u["fused_chosen"]]
             lost = [u["name"] for u in units if not u["fused_chosen"]]
             which = f"all but {'; '.join(lost)}" if len(won) > len(lost) else "; ".join(won)
-            verdict = (f"{c / sel:.2f}x faster than torch.compile's {c:.3f} ms" if sel <= c else
-                       f"{sel / c:.2f}x slower than torch.compile's {c:.3f} ms: the blocks' wins did not carry over, so compile stays the faster")
+            verdict = f"{_versus(sel, c)} than torch.compile's {c:.3f} ms" + (
+                ": the blocks' wins did not carry over, so compile stays the faster" if sel > c else "")
             out.append(f"Measured (fusion check, batch {r['batch']}): fusing the {len(won)} of {len(units)} block shapes whose kernel beat "
                        f"torch.compile alone ({which}) and compiling the rest ran {_timed(r, 'selective')} ms, {verdict}.")
         elif r.get("fused_ms"):
@@ -92,3 +111,61 @@ def fusion_sentences(rows: list[dict]) -> list[str]:
             out.append(f"Measured (fusion check, batch {r['batch']}): the block-fused model ran {best:.3f} ms, {_versus(best, c)} than "
                        f"torch.compile ({c:.3f} ms).")
     return out
+
+
+def fusion_note(r: dict) -> str:
+    """One line of the fusion check for a report's notes."""
+    f = lambda v: "–" if v is None else f"{v:.3f} ms"  # noqa: E731
+
+    def timed(name: str) -> str:  # a measured figure with its spread
+        v, iqr = r[f"{name}_ms"], r.get(f"{name}_iqr_ms")
+        return f(v) if v is None or iqr is None else f"{v:.3f} ms (IQR {_spread(iqr)} ms)"
+
+    against = [f"x{r['fused_over_fused_waterline']:.2f} the prediction"] if r.get("fused_over_fused_waterline") else []
+    if r.get("fused_ms") and r.get("compile_ms"):  # the question a user asks first: does it beat torch.compile?
+        against.append(f"{_versus(r['fused_ms'], r['compile_ms'])} than torch.compile")
+    ratio = f" ({', '.join(against)})" if against else ""
+    stem = {0: "", 1: " and the stem"}.get(r.get("fused_stems", 0), f" and {r.get('fused_stems')} stems")
+    line = (f"fusion what-if against reality, batch {r['batch']} ({r['fused_blocks']} blocks{stem} fused, {r['unfused_blocks']} left unfused; "
+            f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {timed('fused')}{ratio}; "
+            + (f"block-fused, the rest compiled {timed('fused_compile')}; " if "fused_compile_ms" in r else "")
+            + f"torch.compile {timed('compile')}; eager {timed('eager')}" + _selective_clause(r, timed))
+    return line + (f". ⚠ {r['problem']}" if r.get("problem") else "")
+
+
+def _spread(iqr: float) -> str:
+    """An IQR in ms to three decimals, or to four below 0.001 ms (batch 1's spreads would all read 0.000)."""
+    return f"{iqr:.3f}" if iqr >= 0.001 else f"{iqr:.4f}" if iqr >= 0.0001 else "< 0.0001"
+
+
+def _selective_clause(r: dict, timed: Callable[[str], str]) -> str:
+    """'; selective ...': what the per-block timings recommend, and what it measured (empty where not checked)."""
+    units = r.get("units")
+    if not units:
+        return ""
+    won = [u for u in units if u["fused_chosen"]]
+    if r.get("selective_same_as") == "compile":
+        return f"; selective: none of the {len(units)} block shapes ran faster fused than compiled alone, so torch.compile is the recommendation"
+    n = len(r["selective_fused"])
+    head = (f"; selective (the {len(won)} of {len(units)} block shapes that ran faster fused than compiled alone fused, "
+            f"{n} module{'s' if n != 1 else ''}, the rest compiled)")
+    if r.get("selective_same_as") == "fused_compile":
+        return head + " is the block-fused model with the rest compiled"
+    v, c = r.get("selective_ms"), r.get("compile_ms")
+    versus = "" if not (v and c) else f" ({_versus(v, c)} than torch.compile)"
+    lost = ": the blocks' wins alone did not carry over to the model, so torch.compile stays the faster configuration" if selective_lost(r) else ""
+    return head + f" {timed('selective')}{versus}{lost}"
+
+
+def fusion_units_note(r: dict) -> str | None:
+    """One line of the per-block timings behind the selective configuration, or None where there are none."""
+    if not r.get("units"):
+        return None
+
+    def ms(u, name):
+        v, iqr = u.get(f"{name}_ms"), u.get(f"{name}_iqr_ms")
+        return "–" if v is None else f"{v:.4f} ms" + (f" (IQR {iqr:.4f})" if iqr is not None else "")
+
+    parts = [f"{u['name']}" + (f" ×{len(u['paths'])}" if len(u["paths"]) > 1 else "") + f": fused {ms(u, 'fused')} against compiled "
+             f"{ms(u, 'compile')}, {_NOTE_DECISION[decision(u)]}" for u in r["units"]]
+    return f"fusion check, batch {r['batch']}, each block shape alone (its fused kernel against torch.compile of the block): " + "; ".join(parts)
