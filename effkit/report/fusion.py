@@ -103,7 +103,7 @@ def fusion_sentences(rows: list[dict]) -> list[str]:
             lost = [u["name"] for u in units if not u["fused_chosen"]]
             which = f"all but {'; '.join(lost)}" if len(won) > len(lost) else "; ".join(won)
             verdict = f"{_versus(sel, c)} than torch.compile's {c:.3f} ms" + (
-                ": the blocks' wins did not carry over, so compile stays the faster" if sel > c else "")
+                ": the blocks' wins did not carry over, so compile stays the faster" if selective_lost(r) else "")
             out.append(f"Measured (fusion check, batch {r['batch']}): fusing the {len(won)} of {len(units)} block shapes whose kernel beat "
                        f"torch.compile alone ({which}) and compiling the rest ran {_timed(r, 'selective')} ms, {verdict}.")
         elif r.get("fused_ms"):
