@@ -51,15 +51,17 @@ TOL = 2e-2  # max abs error over the max abs output, as kernels_gpu.py: bf16 kee
 
 @triton.jit
 def _mlp_kernel(x_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, C: tl.constexpr, HID: tl.constexpr,
-                BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr, STAGES: tl.constexpr, FAST: tl.constexpr):
-    """out = x + b3 + SiLU(x·W2ᵀ + b2)·W3ᵀ for BLOCK_P pixels; w2 is W2ᵀ [C, HID] and w3 is W3ᵀ [HID, C], row-major."""
+                BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr, STAGES: tl.constexpr, FAST: tl.constexpr, SAME_CHUNK: tl.constexpr = False):
+    """out = x + b3 + SiLU(x·W2ᵀ + b2)·W3ᵀ for BLOCK_P pixels; w2 is W2ᵀ [C, HID] and w3 is W3ᵀ [HID, C], row-major.
+    SAME_CHUNK (an ablation, wrong output): every chunk reads the first chunk's weights, 4·C·BLOCK_H bytes that stay in
+    the SM's L1, so the weights no longer stream from L2; the dots, the SiLU and everything else are unchanged."""
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     pm = p < NPIX
     c = tl.arange(0, C)
     x = tl.load(x_ptr + p[:, None] * C + c[None, :], mask=pm[:, None], other=0.0)
     acc = tl.zeros((BLOCK_P, C), dtype=tl.float32)
     for h0 in tl.range(0, HID, BLOCK_H, num_stages=STAGES):
-        j = h0 + tl.arange(0, BLOCK_H)
+        j = tl.arange(0, BLOCK_H) if SAME_CHUNK else h0 + tl.arange(0, BLOCK_H)
         e = tl.dot(x, tl.load(w2_ptr + c[:, None] * HID + j[None, :])) + tl.load(b2_ptr + j).to(tl.float32)[None, :]
         if FAST:  # x·σ(x) = x·(1 + tanh(x/2))/2, one tanh.approx a value (CUDA only)
             t = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [e * 0.5], dtype=tl.float32, is_pure=True, pack=1)
@@ -88,7 +90,7 @@ def eager(d: dict):
     return lambda x: x + F.linear(F.silu(F.linear(x, d["W2"], d["b2"])), d["W3"], d["b3"])
 
 
-def fused(d: dict, cfg: dict, fast: bool):
+def fused(d: dict, cfg: dict, fast: bool, same_chunk: bool = False):
     w2, w3 = d["W2"].t().contiguous(), d["W3"].t().contiguous()
     npix, c = d["x"].shape
     handle = {}
@@ -97,7 +99,7 @@ def fused(d: dict, cfg: dict, fast: bool):
         out = torch.empty_like(x)
         handle["k"] = _mlp_kernel[(triton.cdiv(npix, cfg["block_p"]),)](
             x, w2, d["b2"], w3, d["b3"], out, npix, C=c, HID=4 * c, BLOCK_P=cfg["block_p"], BLOCK_H=cfg["block_h"],
-            STAGES=cfg["stages"], FAST=fast, num_warps=cfg["warps"])
+            STAGES=cfg["stages"], FAST=fast, SAME_CHUNK=same_chunk, num_warps=cfg["warps"])
         return out
     return f, handle
 
@@ -109,12 +111,16 @@ def cost(npix: int, c: int) -> tuple[int, int]:
 
 def tiles(c: int, smoke: bool) -> list[dict]:
     """Every tile whose fp32 accumulator and bf16 input tile fit in registers at one program an SM, or nearly
-    (BLOCK_P·C·(4 + 2) bytes over the threads' 255 registers of 4 bytes: at most 1.5x, the compiler may spill)."""
+    (BLOCK_P·C·(4 + 2) bytes over the threads' 255 registers of 4 bytes: at most 1.5x, the compiler may spill), and
+    whose pipelined weight chunks fit in the H200's 227 KB of shared memory (stages · 2 · C · BLOCK_H bf16; run 1 of this
+    script: every launch over that was refused)."""
     if smoke:
         return [{"block_p": 16, "block_h": 16, "warps": 4, "stages": 1}, {"block_p": 32, "block_h": 32, "warps": 4, "stages": 2}]
     out = []
-    for bp, bh, warps, stages in itertools.product((64, 128, 256), (32, 64, 128, 256), (4, 8), (2, 3)):
-        if bh > 4 * c or bp * c * 6 > 1.5 * 255 * 4 * 32 * warps:
+    for bp, bh, warps, stages in itertools.product((32, 64, 128, 256), (32, 64, 128, 256), (4, 8, 16), (1, 2, 3)):
+        if bh > 4 * c or bp * c * 6 > 1.5 * 255 * 4 * 32 * warps or stages * 4 * c * bh > 232448:
+            continue
+        if (warps == 16 and bp < 128) or ((bp == 32 or stages == 1) and c < 256):  # kept to wide blocks, where tiles are few (the sweep's time)
             continue
         out.append({"block_p": bp, "block_h": bh, "warps": warps, "stages": stages})
     random.Random(0).shuffle(out)  # a sweep cut short by its deadline still covers the space evenly
@@ -195,6 +201,16 @@ def main() -> None:
             print(f"C={c} {side}² best fused: {best['ms']:.4f} ms (IQR {best['iqr_ms']:.4f}), {100 * best['of_roofline']:.0f} % of the "
                   f"fused roofline, {best['tflops']:.0f} TFLOP/s; tile {json.dumps({k: best[k] for k in ('block_p', 'block_h', 'warps', 'stages')})}, "
                   f"{best.get('n_regs')} registers, {best.get('n_spills')} spills; {len(timed)} of {len(row['tiles'])} tiles timed", flush=True)
+            # what streaming the weights from L2 costs: the best tile again, every chunk reading the first chunk's weights
+            # (from L1); the output is wrong, so it is timed, not checked
+            f, _ = fused(d, {k: best[k] for k in ("block_p", "block_h", "warps", "stages")}, fast=not smoke, same_chunk=True)
+            ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
+            programs = -(-npix // best["block_p"])
+            row["weights_from_l1"] = {"ms": ms, "iqr_ms": iqr, "of_roofline": roof_ms / ms}
+            row["l2_weight_bytes"] = programs * 2 * 8 * c * c  # each program reads W2 and W3 (4C·C bf16 each) once
+            print(f"C={c} {side}² the best tile with its weights from L1 (wrong output, timed only): {ms:.4f} ms (IQR {iqr:.4f}); "
+                  f"with them from L2 its {programs} programs read {row['l2_weight_bytes'] / 1e6:.0f} MB of weights, "
+                  f"{row['l2_weight_bytes'] / best['ms'] / 1e9:.2f} TB/s", flush=True)
         save()
     print(f"wrote {path} in {time.time() - start:.0f} s")
 
