@@ -1067,6 +1067,19 @@ def test_the_hidden_loop_stages_follow_the_measured_shapes(monkeypatch):
 
 
 @needs_triton
+def test_c96_takes_the_64_pixel_tile_only_where_measured(monkeypatch):
+    # run 35 (H200, batch 64, ms): c96 on three parts at stride 1, 64 pixels on 4 warps 0.0448 against 128 on 8 warps
+    # 0.0478; the same tile lost at c48>96/s2 (stride 2: 0.0387 against 0.0331) and was not measured on one or two parts
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from effkit.kernels import triton_blocks
+
+    c96 = triton_blocks.default_config("convfirst", 96, 384, stride=1, c_in=96)
+    assert (c96["block_p"], c96["num_warps"], c96["block_h"], c96["three_parts"]) == (64, 4, 32, True)
+    assert triton_blocks.default_config("convfirst", 96, 384, stride=2, c_in=48)["block_p"] == 128
+    assert triton_blocks.default_config("convfirst", 128, 512, stride=1, c_in=128)["block_p"] == 128  # one part: not measured
+
+
+@needs_triton
 def test_the_expanded_channels_split_only_where_measured_faster():
     from effkit.kernels.triton_blocks import auto_split_h
 

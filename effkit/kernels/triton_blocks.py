@@ -683,7 +683,7 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
     ConvFirst (c the wider of its input and output; run 15, the kernel with two channel parts) up to 64 channels: the
     dense grouped conv with its taps a loop four stages deep (runs 24-25), 64 pixels, 32 expanded channels, 4 warps, the
     SiLU in bf16x2 (run 20); up to 128: the loop three deep (the unrolled taps at stride 2, run 24), 128 pixels, 32, 8
-    warps; up to 256: the loop three deep, 128 pixels, 64 expanded channels, 8 warps, two stages (three on three parts at
+    warps (on three parts at stride 1, c96: 64 pixels on 4 warps, run 35); up to 256: the loop three deep, 128 pixels, 64 expanded channels, 8 warps, two stages (three on three parts at
     stride 1, run 29c); wider: the pairs, 32 pixels, 128 expanded channels, 8 warps, two stages (run 31e; the H200 has
     227 KB of shared memory a program), but at stride 2 on three parts the loop three deep, 64 expanded channels, three
     stages.
@@ -734,6 +734,9 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
     if bc <= 64:
         return {**loop, "tap_stages": 4, "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3, "packed_silu": True, **three}
     if bc <= 128:  # run 15: 32 expanded channels a chunk, 0.059 ms at 96 against 0.082 with 64
+        if stride == 1 and three:  # run 35: c96 on three parts, 64 pixels on 4 warps, 0.0448 ms against 0.0478 with 128 on 8
+            # (IQRs <= 0.0009; mlp_ceiling.py had found that tile the fastest for the expansion chain alone at 128 channels, 28²)
+            return {**loop, "block_p": 64, "block_h": bh(32), "num_warps": 4, "num_stages": 3, **three}
         return {**(loop if stride == 1 else {"group_conv": "dense"}), "block_p": 128, "block_h": bh(32), "num_warps": 8, "num_stages": 3, **three}
     if bc <= 256:  # run 15: 128 pixels, two stages, 0.0505 ms at 192 against 0.066 at 64 pixels (26 spills, still faster);
         # run 17: the dense grouped conv, 0.0476 against 0.0505 with the pairs (0 spills against 26)
