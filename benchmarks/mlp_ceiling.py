@@ -191,7 +191,9 @@ def main() -> None:
                     ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
                     t.update(ms=ms, iqr_ms=iqr, of_roofline=roof_ms / ms, tflops=flops / ms / 1e9)
             except Exception as e:  # noqa: BLE001 - a tile that does not compile or launch (shared memory) is recorded and skipped
-                t["failed"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                lines = str(e).splitlines() or [""]
+                why = next((ln for ln in lines if "ptxas fatal" in ln), lines[0])  # run 35b: ptxas's reason sat deep in the PTX dump
+                t["failed"] = f"{type(e).__name__}: {why[:200]}"
             row["tiles"].append(t)
             save()
         timed = [t for t in row["tiles"] if "ms" in t]
