@@ -1220,6 +1220,30 @@ def test_every_kernel_compiles_for_the_h200():
 
 
 @needs_triton
+def test_the_chain_ceiling_kernel_computes_the_chain():
+    """benchmarks/mlp_ceiling.py bounds the blocks' fused-roofline share by its own kernel of the expansion chain alone
+    (run 35): a bound only if that kernel computes the chain. Its output against the chain written here, at chunks that
+    split the hidden width in four, over a partial pixel tile, and its SAME_CHUNK ablation must differ (it reads other weights)."""
+    import sys
+    from pathlib import Path
+
+    import torch.nn.functional as F
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import mlp_ceiling
+
+    d = mlp_ceiling.make(20, 16, "cpu", torch.float32, seed=3)  # 20 pixels: the second 16-pixel tile is partial
+    want = d["x"] + F.silu(d["x"] @ d["W2"].T + d["b2"]) @ d["W3"].T + d["b3"]
+    f, _ = mlp_ceiling.fused(d, {"block_p": 16, "block_h": 16, "warps": 4, "stages": 1}, fast=False)
+    assert torch.allclose(f(d["x"]), want, atol=1e-4)
+    g, _ = mlp_ceiling.fused(d, {"block_p": 16, "block_h": 16, "warps": 4, "stages": 1}, fast=False, same_chunk=True)
+    assert (g(d["x"]) - want).abs().max() > 1e-2
+    # C = 64 at 56² and batch 64 (200,704 pixels): 2 · 200,704 · 8 · 64² = 13,153,337,344 FLOPs; bytes 2 · (2 · 200,704 · 64
+    # + 8 · 64² + 5 · 64) = 51,446,400 (x and out, W2 and W3, the biases b2 (4C) and b3 (C))
+    assert mlp_ceiling.cost(64 * 56 * 56, 64) == (13_153_337_344, 51_446_400)
+
+
+@needs_triton
 def test_the_automatic_split_keeps_the_tile_it_was_measured_with():
     # since run 31 c384 takes 128 expanded channels a chunk (12 of its 1536) at batch 64; at batch 1 (2 tiles of 32
     # pixels for 132 SMs) the launch splits 8 ways as run 30h measured, at 64 a chunk (24 chunks, 3 a split), three stages
