@@ -30,7 +30,7 @@ import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
-from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, warpgroup_mma, warpgroup_mma_wait
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait
 
 # Triton 3.6 (the H200) names the cp.async copy async_copy_global_to_shared; 3.9 (here) renamed it async_load
 _cp_async = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
@@ -115,6 +115,75 @@ def _chain_kernel(x_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, C: gl.co
     gl.store(out_ptr + off, acc.to(gl.bfloat16), mask=m)
 
 
+@gluon.jit
+def _chain_inflight_kernel(x_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
+                           BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, SW_X: gl.constexpr,
+                           SW_W2: gl.constexpr, SW_W3: gl.constexpr, WARPS: gl.constexpr):
+    """`_chain_kernel` with each chunk's projection left in flight until the next chunk's wait (run 35f: waiting for it
+    in every chunk was the likely cost), as `tl`'s pipeliner does. Chunk i's wait is for at most one wgmma outstanding,
+    so the projection of chunk i - 1 and the expansion of chunk i + 1 are done, chunk i's projection may still run:
+    its register operand P is kept alive (a dependency of the next wait) and its W3 slot is not reloaded until then, so
+    the ring loads chunk i + STAGES - 2 into the slot of chunk i - 2 (STAGES >= 4 keeps a chunk of prefetch)."""
+    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, C, 16])
+    e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, BLOCK_H, 16])
+    p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
+    ld_l: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [WARPS, 1], [1, 0])
+    x_sl: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=SW_X, element_bitwidth=16, rank=2)
+    w2_sl: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=SW_W2, element_bitwidth=16, rank=2)
+    w3_sl: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=SW_W3, element_bitwidth=16, rank=2)
+    NCH: gl.constexpr = HID // BLOCK_H
+
+    p0 = gl.program_id(0) * BLOCK_P
+    rows = p0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, ld_l))
+    cols = gl.arange(0, C, layout=gl.SliceLayout(0, ld_l))
+    x = gl.load(x_ptr + rows[:, None] * C + cols[None, :], mask=(rows < NPIX)[:, None], other=0.0)
+    x_s = gl.allocate_shared_memory(gl.bfloat16, [BLOCK_P, C], x_sl, x)
+    w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, C, BLOCK_H], w2_sl)
+    w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, C], w3_sl)
+    k = gl.arange(0, C, layout=gl.SliceLayout(1, ld_l))
+    j = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, ld_l))
+    w2_off = k[:, None] * HID + j[None, :]
+    h = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, ld_l))
+    w3_off = h[:, None] * C + cols[None, :]
+    hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
+
+    for s in gl.static_range(STAGES - 2):
+        _load_chunk(w2_s, w3_s, w2_ptr, w3_ptr, w2_off, w3_off, s, C, BLOCK_H, STAGES)
+        async_copy.commit_group()
+    async_copy.wait_group(STAGES - 3)  # chunk 0 is in
+    _barrier()
+    fence_async_shared()
+    e = warpgroup_mma(x_s, w2_s.index(0), gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l), use_acc=False)
+    acc = warpgroup_mma_init(gl.zeros([BLOCK_P, C], gl.float32, acc_l))  # a token from the start: the loop carries one
+    p_prev = gl.zeros([BLOCK_P, BLOCK_H], gl.bfloat16, p_l)
+    for i in range(NCH - 1):
+        _barrier()  # every warpgroup is past its wait: chunk i - 2's projection is done, its slot free
+        if i + STAGES - 2 < NCH:
+            _load_chunk(w2_s, w3_s, w2_ptr, w3_ptr, w2_off, w3_off, i + STAGES - 2, C, BLOCK_H, STAGES)
+        async_copy.commit_group()
+        async_copy.wait_group(STAGES - 3)  # chunk i + 1 is in
+        _barrier()
+        fence_async_shared()
+        e_next = warpgroup_mma(x_s, w2_s.index((i + 1) % STAGES), gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l), use_acc=False,
+                               is_async=True)
+        b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
+        p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
+        acc = warpgroup_mma(p, w3_s.index(i % STAGES), acc, is_async=True)
+        e, p_prev = warpgroup_mma_wait(1, deps=[e_next, p_prev])  # chunk i - 1's projection and chunk i + 1's expansion
+        p_prev = p
+    b2 = gl.load(b2_ptr + (NCH - 1) * BLOCK_H + hb).to(gl.float32)
+    p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
+    acc = warpgroup_mma(p, w3_s.index((NCH - 1) % STAGES), acc, is_async=True)
+    acc, p, p_prev = warpgroup_mma_wait(0, deps=[acc, p, p_prev])
+
+    orow = p0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
+    ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))
+    off = orow[:, None] * C + ocol[None, :]
+    m = (orow < NPIX)[:, None]
+    acc += gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
+    gl.store(out_ptr + off, acc.to(gl.bfloat16), mask=m)
+
+
 TL_BEST = {64: {"block_p": 64, "block_h": 64, "warps": 4, "stages": 2}, 128: {"block_p": 64, "block_h": 64, "warps": 4, "stages": 3},
            256: {"block_p": 128, "block_h": 64, "warps": 8, "stages": 2}}  # mlp_ceiling.py's fastest tiles, run 35b
 
@@ -136,23 +205,29 @@ def fused(d: dict, cfg: dict):
 
     def f(x):
         out = torch.empty_like(x)
-        handle["k"] = _chain_kernel[(triton.cdiv(npix, cfg["block_p"]),)](x, w2, d["b2"], w3, d["b3"], out, npix, **constexprs(c, cfg),
+        handle["k"] = kernel_of(cfg)[(triton.cdiv(npix, cfg["block_p"]),)](x, w2, d["b2"], w3, d["b3"], out, npix, **constexprs(c, cfg),
                                                                         num_warps=cfg["warps"])
         return out
     return f, handle
 
 
+def kernel_of(cfg: dict):
+    return _chain_inflight_kernel if cfg.get("inflight") else _chain_kernel
+
+
 def tiles(c: int) -> list[dict]:
-    """One warpgroup on 64 pixels or two on 128; 32-128 hidden channels a chunk; two or three ring slots, where the
-    slots and the tile fit the H200's 227 KB of shared memory and the accumulators a thread's registers."""
+    """One warpgroup on 64 pixels or two on 128; 32-128 hidden channels a chunk; two or three ring slots (four with the
+    projection in flight, so that a chunk of prefetch is left), where the slots and the tile fit the H200's 227 KB of
+    shared memory and the accumulators a thread's registers."""
     out = []
-    for bp, warps in ((64, 4), (128, 8)):
-        for bh in (32, 64, 128):
-            for stages in (2, 3):
-                smem = 2 * (bp * c + stages * 2 * c * bh)
-                regs = (c + 2 * bh) * 64 // 128 + bh // 4  # acc and two E chunks in fp32, P in bf16, a thread's share of 64 rows
-                if bh <= 4 * c and smem <= 232448 and regs <= 200:
-                    out.append({"block_p": bp, "block_h": bh, "warps": warps, "stages": stages})
+    for inflight in (False, True):
+        for bp, warps in ((64, 4), (128, 8)):
+            for bh in (32, 64, 128):
+                for stages in ((4,) if inflight else (2, 3)):
+                    smem = 2 * (bp * c + stages * 2 * c * bh)
+                    regs = (c + 2 * bh) * 64 // 128 + (bh // 2 if inflight else bh // 4)  # acc, two E chunks (fp32), P (bf16, two in flight)
+                    if bh <= 4 * c and smem <= 232448 and regs <= 200:
+                        out.append({"block_p": bp, "block_h": bh, "warps": warps, "stages": stages, **({"inflight": True} if inflight else {})})
     return out
 
 
@@ -163,18 +238,18 @@ def compile_only(widths: list[int]) -> None:
 
     import compile_sm90  # its cuobjdump reading of registers and stack
 
-    names = _chain_kernel.arg_names
     for c in widths:
         for cfg in tiles(c):
+            names = kernel_of(cfg).arg_names
             cx = constexprs(c, cfg)
             sig = {n: ("*bf16" if n.endswith("_ptr") else "i32") for n in names if n not in cx}
             sig.update({n: "constexpr" for n in cx})
             attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n.endswith("_ptr")}
             try:
-                k = triton.compile(GluonASTSource(fn=_chain_kernel, signature=sig, constexprs=cx, attrs=attrs),
+                k = triton.compile(GluonASTSource(fn=kernel_of(cfg), signature=sig, constexprs=cx, attrs=attrs),
                                    target=GPUTarget("cuda", 90, 32), options={"num_warps": cfg["warps"]})
                 ptx = k.asm["ptx"]
-                r = compile_sm90.resources(k, None, f"gluon_chain_c{c}_{cfg['block_p']}_{cfg['block_h']}_{cfg['warps']}_{cfg['stages']}")
+                r = compile_sm90.resources(k, None, f"gluon_chain_c{c}_{'_'.join(str(v) for v in cfg.values())}")
                 print(f"C={c} {cfg}: {r['regs']} registers, stack {r['stack_bytes']} B, shared {r['shared_bytes']} B, wgmma {r['wgmma']}, "
                       f"wgmma waits {ptx.count('wgmma.wait_group')}", flush=True)
             except Exception as e:  # noqa: BLE001 - report every tile's fate
