@@ -11,7 +11,8 @@ the expansion of chunk i + 1 is already on the tensor cores:
     for i: issue E(i+1) = x·W2[i+1] (async) ; P = SiLU(E(i) + b2) ; acc += P·W3[i] (async, P from registers) ; wait both
 
 The weights stream from L2 through a ring of STAGES chunk slots in shared memory (cp.async, a group a chunk), as the
-`tl` kernels' pipeliner does. Same math, widths and check as mlp_ceiling.py (its `make`, `reference`, `cost`); one
+`tl` kernels' pipeliner does. `_chain_inflight_kernel` (tiles with "inflight") also leaves each chunk's projection in
+flight into the next chunk. On the H200 (runs 35f, 35g) both were correct and 25-57 % slower than `tl`. Same math, widths and check as mlp_ceiling.py (its `make`, `reference`, `cost`); one
 warpgroup (4 warps, 64 pixels a tile) or two (8 warps, 128 pixels).
 
     python3 benchmarks/gluon_chain.py --out $OUT [--widths 64,128,256]          (on the GPU)
