@@ -1,7 +1,7 @@
 """How close to its fused roofline can a Triton kernel of the blocks' kind get at all? An upper bound for issue 19.
 
 Issue 19 asks each fused stride-1 block at batch 64 to reach 50 % of its fused roofline; after 34 runs ConvFirst's
-kernels reach 13-31 %, MBConv's 3-7 %. The blocks' FLOPs are almost all in the expansion chain (1x1 expand, SiLU, 1x1
+kernels reach 11-31 % (14-27 % at stride 1), MBConv's 3-7 %. The blocks' FLOPs are almost all in the expansion chain (1x1 expand, SiLU, 1x1
 project, kept on chip): at C channels and hidden 4C that is 16·C² FLOPs a pixel against the grouped 3x3 conv's 144·C
 (c192: 95 %). So the chain alone, written as plainly as Triton allows and tuned over every tile that compiles, bounds
 what a block kernel of this structure can reach: the block does at least this work, and more (the grouped conv, its
