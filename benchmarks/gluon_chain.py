@@ -11,8 +11,8 @@ the expansion of chunk i + 1 is already on the tensor cores:
     for i: issue E(i+1) = x·W2[i+1] (async) ; P = SiLU(E(i) + b2) ; acc += P·W3[i] (async, P from registers) ; wait both
 
 The weights stream from L2 through a ring of STAGES chunk slots in shared memory (cp.async, a group a chunk), as the
-`tl` kernels' pipeliner does. `_chain_inflight_kernel` (tiles with "inflight") also leaves each chunk's projection in
-flight into the next chunk. On the H200 (runs 35f, 35g) both were correct and 25-57 % slower than `tl`. Same math, widths and check as mlp_ceiling.py (its `make`, `reference`, `cost`); one
+`tl` kernels' pipeliner does. With INFLIGHT (tiles with "inflight") it also leaves each chunk's projection in flight
+into the next chunk. On the H200 (runs 35f, 35g) both were correct and 25-57 % slower than `tl`. Same math, widths and check as mlp_ceiling.py (its `make`, `reference`, `cost`); one
 warpgroup (4 warps, 64 pixels a tile) or two (8 warps, 128 pixels).
 
     python3 benchmarks/gluon_chain.py --out $OUT [--widths 64,128,256]          (on the GPU)
@@ -57,8 +57,14 @@ def _load_chunk(w2_s, w3_s, w2_ptr, w3_ptr, w2_off, w3_off, j, C: gl.constexpr, 
 @gluon.jit
 def _chain_kernel(x_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
                   BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, SW_X: gl.constexpr, SW_W2: gl.constexpr,
-                  SW_W3: gl.constexpr, WARPS: gl.constexpr):
-    """out = x + b3 + SiLU(x·W2ᵀ + b2)·W3ᵀ for BLOCK_P pixels; w2 is W2ᵀ [C, HID], w3 is W3ᵀ [HID, C], row-major."""
+                  SW_W3: gl.constexpr, WARPS: gl.constexpr, INFLIGHT: gl.constexpr = False):
+    """out = x + b3 + SiLU(x·W2ᵀ + b2)·W3ᵀ for BLOCK_P pixels; w2 is W2ᵀ [C, HID], w3 is W3ᵀ [HID, C], row-major.
+    Each chunk waits for its projection's wgmma and the next chunk's expansion, and the ring runs STAGES - 1 chunks ahead.
+    INFLIGHT: each chunk's projection is left in flight until the next chunk's wait (run 35f: waiting for it in every
+    chunk was the likely cost), as `tl`'s pipeliner does. Chunk i's wait is for at most one wgmma outstanding, so the
+    projection of chunk i - 1 and the expansion of chunk i + 1 are done, chunk i's projection may still run: its register
+    operand P is kept alive (a dependency of the next wait) and its W3 slot is not reloaded until then, so the ring runs
+    STAGES - 2 chunks ahead, into the slot of chunk i - 2 (STAGES >= 4 keeps a chunk of prefetch)."""
     acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, C, 16])
     e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, BLOCK_H, 16])
     p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
@@ -67,6 +73,7 @@ def _chain_kernel(x_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, C: gl.co
     w2_sl: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=SW_W2, element_bitwidth=16, rank=2)
     w3_sl: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=SW_W3, element_bitwidth=16, rank=2)
     NCH: gl.constexpr = HID // BLOCK_H
+    AHEAD: gl.constexpr = STAGES - 2 if INFLIGHT else STAGES - 1  # chunks the ring loads ahead of the one in use
 
     p0 = gl.program_id(0) * BLOCK_P
     rows = p0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, ld_l))
@@ -82,20 +89,24 @@ def _chain_kernel(x_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, C: gl.co
     w3_off = h[:, None] * C + cols[None, :]
     hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
 
-    for s in gl.static_range(STAGES - 1):
+    for s in gl.static_range(AHEAD):
         _load_chunk(w2_s, w3_s, w2_ptr, w3_ptr, w2_off, w3_off, s, C, BLOCK_H, STAGES)
         async_copy.commit_group()
-    async_copy.wait_group(STAGES - 2)  # chunk 0 is in
+    async_copy.wait_group(AHEAD - 1)  # chunk 0 is in
     _barrier()
     fence_async_shared()
     e = warpgroup_mma(x_s, w2_s.index(0), gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l), use_acc=False)
-    acc = gl.zeros([BLOCK_P, C], gl.float32, acc_l)
+    if INFLIGHT:
+        acc = warpgroup_mma_init(gl.zeros([BLOCK_P, C], gl.float32, acc_l))  # a token from the start: the loop carries one
+        p_prev = gl.zeros([BLOCK_P, BLOCK_H], gl.bfloat16, p_l)
+    else:
+        acc = gl.zeros([BLOCK_P, C], gl.float32, acc_l)
     for i in range(NCH - 1):
-        _barrier()  # every warpgroup is done with the slot chunk i - 1 used
-        if i + STAGES - 1 < NCH:
-            _load_chunk(w2_s, w3_s, w2_ptr, w3_ptr, w2_off, w3_off, i + STAGES - 1, C, BLOCK_H, STAGES)
+        _barrier()  # every warpgroup is done with the slot the ring reloads next
+        if i + AHEAD < NCH:
+            _load_chunk(w2_s, w3_s, w2_ptr, w3_ptr, w2_off, w3_off, i + AHEAD, C, BLOCK_H, STAGES)
         async_copy.commit_group()  # an empty group near the end keeps the count
-        async_copy.wait_group(STAGES - 2)  # chunk i + 1 is in
+        async_copy.wait_group(AHEAD - 1)  # chunk i + 1 is in
         _barrier()
         fence_async_shared()
         e_next = warpgroup_mma(x_s, w2_s.index((i + 1) % STAGES), gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l), use_acc=False,
@@ -103,79 +114,18 @@ def _chain_kernel(x_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, C: gl.co
         b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
         p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)  # while e_next runs on the tensor cores
         acc = warpgroup_mma(p, w3_s.index(i % STAGES), acc, is_async=True)
-        e, acc = warpgroup_mma_wait(0, deps=[e_next, acc])
+        if INFLIGHT:
+            e, p_prev = warpgroup_mma_wait(1, deps=[e_next, p_prev])  # chunk i - 1's projection and chunk i + 1's expansion
+            p_prev = p
+        else:
+            e, acc = warpgroup_mma_wait(0, deps=[e_next, acc])
     b2 = gl.load(b2_ptr + (NCH - 1) * BLOCK_H + hb).to(gl.float32)
     p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
-    acc = warpgroup_mma(p, w3_s.index((NCH - 1) % STAGES), acc)
-
-    orow = p0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
-    ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))
-    off = orow[:, None] * C + ocol[None, :]
-    m = (orow < NPIX)[:, None]
-    acc += gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
-    gl.store(out_ptr + off, acc.to(gl.bfloat16), mask=m)
-
-
-@gluon.jit
-def _chain_inflight_kernel(x_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
-                           BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, SW_X: gl.constexpr,
-                           SW_W2: gl.constexpr, SW_W3: gl.constexpr, WARPS: gl.constexpr):
-    """`_chain_kernel` with each chunk's projection left in flight until the next chunk's wait (run 35f: waiting for it
-    in every chunk was the likely cost), as `tl`'s pipeliner does. Chunk i's wait is for at most one wgmma outstanding,
-    so the projection of chunk i - 1 and the expansion of chunk i + 1 are done, chunk i's projection may still run:
-    its register operand P is kept alive (a dependency of the next wait) and its W3 slot is not reloaded until then, so
-    the ring loads chunk i + STAGES - 2 into the slot of chunk i - 2 (STAGES >= 4 keeps a chunk of prefetch)."""
-    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, C, 16])
-    e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, BLOCK_H, 16])
-    p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
-    ld_l: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [WARPS, 1], [1, 0])
-    x_sl: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=SW_X, element_bitwidth=16, rank=2)
-    w2_sl: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=SW_W2, element_bitwidth=16, rank=2)
-    w3_sl: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=SW_W3, element_bitwidth=16, rank=2)
-    NCH: gl.constexpr = HID // BLOCK_H
-
-    p0 = gl.program_id(0) * BLOCK_P
-    rows = p0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, ld_l))
-    cols = gl.arange(0, C, layout=gl.SliceLayout(0, ld_l))
-    x = gl.load(x_ptr + rows[:, None] * C + cols[None, :], mask=(rows < NPIX)[:, None], other=0.0)
-    x_s = gl.allocate_shared_memory(gl.bfloat16, [BLOCK_P, C], x_sl, x)
-    w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, C, BLOCK_H], w2_sl)
-    w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, C], w3_sl)
-    k = gl.arange(0, C, layout=gl.SliceLayout(1, ld_l))
-    j = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, ld_l))
-    w2_off = k[:, None] * HID + j[None, :]
-    h = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, ld_l))
-    w3_off = h[:, None] * C + cols[None, :]
-    hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
-
-    for s in gl.static_range(STAGES - 2):
-        _load_chunk(w2_s, w3_s, w2_ptr, w3_ptr, w2_off, w3_off, s, C, BLOCK_H, STAGES)
-        async_copy.commit_group()
-    async_copy.wait_group(STAGES - 3)  # chunk 0 is in
-    _barrier()
-    fence_async_shared()
-    e = warpgroup_mma(x_s, w2_s.index(0), gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l), use_acc=False)
-    acc = warpgroup_mma_init(gl.zeros([BLOCK_P, C], gl.float32, acc_l))  # a token from the start: the loop carries one
-    p_prev = gl.zeros([BLOCK_P, BLOCK_H], gl.bfloat16, p_l)
-    for i in range(NCH - 1):
-        _barrier()  # every warpgroup is past its wait: chunk i - 2's projection is done, its slot free
-        if i + STAGES - 2 < NCH:
-            _load_chunk(w2_s, w3_s, w2_ptr, w3_ptr, w2_off, w3_off, i + STAGES - 2, C, BLOCK_H, STAGES)
-        async_copy.commit_group()
-        async_copy.wait_group(STAGES - 3)  # chunk i + 1 is in
-        _barrier()
-        fence_async_shared()
-        e_next = warpgroup_mma(x_s, w2_s.index((i + 1) % STAGES), gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l), use_acc=False,
-                               is_async=True)
-        b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
-        p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
-        acc = warpgroup_mma(p, w3_s.index(i % STAGES), acc, is_async=True)
-        e, p_prev = warpgroup_mma_wait(1, deps=[e_next, p_prev])  # chunk i - 1's projection and chunk i + 1's expansion
-        p_prev = p
-    b2 = gl.load(b2_ptr + (NCH - 1) * BLOCK_H + hb).to(gl.float32)
-    p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
-    acc = warpgroup_mma(p, w3_s.index((NCH - 1) % STAGES), acc, is_async=True)
-    acc, p, p_prev = warpgroup_mma_wait(0, deps=[acc, p, p_prev])
+    if INFLIGHT:
+        acc = warpgroup_mma(p, w3_s.index((NCH - 1) % STAGES), acc, is_async=True)
+        acc, p, p_prev = warpgroup_mma_wait(0, deps=[acc, p, p_prev])
+    else:
+        acc = warpgroup_mma(p, w3_s.index((NCH - 1) % STAGES), acc)
 
     orow = p0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
     ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))
@@ -196,24 +146,14 @@ def swizzle(row_elems: int) -> int:
 
 def constexprs(c: int, cfg: dict) -> dict:
     return {"C": c, "HID": 4 * c, "BLOCK_P": cfg["block_p"], "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"],
-            "SW_X": swizzle(c), "SW_W2": swizzle(cfg["block_h"]), "SW_W3": swizzle(c), "WARPS": cfg["warps"]}
+            "SW_X": swizzle(c), "SW_W2": swizzle(cfg["block_h"]), "SW_W3": swizzle(c), "WARPS": cfg["warps"],
+            "INFLIGHT": bool(cfg.get("inflight"))}
 
 
 def fused(d: dict, cfg: dict):
-    w2, w3 = d["W2"].t().contiguous(), d["W3"].t().contiguous()
-    npix, c = d["x"].shape
-    handle = {}
+    import mlp_ceiling
 
-    def f(x):
-        out = torch.empty_like(x)
-        handle["k"] = kernel_of(cfg)[(triton.cdiv(npix, cfg["block_p"]),)](x, w2, d["b2"], w3, d["b3"], out, npix, **constexprs(c, cfg),
-                                                                        num_warps=cfg["warps"])
-        return out
-    return f, handle
-
-
-def kernel_of(cfg: dict):
-    return _chain_inflight_kernel if cfg.get("inflight") else _chain_kernel
+    return mlp_ceiling.launcher(d, _chain_kernel, cfg["block_p"], **constexprs(d["x"].shape[1], cfg), num_warps=cfg["warps"])
 
 
 def tiles(c: int) -> list[dict]:
@@ -241,13 +181,13 @@ def compile_only(widths: list[int]) -> None:
 
     for c in widths:
         for cfg in tiles(c):
-            names = kernel_of(cfg).arg_names
+            names = _chain_kernel.arg_names
             cx = constexprs(c, cfg)
             sig = {n: ("*bf16" if n.endswith("_ptr") else "i32") for n in names if n not in cx}
             sig.update({n: "constexpr" for n in cx})
             attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n.endswith("_ptr")}
             try:
-                k = triton.compile(GluonASTSource(fn=kernel_of(cfg), signature=sig, constexprs=cx, attrs=attrs),
+                k = triton.compile(GluonASTSource(fn=_chain_kernel, signature=sig, constexprs=cx, attrs=attrs),
                                    target=GPUTarget("cuda", 90, 32), options={"num_warps": cfg["warps"]})
                 ptx = k.asm["ptx"]
                 r = compile_sm90.resources(k, None, f"gluon_chain_c{c}_{'_'.join(str(v) for v in cfg.values())}")

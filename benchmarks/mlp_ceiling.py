@@ -90,18 +90,24 @@ def eager(d: dict):
     return lambda x: x + F.linear(F.silu(F.linear(x, d["W2"], d["b2"])), d["W3"], d["b3"])
 
 
-def fused(d: dict, cfg: dict, fast: bool, same_chunk: bool = False):
+def launcher(d: dict, kernel, block_p: int, **launch):
+    """f(x) running a chain kernel over d's pixels, block_p a program (its arguments: x, W2ᵀ [C, 4C], b2, W3ᵀ [4C, C], b3,
+    out, NPIX, then `launch`), the weights transposed once; and the dict whose "k" keeps the last compiled launch."""
     w2, w3 = d["W2"].t().contiguous(), d["W3"].t().contiguous()
-    npix, c = d["x"].shape
+    npix = d["x"].shape[0]
     handle = {}
 
     def f(x):
         out = torch.empty_like(x)
-        handle["k"] = _mlp_kernel[(triton.cdiv(npix, cfg["block_p"]),)](
-            x, w2, d["b2"], w3, d["b3"], out, npix, C=c, HID=4 * c, BLOCK_P=cfg["block_p"], BLOCK_H=cfg["block_h"],
-            STAGES=cfg["stages"], FAST=fast, SAME_CHUNK=same_chunk, num_warps=cfg["warps"])
+        handle["k"] = kernel[(triton.cdiv(npix, block_p),)](x, w2, d["b2"], w3, d["b3"], out, npix, **launch)
         return out
     return f, handle
+
+
+def fused(d: dict, cfg: dict, fast: bool, same_chunk: bool = False):
+    c = d["x"].shape[1]
+    return launcher(d, _mlp_kernel, cfg["block_p"], C=c, HID=4 * c, BLOCK_P=cfg["block_p"], BLOCK_H=cfg["block_h"], STAGES=cfg["stages"],
+                    FAST=fast, SAME_CHUNK=same_chunk, num_warps=cfg["warps"])
 
 
 def cost(npix: int, c: int) -> tuple[int, int]:
