@@ -684,9 +684,9 @@ def default_config(kind: str, c: int, hidden: int, halo: str = "staged", stride:
     dense grouped conv with its taps a loop four stages deep (runs 24-25), 64 pixels, 32 expanded channels, 4 warps, the
     SiLU in bf16x2 (run 20); up to 128: the loop three deep (the unrolled taps at stride 2, run 24), 128 pixels, 32, 8
     warps (on three parts at stride 1, c96: 64 pixels on 4 warps, run 35); up to 256: the loop three deep, 128 pixels,
-    64 expanded channels, 8 warps, two stages (three on three parts at stride 1, run 29c); wider: the pairs, 32 pixels, 128 expanded channels, 8 warps, two stages (run 31e; the H200 has
-    227 KB of shared memory a program), but at stride 2 on three parts the loop three deep, 64 expanded channels, three
-    stages.
+    64 expanded channels, 8 warps, two stages (three on three parts at stride 1, run 29c); wider: the pairs, 32 pixels,
+    128 expanded channels, 8 warps, two stages (run 31e; the H200 has 227 KB of shared memory a program), but at stride 2
+    on three parts the loop three deep, 64 expanded channels, three stages.
     Given the input width c_in, three input parts where `layout.default_three_parts` says they were measured faster. MBConv with its halo recomputed (halo="recompute"): 32 expanded channels, one
     stage, 16 pixels (32 at 128 channels of tile): at 32 pixels, 64 expanded channels and three stages a 256-channel tile
     asked for 283 KB of shared memory. MBConv with its halo staged (the default): frames of halo_p pixels such that the
