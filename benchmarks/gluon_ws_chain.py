@@ -1,0 +1,445 @@
+"""The expansion chain warp-specialised in Gluon: TMA weights from a loader warp, two consumer warpgroups (issue 19, run 36).
+
+Run 35 bounded the per-block target: the chain alone (1x1 expand, SiLU, 1x1 project, on chip) reaches 36-48 % of its
+fused roofline in Triton's `tl` (mlp_ceiling.py), and two Gluon kernels that overlap the SiLU with the next wgmma inside
+one warpgroup (gluon_chain.py) were 25-57 % slower than `tl`. Both stream the weights with cp.async issued by every
+thread (an address a thread for each element, a bar.sync and a wait a chunk), and with 8 warps `tl`'s two warpgroups
+reach each chunk's SiLU together, so the tensor cores idle while both run it. The design the bound pointed to is the one
+Hopper's fastest GEMM-chain kernels use; `_ws_chain_kernel` is that design, written here:
+
+  - a loader warp (a worker partition) streams chunk i's W2ᵀ [C, BLOCK_H] and W3ᵀ [BLOCK_H, C] with TMA into a ring of
+    STAGES slots, each with a `ready` barrier (TMA's byte count completes it) and an `empty` barrier (every consumer
+    arrives when its wgmmas have read the slot);
+  - NCONS consumer warpgroups (the default partition, and with NCONS = 2 a second, worker partition) each own 64
+    pixels: E = x·W2ᵀ[chunk] (wgmma, x from shared memory, loaded once by TMA), P = SiLU(E + b2) in registers,
+    acc += P·W3ᵀ[chunk] (wgmma, P from registers). The two warpgroups share every weight slot (half the L2 reads of a
+    64-pixel tile) and meet only at the ring's barriers, so one's SiLU can run while the other's wgmma does;
+  - with LAG, a consumer leaves each chunk's projection in flight until the next chunk's expansion is issued, and frees
+    the slot then.
+
+Same math, widths, check and timer as mlp_ceiling.py (make, reference, cost, kernels_gpu.graph_time_ms); the `tl` chain
+at run 35b's best tile is timed in the same process beside it.
+
+    python3 benchmarks/gluon_ws_chain.py --out $OUT [--widths 64,128,256]        (on the GPU)
+    python3 benchmarks/gluon_ws_chain.py --compile-only                          (sm_90 compile here, no GPU)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from gluon_chain import TL_BEST, _silu, swizzle  # noqa: E402
+
+# 3.9 names the TMA load async_load (its async_copy_global_to_shared only raises); older Gluon may have only the latter
+_tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
+
+@gluon.jit
+def _loader(x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, HID):
+    """The loader warp: the consumers' x tiles once, then every chunk's two weight tiles into the ring. (A partition's
+    arguments arrive as values, constexprs too, so the tile's sizes are read from the shared buffers' shapes.)"""
+    NCONS: gl.constexpr = x_s.shape[0]
+    BLOCK_P: gl.constexpr = x_s.shape[1]
+    C: gl.constexpr = x_s.shape[2]
+    STAGES: gl.constexpr = w2_s.shape[0]
+    BLOCK_H: gl.constexpr = w2_s.shape[2]
+    mbarrier.expect(x_bar, NCONS * BLOCK_P * C * 2)
+    for w in gl.static_range(NCONS):
+        _tma_load(x_desc, [row0 + w * BLOCK_P, 0], x_bar, x_s.index(w))
+    for i in range(HID // BLOCK_H):
+        s = i % STAGES
+        mbarrier.wait(empty.index(s), ((i // STAGES) & 1) ^ 1)  # the first pass of the ring finds every slot free
+        mbarrier.expect(ready.index(s), 2 * C * BLOCK_H * 2)
+        _tma_load(w2_desc, [0, i * BLOCK_H], ready.index(s), w2_s.index(s))
+        _tma_load(w3_desc, [i * BLOCK_H, 0], ready.index(s), w3_s.index(s))
+
+
+@gluon.jit
+def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, MODE: gl.constexpr):
+    """One consumer warpgroup: its 64 pixels (x_t, rows row0...) through every chunk, then bias, residual (x from shared
+    memory) and store. MODE 0: each chunk waits for its expansion, then its projection, and frees its slot. MODE 1
+    (lag): the projection is left in flight until the next chunk's expansion is waited for, and the slot freed then.
+    MODE 2 (pipe): chunk i + 1's expansion is issued before chunk i's SiLU, which runs while it does."""
+    BLOCK_P: gl.constexpr = x_t.shape[0]
+    C: gl.constexpr = x_t.shape[1]
+    STAGES: gl.constexpr = w2_s.shape[0]
+    BLOCK_H: gl.constexpr = w2_s.shape[2]
+    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, C, 16])
+    e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
+    p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
+    NCH = HID // BLOCK_H
+    hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
+    e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
+    acc = gl.zeros([BLOCK_P, C], gl.float32, acc_l)
+    mbarrier.wait(x_bar, 0)
+    if MODE == 2:
+        mbarrier.wait(ready.index(0), 0)
+        e = warpgroup_mma(x_t, w2_s.index(0), e0, use_acc=False)
+        for i in range(NCH - 1):
+            s = i % STAGES
+            s1 = (i + 1) % STAGES
+            mbarrier.wait(ready.index(s1), ((i + 1) // STAGES) & 1)
+            e_next = warpgroup_mma(x_t, w2_s.index(s1), e0, use_acc=False, is_async=True)
+            b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
+            p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)  # while e_next runs
+            acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
+            e, acc, p = warpgroup_mma_wait(0, deps=[e_next, acc, p])
+            mbarrier.arrive(empty.index(s))
+        b2 = gl.load(b2_ptr + (NCH - 1) * BLOCK_H + hb).to(gl.float32)
+        p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
+        acc = warpgroup_mma(p, w3_s.index((NCH - 1) % STAGES), acc)
+        mbarrier.arrive(empty.index((NCH - 1) % STAGES))
+    else:
+        p_prev = gl.zeros([BLOCK_P, BLOCK_H], gl.bfloat16, p_l)
+        if MODE == 1:
+            acc = warpgroup_mma_init(acc)  # the loop carries an in-flight accumulator
+        for i in range(NCH):
+            s = i % STAGES
+            b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
+            mbarrier.wait(ready.index(s), (i // STAGES) & 1)
+            e = warpgroup_mma(x_t, w2_s.index(s), e0, use_acc=False, is_async=True)
+            if MODE == 1:  # chunk i - 1's projection completes with this wait too; its slot is free after it
+                e, acc, p_prev = warpgroup_mma_wait(0, deps=[e, acc, p_prev])
+                if i > 0:
+                    mbarrier.arrive(empty.index((i + STAGES - 1) % STAGES))
+            else:
+                e = warpgroup_mma_wait(0, deps=[e])
+            p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
+            acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
+            if MODE == 1:
+                p_prev = p
+            else:
+                acc, p = warpgroup_mma_wait(0, deps=[acc, p])
+                mbarrier.arrive(empty.index(s))
+        if MODE == 1:
+            acc, p_prev = warpgroup_mma_wait(0, deps=[acc, p_prev])
+            mbarrier.arrive(empty.index((NCH - 1) % STAGES))
+
+    orow = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
+    ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))
+    acc += x_t.load(acc_l).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
+    gl.store(out_ptr + orow[:, None] * C + ocol[None, :], acc.to(gl.bfloat16), mask=(orow < NPIX)[:, None])
+
+
+@gluon.jit
+def _consume_plain(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 0)
+
+
+@gluon.jit
+def _consume_lag(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 1)
+
+
+@gluon.jit
+def _consume_pipe(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 2)
+
+
+@gluon.jit
+def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
+                     BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, MODE: gl.constexpr, REGS: gl.constexpr):
+    """out = x + b3 + SiLU(x·W2ᵀ + b2)·W3ᵀ for 2·BLOCK_P pixels (BLOCK_P = 64, one warpgroup's wgmma M); the
+    descriptors are over x [NPIX, C], W2ᵀ [C, HID] and W3ᵀ [HID, C], row-major, bf16. num_warps = 4: consumer 0 is the
+    default partition, consumer 1 (4 warps, REGS registers) and the loader (1 warp) are workers."""
+    x_s = gl.allocate_shared_memory(gl.bfloat16, [2, BLOCK_P, C], x_desc.layout)
+    w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, C, BLOCK_H], w2_desc.layout)
+    w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, C], w3_desc.layout)
+    x_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(x_bar, count=1)
+    for s in gl.static_range(STAGES):
+        mbarrier.init(ready.index(s), count=1)
+        mbarrier.init(empty.index(s), count=2)  # one arrival a consumer warpgroup
+    fence_async_shared()
+    row0 = gl.program_id(0) * (2 * BLOCK_P)
+    c0 = (x_s.index(0), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0)
+    c1 = (x_s.index(1), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0 + BLOCK_P)
+    ld = (x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, HID)
+    if MODE == 0:
+        gl.warp_specialize([(_consume_plain, c0), (_consume_plain, c1), (_loader, ld)], [4, 1], [REGS, 24])
+    elif MODE == 1:
+        gl.warp_specialize([(_consume_lag, c0), (_consume_lag, c1), (_loader, ld)], [4, 1], [REGS, 24])
+    else:
+        gl.warp_specialize([(_consume_pipe, c0), (_consume_pipe, c1), (_loader, ld)], [4, 1], [REGS, 24])
+
+
+@gluon.jit
+def _loader_persist(w2_s, w3_s, ready, empty, w2_desc, w3_desc, ntiles, HID):
+    """The persistent kernel's loader warp: the weight chunks of every tile this program takes, one ring throughout."""
+    STAGES: gl.constexpr = w2_s.shape[0]
+    C: gl.constexpr = w2_s.shape[1]
+    BLOCK_H: gl.constexpr = w2_s.shape[2]
+    NCH = HID // BLOCK_H
+    k = 0  # chunks loaded so far: the ring's position and phase
+    for t in range(gl.program_id(0), ntiles, gl.num_programs(0)):
+        for i in range(NCH):
+            s = k % STAGES
+            mbarrier.wait(empty.index(s), ((k // STAGES) & 1) ^ 1)
+            mbarrier.expect(ready.index(s), 2 * C * BLOCK_H * 2)
+            _tma_load(w2_desc, [0, i * BLOCK_H], ready.index(s), w2_s.index(s))
+            _tma_load(w3_desc, [i * BLOCK_H, 0], ready.index(s), w3_s.index(s))
+            k += 1
+
+
+@gluon.jit
+def _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles, WG):
+    """One consumer warpgroup of the persistent kernel: for each tile this program takes, its 64 pixels through every
+    chunk as MODE 0 does. It loads its own x tile by TMA, and the next tile's as soon as the last expansion has read
+    this one (the residual is read from global memory, so x's buffer is free then); the epilogue of one warpgroup
+    overlaps the other's wgmmas."""
+    BLOCK_P: gl.constexpr = x_t.shape[0]
+    C: gl.constexpr = x_t.shape[1]
+    STAGES: gl.constexpr = w2_s.shape[0]
+    BLOCK_H: gl.constexpr = w2_s.shape[2]
+    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, C, 16])
+    e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
+    p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
+    NCH = HID // BLOCK_H
+    hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
+    e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
+    t = gl.program_id(0)
+    mbarrier.expect(x_bar, BLOCK_P * C * 2)
+    _tma_load(x_desc, [t * 2 * BLOCK_P + WG * BLOCK_P, 0], x_bar, x_t)
+    k = 0
+    it = 0
+    while t < ntiles:
+        mbarrier.wait(x_bar, it & 1)
+        acc = gl.zeros([BLOCK_P, C], gl.float32, acc_l)
+        for i in range(NCH):
+            s = k % STAGES
+            b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
+            mbarrier.wait(ready.index(s), (k // STAGES) & 1)
+            e = warpgroup_mma(x_t, w2_s.index(s), e0, use_acc=False, is_async=True)
+            e = warpgroup_mma_wait(0, deps=[e])
+            if i == NCH - 1:  # x's buffer is read for the last time: the next tile's x loads during this chunk's rest
+                if t + gl.num_programs(0) < ntiles:
+                    mbarrier.expect(x_bar, BLOCK_P * C * 2)
+                    _tma_load(x_desc, [(t + gl.num_programs(0)) * 2 * BLOCK_P + WG * BLOCK_P, 0], x_bar, x_t)
+            p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
+            acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
+            acc, p = warpgroup_mma_wait(0, deps=[acc, p])
+            mbarrier.arrive(empty.index(s))
+            k += 1
+        orow = t * 2 * BLOCK_P + WG * BLOCK_P + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
+        ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))  # here, not hoisted: at C = 256 a thread holds 64 columns
+        off = orow[:, None] * C + ocol[None, :]
+        m = (orow < NPIX)[:, None]
+        acc += gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
+        gl.store(out_ptr + off, acc.to(gl.bfloat16), mask=m)
+        t += gl.num_programs(0)
+        it += 1
+
+
+@gluon.jit
+def _consume_persist0(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles):
+    _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles, 0)
+
+
+@gluon.jit
+def _consume_persist1(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles):
+    _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles, 1)
+
+
+@gluon.jit
+def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
+                       BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr):
+    """_ws_chain_kernel's MODE 0, persistent: one program an SM takes tiles of 2·BLOCK_P pixels in turn, the weight
+    ring running on across them; each consumer has its own x buffer and barrier."""
+    x_s = gl.allocate_shared_memory(gl.bfloat16, [2, BLOCK_P, C], x_desc.layout)
+    w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, C, BLOCK_H], w2_desc.layout)
+    w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, C], w3_desc.layout)
+    x_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for w in gl.static_range(2):
+        mbarrier.init(x_bar.index(w), count=1)
+    for s in gl.static_range(STAGES):
+        mbarrier.init(ready.index(s), count=1)
+        mbarrier.init(empty.index(s), count=2)
+    fence_async_shared()
+    ntiles = gl.cdiv(NPIX, 2 * BLOCK_P)
+    c0 = (x_s.index(0), w2_s, w3_s, x_bar.index(0), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles)
+    c1 = (x_s.index(1), w2_s, w3_s, x_bar.index(1), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles)
+    gl.warp_specialize([(_consume_persist0, c0), (_consume_persist1, c1), (_loader_persist, (w2_s, w3_s, ready, empty, w2_desc, w3_desc, ntiles, HID))],
+                       [4, 1], [REGS, 24])
+
+
+MODES = ("plain", "lag", "pipe", "persist")  # MODE's values, by name ("persist": _ws_persist_kernel)
+
+
+BLOCK_P = 64  # a warpgroup's wgmma M
+
+
+def layouts(c: int, block_h: int) -> dict:
+    """The NVMMA shared layouts of x's, W2ᵀ's and W3ᵀ's tiles (TMA writes them, wgmma reads them)."""
+    nv = lambda row: gl.NVMMASharedLayout(swizzle_byte_width=swizzle(row), element_bitwidth=16, rank=2)  # noqa: E731
+    return {"x": nv(c), "w2": nv(block_h), "w3": nv(c)}
+
+
+def kernel(cfg: dict):
+    return _ws_persist_kernel if cfg["mode"] == "persist" else _ws_chain_kernel
+
+
+def constexprs(c: int, cfg: dict) -> dict:
+    mode = {} if cfg["mode"] == "persist" else {"MODE": MODES.index(cfg["mode"])}
+    return {"C": c, "HID": 4 * c, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], **mode,
+            "REGS": cfg.get("regs", 232)}
+
+
+def descriptors(x: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor, c: int, block_h: int) -> tuple:
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    lay = layouts(c, block_h)
+    return (TensorDescriptor.from_tensor(x, [BLOCK_P, c], lay["x"]), TensorDescriptor.from_tensor(w2, [c, block_h], lay["w2"]),
+            TensorDescriptor.from_tensor(w3, [block_h, c], lay["w3"]))
+
+
+def fused(d: dict, cfg: dict):
+    """f(x) running the kernel over d's pixels (the weights transposed and their descriptors made once), and the dict
+    whose "k" keeps the last compiled launch."""
+    c = d["x"].shape[1]
+    w2, w3 = d["W2"].t().contiguous(), d["W3"].t().contiguous()
+    npix = d["x"].shape[0]
+    cx = constexprs(c, cfg)
+    handle = {}
+    _, w2d, w3d = descriptors(d["x"], w2, w3, c, cfg["block_h"])
+
+    ntiles = triton.cdiv(npix, 2 * BLOCK_P)
+
+    def f(x):
+        out = torch.empty_like(x)
+        xd, _, _ = descriptors(x, w2, w3, c, cfg["block_h"])
+        if cfg["mode"] == "persist":
+            grid = min(ntiles, torch.cuda.get_device_properties(x.device).multi_processor_count)
+            handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
+        else:
+            handle["k"] = _ws_chain_kernel[(ntiles,)](xd, w2d, w3d, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
+        return out
+    return f, handle
+
+
+def smem_bytes(c: int, cfg: dict) -> int:
+    return 2 * (2 * BLOCK_P * c + cfg["stages"] * 2 * c * cfg["block_h"]) + 8 * (1 + 2 * cfg["stages"])
+
+
+def tiles(c: int, modes: tuple = MODES) -> list[dict]:
+    """32-128 hidden channels a chunk, 2-4 ring slots, each consumer mode, where the slots and both x tiles fit the
+    H200's 227 KB of shared memory and E (two with pipe), P and the accumulator a consumer's registers."""
+    out = []
+    for bh in (64, 128, 32):
+        for stages in (2, 3, 4):
+            for mode in modes:
+                cfg = {"block_h": bh, "stages": stages, "mode": mode}
+                regs = (c + bh * (2 if mode == "pipe" else 1)) // 2 + bh // 4 * (1 if mode == "plain" else 2)  # acc, E (fp32), P (bf16), a thread
+                if bh <= 4 * c and smem_bytes(c, cfg) <= 232448 and regs <= 200:
+                    out.append(cfg)
+    return out
+
+
+def compile_only(widths: list[int], modes: tuple = MODES) -> None:
+    """Compile every tile for sm_90 with the Triton installed here (no GPU): registers, spills, shared memory."""
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    import compile_sm90
+
+    for c in widths:
+        for cfg in tiles(c, modes):
+            names = kernel(cfg).arg_names
+            cx = constexprs(c, cfg)
+            x, w2, w3 = torch.empty(256, c, dtype=torch.bfloat16), torch.empty(c, 4 * c, dtype=torch.bfloat16), torch.empty(4 * c, c, dtype=torch.bfloat16)
+            descs = dict(zip(("x_desc", "w2_desc", "w3_desc"), descriptors(x, w2, w3, c, cfg["block_h"])))
+            sig = {n: (descs[n].__mangle__() if n in descs else "*bf16" if n.endswith("_ptr") else "i32") for n in names if n not in cx}
+            sig.update({n: "constexpr" for n in cx})
+            attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n.endswith("_ptr")}
+            try:
+                k = triton.compile(GluonASTSource(fn=kernel(cfg), signature=sig, constexprs=cx, attrs=attrs),
+                                   target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+                ptx = k.asm["ptx"]
+                r = compile_sm90.resources(k, None, f"gluon_ws_c{c}_{'_'.join(str(v) for v in cfg.values())}")
+                print(f"C={c} {cfg}: {r['regs']} registers, stack {r['stack_bytes']} B, shared {r['shared_bytes']} B, wgmma {r['wgmma']}, "
+                      f"setmaxnreg {ptx.count('setmaxnreg')}, tma {ptx.count('cp.async.bulk.tensor')}", flush=True)
+            except Exception as e:  # noqa: BLE001 - report every tile's fate
+                lines = [ln for ln in str(e).splitlines() if ln.strip()]
+                print(f"C={c} {cfg}: FAILED {type(e).__name__}: {(lines[-1] if lines else '')[:400]}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out")
+    ap.add_argument("--widths", default="64,128,256")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"consumer modes to sweep, of {','.join(MODES)}")
+    ap.add_argument("--first", type=int, default=0, help="only the first N tiles a width (a smoke run: a kernel that hangs "
+                    "hangs the process, so try one or two under a short timeout first)")
+    a = ap.parse_args()
+    widths = [int(w) for w in a.widths.split(",")]
+    modes = tuple(a.modes.split(","))
+    if not set(modes) <= set(MODES):
+        ap.error(f"--modes {a.modes!r}: each must be one of {', '.join(MODES)}")
+    if a.compile_only:
+        return compile_only(widths, modes)
+    import kernels_gpu
+    import mlp_ceiling
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ceil = json.loads((ROOT / "benchmarks/results/h200/ceilings.json").read_text())
+    peak, bw = ceil["peak_flops"]["bf16"], ceil["bandwidth_bytes_per_s"]
+    result = {"meta": {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
+                       "triton": triton.__version__, "device": torch.cuda.get_device_name()},
+              "shapes": []}
+    path = out / "gluon_ws_chain.json"
+    for c in widths:
+        side = mlp_ceiling.MAPS[c]
+        npix = a.batch * side * side
+        flops, nbytes = mlp_ceiling.cost(npix, c)
+        roof_ms = 1e3 * max(flops / peak, nbytes / bw)
+        d = mlp_ceiling.make(npix, c, "cuda", torch.bfloat16)
+        ref = mlp_ceiling.reference(d)
+        scale = ref.abs().max().item()
+        row = {"width": c, "map": side, "npix": npix, "roofline_ms": roof_ms, "tiles": []}
+        result["shapes"].append(row)
+        if c in TL_BEST:
+            f, _ = mlp_ceiling.fused(d, TL_BEST[c], fast=True)
+            ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
+            row["tl_best"] = {**TL_BEST[c], "ms": ms, "iqr_ms": iqr, "of_roofline": roof_ms / ms}
+            print(f"C={c} {side}² tl at run 35b's best tile {TL_BEST[c]}: {ms:.4f} ms (IQR {iqr:.4f}), {100 * roof_ms / ms:.0f} % of the fused roofline", flush=True)
+        for cfg in tiles(c, modes)[:a.first or None]:
+            t = dict(cfg)
+            try:
+                f, handle = fused(d, cfg)
+                with torch.no_grad():
+                    t["error"] = (f(d["x"]).float() - ref).abs().max().item() / scale
+                k = handle.get("k")
+                if k is not None and hasattr(k, "n_regs"):
+                    t.update(n_regs=k.n_regs, n_spills=k.n_spills, shared_bytes=getattr(k.metadata, "shared", None))
+                if t["error"] <= mlp_ceiling.TOL:
+                    ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
+                    t.update(ms=ms, iqr_ms=iqr, of_roofline=roof_ms / ms, tflops=flops / ms / 1e9)
+            except Exception as e:  # noqa: BLE001
+                lines = str(e).splitlines() or [""]
+                t["failed"] = f"{type(e).__name__}: {next((ln for ln in lines if 'error' in ln.lower()), lines[0])[:300]}"
+            row["tiles"].append(t)
+            print(f"C={c} {side}² ws {cfg}: " + (f"{t['ms']:.4f} ms (IQR {t['iqr_ms']:.4f}), {100 * t['of_roofline']:.0f} % of the fused "
+                  f"roofline, err {t['error']:.1e}, {t.get('n_regs')} registers, {t.get('n_spills')} spills" if "ms" in t else
+                  f"not timed: {t.get('failed') or 'error %.2e over the tolerance' % t['error']}"), flush=True)
+            path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
