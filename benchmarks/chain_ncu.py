@@ -113,7 +113,7 @@ def main() -> None:
     me += ["--ws-json", a.ws_json] if a.ws_json else []
     base = [ncu, "--clock-control", "none", "--profile-from-start", "off", "--target-processes", "application-only", "-f", "-o", str(rep)]
     if a.source:  # the chain kernels alone (the markers are filtered out), their instructions' stall samples
-        base += ["--section", "SourceCounters", "--section", "WarpStateStats", "--kernel-name", "regex:_mlp_kernel|_chain_kernel|_ws_chain_kernel"]
+        base += ["--section", "SourceCounters", "--section", "WarpStateStats", "--kernel-name", "regex:_mlp_kernel|_chain_kernel|_ws_chain_kernel|_ws_persist_kernel"]
         with open(out / "ncu_log.txt", "w") as log:
             r = subprocess.run(base + me, stdout=log, stderr=subprocess.STDOUT)
         if r.returncode:
