@@ -41,7 +41,7 @@ def ws_best(path: str | None, c: int) -> list[dict]:
     for s in json.loads(Path(path).read_text())["shapes"]:
         if s["width"] == c:
             best = {}
-            for t in (t for t in s["tiles"] if "ms" in t):
+            for t in (t for t in s["tiles"] if "ms" in t and not t.get("ablation")):
                 if t["mode"] not in best or t["ms"] < best[t["mode"]]["ms"]:
                     best[t["mode"]] = t
             return [{k: b[k] for k in WS_DEFAULT} for b in best.values()] or [WS_DEFAULT]

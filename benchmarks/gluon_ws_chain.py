@@ -45,7 +45,7 @@ from gluon_chain import TL_BEST, _silu, swizzle  # noqa: E402
 _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
 
 @gluon.jit
-def _loader(x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, HID):
+def _loader(x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, NLOAD):
     """The loader warp: the consumers' x tiles once, then every chunk's two weight tiles into the ring. (A partition's
     arguments arrive as values, constexprs too, so the tile's sizes are read from the shared buffers' shapes.)"""
     NCONS: gl.constexpr = x_s.shape[0]
@@ -56,7 +56,7 @@ def _loader(x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0
     mbarrier.expect(x_bar, NCONS * BLOCK_P * C * 2)
     for w in gl.static_range(NCONS):
         _tma_load(x_desc, [row0 + w * BLOCK_P, 0], x_bar, x_s.index(w))
-    for i in range(HID // BLOCK_H):
+    for i in range(NLOAD):  # HID // BLOCK_H chunks (the noload ablation: the first STAGES)
         s = i % STAGES
         mbarrier.wait(empty.index(s), ((i // STAGES) & 1) ^ 1)  # the first pass of the ring finds every slot free
         mbarrier.expect(ready.index(s), 2 * C * BLOCK_H * 2)
@@ -69,7 +69,10 @@ def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX
     """One consumer warpgroup: its 64 pixels (x_t, rows row0...) through every chunk, then bias, residual (x from shared
     memory) and store. MODE 0: each chunk waits for its expansion, then its projection, and frees its slot. MODE 1
     (lag): the projection is left in flight until the next chunk's expansion is waited for, and the slot freed then.
-    MODE 2 (pipe): chunk i + 1's expansion is issued before chunk i's SiLU, which runs while it does."""
+    MODE 2 (pipe): chunk i + 1's expansion is issued before chunk i's SiLU, which runs while it does.
+    Two ablations of MODE 0, whose outputs are wrong, to take the chain apart by difference: MODE 3 (nosilu) casts
+    E + b2 to bf16 without the SiLU; MODE 4 (noload) reads the ring's first STAGES chunks over and over once they are
+    in (the loader loads no more, the slots are never freed), so no weights stream after the first; MODE 5 (mma) both."""
     BLOCK_P: gl.constexpr = x_t.shape[0]
     C: gl.constexpr = x_t.shape[1]
     STAGES: gl.constexpr = w2_s.shape[0]
@@ -101,12 +104,16 @@ def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX
         mbarrier.arrive(empty.index((NCH - 1) % STAGES))
     else:
         p_prev = gl.zeros([BLOCK_P, BLOCK_H], gl.bfloat16, p_l)
+        if MODE >= 4:
+            for j in gl.static_range(STAGES):
+                mbarrier.wait(ready.index(j), 0)
         if MODE == 1:
             acc = warpgroup_mma_init(acc)  # the loop carries an in-flight accumulator
         for i in range(NCH):
             s = i % STAGES
             b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
-            mbarrier.wait(ready.index(s), (i // STAGES) & 1)
+            if MODE < 4:
+                mbarrier.wait(ready.index(s), (i // STAGES) & 1)
             e = warpgroup_mma(x_t, w2_s.index(s), e0, use_acc=False, is_async=True)
             if MODE == 1:  # chunk i - 1's projection completes with this wait too; its slot is free after it
                 e, acc, p_prev = warpgroup_mma_wait(0, deps=[e, acc, p_prev])
@@ -114,13 +121,17 @@ def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX
                     mbarrier.arrive(empty.index((i + STAGES - 1) % STAGES))
             else:
                 e = warpgroup_mma_wait(0, deps=[e])
-            p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
+            if MODE == 3 or MODE == 5:
+                p = gl.convert_layout((e + b2[None, :]).to(gl.bfloat16), p_l)
+            else:
+                p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
             acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
             if MODE == 1:
                 p_prev = p
             else:
                 acc, p = warpgroup_mma_wait(0, deps=[acc, p])
-                mbarrier.arrive(empty.index(s))
+                if MODE < 4:
+                    mbarrier.arrive(empty.index(s))
         if MODE == 1:
             acc, p_prev = warpgroup_mma_wait(0, deps=[acc, p_prev])
             mbarrier.arrive(empty.index((NCH - 1) % STAGES))
@@ -147,6 +158,21 @@ def _consume_pipe(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr,
 
 
 @gluon.jit
+def _consume_nosilu(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 3)
+
+
+@gluon.jit
+def _consume_noload(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 4)
+
+
+@gluon.jit
+def _consume_mma(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 5)
+
+
+@gluon.jit
 def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
                      BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, MODE: gl.constexpr, REGS: gl.constexpr):
     """out = x + b3 + SiLU(x·W2ᵀ + b2)·W3ᵀ for 2·BLOCK_P pixels (BLOCK_P = 64, one warpgroup's wgmma M); the
@@ -166,13 +192,19 @@ def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C:
     row0 = gl.program_id(0) * (2 * BLOCK_P)
     c0 = (x_s.index(0), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0)
     c1 = (x_s.index(1), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0 + BLOCK_P)
-    ld = (x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, HID)
+    ld = (x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, STAGES if MODE >= 4 else HID // BLOCK_H)
     if MODE == 0:
         gl.warp_specialize([(_consume_plain, c0), (_consume_plain, c1), (_loader, ld)], [4, 1], [REGS, 24])
     elif MODE == 1:
         gl.warp_specialize([(_consume_lag, c0), (_consume_lag, c1), (_loader, ld)], [4, 1], [REGS, 24])
-    else:
+    elif MODE == 2:
         gl.warp_specialize([(_consume_pipe, c0), (_consume_pipe, c1), (_loader, ld)], [4, 1], [REGS, 24])
+    elif MODE == 3:
+        gl.warp_specialize([(_consume_nosilu, c0), (_consume_nosilu, c1), (_loader, ld)], [4, 1], [REGS, 24])
+    elif MODE == 4:
+        gl.warp_specialize([(_consume_noload, c0), (_consume_noload, c1), (_loader, ld)], [4, 1], [REGS, 24])
+    else:
+        gl.warp_specialize([(_consume_mma, c0), (_consume_mma, c1), (_loader, ld)], [4, 1], [REGS, 24])
 
 
 @gluon.jit
@@ -276,7 +308,8 @@ def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr,
                        [4, 1], [REGS, 24])
 
 
-MODES = ("plain", "lag", "pipe", "persist")  # MODE's values, by name ("persist": _ws_persist_kernel)
+MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "persist")  # MODE's values, by name ("persist": _ws_persist_kernel)
+ABLATIONS = ("nosilu", "noload", "mma")  # wrong outputs by design: timed without the check
 
 
 BLOCK_P = 64  # a warpgroup's wgmma M
@@ -342,7 +375,7 @@ def tiles(c: int, modes: tuple = MODES) -> list[dict]:
         for stages in (2, 3, 4):
             for mode in modes:
                 cfg = {"block_h": bh, "stages": stages, "mode": mode}
-                regs = (c + bh * (2 if mode == "pipe" else 1)) // 2 + bh // 4 * (1 if mode == "plain" else 2)  # acc, E (fp32), P (bf16), a thread
+                regs = (c + bh * (2 if mode == "pipe" else 1)) // 2 + bh // 4 * (2 if mode in ("lag", "pipe") else 1)  # acc, E (fp32), P (bf16), a thread
                 if bh <= 4 * c and smem_bytes(c, cfg) <= 232448 and regs <= 200:
                     out.append(cfg)
     return out
@@ -382,7 +415,8 @@ def main() -> None:
     ap.add_argument("--widths", default="64,128,256")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
-    ap.add_argument("--modes", default=",".join(MODES), help=f"consumer modes to sweep, of {','.join(MODES)}")
+    ap.add_argument("--modes", default=",".join(m for m in MODES if m not in ABLATIONS),
+                    help=f"consumer modes to sweep, of {','.join(MODES)} (default all but the ablations {','.join(ABLATIONS)})")
     ap.add_argument("--first", type=int, default=0, help="only the first N tiles a width (a smoke run: a kernel that hangs "
                     "hangs the process, so try one or two under a short timeout first)")
     a = ap.parse_args()
@@ -427,7 +461,9 @@ def main() -> None:
                 k = handle.get("k")
                 if k is not None and hasattr(k, "n_regs"):
                     t.update(n_regs=k.n_regs, n_spills=k.n_spills, shared_bytes=getattr(k.metadata, "shared", None))
-                if t["error"] <= mlp_ceiling.TOL:
+                if cfg["mode"] in ABLATIONS:
+                    t["ablation"] = True  # its output is wrong by design: timed, not checked
+                if t["error"] <= mlp_ceiling.TOL or t.get("ablation"):
                     ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
                     t.update(ms=ms, iqr_ms=iqr, of_roofline=roof_ms / ms, tflops=flops / ms / 1e9)
             except Exception as e:  # noqa: BLE001
