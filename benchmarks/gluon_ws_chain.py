@@ -174,11 +174,13 @@ def _consume_mma(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, 
 
 @gluon.jit
 def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
-                     BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, MODE: gl.constexpr, REGS: gl.constexpr):
-    """out = x + b3 + SiLU(x·W2ᵀ + b2)·W3ᵀ for 2·BLOCK_P pixels (BLOCK_P = 64, one warpgroup's wgmma M); the
+                     BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, MODE: gl.constexpr, REGS: gl.constexpr,
+                     NCONS: gl.constexpr = 2):
+    """out = x + b3 + SiLU(x·W2ᵀ + b2)·W3ᵀ for NCONS·BLOCK_P pixels (BLOCK_P = 64, one warpgroup's wgmma M); the
     descriptors are over x [NPIX, C], W2ᵀ [C, HID] and W3ᵀ [HID, C], row-major, bf16. num_warps = 4: consumer 0 is the
-    default partition, consumer 1 (4 warps, REGS registers) and the loader (1 warp) are workers."""
-    x_s = gl.allocate_shared_memory(gl.bfloat16, [2, BLOCK_P, C], x_desc.layout)
+    default partition, consumers 1 (and 2: NCONS = 3, modes plain and mma only; 4 warps, REGS registers each) and the
+    loader (1 warp) are workers."""
+    x_s = gl.allocate_shared_memory(gl.bfloat16, [NCONS, BLOCK_P, C], x_desc.layout)
     w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, C, BLOCK_H], w2_desc.layout)
     w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, C], w3_desc.layout)
     x_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
@@ -187,13 +189,20 @@ def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C:
     mbarrier.init(x_bar, count=1)
     for s in gl.static_range(STAGES):
         mbarrier.init(ready.index(s), count=1)
-        mbarrier.init(empty.index(s), count=2)  # one arrival a consumer warpgroup
+        mbarrier.init(empty.index(s), count=NCONS)  # one arrival a consumer warpgroup
     fence_async_shared()
-    row0 = gl.program_id(0) * (2 * BLOCK_P)
+    row0 = gl.program_id(0) * (NCONS * BLOCK_P)
     c0 = (x_s.index(0), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0)
     c1 = (x_s.index(1), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0 + BLOCK_P)
     ld = (x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, STAGES if MODE >= 4 else HID // BLOCK_H)
-    if MODE == 0:
+    if NCONS == 3:  # a third chain in flight: does the MMA path's share rise with it?
+        gl.static_assert(MODE == 0 or MODE == 5, "three consumers: modes plain and mma only")
+        c2 = (x_s.index(2), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0 + 2 * BLOCK_P)
+        if MODE == 0:
+            gl.warp_specialize([(_consume_plain, c0), (_consume_plain, c1), (_consume_plain, c2), (_loader, ld)], [4, 4, 1], [REGS, REGS, 24])
+        else:
+            gl.warp_specialize([(_consume_mma, c0), (_consume_mma, c1), (_consume_mma, c2), (_loader, ld)], [4, 4, 1], [REGS, REGS, 24])
+    elif MODE == 0:
         gl.warp_specialize([(_consume_plain, c0), (_consume_plain, c1), (_loader, ld)], [4, 1], [REGS, 24])
     elif MODE == 1:
         gl.warp_specialize([(_consume_lag, c0), (_consume_lag, c1), (_loader, ld)], [4, 1], [REGS, 24])
@@ -326,9 +335,9 @@ def kernel(cfg: dict):
 
 
 def constexprs(c: int, cfg: dict) -> dict:
-    mode = {} if cfg["mode"] == "persist" else {"MODE": MODES.index(cfg["mode"])}
+    mode = {} if cfg["mode"] == "persist" else {"MODE": MODES.index(cfg["mode"]), **({"NCONS": 3} if cfg.get("ncons") == 3 else {})}
     return {"C": c, "HID": 4 * c, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], **mode,
-            "REGS": cfg.get("regs", 232)}
+            "REGS": cfg.get("regs", 160 if cfg.get("ncons") == 3 else 232)}
 
 
 def descriptors(x: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor, c: int, block_h: int) -> tuple:
@@ -358,13 +367,13 @@ def fused(d: dict, cfg: dict):
             grid = min(ntiles, torch.cuda.get_device_properties(x.device).multi_processor_count)
             handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
         else:
-            handle["k"] = _ws_chain_kernel[(ntiles,)](xd, w2d, w3d, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
+            handle["k"] = _ws_chain_kernel[(triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P),)](xd, w2d, w3d, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
         return out
     return f, handle
 
 
 def smem_bytes(c: int, cfg: dict) -> int:
-    return 2 * (2 * BLOCK_P * c + cfg["stages"] * 2 * c * cfg["block_h"]) + 8 * (1 + 2 * cfg["stages"])
+    return 2 * (cfg.get("ncons", 2) * BLOCK_P * c + cfg["stages"] * 2 * c * cfg["block_h"]) + 8 * (1 + 2 * cfg["stages"])
 
 
 def tiles(c: int, modes: tuple = MODES) -> list[dict]:
@@ -378,6 +387,9 @@ def tiles(c: int, modes: tuple = MODES) -> list[dict]:
                 regs = (c + bh * (2 if mode == "pipe" else 1)) // 2 + bh // 4 * (2 if mode in ("lag", "pipe") else 1)  # acc, E (fp32), P (bf16), a thread
                 if bh <= 4 * c and smem_bytes(c, cfg) <= 232448 and regs <= 200:
                     out.append(cfg)
+                cfg3 = {**cfg, "ncons": 3}  # three consumers: 160 registers each at most (16 warps share 64K)
+                if mode in ("plain", "mma") and bh <= 4 * c and smem_bytes(c, cfg3) <= 232448 and regs <= 120:
+                    out.append(cfg3)
     return out
 
 
