@@ -1,27 +1,33 @@
-"""The expansion chain warp-specialised in Gluon: TMA weights from a loader warp, two consumer warpgroups (issue 19, run 36).
+"""The expansion chain warp-specialised in Gluon: TMA weights from a loader warp, consumer warpgroups sharing them (issue 19, run 36).
 
 Run 35 bounded the per-block target: the chain alone (1x1 expand, SiLU, 1x1 project, on chip) reaches 36-48 % of its
 fused roofline in Triton's `tl` (mlp_ceiling.py), and two Gluon kernels that overlap the SiLU with the next wgmma inside
 one warpgroup (gluon_chain.py) were 25-57 % slower than `tl`. Both stream the weights with cp.async issued by every
-thread (an address a thread for each element, a bar.sync and a wait a chunk), and with 8 warps `tl`'s two warpgroups
-reach each chunk's SiLU together, so the tensor cores idle while both run it. The design the bound pointed to is the one
-Hopper's fastest GEMM-chain kernels use; `_ws_chain_kernel` is that design, written here:
+thread, and with 8 warps `tl`'s two warpgroups reach each chunk's SiLU together. The design the bound pointed to is the
+one Hopper's fastest GEMM-chain kernels use; `_ws_chain_kernel` is that design, written here:
 
   - a loader warp (a worker partition) streams chunk i's W2ᵀ [C, BLOCK_H] and W3ᵀ [BLOCK_H, C] with TMA into a ring of
     STAGES slots, each with a `ready` barrier (TMA's byte count completes it) and an `empty` barrier (every consumer
     arrives when its wgmmas have read the slot);
-  - NCONS consumer warpgroups (the default partition, and with NCONS = 2 a second, worker partition) each own 64
-    pixels: E = x·W2ᵀ[chunk] (wgmma, x from shared memory, loaded once by TMA), P = SiLU(E + b2) in registers,
-    acc += P·W3ᵀ[chunk] (wgmma, P from registers). The two warpgroups share every weight slot (half the L2 reads of a
-    64-pixel tile) and meet only at the ring's barriers, so one's SiLU can run while the other's wgmma does;
-  - with LAG, a consumer leaves each chunk's projection in flight until the next chunk's expansion is issued, and frees
-    the slot then.
+  - two consumer warpgroups (the default partition and a worker; three with ncons 3) each own 64 pixels: E =
+    x·W2ᵀ[chunk] (wgmma, x from shared memory, loaded once by TMA), P = SiLU(E + b2) in registers, acc += P·W3ᵀ[chunk]
+    (wgmma, P from registers). They share every weight slot (half the L2 reads of a 64-pixel program) and meet only at
+    the ring's barriers, so one's SiLU can run while another's wgmma does.
+
+Modes (`tiles`' "mode"): plain; lag (each projection left in flight into the next chunk); pipe (the next chunk's
+expansion issued before this chunk's SiLU); persist (`_ws_persist_kernel`: one program an SM, the ring running on
+across its tiles, each consumer loading its next x tile as soon as its last expansion has read this one); and three
+ablations with wrong outputs, timed unchecked, to take the chain apart by difference: nosilu, noload (no weights
+streamed after the ring's first fill) and mma (both). On the H200 (run 36, benchmarks/README.md) the best of them
+reached 41-43 % of the fused roofline at 128 channels against `tl`'s 48 %, 46 % at 256 against 44 %, and the mma
+ablation, the tensor-core path alone, 46-47 %: where `tl`'s whole chain already is.
 
 Same math, widths, check and timer as mlp_ceiling.py (make, reference, cost, kernels_gpu.graph_time_ms); the `tl` chain
-at run 35b's best tile is timed in the same process beside it.
+at run 35b's best tile is timed in the same process beside it. A partition's arguments arrive as values (constexprs
+too), so the partitions read their tile sizes from the shared buffers' shapes and the modes are separate functions.
 
-    python3 benchmarks/gluon_ws_chain.py --out $OUT [--widths 64,128,256]        (on the GPU)
-    python3 benchmarks/gluon_ws_chain.py --compile-only                          (sm_90 compile here, no GPU)
+    python3 benchmarks/gluon_ws_chain.py --out $OUT [--widths 64,128,256] [--modes plain,persist]   (on the GPU)
+    python3 benchmarks/gluon_ws_chain.py --compile-only [--modes ...]                             (sm_90 compile here, no GPU)
 """
 from __future__ import annotations
 
