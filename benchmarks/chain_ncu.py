@@ -34,17 +34,18 @@ WS_DEFAULT = {"block_h": 128, "stages": 2, "mode": "plain"}  # run 36's fastest 
 
 
 def ws_best(path: str | None, c: int) -> list[dict]:
-    """The warp-specialised tiles to profile at width c: the fastest of each consumer mode in gluon_ws_chain.py's JSON
-    (WS_DEFAULT without one)."""
+    """The warp-specialised tiles to profile at width c: the fastest timed tile of each consumer mode and consumer count
+    in gluon_ws_chain.py's JSON, ablations left out (WS_DEFAULT without one)."""
     if not path:
         return [WS_DEFAULT]
     for s in json.loads(Path(path).read_text())["shapes"]:
         if s["width"] == c:
             best = {}
             for t in (t for t in s["tiles"] if "ms" in t and not t.get("ablation")):
-                if t["mode"] not in best or t["ms"] < best[t["mode"]]["ms"]:
-                    best[t["mode"]] = t
-            return [{k: b[k] for k in WS_DEFAULT} for b in best.values()] or [WS_DEFAULT]
+                key = (t["mode"], t.get("ncons", 2))
+                if key not in best or t["ms"] < best[key]["ms"]:
+                    best[key] = t
+            return [{k: b[k] for k in (*WS_DEFAULT, "ncons") if k in b} for b in best.values()] or [WS_DEFAULT]
     return [WS_DEFAULT]
 
 
@@ -65,7 +66,8 @@ def target(a) -> None:
         flops, nbytes = mlp_ceiling.cost(npix, c)
         items = [("tl", gluon_chain.TL_BEST[c], lambda cfg: mlp_ceiling.fused(d, cfg, fast=True)[0]),
                  ("gluon", GLUON_BEST[c], lambda cfg: gluon_chain.fused(d, cfg)[0])]
-        items += [(f"ws {cfg['mode']}", cfg, lambda cfg: gluon_ws_chain.fused(d, cfg)[0]) for cfg in ws_best(a.ws_json, c)]
+        items += [(f"ws {cfg['mode']}" + (f" x{cfg['ncons']}" if "ncons" in cfg else ""), cfg, lambda cfg: gluon_ws_chain.fused(d, cfg)[0])
+                  for cfg in ws_best(a.ws_json, c)]
         for what, cfg, make in items:
             name = f"C={c} {what}"
             try:

@@ -1,6 +1,7 @@
 """benchmarks/kernels_ncu.py's logic on the CPU: reading ncu's raw CSV page, splitting its kernels into items by the
 marker launches, and the unfused block's layer bytes (hand arithmetic). ncu itself runs only on the GPU machine."""
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -121,3 +122,26 @@ def test_the_bytes_l2_sent_to_the_sms_are_kept_beside_its_lookups(ncu_mod):
     assert k["l2_to_sm_bytes"] == 231_211_008 and k["l2_read_bytes"] == 32 * 2_081_700
     tot = ncu_mod.item_totals([k, ncu_mod.kernel_summary({**r, "l1tex__m_xbar2l1tex_read_bytes.sum": 2_359_296})])
     assert tot["l2_to_sm_bytes"] == 231_211_008 + 2_359_296
+
+
+def test_chain_ncu_profiles_each_modes_fastest_checked_tile(tmp_path, ncu_mod):
+    """chain_ncu.py profiles, a width, the fastest timed tile of each warp-specialised mode and consumer count from
+    gluon_ws_chain.py's JSON; never an ablation (wrong output by design) nor a tile left untimed (wrong or failed)."""
+    spec = importlib.util.spec_from_file_location("chain_ncu", ROOT / "benchmarks" / "chain_ncu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tiles = [{"block_h": 64, "stages": 2, "mode": "plain", "ms": 0.043},
+             {"block_h": 128, "stages": 2, "mode": "plain", "ms": 0.040},
+             {"block_h": 64, "stages": 2, "mode": "plain", "ncons": 3, "ms": 0.038},
+             {"block_h": 64, "stages": 3, "mode": "pipe", "ms": 0.044},
+             {"block_h": 128, "stages": 2, "mode": "mma", "ms": 0.035, "ablation": True},
+             {"block_h": 32, "stages": 2, "mode": "lag", "error": 0.5},
+             {"block_h": 32, "stages": 3, "mode": "lag", "failed": "CompilationError"}]
+    path = tmp_path / "ws.json"
+    path.write_text(json.dumps({"shapes": [{"width": 128, "tiles": tiles}]}))
+    got = mod.ws_best(str(path), 128)
+    assert sorted(got, key=str) == sorted([{"block_h": 128, "stages": 2, "mode": "plain"},
+                                           {"block_h": 64, "stages": 2, "mode": "plain", "ncons": 3},
+                                           {"block_h": 64, "stages": 3, "mode": "pipe"}], key=str)
+    assert mod.ws_best(str(path), 64) == [mod.WS_DEFAULT]  # a width the sweep did not run
+    assert mod.ws_best(None, 128) == [mod.WS_DEFAULT]
