@@ -172,55 +172,54 @@ def tiles(c: int) -> list[dict]:
     return out
 
 
-def compile_only(widths: list[int]) -> None:
-    """Compile every tile for sm_90 with the Triton installed here (no GPU): registers, spills, shared memory."""
+def compile_tile(kernel, c: int, cfg: dict, cx: dict, num_warps: int, tag: str, sig_of=lambda n: None, counts=()) -> None:
+    """Compile one tile of a Gluon kernel for sm_90 with the Triton installed here (no GPU) and print its registers,
+    stack, shared memory and wgmma count (compile_sm90's cuobjdump reading), and how often each PTX string in `counts`
+    occurs; a tile that fails prints its error's last line. `sig_of(name)` gives an argument's type where it is not a
+    bf16 pointer (`*_ptr`) or an i32."""
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
     import compile_sm90  # its cuobjdump reading of registers and stack
 
+    names = kernel.arg_names
+    sig = {n: (sig_of(n) or ("*bf16" if n.endswith("_ptr") else "i32")) for n in names if n not in cx}
+    sig.update({n: "constexpr" for n in cx})
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n.endswith("_ptr")}
+    try:
+        k = triton.compile(GluonASTSource(fn=kernel, signature=sig, constexprs=cx, attrs=attrs), target=GPUTarget("cuda", 90, 32),
+                           options={"num_warps": num_warps})
+        ptx = k.asm["ptx"]
+        r = compile_sm90.resources(k, None, f"{tag}_c{c}_{'_'.join(str(v) for v in cfg.values())}")
+        print(f"C={c} {cfg}: {r['regs']} registers, stack {r['stack_bytes']} B, shared {r['shared_bytes']} B, wgmma {r['wgmma']}"
+              + "".join(f", {name} {ptx.count(needle)}" for name, needle in counts), flush=True)
+    except Exception as e:  # noqa: BLE001 - report every tile's fate
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        print(f"C={c} {cfg}: FAILED {type(e).__name__}: {(lines[-1] if lines else '')[:400]}", flush=True)
+
+
+def compile_only(widths: list[int]) -> None:
+    """Compile every tile for sm_90 with the Triton installed here (no GPU): registers, spills, shared memory."""
     for c in widths:
         for cfg in tiles(c):
-            names = _chain_kernel.arg_names
-            cx = constexprs(c, cfg)
-            sig = {n: ("*bf16" if n.endswith("_ptr") else "i32") for n in names if n not in cx}
-            sig.update({n: "constexpr" for n in cx})
-            attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n.endswith("_ptr")}
-            try:
-                k = triton.compile(GluonASTSource(fn=_chain_kernel, signature=sig, constexprs=cx, attrs=attrs),
-                                   target=GPUTarget("cuda", 90, 32), options={"num_warps": cfg["warps"]})
-                ptx = k.asm["ptx"]
-                r = compile_sm90.resources(k, None, f"gluon_chain_c{c}_{'_'.join(str(v) for v in cfg.values())}")
-                print(f"C={c} {cfg}: {r['regs']} registers, stack {r['stack_bytes']} B, shared {r['shared_bytes']} B, wgmma {r['wgmma']}, "
-                      f"wgmma waits {ptx.count('wgmma.wait_group')}", flush=True)
-            except Exception as e:  # noqa: BLE001 - report every tile's fate
-                lines = [ln for ln in str(e).splitlines() if ln.strip()]
-                print(f"C={c} {cfg}: FAILED {type(e).__name__}: {(lines[-1] if lines else '')[:300]}", flush=True)
+            compile_tile(_chain_kernel, c, cfg, constexprs(c, cfg), cfg["warps"], "gluon_chain", counts=(("wgmma waits", "wgmma.wait_group"),))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out")
-    ap.add_argument("--widths", default="64,128,256")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
-    a = ap.parse_args()
-    widths = [int(w) for w in a.widths.split(",")]
-    if a.compile_only:
-        return compile_only(widths)
+def sweep(path: Path, widths: list[int], batch: int, tiles_of, fused_of, label: str, unchecked=lambda cfg: False) -> None:
+    """Time every tile `tiles_of(c)` gives at each width against the `tl` chain at run 35b's best tile in the same
+    process, writing `path` (JSON) after each: each tile is checked against PyTorch first and timed only if within
+    mlp_ceiling.TOL, unless `unchecked(cfg)` (an ablation, wrong by design: timed, marked "ablation"). `fused_of(d, cfg)`
+    returns (f, handle) as mlp_ceiling.launcher does."""
     import kernels_gpu
     import mlp_ceiling
 
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     ceil = json.loads((ROOT / "benchmarks/results/h200/ceilings.json").read_text())
     peak, bw = ceil["peak_flops"]["bf16"], ceil["bandwidth_bytes_per_s"]
     result = {"meta": {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
                        "triton": triton.__version__, "device": torch.cuda.get_device_name()}, "shapes": []}
-    path = out / "gluon_chain.json"
     for c in widths:
         side = mlp_ceiling.MAPS[c]
-        npix = a.batch * side * side
+        npix = batch * side * side
         flops, nbytes = mlp_ceiling.cost(npix, c)
         roof_ms = 1e3 * max(flops / peak, nbytes / bw)
         d = mlp_ceiling.make(npix, c, "cuda", torch.bfloat16)
@@ -233,27 +232,44 @@ def main() -> None:
             ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
             row["tl_best"] = {**TL_BEST[c], "ms": ms, "iqr_ms": iqr, "of_roofline": roof_ms / ms}
             print(f"C={c} {side}² tl at run 35b's best tile {TL_BEST[c]}: {ms:.4f} ms (IQR {iqr:.4f}), {100 * roof_ms / ms:.0f} % of the fused roofline", flush=True)
-        for cfg in tiles(c):
+        for cfg in tiles_of(c):
             t = dict(cfg)
             try:
-                f, handle = fused(d, cfg)
+                f, handle = fused_of(d, cfg)
                 with torch.no_grad():
                     t["error"] = (f(d["x"]).float() - ref).abs().max().item() / scale
                 k = handle.get("k")
                 if k is not None and hasattr(k, "n_regs"):
                     t.update(n_regs=k.n_regs, n_spills=k.n_spills, shared_bytes=getattr(k.metadata, "shared", None))
-                if t["error"] <= mlp_ceiling.TOL:
+                if unchecked(cfg):
+                    t["ablation"] = True  # its output is wrong by design: timed, not checked
+                if t["error"] <= mlp_ceiling.TOL or t.get("ablation"):
                     ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
                     t.update(ms=ms, iqr_ms=iqr, of_roofline=roof_ms / ms, tflops=flops / ms / 1e9)
             except Exception as e:  # noqa: BLE001
                 lines = str(e).splitlines() or [""]
                 t["failed"] = f"{type(e).__name__}: {next((ln for ln in lines if 'ptxas fatal' in ln or 'error' in ln.lower()), lines[0])[:300]}"
             row["tiles"].append(t)
-            print(f"C={c} {side}² gluon {cfg}: " + (f"{t['ms']:.4f} ms (IQR {t['iqr_ms']:.4f}), {100 * t['of_roofline']:.0f} % of the fused "
+            print(f"C={c} {side}² {label} {cfg}: " + (f"{t['ms']:.4f} ms (IQR {t['iqr_ms']:.4f}), {100 * t['of_roofline']:.0f} % of the fused "
                   f"roofline, err {t['error']:.1e}, {t.get('n_regs')} registers, {t.get('n_spills')} spills" if "ms" in t else
                   f"not timed: {t.get('failed') or 'error %.2e over the tolerance' % t['error']}"), flush=True)
             path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out")
+    ap.add_argument("--widths", default="64,128,256")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
+    a = ap.parse_args()
+    widths = [int(w) for w in a.widths.split(",")]
+    if a.compile_only:
+        return compile_only(widths)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sweep(out / "gluon_chain.json", widths, a.batch, tiles, fused, "gluon")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,7 @@ too), so the partitions read their tile sizes from the shared buffers' shapes an
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -45,7 +43,7 @@ from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared,
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from gluon_chain import TL_BEST, _silu, swizzle  # noqa: E402
+from gluon_chain import _silu, swizzle  # noqa: E402
 
 # 3.9 names the TMA load async_load (its async_copy_global_to_shared only raises); older Gluon may have only the latter
 _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
@@ -341,7 +339,7 @@ def kernel(cfg: dict):
 
 
 def constexprs(c: int, cfg: dict) -> dict:
-    mode = {} if cfg["mode"] == "persist" else {"MODE": MODES.index(cfg["mode"]), **({"NCONS": 3} if cfg.get("ncons") == 3 else {})}
+    mode = {} if cfg["mode"] == "persist" else {"MODE": MODES.index(cfg["mode"]), "NCONS": cfg.get("ncons", 2)}
     return {"C": c, "HID": 4 * c, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], **mode,
             "REGS": cfg.get("regs", 160 if cfg.get("ncons") == 3 else 232)}
 
@@ -401,30 +399,14 @@ def tiles(c: int, modes: tuple = MODES) -> list[dict]:
 
 def compile_only(widths: list[int], modes: tuple = MODES) -> None:
     """Compile every tile for sm_90 with the Triton installed here (no GPU): registers, spills, shared memory."""
-    from triton.backends.compiler import GPUTarget
-    from triton.experimental.gluon._runtime import GluonASTSource
-
-    import compile_sm90
+    from gluon_chain import compile_tile
 
     for c in widths:
+        x, w2, w3 = (torch.empty(*shape, dtype=torch.bfloat16) for shape in ((256, c), (c, 4 * c), (4 * c, c)))
         for cfg in tiles(c, modes):
-            names = kernel(cfg).arg_names
-            cx = constexprs(c, cfg)
-            x, w2, w3 = torch.empty(256, c, dtype=torch.bfloat16), torch.empty(c, 4 * c, dtype=torch.bfloat16), torch.empty(4 * c, c, dtype=torch.bfloat16)
             descs = dict(zip(("x_desc", "w2_desc", "w3_desc"), descriptors(x, w2, w3, c, cfg["block_h"])))
-            sig = {n: (descs[n].__mangle__() if n in descs else "*bf16" if n.endswith("_ptr") else "i32") for n in names if n not in cx}
-            sig.update({n: "constexpr" for n in cx})
-            attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n.endswith("_ptr")}
-            try:
-                k = triton.compile(GluonASTSource(fn=kernel(cfg), signature=sig, constexprs=cx, attrs=attrs),
-                                   target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-                ptx = k.asm["ptx"]
-                r = compile_sm90.resources(k, None, f"gluon_ws_c{c}_{'_'.join(str(v) for v in cfg.values())}")
-                print(f"C={c} {cfg}: {r['regs']} registers, stack {r['stack_bytes']} B, shared {r['shared_bytes']} B, wgmma {r['wgmma']}, "
-                      f"setmaxnreg {ptx.count('setmaxnreg')}, tma {ptx.count('cp.async.bulk.tensor')}", flush=True)
-            except Exception as e:  # noqa: BLE001 - report every tile's fate
-                lines = [ln for ln in str(e).splitlines() if ln.strip()]
-                print(f"C={c} {cfg}: FAILED {type(e).__name__}: {(lines[-1] if lines else '')[:400]}", flush=True)
+            compile_tile(kernel(cfg), c, cfg, constexprs(c, cfg), 4, "gluon_ws", lambda n: descs[n].__mangle__() if n in descs else None,
+                         (("setmaxnreg", "setmaxnreg"), ("tma", "cp.async.bulk.tensor")))
 
 
 def main() -> None:
@@ -444,55 +426,12 @@ def main() -> None:
         ap.error(f"--modes {a.modes!r}: each must be one of {', '.join(MODES)}")
     if a.compile_only:
         return compile_only(widths, modes)
-    import kernels_gpu
-    import mlp_ceiling
+    from gluon_chain import sweep
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ceil = json.loads((ROOT / "benchmarks/results/h200/ceilings.json").read_text())
-    peak, bw = ceil["peak_flops"]["bf16"], ceil["bandwidth_bytes_per_s"]
-    result = {"meta": {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
-                       "triton": triton.__version__, "device": torch.cuda.get_device_name()},
-              "shapes": []}
-    path = out / "gluon_ws_chain.json"
-    for c in widths:
-        side = mlp_ceiling.MAPS[c]
-        npix = a.batch * side * side
-        flops, nbytes = mlp_ceiling.cost(npix, c)
-        roof_ms = 1e3 * max(flops / peak, nbytes / bw)
-        d = mlp_ceiling.make(npix, c, "cuda", torch.bfloat16)
-        ref = mlp_ceiling.reference(d)
-        scale = ref.abs().max().item()
-        row = {"width": c, "map": side, "npix": npix, "roofline_ms": roof_ms, "tiles": []}
-        result["shapes"].append(row)
-        if c in TL_BEST:
-            f, _ = mlp_ceiling.fused(d, TL_BEST[c], fast=True)
-            ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
-            row["tl_best"] = {**TL_BEST[c], "ms": ms, "iqr_ms": iqr, "of_roofline": roof_ms / ms}
-            print(f"C={c} {side}² tl at run 35b's best tile {TL_BEST[c]}: {ms:.4f} ms (IQR {iqr:.4f}), {100 * roof_ms / ms:.0f} % of the fused roofline", flush=True)
-        for cfg in tiles(c, modes)[:a.first or None]:
-            t = dict(cfg)
-            try:
-                f, handle = fused(d, cfg)
-                with torch.no_grad():
-                    t["error"] = (f(d["x"]).float() - ref).abs().max().item() / scale
-                k = handle.get("k")
-                if k is not None and hasattr(k, "n_regs"):
-                    t.update(n_regs=k.n_regs, n_spills=k.n_spills, shared_bytes=getattr(k.metadata, "shared", None))
-                if cfg["mode"] in ABLATIONS:
-                    t["ablation"] = True  # its output is wrong by design: timed, not checked
-                if t["error"] <= mlp_ceiling.TOL or t.get("ablation"):
-                    ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
-                    t.update(ms=ms, iqr_ms=iqr, of_roofline=roof_ms / ms, tflops=flops / ms / 1e9)
-            except Exception as e:  # noqa: BLE001
-                lines = str(e).splitlines() or [""]
-                t["failed"] = f"{type(e).__name__}: {next((ln for ln in lines if 'error' in ln.lower()), lines[0])[:300]}"
-            row["tiles"].append(t)
-            print(f"C={c} {side}² ws {cfg}: " + (f"{t['ms']:.4f} ms (IQR {t['iqr_ms']:.4f}), {100 * t['of_roofline']:.0f} % of the fused "
-                  f"roofline, err {t['error']:.1e}, {t.get('n_regs')} registers, {t.get('n_spills')} spills" if "ms" in t else
-                  f"not timed: {t.get('failed') or 'error %.2e over the tolerance' % t['error']}"), flush=True)
-            path.write_text(json.dumps(result, indent=1))
-    print(f"wrote {path}")
+    sweep(out / "gluon_ws_chain.json", widths, a.batch, lambda c: tiles(c, modes)[:a.first or None], fused, "ws",
+          unchecked=lambda cfg: cfg["mode"] in ABLATIONS)
 
 
 if __name__ == "__main__":
