@@ -172,7 +172,7 @@ def tiles(c: int) -> list[dict]:
     return out
 
 
-def compile_tile(kernel, c: int, cfg: dict, cx: dict, num_warps: int, tag: str, sig_of=lambda n: None, counts=()) -> None:
+def compile_tile(kernel, label: str, cfg: dict, cx: dict, num_warps: int, tag: str, sig_of=lambda n: None, counts=()) -> None:
     """Compile one tile of a Gluon kernel for sm_90 with the Triton installed here (no GPU) and print its registers,
     stack, shared memory and wgmma count (compile_sm90's cuobjdump reading), and how often each PTX string in `counts`
     occurs; a tile that fails prints its error's last line. `sig_of(name)` gives an argument's type where it is not a
@@ -190,19 +190,19 @@ def compile_tile(kernel, c: int, cfg: dict, cx: dict, num_warps: int, tag: str, 
         k = triton.compile(GluonASTSource(fn=kernel, signature=sig, constexprs=cx, attrs=attrs), target=GPUTarget("cuda", 90, 32),
                            options={"num_warps": num_warps})
         ptx = k.asm["ptx"]
-        r = compile_sm90.resources(k, None, f"{tag}_c{c}_{'_'.join(str(v) for v in cfg.values())}")
-        print(f"C={c} {cfg}: {r['regs']} registers, stack {r['stack_bytes']} B, shared {r['shared_bytes']} B, wgmma {r['wgmma']}"
+        r = compile_sm90.resources(k, None, f"{tag}_{label}_{'_'.join(str(v) for v in cfg.values())}")
+        print(f"{label} {cfg}: {r['regs']} registers, stack {r['stack_bytes']} B, shared {r['shared_bytes']} B, wgmma {r['wgmma']}"
               + "".join(f", {name} {ptx.count(needle)}" for name, needle in counts), flush=True)
     except Exception as e:  # noqa: BLE001 - report every tile's fate
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        print(f"C={c} {cfg}: FAILED {type(e).__name__}: {(lines[-1] if lines else '')[:400]}", flush=True)
+        print(f"{label} {cfg}: FAILED {type(e).__name__}: {(lines[-1] if lines else '')[:400]}", flush=True)
 
 
 def compile_only(widths: list[int]) -> None:
     """Compile every tile for sm_90 with the Triton installed here (no GPU): registers, spills, shared memory."""
     for c in widths:
         for cfg in tiles(c):
-            compile_tile(_chain_kernel, c, cfg, constexprs(c, cfg), cfg["warps"], "gluon_chain", counts=(("wgmma waits", "wgmma.wait_group"),))
+            compile_tile(_chain_kernel, f"C={c}", cfg, constexprs(c, cfg), cfg["warps"], "gluon_chain", counts=(("wgmma waits", "wgmma.wait_group"),))
 
 
 def sweep(path: Path, widths: list[int], batch: int, tiles_of, fused_of, label: str, unchecked=lambda cfg: False) -> None:

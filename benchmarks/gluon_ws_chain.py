@@ -405,7 +405,7 @@ def compile_only(widths: list[int], modes: tuple = MODES) -> None:
         x, w2, w3 = (torch.empty(*shape, dtype=torch.bfloat16) for shape in ((256, c), (c, 4 * c), (4 * c, c)))
         for cfg in tiles(c, modes):
             descs = dict(zip(("x_desc", "w2_desc", "w3_desc"), descriptors(x, w2, w3, c, cfg["block_h"])))
-            compile_tile(kernel(cfg), c, cfg, constexprs(c, cfg), 4, "gluon_ws", lambda n: descs[n].__mangle__() if n in descs else None,
+            compile_tile(kernel(cfg), f"C={c}", cfg, constexprs(c, cfg), 4, "gluon_ws", lambda n: descs[n].__mangle__() if n in descs else None,
                          (("setmaxnreg", "setmaxnreg"), ("tma", "cp.async.bulk.tensor")))
 
 

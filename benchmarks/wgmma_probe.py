@@ -1,0 +1,151 @@
+"""How fast can a stream of m64 wgmmas run on the H200 at all? What bounds the chain's tensor-core path (issue 19, run 37).
+
+Run 36 took the warp-specialised chain apart: without its SiLU and with no weights streamed, its tensor-core path (two
+dependent wgmmas a chunk, M = 64 rows a warpgroup, operands from shared memory) reached 46-47 % of the fused roofline
+(803.8 TFLOP/s, a large cuBLAS GEMM), and `tl`'s whole chain is already there. What bounds that path was left open: the
+m64 instruction shape with its operands read from shared memory, or the chain's waits between dependent wgmmas.
+
+`_probe_kernel` isolates the instruction stream. Each program loads an A tile [64·NWG, K] and a B tile [K, N] (bf16)
+into shared memory once, then issues ITERS wgmmas of m64·nN·kK a warpgroup into one fp32 accumulator: with WAIT 0 it
+waits for each before issuing the next (as the chain does), with WAIT 1 it keeps one in flight (as a GEMM main loop
+does). With A_REG, A comes from registers (as the chain's projection takes P). No global memory is touched inside the
+loop, so the rate is the tensor cores' and the shared-memory operand path's alone. Programs: CTAS a multiprocessor on
+every multiprocessor. Rate = 2·64·N·K·ITERS·NWG·programs / time, against the 803.8 TFLOP/s ceiling.
+
+Each configuration is checked first (small integers, so bf16 products and fp32 sums are exact: every output element must
+be ITERS times the reference product's), then timed as the other scripts time (kernels_gpu.graph_time_ms: the median of
+200 CUDA-graph replays, IQR beside it).
+
+    python3 benchmarks/wgmma_probe.py --out $OUT             (on the GPU)
+    python3 benchmarks/wgmma_probe.py --compile-only          (sm_90 compile here, no GPU)
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, warpgroup_mma, warpgroup_mma_wait
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from gluon_chain import compile_tile, swizzle  # noqa: E402
+
+PEAK = 803.8e12  # bf16 FLOP/s, results/h200/ceilings.json (the fused rooflines' ceiling)
+
+
+@gluon.jit
+def _probe_kernel(a_ptr, b_ptr, out_ptr, ITERS, N: gl.constexpr, K: gl.constexpr, NWG: gl.constexpr, WAIT: gl.constexpr,
+                  A_REG: gl.constexpr, SW_A: gl.constexpr, SW_B: gl.constexpr):
+    """ITERS wgmmas of [64·NWG, K] x [K, N] into one accumulator; the accumulator is stored (so the loop is not dead)."""
+    M: gl.constexpr = 64 * NWG
+    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4 * NWG, 1], instr_shape=[16, N, 16])
+    ld_l: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4 * NWG, 1], [1, 0])
+    ra = gl.arange(0, M, layout=gl.SliceLayout(1, ld_l))
+    ka = gl.arange(0, K, layout=gl.SliceLayout(0, ld_l))
+    a = gl.load(a_ptr + ra[:, None] * K + ka[None, :])
+    kb = gl.arange(0, K, layout=gl.SliceLayout(1, ld_l))
+    nb = gl.arange(0, N, layout=gl.SliceLayout(0, ld_l))
+    b = gl.load(b_ptr + kb[:, None] * N + nb[None, :])
+    a_s = gl.allocate_shared_memory(gl.bfloat16, [M, K], gl.NVMMASharedLayout(swizzle_byte_width=SW_A, element_bitwidth=16, rank=2), a)
+    b_s = gl.allocate_shared_memory(gl.bfloat16, [K, N], gl.NVMMASharedLayout(swizzle_byte_width=SW_B, element_bitwidth=16, rank=2), b)
+    fence_async_shared()
+    acc = gl.zeros([M, N], gl.float32, acc_l)
+    if A_REG:
+        a_r = gl.convert_layout(a, gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2))
+        for _ in range(ITERS):
+            acc = warpgroup_mma(a_r, b_s, acc, is_async=True)
+            if WAIT == 0:
+                acc = warpgroup_mma_wait(0, deps=[acc])
+            else:
+                acc, a_r = warpgroup_mma_wait(1, deps=[acc, a_r])
+    else:
+        for _ in range(ITERS):
+            acc = warpgroup_mma(a_s, b_s, acc, is_async=True)
+            if WAIT == 0:
+                acc = warpgroup_mma_wait(0, deps=[acc])
+            else:
+                acc = warpgroup_mma_wait(1, deps=[acc])
+    if WAIT == 1:
+        acc = warpgroup_mma_wait(0, deps=[acc])
+    ro = gl.arange(0, M, layout=gl.SliceLayout(1, acc_l))
+    no = gl.arange(0, N, layout=gl.SliceLayout(0, acc_l))
+    gl.store(out_ptr + gl.program_id(0) * M * N + ro[:, None] * N + no[None, :], acc)
+
+
+def configs() -> list[dict]:
+    """N 64-256, K 64-128 a wgmma call (4-8 k16 instructions), one or two warpgroups a program, one or two programs a
+    multiprocessor, each wait policy, A from shared memory or registers."""
+    out = []
+    for n, k, nwg, ctas, wait, a_reg in itertools.product((64, 128, 256), (64, 128), (1, 2), (1, 2), (0, 1), (False, True)):
+        smem = 2 * (64 * nwg * k + k * n)
+        regs = n // 2 + (k // 4 if a_reg else 0)  # accumulator (fp32) and A (bf16) a thread
+        if ctas * smem <= 232448 and regs <= 200:
+            out.append({"n": n, "k": k, "nwg": nwg, "ctas": ctas, "wait": wait, "a_reg": a_reg})
+    return out
+
+
+def constexprs(cfg: dict) -> dict:
+    return {"N": cfg["n"], "K": cfg["k"], "NWG": cfg["nwg"], "WAIT": cfg["wait"], "A_REG": cfg["a_reg"], "SW_A": swizzle(cfg["k"]),
+            "SW_B": swizzle(cfg["n"])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out")
+    ap.add_argument("--compile-only", action="store_true", help="sm_90 compile here, no GPU")
+    ap.add_argument("--target-ms", type=float, default=0.5, help="each launch's length at the peak rate (sets ITERS)")
+    a = ap.parse_args()
+    if a.compile_only:
+        for cfg in configs():
+            compile_tile(_probe_kernel, "probe", cfg, constexprs(cfg), 4 * cfg["nwg"], "wgmma_probe",
+                         lambda n: "*fp32" if n == "out_ptr" else None, (("wgmma waits", "wgmma.wait_group"),))
+        return
+    if not a.out:
+        ap.error("--out is required (or --compile-only)")
+    import kernels_gpu
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    res = {"meta": {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
+                    "triton": triton.__version__, "device": torch.cuda.get_device_name(), "sms": sms, "peak_flops": PEAK}, "configs": []}
+    path = out / "wgmma_probe.json"
+    g = torch.Generator().manual_seed(0)
+    for cfg in configs():
+        n, k, nwg = cfg["n"], cfg["k"], cfg["nwg"]
+        m, progs = 64 * nwg, sms * cfg["ctas"]
+        per_iter = 2 * m * n * k * progs
+        iters = max(16, int(a.target_ms * 1e-3 * PEAK / per_iter))
+        A = torch.randint(-2, 3, (m, k), generator=g).to("cuda", torch.bfloat16)
+        B = torch.randint(-2, 3, (k, n), generator=g).to("cuda", torch.bfloat16)
+        C = torch.empty(progs, m, n, device="cuda", dtype=torch.float32)
+        t = dict(cfg, iters=iters, programs=progs)
+        try:
+            def f(_x, it=iters):
+                return _probe_kernel[(progs,)](A, B, C, it, **constexprs(cfg), num_warps=4 * nwg)
+            f(None, 3)
+            ref = 3 * (A.float() @ B.float())
+            t["exact"] = bool(torch.equal(C, ref.expand_as(C)))  # small integers: exact in bf16 and fp32
+            if t["exact"]:
+                ms, iqr = kernels_gpu.graph_time_ms(f, None)
+                t.update(ms=ms, iqr_ms=iqr, tflops=per_iter * iters / ms / 1e9, of_peak=per_iter * iters / (ms * 1e-3) / PEAK)
+        except Exception as e:  # noqa: BLE001 - report every configuration's fate
+            t["failed"] = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+        res["configs"].append(t)
+        print(f"m{m} n{n} k{k} ({nwg} warpgroups, {cfg['ctas']} a multiprocessor, wait {cfg['wait']}, A from "
+              f"{'registers' if cfg['a_reg'] else 'shared'}): " + (f"{t['tflops']:.0f} TFLOP/s (IQR of the time {100 * t['iqr_ms'] / t['ms']:.1f} %), "
+              f"{100 * t['of_peak']:.0f} % of the peak" if "ms" in t else f"not timed: {t.get('failed') or 'wrong result'}"), flush=True)
+        path.write_text(json.dumps(res, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
