@@ -245,7 +245,8 @@ def sweep(path: Path, widths: list[int], batch: int, tiles_of, fused_of, label: 
                     t["ablation"] = True  # its output is wrong by design: timed, not checked
                 if t["error"] <= mlp_ceiling.TOL or t.get("ablation"):
                     ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
-                    t.update(ms=ms, iqr_ms=iqr, of_roofline=roof_ms / ms, tflops=flops / ms / 1e9)
+                    work = cfg.get("repeat", 1)  # an ablation that runs its chunk loop `repeat` times does that much more work
+                    t.update(ms=ms, iqr_ms=iqr, of_roofline=work * roof_ms / ms, tflops=work * flops / ms / 1e9)
             except Exception as e:  # noqa: BLE001
                 lines = str(e).splitlines() or [""]
                 t["failed"] = f"{type(e).__name__}: {next((ln for ln in lines if 'ptxas fatal' in ln or 'error' in ln.lower()), lines[0])[:300]}"

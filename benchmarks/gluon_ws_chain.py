@@ -340,7 +340,7 @@ def kernel(cfg: dict):
 
 def constexprs(c: int, cfg: dict) -> dict:
     mode = {} if cfg["mode"] == "persist" else {"MODE": MODES.index(cfg["mode"]), "NCONS": cfg.get("ncons", 2)}
-    return {"C": c, "HID": 4 * c, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], **mode,
+    return {"C": c, "HID": 4 * c * cfg.get("repeat", 1), "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], **mode,
             "REGS": cfg.get("regs", 160 if cfg.get("ncons") == 3 else 232)}
 
 
@@ -360,6 +360,10 @@ def fused(d: dict, cfg: dict):
     npix = d["x"].shape[0]
     cx = constexprs(c, cfg)
     handle = {}
+    repeat = cfg.get("repeat", 1)  # the chunk loop run `repeat` times over (the ablations that stream no weights only)
+    if repeat > 1 and cfg["mode"] not in ("noload", "mma"):
+        raise ValueError(f"repeat {repeat}: only the noload and mma ablations, which read no weights past the ring's first fill")
+    b2 = d["b2"].repeat(repeat)
     _, w2d, w3d = descriptors(d["x"], w2, w3, c, cfg["block_h"])
 
     ntiles = triton.cdiv(npix, 2 * BLOCK_P)
@@ -371,7 +375,7 @@ def fused(d: dict, cfg: dict):
             grid = min(ntiles, torch.cuda.get_device_properties(x.device).multi_processor_count)
             handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
         else:
-            handle["k"] = _ws_chain_kernel[(triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P),)](xd, w2d, w3d, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
+            handle["k"] = _ws_chain_kernel[(triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P),)](xd, w2d, w3d, b2, d["b3"], out, npix, **cx, num_warps=4)
         return out
     return f, handle
 
@@ -417,6 +421,8 @@ def main() -> None:
     ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
     ap.add_argument("--modes", default=",".join(m for m in MODES if m not in ABLATIONS),
                     help=f"consumer modes to sweep, of {','.join(MODES)} (default all but the ablations {','.join(ABLATIONS)})")
+    ap.add_argument("--repeat", default="1", help="comma-separated repeat counts for the noload and mma ablations: each "
+                    "program runs its chunk loop that many times over, so fixed costs a program weigh less (e.g. 1,4,16)")
     ap.add_argument("--first", type=int, default=0, help="only the first N tiles a width (a smoke run: a kernel that hangs "
                     "hangs the process, so try one or two under a short timeout first)")
     a = ap.parse_args()
@@ -430,8 +436,14 @@ def main() -> None:
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    sweep(out / "gluon_ws_chain.json", widths, a.batch, lambda c: tiles(c, modes)[:a.first or None], fused, "ws",
-          unchecked=lambda cfg: cfg["mode"] in ABLATIONS)
+    repeats = [int(r) for r in a.repeat.split(",")]
+
+    def tiles_of(c: int) -> list[dict]:
+        out = []
+        for cfg in tiles(c, modes)[:a.first or None]:
+            out += [cfg] if cfg["mode"] not in ("noload", "mma") else [{**cfg, **({"repeat": r} if r > 1 else {})} for r in repeats]
+        return out
+    sweep(out / "gluon_ws_chain.json", widths, a.batch, tiles_of, fused, "ws", unchecked=lambda cfg: cfg["mode"] in ABLATIONS)
 
 
 if __name__ == "__main__":
