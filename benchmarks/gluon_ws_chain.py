@@ -221,14 +221,15 @@ def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C:
 
 
 @gluon.jit
-def _loader_persist(w2_s, w3_s, ready, empty, w2_desc, w3_desc, ntiles, HID):
-    """The persistent kernel's loader warp: the weight chunks of every tile this program takes, one ring throughout."""
+def _loader_persist(w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, first, ntiles, step):
+    """The persistent kernel's loader warp: the weight chunks of every tile its consumers take (tiles first, first +
+    step, ... below ntiles), one ring throughout."""
     STAGES: gl.constexpr = w2_s.shape[0]
     C: gl.constexpr = w2_s.shape[1]
     BLOCK_H: gl.constexpr = w2_s.shape[2]
     NCH = HID // BLOCK_H
     k = 0  # chunks loaded so far: the ring's position and phase
-    for t in range(gl.program_id(0), ntiles, gl.num_programs(0)):
+    for t in range(first, ntiles, step):
         for i in range(NCH):
             s = k % STAGES
             mbarrier.wait(empty.index(s), ((k // STAGES) & 1) ^ 1)
@@ -239,11 +240,12 @@ def _loader_persist(w2_s, w3_s, ready, empty, w2_desc, w3_desc, ntiles, HID):
 
 
 @gluon.jit
-def _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles, WG):
-    """One consumer warpgroup of the persistent kernel: for each tile this program takes, its 64 pixels through every
-    chunk as MODE 0 does. It loads its own x tile by TMA, and the next tile's as soon as the last expansion has read
-    this one (the residual is read from global memory, so x's buffer is free then); the epilogue of one warpgroup
-    overlaps the other's wgmmas."""
+def _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
+                     tile_rows, row_off):
+    """One consumer warpgroup of the persistent kernel: for each tile it takes (first, first + step, ... below ntiles;
+    its 64 pixels start at row tile·tile_rows + row_off), its pixels through every chunk as MODE 0 does. It loads its
+    own x tile by TMA, and the next tile's as soon as the last expansion has read this one (the residual is read from
+    global memory, so x's buffer is free then)."""
     BLOCK_P: gl.constexpr = x_t.shape[0]
     C: gl.constexpr = x_t.shape[1]
     STAGES: gl.constexpr = w2_s.shape[0]
@@ -254,9 +256,9 @@ def _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr
     NCH = HID // BLOCK_H
     hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
     e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
-    t = gl.program_id(0)
+    t = first
     mbarrier.expect(x_bar, BLOCK_P * C * 2)
-    _tma_load(x_desc, [t * 2 * BLOCK_P + WG * BLOCK_P, 0], x_bar, x_t)
+    _tma_load(x_desc, [t * tile_rows + row_off, 0], x_bar, x_t)
     k = 0
     it = 0
     while t < ntiles:
@@ -269,59 +271,75 @@ def _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr
             e = warpgroup_mma(x_t, w2_s.index(s), e0, use_acc=False, is_async=True)
             e = warpgroup_mma_wait(0, deps=[e])
             if i == NCH - 1:  # x's buffer is read for the last time: the next tile's x loads during this chunk's rest
-                if t + gl.num_programs(0) < ntiles:
+                if t + step < ntiles:
                     mbarrier.expect(x_bar, BLOCK_P * C * 2)
-                    _tma_load(x_desc, [(t + gl.num_programs(0)) * 2 * BLOCK_P + WG * BLOCK_P, 0], x_bar, x_t)
+                    _tma_load(x_desc, [(t + step) * tile_rows + row_off, 0], x_bar, x_t)
             p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
             acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
             acc, p = warpgroup_mma_wait(0, deps=[acc, p])
             mbarrier.arrive(empty.index(s))
             k += 1
-        orow = t * 2 * BLOCK_P + WG * BLOCK_P + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
+        orow = t * tile_rows + row_off + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
         ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))  # here, not hoisted: at C = 256 a thread holds 64 columns
         off = orow[:, None] * C + ocol[None, :]
         m = (orow < NPIX)[:, None]
         acc += gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
         gl.store(out_ptr + off, acc.to(gl.bfloat16), mask=m)
-        t += gl.num_programs(0)
+        t += step
         it += 1
 
 
 @gluon.jit
-def _consume_persist0(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles):
-    _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles, 0)
-
-
-@gluon.jit
-def _consume_persist1(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles):
-    _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles, 1)
-
-
-@gluon.jit
 def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
-                       BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr):
-    """_ws_chain_kernel's MODE 0, persistent: one program an SM takes tiles of 2·BLOCK_P pixels in turn, the weight
-    ring running on across them; each consumer has its own x buffer and barrier."""
+                       BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr,
+                       SPLIT: gl.constexpr = False):
+    """_ws_chain_kernel's MODE 0, persistent: one program an SM, its two consumers each with their own x buffer and
+    barrier. Shared (SPLIT False): the program takes tiles of 2·BLOCK_P pixels in turn, both consumers reading one
+    weight ring that runs on across them, so they keep in step (and end each tile together). SPLIT: each consumer has
+    its own ring and loader warp and takes its own BLOCK_P-pixel tiles, so nothing ties the two together: one's
+    epilogue and next x tile can run while the other's wgmmas do (twice the weight bytes from L2: run 36's noload
+    ablation found streaming them no limit)."""
+    NRING: gl.constexpr = 2 if SPLIT else 1
     x_s = gl.allocate_shared_memory(gl.bfloat16, [2, BLOCK_P, C], x_desc.layout)
-    w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, C, BLOCK_H], w2_desc.layout)
-    w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, C], w3_desc.layout)
+    w2_s = gl.allocate_shared_memory(gl.bfloat16, [NRING * STAGES, C, BLOCK_H], w2_desc.layout)
+    w3_s = gl.allocate_shared_memory(gl.bfloat16, [NRING * STAGES, BLOCK_H, C], w3_desc.layout)
     x_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    ready = gl.allocate_shared_memory(gl.int64, [NRING * STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [NRING * STAGES, 1], mbarrier.MBarrierLayout())
     for w in gl.static_range(2):
         mbarrier.init(x_bar.index(w), count=1)
-    for s in gl.static_range(STAGES):
+    for s in gl.static_range(NRING * STAGES):
         mbarrier.init(ready.index(s), count=1)
-        mbarrier.init(empty.index(s), count=2)
+        mbarrier.init(empty.index(s), count=3 - NRING)  # both consumers read a shared slot; one its own
     fence_async_shared()
-    ntiles = gl.cdiv(NPIX, 2 * BLOCK_P)
-    c0 = (x_s.index(0), w2_s, w3_s, x_bar.index(0), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles)
-    c1 = (x_s.index(1), w2_s, w3_s, x_bar.index(1), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, ntiles)
-    gl.warp_specialize([(_consume_persist0, c0), (_consume_persist1, c1), (_loader_persist, (w2_s, w3_s, ready, empty, w2_desc, w3_desc, ntiles, HID))],
-                       [4, 1], [REGS, 24])
+    pid = gl.program_id(0)
+    nprog = gl.num_programs(0)
+    if SPLIT:
+        nt = gl.cdiv(NPIX, BLOCK_P)
+        w2_0, w3_0 = w2_s.slice(0, STAGES), w3_s.slice(0, STAGES)  # ring 0: slots 0..STAGES-1, ring 1 the rest
+        w2_1, w3_1 = w2_s.slice(STAGES, STAGES), w3_s.slice(STAGES, STAGES)
+        rd0, em0 = ready.slice(0, STAGES), empty.slice(0, STAGES)
+        rd1, em1 = ready.slice(STAGES, STAGES), empty.slice(STAGES, STAGES)
+        c0 = (x_s.index(0), w2_0, w3_0, x_bar.index(0), rd0, em0, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, 2 * pid, nt, 2 * nprog,
+              BLOCK_P, 0)
+        c1 = (x_s.index(1), w2_1, w3_1, x_bar.index(1), rd1, em1, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, 2 * pid + 1, nt,
+              2 * nprog, BLOCK_P, 0)
+        l0 = (w2_0, w3_0, rd0, em0, w2_desc, w3_desc, HID, 2 * pid, nt, 2 * nprog)
+        l1 = (w2_1, w3_1, rd1, em1, w2_desc, w3_desc, HID, 2 * pid + 1, nt, 2 * nprog)
+        gl.warp_specialize([(_consume_persist, c0), (_consume_persist, c1), (_loader_persist, l0), (_loader_persist, l1)],
+                           [4, 1, 1], [REGS, 24, 24])
+    else:
+        nt = gl.cdiv(NPIX, 2 * BLOCK_P)
+        c0 = (x_s.index(0), w2_s, w3_s, x_bar.index(0), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, pid, nt, nprog,
+              2 * BLOCK_P, 0)
+        c1 = (x_s.index(1), w2_s, w3_s, x_bar.index(1), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, pid, nt, nprog,
+              2 * BLOCK_P, BLOCK_P)
+        gl.warp_specialize([(_consume_persist, c0), (_consume_persist, c1), (_loader_persist, (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog))],
+                           [4, 1], [REGS, 24])
 
 
-MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "persist")  # MODE's values, by name ("persist": _ws_persist_kernel)
+MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "persist", "split")  # MODE's values, by name (persist and split:
+# _ws_persist_kernel, one ring shared or one a consumer)
 ABLATIONS = ("nosilu", "noload", "mma")  # wrong outputs by design: timed without the check
 
 
@@ -335,11 +353,11 @@ def layouts(c: int, block_h: int) -> dict:
 
 
 def kernel(cfg: dict):
-    return _ws_persist_kernel if cfg["mode"] == "persist" else _ws_chain_kernel
+    return _ws_persist_kernel if cfg["mode"] in ("persist", "split") else _ws_chain_kernel
 
 
 def constexprs(c: int, cfg: dict) -> dict:
-    mode = {} if cfg["mode"] == "persist" else {"MODE": MODES.index(cfg["mode"]), "NCONS": cfg.get("ncons", 2)}
+    mode = {"SPLIT": cfg["mode"] == "split"} if cfg["mode"] in ("persist", "split") else {"MODE": MODES.index(cfg["mode"]), "NCONS": cfg.get("ncons", 2)}
     return {"C": c, "HID": 4 * c * cfg.get("repeat", 1), "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], **mode,
             "REGS": cfg.get("regs", 160 if cfg.get("ncons") == 3 else 232)}
 
@@ -371,7 +389,7 @@ def fused(d: dict, cfg: dict):
     def f(x):
         out = torch.empty_like(x)
         xd, _, _ = descriptors(x, w2, w3, c, cfg["block_h"])
-        if cfg["mode"] == "persist":
+        if cfg["mode"] in ("persist", "split"):
             grid = min(ntiles, torch.cuda.get_device_properties(x.device).multi_processor_count)
             handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
         else:
@@ -381,7 +399,8 @@ def fused(d: dict, cfg: dict):
 
 
 def smem_bytes(c: int, cfg: dict) -> int:
-    return 2 * (cfg.get("ncons", 2) * BLOCK_P * c + cfg["stages"] * 2 * c * cfg["block_h"]) + 8 * (1 + 2 * cfg["stages"])
+    rings = 2 if cfg["mode"] == "split" else 1
+    return 2 * (cfg.get("ncons", 2) * BLOCK_P * c + rings * cfg["stages"] * 2 * c * cfg["block_h"]) + 8 * (2 + 2 * rings * cfg["stages"])
 
 
 def tiles(c: int, modes: tuple = MODES) -> list[dict]:
