@@ -299,32 +299,37 @@ def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr,
     its own ring and loader warp and takes its own BLOCK_P-pixel tiles, so nothing ties the two together: one's
     epilogue and next x tile can run while the other's wgmmas do (twice the weight bytes from L2: run 36's noload
     ablation found streaming them no limit)."""
-    NRING: gl.constexpr = 2 if SPLIT else 1
     x_s = gl.allocate_shared_memory(gl.bfloat16, [2, BLOCK_P, C], x_desc.layout)
-    w2_s = gl.allocate_shared_memory(gl.bfloat16, [NRING * STAGES, C, BLOCK_H], w2_desc.layout)
-    w3_s = gl.allocate_shared_memory(gl.bfloat16, [NRING * STAGES, BLOCK_H, C], w3_desc.layout)
     x_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    ready = gl.allocate_shared_memory(gl.int64, [NRING * STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [NRING * STAGES, 1], mbarrier.MBarrierLayout())
     for w in gl.static_range(2):
         mbarrier.init(x_bar.index(w), count=1)
-    for s in gl.static_range(NRING * STAGES):
+    # ring 0 (SPLIT: consumer 0's; else both consumers'), and with SPLIT ring 1, consumer 1's: separate allocations, as
+    # Triton 3.6 asserted in its layout conversion on slices of one (run 37d)
+    w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, C, BLOCK_H], w2_desc.layout)
+    w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, C], w3_desc.layout)
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for s in gl.static_range(STAGES):
         mbarrier.init(ready.index(s), count=1)
-        mbarrier.init(empty.index(s), count=3 - NRING)  # both consumers read a shared slot; one its own
+        mbarrier.init(empty.index(s), count=1 if SPLIT else 2)  # both consumers read a shared slot; one its own
+    if SPLIT:
+        w2_1 = gl.allocate_shared_memory(gl.bfloat16, [STAGES, C, BLOCK_H], w2_desc.layout)
+        w3_1 = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, C], w3_desc.layout)
+        rd1 = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        em1 = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        for s in gl.static_range(STAGES):
+            mbarrier.init(rd1.index(s), count=1)
+            mbarrier.init(em1.index(s), count=1)
     fence_async_shared()
     pid = gl.program_id(0)
     nprog = gl.num_programs(0)
     if SPLIT:
         nt = gl.cdiv(NPIX, BLOCK_P)
-        w2_0, w3_0 = w2_s.slice(0, STAGES), w3_s.slice(0, STAGES)  # ring 0: slots 0..STAGES-1, ring 1 the rest
-        w2_1, w3_1 = w2_s.slice(STAGES, STAGES), w3_s.slice(STAGES, STAGES)
-        rd0, em0 = ready.slice(0, STAGES), empty.slice(0, STAGES)
-        rd1, em1 = ready.slice(STAGES, STAGES), empty.slice(STAGES, STAGES)
-        c0 = (x_s.index(0), w2_0, w3_0, x_bar.index(0), rd0, em0, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, 2 * pid, nt, 2 * nprog,
+        c0 = (x_s.index(0), w2_s, w3_s, x_bar.index(0), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, 2 * pid, nt, 2 * nprog,
               BLOCK_P, 0)
         c1 = (x_s.index(1), w2_1, w3_1, x_bar.index(1), rd1, em1, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, 2 * pid + 1, nt,
               2 * nprog, BLOCK_P, 0)
-        l0 = (w2_0, w3_0, rd0, em0, w2_desc, w3_desc, HID, 2 * pid, nt, 2 * nprog)
+        l0 = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, 2 * pid, nt, 2 * nprog)
         l1 = (w2_1, w3_1, rd1, em1, w2_desc, w3_desc, HID, 2 * pid + 1, nt, 2 * nprog)
         gl.warp_specialize([(_consume_persist, c0), (_consume_persist, c1), (_loader_persist, l0), (_loader_persist, l1)],
                            [4, 1, 1], [REGS, 24, 24])
