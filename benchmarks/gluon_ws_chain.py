@@ -1,4 +1,4 @@
-"""The expansion chain warp-specialised in Gluon: TMA weights from a loader warp, consumer warpgroups sharing them (issue 19, run 36).
+"""The expansion chain warp-specialised in Gluon: TMA weights from a loader warp, consumer warpgroups sharing them (issue 19, runs 36-37).
 
 Run 35 bounded the per-block target: the chain alone (1x1 expand, SiLU, 1x1 project, on chip) reaches 36-48 % of its
 fused roofline in Triton's `tl` (mlp_ceiling.py), and two Gluon kernels that overlap the SiLU with the next wgmma inside
@@ -16,11 +16,13 @@ one Hopper's fastest GEMM-chain kernels use; `_ws_chain_kernel` is that design, 
 
 Modes (`tiles`' "mode"): plain; lag (each projection left in flight into the next chunk); pipe (the next chunk's
 expansion issued before this chunk's SiLU); persist (`_ws_persist_kernel`: one program an SM, the ring running on
-across its tiles, each consumer loading its next x tile as soon as its last expansion has read this one); and three
-ablations with wrong outputs, timed unchecked, to take the chain apart by difference: nosilu, noload (no weights
-streamed after the ring's first fill) and mma (both). On the H200 (run 36, benchmarks/README.md) the best of them
-reached 41-43 % of the fused roofline at 128 channels against `tl`'s 48 %, 46 % at 256 against 44 %, and the mma
-ablation, the tensor-core path alone, 46-47 %: where `tl`'s whole chain already is.
+across its tiles, each consumer loading its next x tile as soon as its last expansion has read this one); split (the
+same with a ring and a loader warp for each consumer, so the two are not held in step); three consumers (ncons 3);
+and three ablations with wrong outputs, timed unchecked, to take the chain apart by difference: nosilu, noload (no
+weights streamed after the ring's first fill) and mma (both), which `--repeat` can run R times over a program to tell
+its fixed costs from its steady rate. On the H200 (runs 36-37, benchmarks/README.md) the best reached 41-43 % of the
+fused roofline at 128 channels against `tl`'s 48 %, 46 % at 256 against 44 %; the mma ablation 46-47 %, of which about
+half is a cost paid once a tile: its chunk loop alone runs at 81-111 % of the ceiling.
 
 Same math, widths, check and timer as mlp_ceiling.py (make, reference, cost, kernels_gpu.graph_time_ms); the `tl` chain
 at run 35b's best tile is timed in the same process beside it. A partition's arguments arrive as values (constexprs

@@ -16,8 +16,12 @@ Each configuration is checked first (small integers, so bf16 products and fp32 s
 be ITERS times the reference product's), then timed as the other scripts time (kernels_gpu.graph_time_ms: the median of
 200 CUDA-graph replays, IQR beside it).
 
-    python3 benchmarks/wgmma_probe.py --out $OUT             (on the GPU)
-    python3 benchmarks/wgmma_probe.py --compile-only          (sm_90 compile here, no GPU)
+On the H200 (run 37, benchmarks/README.md) every configuration on random data ran at 72-112 % of the 803.8 TFLOP/s
+ceiling the fused rooflines use (up to 119 % on small integers): above 100 % is flagged there as the ceiling being a
+large GEMM's achieved rate, not the tensor cores' peak; the chain's pair with two warpgroups a program ran at 93-106 %.
+
+    python3 benchmarks/wgmma_probe.py --out $OUT [--data random|ints]   (on the GPU)
+    python3 benchmarks/wgmma_probe.py --compile-only                   (sm_90 compile here, no GPU)
 """
 from __future__ import annotations
 
