@@ -258,13 +258,18 @@ def sweep(path: Path, widths: list[int], batch: int, tiles_of, fused_of, label: 
     print(f"wrote {path}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arg_parser(doc: str) -> argparse.ArgumentParser:
+    """The chain scripts' common options (this one's and gluon_ws_chain.py's)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--out")
     ap.add_argument("--widths", default="64,128,256")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    a = arg_parser(__doc__).parse_args()
     widths = [int(w) for w in a.widths.split(",")]
     if a.compile_only:
         return compile_only(widths)

@@ -33,7 +33,6 @@ too), so the partitions read their tile sizes from the shared buffers' shapes an
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared,
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from gluon_chain import _silu, swizzle  # noqa: E402
+from gluon_chain import _silu, arg_parser, compile_tile, swizzle, sweep  # noqa: E402
 
 # 3.9 names the TMA load async_load (its async_copy_global_to_shared only raises); older Gluon may have only the latter
 _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
@@ -429,8 +428,6 @@ def tiles(c: int, modes: tuple = MODES) -> list[dict]:
 
 def compile_only(widths: list[int], modes: tuple = MODES) -> None:
     """Compile every tile for sm_90 with the Triton installed here (no GPU): registers, spills, shared memory."""
-    from gluon_chain import compile_tile
-
     for c in widths:
         x, w2, w3 = (torch.empty(*shape, dtype=torch.bfloat16) for shape in ((256, c), (c, 4 * c), (4 * c, c)))
         for cfg in tiles(c, modes):
@@ -440,11 +437,7 @@ def compile_only(widths: list[int], modes: tuple = MODES) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out")
-    ap.add_argument("--widths", default="64,128,256")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
+    ap = arg_parser(__doc__)
     ap.add_argument("--modes", default=",".join(m for m in MODES if m not in ABLATIONS),
                     help=f"consumer modes to sweep, of {','.join(MODES)} (default all but the ablations {','.join(ABLATIONS)})")
     ap.add_argument("--repeat", default="1", help="comma-separated repeat counts for the noload and mma ablations: each "
@@ -458,7 +451,6 @@ def main() -> None:
         ap.error(f"--modes {a.modes!r}: each must be one of {', '.join(MODES)}")
     if a.compile_only:
         return compile_only(widths, modes)
-    from gluon_chain import sweep
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
