@@ -247,6 +247,8 @@ def sweep(path: Path, widths: list[int], batch: int, tiles_of, fused_of, label: 
                     ms, iqr = kernels_gpu.graph_time_ms(f, d["x"])
                     work = cfg.get("repeat", 1)  # an ablation that runs its chunk loop `repeat` times does that much more work
                     t.update(ms=ms, iqr_ms=iqr, of_roofline=work * roof_ms / ms, tflops=work * flops / ms / 1e9)
+                    if "summary" in handle:  # what the last timed launch recorded of itself (gluon_ws_chain's stamps)
+                        t["stamps"] = handle["summary"]()
             except Exception as e:  # noqa: BLE001
                 lines = str(e).splitlines() or [""]
                 t["failed"] = f"{type(e).__name__}: {next((ln for ln in lines if 'ptxas fatal' in ln or 'error' in ln.lower()), lines[0])[:300]}"
@@ -254,6 +256,10 @@ def sweep(path: Path, widths: list[int], batch: int, tiles_of, fused_of, label: 
             print(f"C={c} {side}² {label} {cfg}: " + (f"{t['ms']:.4f} ms (IQR {t['iqr_ms']:.4f}), {100 * t['of_roofline']:.0f} % of the fused "
                   f"roofline, err {t['error']:.1e}, {t.get('n_regs')} registers, {t.get('n_spills')} spills" if "ms" in t else
                   f"not timed: {t.get('failed') or 'error %.2e over the tolerance' % t['error']}"), flush=True)
+            if t.get("stamps"):
+                print("    stamps (µs, median / IQR): " + ", ".join(f"{k} {v['median_us']:.2f} / {v['iqr_us']:.2f}" for k, v in t["stamps"].items()
+                                                             if isinstance(v, dict)) + f"; clock {t['stamps']['clock_ghz']:.2f} GHz, span "
+                      f"{t['stamps']['kernel_span_us']:.1f} µs", flush=True)
             path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
 

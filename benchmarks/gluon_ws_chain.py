@@ -70,6 +70,28 @@ def _loader(x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0
 
 
 @gluon.jit
+def _clock(x):
+    """%clock64, this multiprocessor's cycle count (x: an unused operand, so that the asm has one; not pure, so it is
+    neither merged nor moved across the waits around it)."""
+    return gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,r", [x], dtype=gl.int64, is_pure=False, pack=1)
+
+
+@gluon.jit
+def _globaltimer(x):
+    return gl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l,r", [x], dtype=gl.int64, is_pure=False, pack=1)
+
+
+@gluon.jit
+def _smid(x):
+    return gl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r,r", [x], dtype=gl.int32, is_pure=False, pack=1)
+
+
+@gluon.jit
+def _stamp(st, j: gl.constexpr, x):
+    gl.store(st + j, _clock(x))
+
+
+@gluon.jit
 def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, MODE: gl.constexpr):
     """One consumer warpgroup: its 64 pixels (x_t, rows row0...) through every chunk, then bias, residual (x from shared
     memory) and store. MODE 0: each chunk waits for its expansion, then its projection, and frees its slot. MODE 1
@@ -77,7 +99,12 @@ def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX
     MODE 2 (pipe): chunk i + 1's expansion is issued before chunk i's SiLU, which runs while it does.
     Two ablations of MODE 0, whose outputs are wrong, to take the chain apart by difference: MODE 3 (nosilu) casts
     E + b2 to bf16 without the SiLU; MODE 4 (noload) reads the ring's first STAGES chunks over and over once they are
-    in (the loader loads no more, the slots are never freed), so no weights stream after the first; MODE 5 (mma) both."""
+    in (the loader loads no more, the slots are never freed), so no weights stream after the first; MODE 5 (mma) both.
+    MODE 6 and 7 are MODE 0 and 5 with clock stamps (`_stamp`): each consumer writes, after the output in the same
+    buffer, %clock64 at its start, after its x tile is in, after its first chunk's weights are, after its chunk loop
+    and after its store, its multiprocessor's id, and %globaltimer at its start and end."""
+    M: gl.constexpr = (0 if MODE == 6 else 5) if MODE >= 6 else MODE  # the mode the stamped ones time
+    STAMP: gl.constexpr = MODE >= 6
     BLOCK_P: gl.constexpr = x_t.shape[0]
     C: gl.constexpr = x_t.shape[1]
     STAGES: gl.constexpr = w2_s.shape[0]
@@ -89,8 +116,15 @@ def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX
     hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
     e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
     acc = gl.zeros([BLOCK_P, C], gl.float32, acc_l)
+    if STAMP:
+        st = (out_ptr + NPIX * C).to(gl.pointer_type(gl.int64), bitcast=True) + (row0 // BLOCK_P) * 8
+        _stamp(st, 0, row0)
+        gl.store(st + 6, _globaltimer(row0))
+        gl.store(st + 5, _smid(row0).to(gl.int64))
     mbarrier.wait(x_bar, 0)
-    if MODE == 2:
+    if STAMP:
+        _stamp(st, 1, row0)
+    if M == 2:
         mbarrier.wait(ready.index(0), 0)
         e = warpgroup_mma(x_t, w2_s.index(0), e0, use_acc=False)
         for i in range(NCH - 1):
@@ -109,42 +143,52 @@ def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX
         mbarrier.arrive(empty.index((NCH - 1) % STAGES))
     else:
         p_prev = gl.zeros([BLOCK_P, BLOCK_H], gl.bfloat16, p_l)
-        if MODE >= 4:
+        if M >= 4:
             for j in gl.static_range(STAGES):
                 mbarrier.wait(ready.index(j), 0)
-        if MODE == 1:
+            if STAMP:
+                _stamp(st, 2, row0)
+        if M == 1:
             acc = warpgroup_mma_init(acc)  # the loop carries an in-flight accumulator
         for i in range(NCH):
             s = i % STAGES
             b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
-            if MODE < 4:
+            if M < 4:
                 mbarrier.wait(ready.index(s), (i // STAGES) & 1)
+                if STAMP:
+                    if i == 0:
+                        _stamp(st, 2, row0)
             e = warpgroup_mma(x_t, w2_s.index(s), e0, use_acc=False, is_async=True)
-            if MODE == 1:  # chunk i - 1's projection completes with this wait too; its slot is free after it
+            if M == 1:  # chunk i - 1's projection completes with this wait too; its slot is free after it
                 e, acc, p_prev = warpgroup_mma_wait(0, deps=[e, acc, p_prev])
                 if i > 0:
                     mbarrier.arrive(empty.index((i + STAGES - 1) % STAGES))
             else:
                 e = warpgroup_mma_wait(0, deps=[e])
-            if MODE == 3 or MODE == 5:
+            if M == 3 or M == 5:
                 p = gl.convert_layout((e + b2[None, :]).to(gl.bfloat16), p_l)
             else:
                 p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
             acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
-            if MODE == 1:
+            if M == 1:
                 p_prev = p
             else:
                 acc, p = warpgroup_mma_wait(0, deps=[acc, p])
-                if MODE < 4:
+                if M < 4:
                     mbarrier.arrive(empty.index(s))
-        if MODE == 1:
+        if M == 1:
             acc, p_prev = warpgroup_mma_wait(0, deps=[acc, p_prev])
             mbarrier.arrive(empty.index((NCH - 1) % STAGES))
+        if STAMP:
+            _stamp(st, 3, row0)
 
     orow = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
     ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))
     acc += x_t.load(acc_l).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
     gl.store(out_ptr + orow[:, None] * C + ocol[None, :], acc.to(gl.bfloat16), mask=(orow < NPIX)[:, None])
+    if STAMP:
+        _stamp(st, 4, row0)
+        gl.store(st + 7, _globaltimer(row0))
 
 
 @gluon.jit
@@ -178,6 +222,16 @@ def _consume_mma(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, 
 
 
 @gluon.jit
+def _consume_plain_stamped(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 6)
+
+
+@gluon.jit
+def _consume_mma_stamped(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 7)
+
+
+@gluon.jit
 def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
                      BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, MODE: gl.constexpr, REGS: gl.constexpr,
                      NCONS: gl.constexpr = 2):
@@ -199,7 +253,8 @@ def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C:
     row0 = gl.program_id(0) * (NCONS * BLOCK_P)
     c0 = (x_s.index(0), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0)
     c1 = (x_s.index(1), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0 + BLOCK_P)
-    ld = (x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, STAGES if MODE >= 4 else HID // BLOCK_H)
+    NOLOAD: gl.constexpr = MODE == 4 or MODE == 5 or MODE == 7
+    ld = (x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, STAGES if NOLOAD else HID // BLOCK_H)
     if NCONS == 3:  # a third chain in flight: does the MMA path's share rise with it?
         gl.static_assert(MODE == 0 or MODE == 5, "three consumers: modes plain and mma only")
         c2 = (x_s.index(2), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0 + 2 * BLOCK_P)
@@ -217,8 +272,12 @@ def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C:
         gl.warp_specialize([(_consume_nosilu, c0), (_consume_nosilu, c1), (_loader, ld)], [4, 1], [REGS, 24])
     elif MODE == 4:
         gl.warp_specialize([(_consume_noload, c0), (_consume_noload, c1), (_loader, ld)], [4, 1], [REGS, 24])
-    else:
+    elif MODE == 5:
         gl.warp_specialize([(_consume_mma, c0), (_consume_mma, c1), (_loader, ld)], [4, 1], [REGS, 24])
+    elif MODE == 6:
+        gl.warp_specialize([(_consume_plain_stamped, c0), (_consume_plain_stamped, c1), (_loader, ld)], [4, 1], [REGS, 24])
+    else:
+        gl.warp_specialize([(_consume_mma_stamped, c0), (_consume_mma_stamped, c1), (_loader, ld)], [4, 1], [REGS, 24])
 
 
 @gluon.jit
@@ -344,9 +403,9 @@ def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr,
                            [4, 1], [REGS, 24])
 
 
-MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "persist", "split")  # MODE's values, by name (persist and split:
+MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "stamped", "mma_stamped", "persist", "split")  # MODE's values, by name (persist and split:
 # _ws_persist_kernel, one ring shared or one a consumer)
-ABLATIONS = ("nosilu", "noload", "mma")  # wrong outputs by design: timed without the check
+ABLATIONS = ("nosilu", "noload", "mma", "mma_stamped")  # wrong outputs by design: timed without the check
 
 
 BLOCK_P = 64  # a warpgroup's wgmma M
@@ -385,7 +444,7 @@ def fused(d: dict, cfg: dict):
     cx = constexprs(c, cfg)
     handle = {}
     repeat = cfg.get("repeat", 1)  # the chunk loop run `repeat` times over (the ablations that stream no weights only)
-    if repeat > 1 and cfg["mode"] not in ("noload", "mma"):
+    if repeat > 1 and cfg["mode"] not in ("noload", "mma", "mma_stamped"):
         raise ValueError(f"repeat {repeat}: only the noload and mma ablations, which read no weights past the ring's first fill")
     b2 = d["b2"].repeat(repeat)
     _, w2d, w3d = descriptors(d["x"], w2, w3, c, cfg["block_h"])
@@ -398,10 +457,43 @@ def fused(d: dict, cfg: dict):
         if cfg["mode"] in ("persist", "split"):
             grid = min(ntiles, torch.cuda.get_device_properties(x.device).multi_processor_count)
             handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
+        elif cfg["mode"] in ("stamped", "mma_stamped"):  # the stamps after the output, in the same buffer
+            progs = triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P)
+            buf = torch.empty(npix * c + 4 * 8 * progs * cfg.get("ncons", 2), dtype=x.dtype, device=x.device)
+            handle["buf"] = buf
+            handle["k"] = _ws_chain_kernel[(progs,)](xd, w2d, w3d, b2, d["b3"], buf, npix, **cx, num_warps=4)
+            out = buf[:npix * c].view(npix, c)
         else:
             handle["k"] = _ws_chain_kernel[(triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P),)](xd, w2d, w3d, b2, d["b3"], out, npix, **cx, num_warps=4)
         return out
+    if cfg["mode"] in ("stamped", "mma_stamped"):
+        handle["summary"] = lambda: stamp_summary(handle["buf"][npix * c:].view(torch.int64).view(-1, 8).cpu(), cfg.get("ncons", 2))
     return f, handle
+
+
+def stamp_summary(st: torch.Tensor, ncons: int) -> dict:
+    """The last launch's stamps ([consumer, 8]: clock64 at start, x in, first chunk in, loop done, stored; smid;
+    globaltimer at start and end) as medians and IQRs in µs: each consumer's phases, and on each multiprocessor the gap
+    between one program's end (its last consumer's store) and the next program's start (its first consumer's start),
+    in that multiprocessor's own cycles; the clock rate from each consumer's cycles over its globaltimer span."""
+    st = st.double()
+    ghz = ((st[:, 4] - st[:, 0]) / (st[:, 7] - st[:, 6]).clamp(min=1)).median().item()  # cycles a ns
+
+    def q(v: torch.Tensor) -> dict:
+        v = v / ghz / 1e3  # cycles -> µs
+        return {"median_us": v.median().item(), "iqr_us": (v.quantile(0.75) - v.quantile(0.25)).item(), "n": v.numel()}
+    phases = {"x_wait": st[:, 1] - st[:, 0], "first_chunk_wait": st[:, 2] - st[:, 1], "loop": st[:, 3] - st[:, 2],
+              "epilogue": st[:, 4] - st[:, 3], "consumer": st[:, 4] - st[:, 0]}
+    progs = st.view(-1, ncons, 8)
+    start, end, sm = progs[:, :, 0].min(1).values, progs[:, :, 4].max(1).values, progs[:, 0, 5]
+    gaps = []
+    for m in sm.unique():
+        sel = (sm == m).nonzero().flatten()
+        order = sel[start[sel].argsort()]
+        gaps += [(start[b] - end[a]).item() for a, b in zip(order[:-1], order[1:])]
+    span_us = ((st[:, 7].max() - st[:, 6].min()) / 1e3).item()
+    return {"clock_ghz": ghz, "kernel_span_us": span_us, "programs_per_sm_max": int(torch.bincount(sm.long()).max()),
+            **{k: q(v) for k, v in phases.items()}, "gap_between_programs": q(torch.tensor(gaps, dtype=torch.double)) if gaps else None}
 
 
 def smem_bytes(c: int, cfg: dict) -> int:
@@ -459,7 +551,7 @@ def main() -> None:
     def tiles_of(c: int) -> list[dict]:
         out = []
         for cfg in tiles(c, modes)[:a.first or None]:
-            out += [cfg] if cfg["mode"] not in ("noload", "mma") else [{**cfg, **({"repeat": r} if r > 1 else {})} for r in repeats]
+            out += [cfg] if cfg["mode"] not in ("noload", "mma", "mma_stamped") else [{**cfg, **({"repeat": r} if r > 1 else {})} for r in repeats]
         return out
     sweep(out / "gluon_ws_chain.json", widths, a.batch, tiles_of, fused, "ws", unchecked=lambda cfg: cfg["mode"] in ABLATIONS)
 

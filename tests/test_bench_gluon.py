@@ -1,0 +1,51 @@
+"""benchmarks/gluon_ws_chain.py's reading of its clock stamps on the CPU (the kernels themselves run only on the GPU
+machine). Hand-built stamps: two programs of two consumers one after the other on multiprocessor 0, one on 1."""
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # as in test_kernels.py: set before Triton is first imported
+
+import pytest  # noqa: E402
+
+pytest.importorskip("triton")
+torch = pytest.importorskip("torch")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ws():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("gluon_ws_chain", ROOT / "benchmarks" / "gluon_ws_chain.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def row(c0, c1, c2, c3, c4, sm, g0):
+    """One consumer: clock64 at start, x in, first chunk in, loop done, stored; smid; globaltimer at start and end. Every
+    consumer here spans 2,000 cycles in 1,000 ns: a 2 GHz clock."""
+    return [c0, c1, c2, c3, c4, sm, g0, g0 + (c4 - c0) // 2]
+
+
+def test_stamp_summary_phases_gaps_and_clock(ws):
+    st = torch.tensor([
+        row(0, 400, 500, 1700, 2000, 0, 10_000), row(0, 400, 500, 1700, 2000, 0, 10_000),  # program 0 on SM 0
+        row(2600, 3000, 3100, 4300, 4600, 0, 11_300), row(2600, 3000, 3100, 4300, 4600, 0, 11_300),  # program 1: 600 cycles later
+        row(50, 450, 550, 1750, 2050, 1, 10_025), row(50, 450, 550, 1750, 2050, 1, 10_025),  # program 2, alone on SM 1
+    ], dtype=torch.int64)
+    s = ws.stamp_summary(st, 2)
+    assert s["clock_ghz"] == pytest.approx(2.0)
+    # 400 cycles at 2 GHz = 0.2 µs; 100 -> 0.05; 1,200 -> 0.6; 300 -> 0.15; 2,000 -> 1.0
+    for k, us in (("x_wait", 0.2), ("first_chunk_wait", 0.05), ("loop", 0.6), ("epilogue", 0.15), ("consumer", 1.0)):
+        assert s[k]["median_us"] == pytest.approx(us), k
+        assert s[k]["n"] == 6
+    # the only gap on one multiprocessor: program 1 starts at 2,600, program 0 ended at 2,000: 600 cycles, 0.3 µs
+    assert s["gap_between_programs"]["n"] == 1
+    assert s["gap_between_programs"]["median_us"] == pytest.approx(0.3)
+    assert s["programs_per_sm_max"] == 2
+    assert s["kernel_span_us"] == pytest.approx((11_300 + 1000 - 10_000) / 1e3)  # first start to last end, globaltimer ns
