@@ -100,11 +100,12 @@ def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX
     Two ablations of MODE 0, whose outputs are wrong, to take the chain apart by difference: MODE 3 (nosilu) casts
     E + b2 to bf16 without the SiLU; MODE 4 (noload) reads the ring's first STAGES chunks over and over once they are
     in (the loader loads no more, the slots are never freed), so no weights stream after the first; MODE 5 (mma) both.
-    MODE 6 and 7 are MODE 0 and 5 with clock stamps (`_stamp`): each consumer writes, after the output in the same
+    MODE 8 and 9 are 6 and 7 with the epilogue in a row-major layout of 16-byte pieces. MODE 6 and 7 are MODE 0 and 5 with clock stamps (`_stamp`): each consumer writes, after the output in the same
     buffer, %clock64 at its start, after its x tile is in, after its first chunk's weights are, after its chunk loop
     and after its store, its multiprocessor's id, and %globaltimer at its start and end."""
-    M: gl.constexpr = (0 if MODE == 6 else 5) if MODE >= 6 else MODE  # the mode the stamped ones time
+    M: gl.constexpr = (0 if MODE % 2 == 0 else 5) if MODE >= 6 else MODE  # the mode the stamped ones time
     STAMP: gl.constexpr = MODE >= 6
+    FAST_EPI: gl.constexpr = MODE >= 8
     BLOCK_P: gl.constexpr = x_t.shape[0]
     C: gl.constexpr = x_t.shape[1]
     STAGES: gl.constexpr = w2_s.shape[0]
@@ -182,10 +183,20 @@ def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX
         if STAMP:
             _stamp(st, 3, row0)
 
-    orow = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
-    ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))
-    acc += x_t.load(acc_l).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
-    gl.store(out_ptr + orow[:, None] * C + ocol[None, :], acc.to(gl.bfloat16), mask=(orow < NPIX)[:, None])
+    if FAST_EPI:  # bias in the accumulator's layout, then bf16 into a row-major layout of 16-byte pieces: the residual
+        # read from shared memory and the store both coalesced (the accumulator's own layout stores 4-byte pieces)
+        st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (C // 8) if C < 256 else 1, C // 8 if C < 256 else 32], [4, 1], [1, 0])
+        ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))
+        y = gl.convert_layout((acc + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]).to(gl.bfloat16), st_l)
+        y = (y.to(gl.float32) + x_t.load(st_l).to(gl.float32)).to(gl.bfloat16)
+        srow = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, st_l))
+        scol = gl.arange(0, C, layout=gl.SliceLayout(0, st_l))
+        gl.store(out_ptr + srow[:, None] * C + scol[None, :], y, mask=(srow < NPIX)[:, None])
+    else:
+        orow = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
+        ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))
+        acc += x_t.load(acc_l).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
+        gl.store(out_ptr + orow[:, None] * C + ocol[None, :], acc.to(gl.bfloat16), mask=(orow < NPIX)[:, None])
     if STAMP:
         _stamp(st, 4, row0)
         gl.store(st + 7, _globaltimer(row0))
@@ -232,6 +243,16 @@ def _consume_mma_stamped(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, o
 
 
 @gluon.jit
+def _consume_epi_stamped(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 8)
+
+
+@gluon.jit
+def _consume_mma_epi_stamped(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 9)
+
+
+@gluon.jit
 def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
                      BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, MODE: gl.constexpr, REGS: gl.constexpr,
                      NCONS: gl.constexpr = 2):
@@ -253,7 +274,7 @@ def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C:
     row0 = gl.program_id(0) * (NCONS * BLOCK_P)
     c0 = (x_s.index(0), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0)
     c1 = (x_s.index(1), w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0 + BLOCK_P)
-    NOLOAD: gl.constexpr = MODE == 4 or MODE == 5 or MODE == 7
+    NOLOAD: gl.constexpr = MODE == 4 or MODE == 5 or MODE == 7 or MODE == 9
     ld = (x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, STAGES if NOLOAD else HID // BLOCK_H)
     if NCONS == 3:  # a third chain in flight: does the MMA path's share rise with it?
         gl.static_assert(MODE == 0 or MODE == 5, "three consumers: modes plain and mma only")
@@ -276,8 +297,12 @@ def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C:
         gl.warp_specialize([(_consume_mma, c0), (_consume_mma, c1), (_loader, ld)], [4, 1], [REGS, 24])
     elif MODE == 6:
         gl.warp_specialize([(_consume_plain_stamped, c0), (_consume_plain_stamped, c1), (_loader, ld)], [4, 1], [REGS, 24])
-    else:
+    elif MODE == 7:
         gl.warp_specialize([(_consume_mma_stamped, c0), (_consume_mma_stamped, c1), (_loader, ld)], [4, 1], [REGS, 24])
+    elif MODE == 8:
+        gl.warp_specialize([(_consume_epi_stamped, c0), (_consume_epi_stamped, c1), (_loader, ld)], [4, 1], [REGS, 24])
+    else:
+        gl.warp_specialize([(_consume_mma_epi_stamped, c0), (_consume_mma_epi_stamped, c1), (_loader, ld)], [4, 1], [REGS, 24])
 
 
 @gluon.jit
@@ -403,9 +428,10 @@ def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr,
                            [4, 1], [REGS, 24])
 
 
-MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "stamped", "mma_stamped", "persist", "split")  # MODE's values, by name (persist and split:
+MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "stamped", "mma_stamped", "epi_stamped", "mma_epi_stamped", "persist",
+         "split")  # MODE's values, by name (persist and split:
 # _ws_persist_kernel, one ring shared or one a consumer)
-ABLATIONS = ("nosilu", "noload", "mma", "mma_stamped")  # wrong outputs by design: timed without the check
+ABLATIONS = ("nosilu", "noload", "mma", "mma_stamped", "mma_epi_stamped")  # wrong outputs by design: timed without the check
 
 
 BLOCK_P = 64  # a warpgroup's wgmma M
@@ -444,7 +470,7 @@ def fused(d: dict, cfg: dict):
     cx = constexprs(c, cfg)
     handle = {}
     repeat = cfg.get("repeat", 1)  # the chunk loop run `repeat` times over (the ablations that stream no weights only)
-    if repeat > 1 and cfg["mode"] not in ("noload", "mma", "mma_stamped"):
+    if repeat > 1 and cfg["mode"] not in ("noload", "mma", "mma_stamped", "mma_epi_stamped"):
         raise ValueError(f"repeat {repeat}: only the noload and mma ablations, which read no weights past the ring's first fill")
     b2 = d["b2"].repeat(repeat)
     _, w2d, w3d = descriptors(d["x"], w2, w3, c, cfg["block_h"])
@@ -457,7 +483,7 @@ def fused(d: dict, cfg: dict):
         if cfg["mode"] in ("persist", "split"):
             grid = min(ntiles, torch.cuda.get_device_properties(x.device).multi_processor_count)
             handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
-        elif cfg["mode"] in ("stamped", "mma_stamped"):  # the stamps after the output, in the same buffer
+        elif "stamped" in cfg["mode"]:  # the stamps after the output, in the same buffer
             progs = triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P)
             buf = torch.empty(npix * c + 4 * 8 * progs * cfg.get("ncons", 2), dtype=x.dtype, device=x.device)
             handle["buf"] = buf
@@ -466,7 +492,7 @@ def fused(d: dict, cfg: dict):
         else:
             handle["k"] = _ws_chain_kernel[(triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P),)](xd, w2d, w3d, b2, d["b3"], out, npix, **cx, num_warps=4)
         return out
-    if cfg["mode"] in ("stamped", "mma_stamped"):
+    if "stamped" in cfg["mode"]:
         handle["summary"] = lambda: stamp_summary(handle["buf"][npix * c:].view(torch.int64).view(-1, 8).cpu(), cfg.get("ncons", 2))
     return f, handle
 
@@ -551,7 +577,7 @@ def main() -> None:
     def tiles_of(c: int) -> list[dict]:
         out = []
         for cfg in tiles(c, modes)[:a.first or None]:
-            out += [cfg] if cfg["mode"] not in ("noload", "mma", "mma_stamped") else [{**cfg, **({"repeat": r} if r > 1 else {})} for r in repeats]
+            out += [cfg] if cfg["mode"] not in ("noload", "mma", "mma_stamped", "mma_epi_stamped") else [{**cfg, **({"repeat": r} if r > 1 else {})} for r in repeats]
         return out
     sweep(out / "gluon_ws_chain.json", widths, a.batch, tiles_of, fused, "ws", unchecked=lambda cfg: cfg["mode"] in ABLATIONS)
 
