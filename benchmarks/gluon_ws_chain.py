@@ -22,7 +22,9 @@ and three ablations with wrong outputs, timed unchecked, to take the chain apart
 weights streamed after the ring's first fill) and mma (both), which `--repeat` can run R times over a program to tell
 its fixed costs from its steady rate. On the H200 (runs 36-37, benchmarks/README.md) the best reached 41-43 % of the
 fused roofline at 128 channels against `tl`'s 48 %, 46 % at 256 against 44 %; the mma ablation 46-47 %, of which about
-half is a cost paid once a tile: its chunk loop alone runs at 81-111 % of the ceiling.
+half is a cost paid once a tile: its chunk loop alone runs at 81-111 % of the ceiling. The stamped modes record each
+consumer's phases by %clock64 (run 37e: the epilogue, 2.5 us of a consumer's 8.7 at 128 channels, is the largest
+fixed part); the epi modes try a coalesced epilogue (built, not yet run on the GPU).
 
 Same math, widths, check and timer as mlp_ceiling.py (make, reference, cost, kernels_gpu.graph_time_ms); the `tl` chain
 at run 35b's best tile is timed in the same process beside it. A partition's arguments arrive as values (constexprs
