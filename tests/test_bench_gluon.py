@@ -1,9 +1,6 @@
 """benchmarks/gluon_ws_chain.py's reading of its clock stamps on the CPU (the kernels themselves run only on the GPU
 machine). Hand-built stamps: two programs of two consumers one after the other on multiprocessor 0, one on 1."""
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # as in test_kernels.py: set before Triton is first imported
 
@@ -11,19 +8,11 @@ import pytest  # noqa: E402
 
 pytest.importorskip("triton")
 torch = pytest.importorskip("torch")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def ws():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("gluon_ws_chain", ROOT / "benchmarks" / "gluon_ws_chain.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def ws(load_bench):
+    return load_bench("gluon_ws_chain")
 
 
 def row(c0, c1, c2, c3, c4, sm, g0):

@@ -1,10 +1,7 @@
 """benchmarks/kernels_ncu.py's logic on the CPU: reading ncu's raw CSV page, splitting its kernels into items by the
 marker launches, and the unfused block's layer bytes (hand arithmetic). ncu itself runs only on the GPU machine."""
-import importlib.util
 import json
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # as in test_kernels.py: Triton's jit decides when Triton is first imported
 # whether to interpret, and this file is collected first (imported here without it, Triton's own jit functions, tl.zeros
@@ -13,20 +10,12 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # as in test_kernels.py: Triton'
 import pytest  # noqa: E402
 
 pytest.importorskip("triton")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def ncu_mod():
+def ncu_mod(load_bench):
     """The script as a module (it imports benchmarks/kernels_gpu.py from its folder)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("kernels_ncu", ROOT / "benchmarks" / "kernels_ncu.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return load_bench("kernels_ncu")
 
 
 HEAD = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC",'
@@ -124,12 +113,10 @@ def test_the_bytes_l2_sent_to_the_sms_are_kept_beside_its_lookups(ncu_mod):
     assert tot["l2_to_sm_bytes"] == 231_211_008 + 2_359_296
 
 
-def test_chain_ncu_profiles_each_modes_fastest_checked_tile(tmp_path, ncu_mod):
+def test_chain_ncu_profiles_each_modes_fastest_checked_tile(tmp_path, load_bench):
     """chain_ncu.py profiles, a width, the fastest timed tile of each warp-specialised mode and consumer count from
     gluon_ws_chain.py's JSON; never an ablation (wrong output by design) nor a tile left untimed (wrong or failed)."""
-    spec = importlib.util.spec_from_file_location("chain_ncu", ROOT / "benchmarks" / "chain_ncu.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_bench("chain_ncu")
     tiles = [{"block_h": 64, "stages": 2, "mode": "plain", "ms": 0.043},
              {"block_h": 128, "stages": 2, "mode": "plain", "ms": 0.040},
              {"block_h": 64, "stages": 2, "mode": "plain", "ncons": 3, "ms": 0.038},
