@@ -50,7 +50,8 @@ def ws_best(path: str | None, c: int) -> list[dict]:
 
 
 def target(a) -> None:
-    """Under ncu: each kernel checked, run twice, then once between cudaProfilerStart/Stop, bracketed by markers."""
+    """Under ncu: each kernel checked, then profiled once (kernels_ncu.profiled: run twice, then once between
+    cudaProfilerStart/Stop, bracketed by markers)."""
     import gluon_chain
     import gluon_ws_chain
     import mlp_ceiling
@@ -74,16 +75,9 @@ def target(a) -> None:
                 f = make(cfg)
                 with torch.no_grad():
                     err = (f(d["x"]).float() - ref).abs().max().item() / ref.abs().max().item()
-                    if err > mlp_ceiling.TOL:
-                        raise ValueError(f"error {err:.2e} over the tolerance")
-                    f(d["x"])
-                    torch.cuda.synchronize()
-                    torch.cuda.profiler.start()
-                    kn._ncu_marker_kernel[(1,)](flag)
-                    f(d["x"])
-                    kn._ncu_marker_kernel[(1,)](flag)
-                    torch.cuda.synchronize()
-                    torch.cuda.profiler.stop()
+                if err > mlp_ceiling.TOL:
+                    raise ValueError(f"error {err:.2e} over the tolerance")
+                kn.profiled(f, d["x"], flag)
             except Exception as e:  # noqa: BLE001 - a kernel that fails here is reported, the others still run
                 print(f"{name} {cfg}: skipped ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})", flush=True)
                 continue

@@ -51,6 +51,7 @@ from gluon_chain import _silu, arg_parser, compile_tile, swizzle, sweep  # noqa:
 # 3.9 names the TMA load async_load (its async_copy_global_to_shared only raises); older Gluon may have only the latter
 _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
 
+
 @gluon.jit
 def _loader(x_s, w2_s, w3_s, x_bar, ready, empty, x_desc, w2_desc, w3_desc, row0, NLOAD):
     """The loader warp: the consumers' x tiles once, then every chunk's two weight tiles into the ring. (A partition's
@@ -102,9 +103,10 @@ def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX
     Two ablations of MODE 0, whose outputs are wrong, to take the chain apart by difference: MODE 3 (nosilu) casts
     E + b2 to bf16 without the SiLU; MODE 4 (noload) reads the ring's first STAGES chunks over and over once they are
     in (the loader loads no more, the slots are never freed), so no weights stream after the first; MODE 5 (mma) both.
-    MODE 8 and 9 are 6 and 7 with the epilogue in a row-major layout of 16-byte pieces. MODE 6 and 7 are MODE 0 and 5 with clock stamps (`_stamp`): each consumer writes, after the output in the same
+    MODE 6 and 7 are MODE 0 and 5 with clock stamps (`_stamp`): each consumer writes, after the output in the same
     buffer, %clock64 at its start, after its x tile is in, after its first chunk's weights are, after its chunk loop
-    and after its store, its multiprocessor's id, and %globaltimer at its start and end."""
+    and after its store, its multiprocessor's id, and %globaltimer at its start and end. MODE 8 and 9 are 6 and 7 with
+    the epilogue in a row-major layout of 16-byte pieces."""
     M: gl.constexpr = (0 if MODE % 2 == 0 else 5) if MODE >= 6 else MODE  # the mode the stamped ones time
     STAMP: gl.constexpr = MODE >= 6
     FAST_EPI: gl.constexpr = MODE >= 8
@@ -434,6 +436,7 @@ MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "stamped", "mma_stam
          "split")  # MODE's values, by name (persist and split:
 # _ws_persist_kernel, one ring shared or one a consumer)
 ABLATIONS = ("nosilu", "noload", "mma", "mma_stamped", "mma_epi_stamped")  # wrong outputs by design: timed without the check
+REPEATABLE = ("noload", "mma", "mma_stamped", "mma_epi_stamped")  # read no weights past the ring's first fill: --repeat
 
 
 BLOCK_P = 64  # a warpgroup's wgmma M
@@ -472,7 +475,7 @@ def fused(d: dict, cfg: dict):
     cx = constexprs(c, cfg)
     handle = {}
     repeat = cfg.get("repeat", 1)  # the chunk loop run `repeat` times over (the ablations that stream no weights only)
-    if repeat > 1 and cfg["mode"] not in ("noload", "mma", "mma_stamped", "mma_epi_stamped"):
+    if repeat > 1 and cfg["mode"] not in REPEATABLE:
         raise ValueError(f"repeat {repeat}: only the noload and mma ablations, which read no weights past the ring's first fill")
     b2 = d["b2"].repeat(repeat)
     _, w2d, w3d = descriptors(d["x"], w2, w3, c, cfg["block_h"])
@@ -579,7 +582,7 @@ def main() -> None:
     def tiles_of(c: int) -> list[dict]:
         out = []
         for cfg in tiles(c, modes)[:a.first or None]:
-            out += [cfg] if cfg["mode"] not in ("noload", "mma", "mma_stamped", "mma_epi_stamped") else [{**cfg, **({"repeat": r} if r > 1 else {})} for r in repeats]
+            out += [cfg] if cfg["mode"] not in REPEATABLE else [{**cfg, **({"repeat": r} if r > 1 else {})} for r in repeats]
         return out
     sweep(out / "gluon_ws_chain.json", widths, a.batch, tiles_of, fused, "ws", unchecked=lambda cfg: cfg["mode"] in ABLATIONS)
 

@@ -1220,17 +1220,13 @@ def test_every_kernel_compiles_for_the_h200():
 
 
 @needs_triton
-def test_the_chain_ceiling_kernel_computes_the_chain():
+def test_the_chain_ceiling_kernel_computes_the_chain(load_bench):
     """benchmarks/mlp_ceiling.py bounds the blocks' fused-roofline share by its own kernel of the expansion chain alone
     (run 35): a bound only if that kernel computes the chain. Its output against the chain written here, at chunks that
     split the hidden width in four, over a partial pixel tile, and its SAME_CHUNK ablation must differ (it reads other weights)."""
-    import sys
-    from pathlib import Path
-
     import torch.nn.functional as F
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import mlp_ceiling
+    mlp_ceiling = load_bench("mlp_ceiling")
 
     d = mlp_ceiling.make(20, 16, "cpu", torch.float32, seed=3)  # 20 pixels: the second 16-pixel tile is partial
     want = d["x"] + F.silu(d["x"] @ d["W2"].T + d["b2"]) @ d["W3"].T + d["b3"]
