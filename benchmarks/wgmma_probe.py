@@ -139,6 +139,12 @@ def constexprs(cfg: dict) -> dict:
             "SW_B": swizzle(cfg["n"]), "CHAIN": bool(cfg.get("chain"))}
 
 
+def flops_per_iter(cfg: dict, sms: int) -> int:
+    """FLOPs one loop iteration does over the grid: [64·warpgroups, K] x [K, N] (2 FLOPs a MAC) on every program, twice
+    for the chain (its projection [64·warpgroups, N] x [N, K] has the same MACs)."""
+    return 2 * 64 * cfg["nwg"] * cfg["n"] * cfg["k"] * sms * cfg["ctas"] * (2 if cfg.get("chain") else 1)
+
+
 def describe(cfg: dict) -> str:
     m = 64 * cfg["nwg"]
     where = f"{cfg['nwg']} warpgroups, {cfg['ctas']} a multiprocessor"
@@ -176,7 +182,7 @@ def main() -> None:
     for cfg in configs():
         n, k, nwg, chain = cfg["n"], cfg["k"], cfg["nwg"], bool(cfg.get("chain"))
         m, progs = 64 * nwg, sms * cfg["ctas"]
-        per_iter = 2 * m * n * k * progs * (2 if chain else 1)
+        per_iter = flops_per_iter(cfg, sms)
         iters = max(16, int(a.target_ms * 1e-3 * PEAK / per_iter))
         if a.data == "ints":  # {-1, 0, 1} for the chain, so that E (|E| <= 256) is exact in bf16
             lo = -1 if chain else -2

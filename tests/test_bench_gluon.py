@@ -38,3 +38,27 @@ def test_stamp_summary_phases_gaps_and_clock(ws):
     assert s["gap_between_programs"]["median_us"] == pytest.approx(0.3)
     assert s["programs_per_sm_max"] == 2
     assert s["kernel_span_us"] == pytest.approx((11_300 + 1000 - 10_000) / 1e3)  # first start to last end, globaltimer ns
+
+
+def test_probe_counts_its_flops(load_bench):
+    probe = load_bench("wgmma_probe")
+    # one warpgroup, N 128, K 64, one program on each of 132 SMs: 2 · 64 · 128 · 64 · 132 = 138,412,032
+    assert probe.flops_per_iter({"n": 128, "k": 64, "nwg": 1, "ctas": 1}, 132) == 138_412_032
+    # the chain, two warpgroups (m128), N 128, K 128, two programs an SM: 2 · 2 · 128 · 128 · 128 · 264 = 2,214,592,512
+    assert probe.flops_per_iter({"chain": True, "n": 128, "k": 128, "nwg": 2, "ctas": 2}, 132) == 2_214_592_512
+
+
+def test_only_the_weightless_ablations_repeat(ws, load_bench):
+    mlp = load_bench("mlp_ceiling")
+    d = mlp.make(128, 64, "cpu", torch.bfloat16)
+    with pytest.raises(ValueError, match=r"repeat 4: only the noload and mma ablations"):
+        ws.fused(d, {"block_h": 64, "stages": 2, "mode": "plain", "repeat": 4})
+
+
+def test_an_unknown_mode_is_one_error_naming_the_choices(ws, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["gluon_ws_chain.py", "--compile-only", "--modes", "plain,fast"])
+    with pytest.raises(SystemExit) as e:
+        ws.main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--modes 'plain,fast': each must be one of plain, lag, pipe" in err
