@@ -308,13 +308,17 @@ _FUSION_CONFIGS = (("eager", {}), ("compile", {"compile": True}), ("fused", {"fu
 def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dtype: str = "bf16", channels_last: bool = True,
                  cuda_graph: bool = False, min_time_s: float = 0.5, ceilings: str | None = None, resolution: int | None = None,
                  fusing: dict | None = None, selective: bool = True, on_stage: Callable[[str], None] | None = None,
-                 on_progress: Callable[[list[dict]], None] | None = None, **model_kwargs) -> list[dict]:
+                 on_progress: Callable[[list[dict]], None] | None = None, eager_reference: dict | None = None,
+                 **model_kwargs) -> list[dict]:
     """The fusion what-if against reality: for each batch, eager, torch.compile, the block-fused model (effkit.kernels) and
     the block-fused model with the rest compiled around its kernels, measured under the same configuration, beside the
     waterline and the predicted fused waterline of the unfused trace.
     With `selective`, also the configuration the measurements recommend: each distinct block (and the stem) timed alone,
     fused against compiled (`selective_units`), and the model with only the winners fused and the rest compiled.
-    A fused latency below its predicted fused waterline is flagged: a count or a ceiling is wrong.
+    A fused latency below its predicted fused waterline is flagged: a count or a ceiling is wrong. So is, in each row's
+    `timing_problems`, a configuration timed with a large spread (IQR over 10 % of its median) or under load, and eager
+    timed here against `eager_reference` ({batch: (ms, IQR ms)}: the same configuration measured before, as a profile
+    does): two measurements of one thing that disagree beyond both spreads say the machine changed between them.
     Each batch is measured on its own (every configuration built, and compiled, for that batch alone), and
     `on_progress(rows)` is called after every measurement with the rows so far, the current one marked 'incomplete'."""
     from effkit.analysis.model import blocks_for
@@ -343,6 +347,7 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
             (points[name],) = run(ref, base.replace(batches=(b,), **change)).points
             row.update(_point_ms(points[name], name))
             progress(rows)
+        row["timing_problems"] = timing_problems(points, (eager_reference or {}).get(b))
         a = analyse(traces[b], roof, points["eager"])
         # the what-if for exactly what the kernels fuse (every ConvFirst block; MBConv's strided, width-changing ones stay
         # unfused; and the stem, conv → BN → activation as one kernel)
@@ -360,10 +365,43 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
                               "problem (a count or a ceiling is wrong), not a result")
         progress(rows)
         if selective:
-            row.update(_selective(ref, base, b, row, stage, lambda units: (row.__setitem__("units", units), progress(rows))))
+            sel = _selective(ref, base, b, row, stage, lambda units: (row.__setitem__("units", units), progress(rows)))
+            row["timing_problems"] += timing_problems({"selective": sel.pop("point")} if sel.get("point") else {})
+            row.update(sel)
         del row["incomplete"]
         progress(rows)
     return rows
+
+
+_CONFIG_LABELS = {"eager": "eager", "compile": "torch.compile", "fused": "block-fused", "fused_compile": "block-fused + compile",
+                  "selective": "selective"}
+
+
+def timing_problems(points: dict, eager_reference: tuple[float, float | None] | None = None) -> list[str]:
+    """What makes a fusion-check row's times doubtful, a sentence each: a configuration timed with a large spread (IQR
+    over 10 % of its median) or while other processes loaded the machine, and eager disagreeing with `eager_reference`
+    ((ms, IQR ms): the same configuration measured before in the run) beyond both spreads and by over 10 %."""
+    from effkit.analysis.stats import disagree
+    from effkit.timing import SPREAD_WARN
+
+    out = []
+    for name, p in points.items():
+        label = _CONFIG_LABELS.get(name, name)
+        if p.timing and p.timing.noisy:
+            out.append(f"{label} timed with a large spread: its IQR is {100 * p.timing.iqr_rel:.0f} % of its median over "
+                       f"{len(p.timing.samples_s)} samples")
+        issues = p.environment.load_issues if p.environment is not None else []
+        if issues:
+            out.append(f"{label} measured under load ({'; '.join(issues)})")
+    e = points.get("eager")
+    if eager_reference and e is not None and e.latency_s and e.timing:
+        ms, iqr = 1e3 * e.latency_s, 1e3 * e.timing.iqr_s
+        ref_ms, ref_iqr = eager_reference
+        if disagree(ms, iqr, ref_ms, ref_iqr, SPREAD_WARN):
+            out.append(f"eager, timed twice in this run, disagrees with itself: {ms:.3f} ms (IQR {iqr:.3f}) here against {ref_ms:.3f} ms "
+                       f"(IQR {(ref_iqr or 0):.3f}) in the profile's own measurement, {max(ms, ref_ms) / min(ms, ref_ms):.2f}x apart and "
+                       "beyond both spreads: a measurement problem (the machine's load or clocks changed between the two), not a result")
+    return out
 
 
 def _point_ms(p, name: str) -> dict:
@@ -427,7 +465,7 @@ def _selective(ref: ModelRef, base: RunConfig, b: int, row: dict, stage: Callabl
     from effkit.run.runner import run
 
     (p,) = run(ref, base.replace(batches=(b,), fused=True, fused_only=tuple(chosen), compile=True)).points
-    return {**out, "selective_same_as": None, **_point_ms(p, "selective")}
+    return {**out, "selective_same_as": None, **_point_ms(p, "selective"), "point": p}  # the point: fusion_check reads its spread
 
 
 def run_fusion_check(run: ProfileRun, model, config: RunConfig, **kwargs) -> tuple[ProfileRun, list[dict]]:
@@ -445,9 +483,15 @@ def run_fusion_check(run: ProfileRun, model, config: RunConfig, **kwargs) -> tup
         seen[:] = rows
         atomic_write_json(run.folder / "fusion_check.json", rows)
 
+    # the profile's own end-to-end times are eager's, measured before, where the profile did not compile or fuse: the
+    # check times eager again and says where the two disagree
+    plain = not (config.compile or config.fused)
+    reference = {a.batch: (1e3 * a.latency_s, None if a.latency_iqr_s is None else 1e3 * a.latency_iqr_s)
+                 for a in run.analyses if plain and a.latency_s} or None
     try:
         rows = fusion_check(model, device=config.device, batch=list(config.batches), dtype=config.precision, channels_last=config.channels_last,
-                            cuda_graph=config.cuda_graph, min_time_s=config.min_time_s, on_progress=progress, **kwargs)
+                            cuda_graph=config.cuda_graph, min_time_s=config.min_time_s, on_progress=progress, eager_reference=reference,
+                            **kwargs)
     except BaseException as e:
         where = ("before its first measurement" if not seen else f"in batch {seen[-1]['batch']}" if seen[-1].get("incomplete") else
                  f"after batch {seen[-1]['batch']}")

@@ -10,6 +10,9 @@
   layers noise is not called a change.
 - `bootstrap_ratio_ci`: a percentile bootstrap interval of median(B) / median(A), shown
   beside the verdict.
+- `disagree`: two medians of what should be the same measurement (one configuration timed
+  twice in a run) that differ beyond both spreads and by more than a tenth: a measurement
+  problem, where only their medians and IQRs are kept.
 
 Pure Python (math and random), no SciPy.
 """
@@ -143,6 +146,16 @@ def bootstrap_ratio_ci(a: list[float], b: list[float], level: float = 0.95, draw
     lo = ratios[int((1 - level) / 2 * (len(ratios) - 1))]
     hi = ratios[int((1 + level) / 2 * (len(ratios) - 1))]
     return lo, hi
+
+
+def disagree(a: float, a_iqr: float | None, b: float, b_iqr: float | None, rel: float = 0.10) -> bool:
+    """Two medians of the same measurement disagree: they differ by more than either's IQR (beyond both spreads) and by
+    more than `rel` of the smaller. The second condition keeps a GPU's tight timings (IQRs of 0.3 %) from calling an
+    ordinary 1-2 % drift between two measurements a problem; `rel` is the spread the timing itself calls large."""
+    if not (a > 0 and b > 0):
+        return False
+    d = abs(a - b)
+    return d > max(a_iqr or 0.0, b_iqr or 0.0) and d > rel * min(a, b)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,10 @@ def model_table(rows: list[dict]) -> list[dict]:
         same = {"compile": " (= torch.compile: no block won)", "fused_compile": " (= block-fused + compile: every block won)"}
         sel = (_timed(r, "selective") + same.get(r.get("selective_same_as"), "") if "selective_ms" in r else
                "–" if r.get("incomplete") else "not checked")
-        out.append({"batch": f"{r['batch']} (incomplete: interrupted)" if r.get("incomplete") else r["batch"], "eager (ms)": _timed(r, "eager"), "torch.compile (ms)": _timed(r, "compile"),
+        batch = f"{r['batch']} (incomplete: interrupted)" if r.get("incomplete") else r["batch"]
+        if r.get("timing_problems"):
+            batch = f"{batch} ⚠ timing in doubt (see the notes)"
+        out.append({"batch": batch, "eager (ms)": _timed(r, "eager"), "torch.compile (ms)": _timed(r, "compile"),
                     "block-fused (ms)": _timed(r, "fused"), "block-fused + compile (ms)": _timed(r, "fused_compile"), "selective (ms)": sel,
                     "selective vs compile": (_versus(r.get("selective_ms"), r.get("compile_ms"))
                                              if "selective_ms" in r and r.get("selective_same_as") != "compile" else "–"),
@@ -110,6 +113,9 @@ def fusion_sentences(rows: list[dict]) -> list[str]:
             best = min(v for v in (r.get("fused_ms"), r.get("fused_compile_ms")) if v)
             out.append(f"Measured (fusion check, batch {r['batch']}): the block-fused model ran {best:.3f} ms, {_versus(best, c)} than "
                        f"torch.compile ({c:.3f} ms).")
+        if r.get("timing_problems") and out and out[-1].startswith(f"Measured (fusion check, batch {r['batch']})"):
+            out[-1] += (f" ⚠ But this batch's timing is in doubt ({len(r['timing_problems'])} problem"
+                        f"{'s' if len(r['timing_problems']) != 1 else ''}, in the notes): measure again on an idle machine before acting on it.")
     return out
 
 
@@ -130,7 +136,14 @@ def fusion_note(r: dict) -> str:
             f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {timed('fused')}{ratio}; "
             + (f"block-fused, the rest compiled {timed('fused_compile')}; " if "fused_compile_ms" in r else "")
             + f"torch.compile {timed('compile')}; eager {timed('eager')}" + _selective_clause(r, timed))
-    return line + (f". ⚠ {r['problem']}" if r.get("problem") else "")
+    return line + (f". ⚠ {r['problem']}" if r.get("problem") else "") + _doubts(r)
+
+
+def _doubts(r: dict) -> str:
+    """'. ⚠ Timing in doubt at this batch: ...' where the check's own times are (a large spread, load, eager disagreeing
+    with the profile's measurement of it), so that no ratio above is read without it; empty otherwise."""
+    problems = r.get("timing_problems") or []
+    return f". ⚠ Timing in doubt at batch {r['batch']}, so are the ratios: {'; '.join(problems)}" if problems else ""
 
 
 def _spread(iqr: float) -> str:
