@@ -34,3 +34,18 @@ def one(fn, *inputs, op=None):
     rs = [r for r in records(fn, *inputs) if op is None or op in r.op]
     assert len(rs) == 1, [r.op for r in rs]
     return rs[0]
+
+
+def cpu_profile(tmp_path, model: str = "mbconv_net"):
+    """A quick measured CPU profile of `model` at 32², batch 1, into tmp_path / "p", against a made-up test ceiling (1e11
+    FLOP/s fp32, 2e10 B/s): (the ProfileRun, its ModelRef, its RunConfig, the ceilings file's path as a string)."""
+    import json
+
+    import effkit.profiling as profiling
+    from effkit.models.ref import resolve
+
+    ceil = tmp_path / "ceil.json"
+    ceil.write_text(json.dumps({"name": "test cpu", "peak_flops": {"fp32": 1e11}, "bandwidth_bytes_per_s": 2e10}))
+    ref = resolve(model, resolution=32)
+    config = profiling._config("cpu", 1, "fp32", True, False, False, 0.02)
+    return profiling.run_profile(ref, config, profiling.ProfileOptions(tmp_path / "p", str(ceil), True)), ref, config, str(ceil)

@@ -68,18 +68,14 @@ def test_the_views_say_the_timing_is_in_doubt():
 def test_a_profile_whose_eager_disagrees_with_the_check_says_so(tmp_path, monkeypatch):
     # the profile's own eager measurement made 100x what it was: the check's eager must disagree with it, and the row,
     # the notes and the report say so
-    import effkit.profiling as profiling
-    from effkit.models.ref import resolve
-    from effkit.profiling import ProfileOptions, run_fusion_check, run_profile
+    from effkit.profiling import run_fusion_check
+
+    from helpers import cpu_profile
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    ceil = tmp_path / "ceil.json"
-    ceil.write_text(json.dumps({"name": "test cpu", "peak_flops": {"fp32": 1e11}, "bandwidth_bytes_per_s": 2e10}))
-    ref = resolve("mbconv_net", resolution=32)
-    config = profiling._config("cpu", 1, "fp32", True, False, False, 0.02)
-    run = run_profile(ref, config, ProfileOptions(tmp_path / "p", str(ceil), True))
+    run, ref, config, ceil = cpu_profile(tmp_path)
     run = replace(run, analyses=tuple(replace(a, latency_s=100 * a.latency_s, latency_iqr_s=0.0) for a in run.analyses))
-    run, (row,) = run_fusion_check(run, ref, config, ceilings=str(ceil), selective=False)
+    run, (row,) = run_fusion_check(run, ref, config, ceilings=ceil, selective=False)
     assert any("disagrees with itself" in p for p in row["timing_problems"]), row["timing_problems"]
     notes = json.loads((tmp_path / "p" / "run.json").read_text())["notes"]
     assert any("Timing in doubt at batch 1" in n and "disagrees with itself" in n for n in notes)

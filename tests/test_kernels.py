@@ -575,15 +575,12 @@ def test_an_interrupted_fusion_check_keeps_what_it_measured(tmp_path, monkeypatc
     import json as _json
 
     import effkit.profiling as profiling
-    from effkit.models.ref import resolve
-    from effkit.profiling import ProfileOptions, run_fusion_check, run_profile
+    from effkit.profiling import run_fusion_check
+
+    from helpers import cpu_profile
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    ceil = tmp_path / "ceil.json"
-    ceil.write_text(_json.dumps({"name": "test cpu", "peak_flops": {"fp32": 1e11}, "bandwidth_bytes_per_s": 2e10}))
-    ref = resolve("mbconv_net", resolution=32)
-    config = profiling._config("cpu", 1, "fp32", True, False, False, 0.02)
-    run = run_profile(ref, config, ProfileOptions(tmp_path / "p", str(ceil), True))
+    run, ref, config, ceil = cpu_profile(tmp_path)
 
     def stopped(ref, config, stage, on_unit=None):  # one block timed, then Ctrl-C
         on_unit([{**_units("c48")[0], "fused_chosen": True}])
@@ -591,7 +588,7 @@ def test_an_interrupted_fusion_check_keeps_what_it_measured(tmp_path, monkeypatc
 
     monkeypatch.setattr(profiling, "selective_units", stopped)
     with pytest.raises(KeyboardInterrupt):
-        run_fusion_check(run, ref, config, ceilings=str(ceil))
+        run_fusion_check(run, ref, config, ceilings=ceil)
     (row,) = _json.loads((tmp_path / "p" / "fusion_check.json").read_text())
     assert row["incomplete"] and all(row[f"{k}_ms"] > 0 for k in ("eager", "compile", "fused", "fused_compile")) and len(row["units"]) == 1
     notes = _json.loads((tmp_path / "p" / "run.json").read_text())["notes"]
