@@ -297,6 +297,12 @@ def test_three_input_parts_by_hand():
     (32, 48, (7, 6), 2, {"swap_ab": True, "group_conv": "dense", "one_part": True}),  # one input part (CB = 0)
     (48, 48, (4, 5), 1, {"swap_ab": True, "group_conv": "dense", "three_parts": True}),
     (48, 96, (5, 4), 2, {"swap_ab": True, "group_conv": "dense", "three_parts": True, "join_parts": True, "split_h": 2}),
+    # the output tile stored by a tensor descriptor (tma_store): 16-pixel tiles over 2 x 4 x 5 = 40 pixels leave a last tile
+    # of 8 rows, clipped; at 40 channels the second output part (columns 32-47) runs past the last channel, clipped too;
+    # strided with the shortcut, split (the last split stores), and three input parts
+    (40, 40, (4, 5), 1, {"tma_store": True, "group_conv": "dense"}),
+    (24, 40, (7, 6), 2, {"tma_store": True, "split_h": 3}),
+    (48, 48, (5, 3), 1, {"tma_store": True, "group_conv": "dense_loop", "three_parts": True}),
 ])
 def test_the_convfirst_kernel_dense_and_split_h(c, c_out, hw, stride, cfg, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -927,7 +933,7 @@ def test_three_parts_are_refused_beside_an_ablation_or_one_part():
 
 
 @needs_triton
-def test_the_tma_gather_wants_stride_1_and_16_byte_rows():
+def test_the_tma_gather_and_store_want_stride_1_and_16_byte_rows():
     from effkit.kernels.triton_blocks import convfirst
 
     def weights(c, c_out, gw):
@@ -939,6 +945,10 @@ def test_the_tma_gather_wants_stride_1_and_16_byte_rows():
     # 6 channels of 4 bytes: 24-byte rows, which a tensor descriptor cannot stride over
     with pytest.raises(ValueError, match="needs rows of a multiple of 16 bytes; 6 channels of 4 bytes are 24"):
         convfirst(torch.randn(1, 6, 4, 4), *weights(6, 6, 2), group_width=2, config={"group_conv": "dense_tma"})
+    # the output stored by a descriptor (tma_store): 24 to 34 channels, 136-byte output rows
+    with pytest.raises(ValueError, match="tma_store needs output rows of a multiple of 16 bytes; 34 channels of 4 bytes are 136"):
+        convfirst(torch.randn(1, 24, 4, 4), *weights(24, 34, 8), group_width=8, stride=2, ws=torch.randn(34, 24), bs=torch.zeros(34),
+                  config={"tma_store": True})
 
 
 @needs_triton

@@ -220,10 +220,26 @@ def _shortcut_part(acc, x_ptr, ws_ptr, centre, pm, co, com, C, C0: tl.constexpr,
 
 
 @triton.jit
+def _store_part(acc, b3_ptr, out_ptr, p, pm, co, com, CO, NPIX, CO0: tl.constexpr, WIDTH: tl.constexpr, BLOCK_P: tl.constexpr,
+                TMA_STORE: tl.constexpr):
+    """`_store_out` for the output part of WIDTH channels from CO0; TMA_STORE (config["tma_store"]): the tile stored by a
+    tensor descriptor instead (one TMA copy from shared memory: the program's BLOCK_P pixels are consecutive rows of the
+    [NPIX, CO] output, and the copy clips the rows past NPIX and the columns past CO itself)."""
+    if TMA_STORE:
+        acc += tl.load(b3_ptr + co, mask=com, other=0.0).to(tl.float32)[None, :]
+        desc = tl.make_tensor_descriptor(out_ptr, shape=[NPIX, CO], strides=[CO, 1], block_shape=[BLOCK_P, WIDTH])
+        desc.store([tl.program_id(0) * BLOCK_P, CO0], acc.to(out_ptr.dtype.element_ty))
+    else:
+        _store_out(acc, b3_ptr, out_ptr, p, pm, co, com, CO)
+
+
+@triton.jit
 def _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, co, com, H, W, C, CO, SHORTCUT: tl.constexpr,
-                   CA: tl.constexpr, CB: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, CC: tl.constexpr):
-    """The block's end for one part of the output channels (co): the residual (the input, or SHORTCUT: the strided 1x1
-    conv of the input at each window's centre, from both input parts), the projection's bias, the tile stored."""
+                   CA: tl.constexpr, CB: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, CC: tl.constexpr, NPIX, CO0: tl.constexpr,
+                   WIDTH: tl.constexpr, BLOCK_P: tl.constexpr, TMA_STORE: tl.constexpr):
+    """The block's end for one part of the output channels (co: WIDTH of them from CO0): the residual (the input, or
+    SHORTCUT: the strided 1x1 conv of the input at each window's centre, from both input parts), the projection's bias,
+    the tile stored (`_store_part`)."""
     if SHORTCUT:
         centre = ((n * H + h) * W + w) * C
         acc = _shortcut_part(acc, x_ptr, ws_ptr, centre, pm, co, com, C, 0, CA, SC_A)
@@ -231,9 +247,9 @@ def _convfirst_end(acc, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, 
         if CC > 0:
             acc = _shortcut_part(acc, x_ptr, ws_ptr, centre, pm, co, com, C, CA + CB, CC, SC_B)
         acc += tl.load(bs_ptr + co, mask=com, other=0.0).to(tl.float32)[None, :]
-        _store_out(acc, b3_ptr, out_ptr, p, pm, co, com, CO)
-    else:
-        _project_out(acc, x_ptr, b3_ptr, out_ptr, p, pm, co, com, C)
+    else:  # the identity residual (stride 1, equal width: the output's pixels and channels are the input's)
+        acc += tl.load(x_ptr + (p * C)[:, None] + co[None, :], mask=pm[:, None] & com[None, :], other=0.0).to(tl.float32)
+    _store_part(acc, b3_ptr, out_ptr, p, pm, co, com, CO, NPIX, CO0, WIDTH, BLOCK_P, TMA_STORE)
 
 
 @triton.jit
@@ -264,7 +280,7 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
                       K: tl.constexpr, GW: tl.constexpr, GROUP_CONV: tl.constexpr, BLOCK_P: tl.constexpr, CA: tl.constexpr, CB: tl.constexpr,
                       OA: tl.constexpr, OB: tl.constexpr, BLOCK_H: tl.constexpr, STRIDE: tl.constexpr, SHORTCUT: tl.constexpr,
                       SPLIT_H: tl.constexpr, PARTS: tl.constexpr, SC_A: tl.constexpr, SC_B: tl.constexpr, FAST_SILU: tl.constexpr,
-                      CC: tl.constexpr = 0, JOIN_AB: tl.constexpr = False, SWAP: tl.constexpr = False):
+                      CC: tl.constexpr = 0, JOIN_AB: tl.constexpr = False, SWAP: tl.constexpr = False, TMA_STORE: tl.constexpr = False):
     """NPIX output pixels (HO×WO a map) from an H×W input of C channels, CO channels out. The C input channels are two
     parts of CA and CB channels (`layout.channel_parts`), the CO output channels OA and OB: every tensor over channels
     is held as its two parts and every dot over them is two dots, so no channel is computed beyond a+b (the zoo's
@@ -286,6 +302,10 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
     Axis 1 splits the expanded channels (SPLIT_H > 1): program (i, s) expands and projects the s-th share of them, adds
     its partial output into the fp32 buffer part_ptr (atomics, zeroed before the launch) and counts itself in
     count_ptr[tile]; the last of a tile's SPLIT_H programs reads the sum back and finishes the block.
+    TMA_STORE (config["tma_store"]; not a default until timed): each output part's tile stored by a tensor descriptor (one
+    TMA copy through shared memory) instead of every thread's stores, for run 37e's finding that a Gluon chain's
+    epilogue in the accumulator's layout took 2.5 of a program's 8.7 us; sm_90 compiles here give the same shared
+    memory and registers within 10 at every block shape.
     PARTS (benchmark only; 3 in use) switches parts of the block off to measure what each costs: bit 1 the grouped conv
     (off: the input's centre pixel instead), bit 2 the expansion (off: the grouped conv's result is the block's output)."""
     p, pm, n, ho, wo, _, _ = _pixel_tile(NPIX, HO, WO, C, BLOCK_P, CA)  # the channels come as two parts below
@@ -372,11 +392,15 @@ def _convfirst_kernel(x_ptr, wg_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, ws_
         if tl.atomic_add(count_ptr + tl.program_id(0), 1) == SPLIT_H - 1:  # acq_rel: the other splits' additions are visible
             acc_a = tl.load(part_ptr + offs_a, mask=pm[:, None] & oam[None, :], other=0.0, cache_modifier=".cg")
             acc_b = tl.load(part_ptr + offs_b, mask=pm[:, None] & obm[None, :], other=0.0, cache_modifier=".cg")
-            _convfirst_end(acc_a, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, oa, oam, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC)
-            _convfirst_end(acc_b, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, ob, obm, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC)
+            _convfirst_end(acc_a, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, oa, oam, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC,
+                           NPIX, 0, OA, BLOCK_P, TMA_STORE)
+            _convfirst_end(acc_b, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, ob, obm, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC,
+                           NPIX, OA, OB, BLOCK_P, TMA_STORE)
     else:
-        _convfirst_end(acc_a, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, oa, oam, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC)
-        _convfirst_end(acc_b, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, ob, obm, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC)
+        _convfirst_end(acc_a, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, oa, oam, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC,
+                           NPIX, 0, OA, BLOCK_P, TMA_STORE)
+        _convfirst_end(acc_b, x_ptr, ws_ptr, bs_ptr, b3_ptr, out_ptr, n, h, w, p, pm, ob, obm, H, W, C, CO, SHORTCUT, CA, CB, SC_A, SC_B, CC,
+                           NPIX, OA, OB, BLOCK_P, TMA_STORE)
 
 
 @triton.jit
@@ -842,7 +866,7 @@ def _refuse_unknown_keys(kernel: str, config: dict, keys: tuple) -> None:
 
 GROUP_CONVS = ("pairs", "dense", "fma", "dense_loop", "dense_tma")  # the grouped conv's ways, GROUP_CONV 1, 2, 0, 10 + and 20 + tap_stages
 CONVFIRST_KEYS = ("group_conv", "group_mma", "block_p", "block_h", "num_warps", "num_stages", "split_h", "parts", "fast_silu", "one_part",
-                  "packed_silu", "tap_stages", "three_parts", "join_parts", "swap_ab")
+                  "packed_silu", "tap_stages", "three_parts", "join_parts", "swap_ab", "tma_store")
 
 
 def _tma_scratch(size: int, alignment: int, stream):
@@ -909,6 +933,12 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     split_h, parts, tap_stages = cfg.get("split_h"), cfg.get("parts", 3), cfg.get("tap_stages", 2)
     if mode == "dense_tma":
         _check_tma(x, c, stride)
+    if cfg.get("tma_store"):
+        if (c_out * x.element_size()) % 16:
+            raise ValueError(f"convfirst: tma_store needs output rows of a multiple of 16 bytes; {c_out} channels of {x.element_size()} bytes "
+                             f"are {c_out * x.element_size()}")
+        if x.is_cuda:
+            triton.set_allocator(_tma_scratch)
     if mode in ("dense_loop", "dense_tma") and tap_stages not in (1, 2, 3, 4):
         raise ValueError(f"convfirst: tap_stages={tap_stages} must be 1-4 (the tap loop's pipeline depth)")
     if split_h is not None and split_h < 1:
@@ -943,7 +973,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         xh, wg, b1, w2, b2, w3, b3, ws if ws is not None else w3, bs if bs is not None else b3, out, part, count, npix, hgt, wid, ho, wo,
         c, c_out, w2.shape[0], K=k, GW=group_width, GROUP_CONV={"fma": 0, "pairs": 1, "dense": 2, "dense_loop": 10 + tap_stages, "dense_tma": 20 + tap_stages}[mode], BLOCK_P=cfg["block_p"], CA=ca, CB=cb,
         OA=oa, OB=ob, BLOCK_H=cfg["block_h"], STRIDE=stride, SHORTCUT=ws is not None, SPLIT_H=split_h, PARTS=parts, SC_A=min(ca, 64),
-        SC_B=min(cb, 64) or 16, CC=cc, JOIN_AB=bool(cfg.get("join_parts")), SWAP=bool(cfg.get("swap_ab")), FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
+        SC_B=min(cb, 64) or 16, CC=cc, JOIN_AB=bool(cfg.get("join_parts")), SWAP=bool(cfg.get("swap_ab")), TMA_STORE=bool(cfg.get("tma_store")), FAST_SILU=_fast_silu(x, cfg, packed=w3.dtype == torch.bfloat16), num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
     _record(kernel, handle, {**cfg, "K": k, "GW": group_width, "group_conv": mode, "STRIDE": stride, "SHORTCUT": ws is not None,
                              "channel_parts": list(in_parts), "out_parts": [oa, ob], "split_h": split_h})
