@@ -786,6 +786,15 @@ def _record(kernel, handle, cfg: dict) -> None:
                                            "wgmma": "wgmma" in ptx if ptx else None, "mma_sync": "mma.sync" in ptx if ptx else None}
 
 
+def _output(shape, like: torch.Tensor) -> torch.Tensor:
+    """A kernel's output buffer: uninitialised on the GPU (the kernel writes all of it); filled with NaN on the CPU, where
+    only Triton's interpreter runs, the checks' path, so that a tile a kernel never writes shows as wrong instead of
+    passing on the memory of an earlier correct output of the same size (a benchmark's check once passed that way in CI)."""
+    if like.is_cuda:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return torch.full(shape, float("nan"), dtype=like.dtype, device=like.device)
+
+
 def _nhwc(x):
     """The NHWC view of an NCHW tensor (free for channels-last memory, a copy otherwise)."""
     return x.permute(0, 2, 3, 1).contiguous()
@@ -796,7 +805,7 @@ def _launch(kernel, x, weights: tuple, hidden: int, cfg: dict, **constexprs) -> 
     program; returns channels-last NCHW."""
     n, c, hgt, wid = x.shape
     xh = _nhwc(x)
-    out = torch.empty_like(xh)
+    out = _output(xh.shape, xh)
     npix = n * hgt * wid
     handle = kernel[(triton.cdiv(npix, cfg["block_p"]),)](xh, *weights, out, npix, hgt, wid, c, hidden, BLOCK_P=cfg["block_p"],
                                                           BLOCK_C=block_c_of(c), BLOCK_H=cfg["block_h"], num_warps=cfg["num_warps"],
@@ -828,7 +837,7 @@ def _launch_mbconv_staged(x, weights: tuple, hidden: int, k: int, cfg: dict) -> 
         raise ValueError(f"mbconv: a {halo_p}-pixel frame at {ca + cb} channels of tile is a {halo_p * (ca + cb)}-value fp32 accumulator, "
                          f"more than {MAX_ACC} (on the H200 one of 65,536 crashed with an illegal memory access, run 6): take halo_p <= {max(16, MAX_ACC // (ca + cb))}")
     xh = _nhwc(x)
-    out = torch.empty_like(xh)
+    out = _output(xh.shape, xh)
     tiles_h, tiles_w = triton.cdiv(hgt, th), triton.cdiv(wid, tw)
     programs = min(n * tiles_h * tiles_w, _sm_count(x) * cfg["programs_per_sm"])
     gather, dbuf = bool(cfg.get("dw_gather", False)), bool(cfg.get("dw_dbuf", False))
@@ -951,7 +960,7 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
         raise ValueError(f"convfirst: parts={parts} must be 3 (the block), or 0-2 (an ablation) for a stride-1, equal-width block")
     ho, wo = (hgt - 1) // stride + 1, (wid - 1) // stride + 1  # padding k // 2
     xh = _nhwc(x)
-    out = torch.empty(n, ho, wo, c_out, dtype=x.dtype, device=x.device)
+    out = _output((n, ho, wo, c_out), x)
     npix = n * ho * wo
     tiles = triton.cdiv(npix, cfg["block_p"])
     if split_h is None:  # few tiles and a long chain of expanded channels: split it (`auto_split_h`; not an ablation's launch)
@@ -1014,7 +1023,7 @@ def _launch_mbconv_shift(x, weights: tuple, hidden: int, k: int, cfg: dict) -> t
         raise ValueError(f"mbconv: a {fh}x{FRAME_W} frame at {bco} output channels is a {fh * FRAME_W * bco}-value fp32 accumulator, more "
                          f"than {MAX_ACC}: take block_co <= {MAX_ACC // (fh * FRAME_W)}")
     xh = _nhwc(x)
-    out = torch.empty_like(xh)
+    out = _output(xh.shape, xh)
     kernel = _mbconv_shift_kernel
     handle = kernel[(n * tiles_h * tiles_w, groups)](
         xh, *weights, out, hgt, wid, c, hidden, tiles_h, tiles_w, FH=fh, FW=FRAME_W, BLOCK_K=bk, NK=triton.cdiv(c, bk), BLOCK_CO=bco,
@@ -1101,7 +1110,7 @@ def conv_act(x, w, wmat, b, stride: int, padding: int, act: str = "silu", config
     n, c_in, hgt, wid = x.shape
     c_out, _, k, _ = w.shape
     ho, wo = (hgt + 2 * padding - k) // stride + 1, (wid + 2 * padding - k) // stride + 1
-    out = torch.empty(n, ho, wo, c_out, dtype=x.dtype, device=x.device)
+    out = _output((n, ho, wo, c_out), x)
     npix = n * ho * wo
     sn, sc, sh, sw = x.stride()
     handle = _conv_act_kernel[(triton.cdiv(npix, cfg["block_p"]),)](
