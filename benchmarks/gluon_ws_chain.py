@@ -106,9 +106,9 @@ def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX
     MODE 6 and 7 are MODE 0 and 5 with clock stamps (`_stamp`): each consumer writes, after the output in the same
     buffer, %clock64 at its start, after its x tile is in, after its first chunk's weights are, after its chunk loop
     and after its store, its multiprocessor's id, and %globaltimer at its start and end. MODE 8 and 9 are 6 and 7 with
-    the epilogue in a row-major layout of 16-byte pieces."""
-    M: gl.constexpr = (0 if MODE % 2 == 0 else 5) if MODE >= 6 else MODE  # the mode the stamped ones time
-    STAMP: gl.constexpr = MODE >= 6
+    the epilogue in a row-major layout of 16-byte pieces; MODE 10 (epi) is MODE 8 without the stamps."""
+    M: gl.constexpr = (0 if MODE % 2 == 0 else 5) if MODE >= 6 else MODE  # the mode the stamped and epi ones time
+    STAMP: gl.constexpr = MODE >= 6 and MODE < 10
     FAST_EPI: gl.constexpr = MODE >= 8
     BLOCK_P: gl.constexpr = x_t.shape[0]
     C: gl.constexpr = x_t.shape[1]
@@ -257,6 +257,11 @@ def _consume_mma_epi_stamped(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_pt
 
 
 @gluon.jit
+def _consume_epi(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0):
+    _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, 10)
+
+
+@gluon.jit
 def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
                      BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, MODE: gl.constexpr, REGS: gl.constexpr,
                      NCONS: gl.constexpr = 2):
@@ -305,6 +310,8 @@ def _ws_chain_kernel(x_desc, w2_desc, w3_desc, b2_ptr, b3_ptr, out_ptr, NPIX, C:
         gl.warp_specialize([(_consume_mma_stamped, c0), (_consume_mma_stamped, c1), (_loader, ld)], [4, 1], [REGS, 24])
     elif MODE == 8:
         gl.warp_specialize([(_consume_epi_stamped, c0), (_consume_epi_stamped, c1), (_loader, ld)], [4, 1], [REGS, 24])
+    elif MODE == 10:
+        gl.warp_specialize([(_consume_epi, c0), (_consume_epi, c1), (_loader, ld)], [4, 1], [REGS, 24])
     else:
         gl.warp_specialize([(_consume_mma_epi_stamped, c0), (_consume_mma_epi_stamped, c1), (_loader, ld)], [4, 1], [REGS, 24])
 
@@ -329,12 +336,13 @@ def _loader_persist(w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, first, ntil
 
 
 @gluon.jit
-def _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
-                     tile_rows, row_off):
+def _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
+                  tile_rows, row_off, FAST_EPI: gl.constexpr):
     """One consumer warpgroup of the persistent kernel: for each tile it takes (first, first + step, ... below ntiles;
     its 64 pixels start at row tile·tile_rows + row_off), its pixels through every chunk as MODE 0 does. It loads its
     own x tile by TMA, and the next tile's as soon as the last expansion has read this one (the residual is read from
-    global memory, so x's buffer is free then)."""
+    global memory, so x's buffer is free then). FAST_EPI: the epilogue as MODE 10's, in 16-byte row-major pieces (the
+    residual from global memory in them too)."""
     BLOCK_P: gl.constexpr = x_t.shape[0]
     C: gl.constexpr = x_t.shape[1]
     STAGES: gl.constexpr = w2_s.shape[0]
@@ -368,20 +376,42 @@ def _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr
             acc, p = warpgroup_mma_wait(0, deps=[acc, p])
             mbarrier.arrive(empty.index(s))
             k += 1
-        orow = t * tile_rows + row_off + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
         ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))  # here, not hoisted: at C = 256 a thread holds 64 columns
-        off = orow[:, None] * C + ocol[None, :]
-        m = (orow < NPIX)[:, None]
-        acc += gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
-        gl.store(out_ptr + off, acc.to(gl.bfloat16), mask=m)
+        if FAST_EPI:
+            st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (C // 8) if C < 256 else 1, C // 8 if C < 256 else 32], [4, 1], [1, 0])
+            y = gl.convert_layout((acc + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]).to(gl.bfloat16), st_l)
+            srow = t * tile_rows + row_off + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, st_l))
+            off = srow[:, None] * C + gl.arange(0, C, layout=gl.SliceLayout(0, st_l))[None, :]
+            m = (srow < NPIX)[:, None]
+            gl.store(out_ptr + off, (y.to(gl.float32) + gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32)).to(gl.bfloat16), mask=m)
+        else:
+            orow = t * tile_rows + row_off + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, acc_l))
+            off = orow[:, None] * C + ocol[None, :]
+            m = (orow < NPIX)[:, None]
+            acc += gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
+            gl.store(out_ptr + off, acc.to(gl.bfloat16), mask=m)
         t += step
         it += 1
 
 
 @gluon.jit
+def _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
+                     tile_rows, row_off):
+    _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
+                  tile_rows, row_off, False)
+
+
+@gluon.jit
+def _consume_persist_epi(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
+                         tile_rows, row_off):
+    _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
+                  tile_rows, row_off, True)
+
+
+@gluon.jit
 def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
                        BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr,
-                       SPLIT: gl.constexpr = False):
+                       SPLIT: gl.constexpr = False, FAST_EPI: gl.constexpr = False):
     """_ws_chain_kernel's MODE 0, persistent: one program an SM, its two consumers each with their own x buffer and
     barrier. Shared (SPLIT False): the program takes tiles of 2·BLOCK_P pixels in turn, both consumers reading one
     weight ring that runs on across them, so they keep in step (and end each tile together). SPLIT: each consumer has
@@ -420,21 +450,29 @@ def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr,
               2 * nprog, BLOCK_P, 0)
         l0 = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, 2 * pid, nt, 2 * nprog)
         l1 = (w2_1, w3_1, rd1, em1, w2_desc, w3_desc, HID, 2 * pid + 1, nt, 2 * nprog)
-        gl.warp_specialize([(_consume_persist, c0), (_consume_persist, c1), (_loader_persist, l0), (_loader_persist, l1)],
-                           [4, 1, 1], [REGS, 24, 24])
+        if FAST_EPI:
+            gl.warp_specialize([(_consume_persist_epi, c0), (_consume_persist_epi, c1), (_loader_persist, l0), (_loader_persist, l1)],
+                               [4, 1, 1], [REGS, 24, 24])
+        else:
+            gl.warp_specialize([(_consume_persist, c0), (_consume_persist, c1), (_loader_persist, l0), (_loader_persist, l1)],
+                               [4, 1, 1], [REGS, 24, 24])
     else:
         nt = gl.cdiv(NPIX, 2 * BLOCK_P)
         c0 = (x_s.index(0), w2_s, w3_s, x_bar.index(0), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, pid, nt, nprog,
               2 * BLOCK_P, 0)
         c1 = (x_s.index(1), w2_s, w3_s, x_bar.index(1), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, pid, nt, nprog,
               2 * BLOCK_P, BLOCK_P)
-        gl.warp_specialize([(_consume_persist, c0), (_consume_persist, c1), (_loader_persist, (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog))],
-                           [4, 1], [REGS, 24])
+        ld = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog)
+        if FAST_EPI:
+            gl.warp_specialize([(_consume_persist_epi, c0), (_consume_persist_epi, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
+        else:
+            gl.warp_specialize([(_consume_persist, c0), (_consume_persist, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
 
 
-MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "stamped", "mma_stamped", "epi_stamped", "mma_epi_stamped", "persist",
-         "split")  # MODE's values, by name (persist and split:
-# _ws_persist_kernel, one ring shared or one a consumer)
+MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "stamped", "mma_stamped", "epi_stamped", "mma_epi_stamped", "epi",
+         "persist", "split", "persist_epi", "split_epi")  # MODE's values, by name, to epi (the rest: _ws_persist_kernel,
+# one ring shared or one a consumer, the epilogue plain or in 16-byte pieces)
+PERSISTENT = ("persist", "split", "persist_epi", "split_epi")
 ABLATIONS = ("nosilu", "noload", "mma", "mma_stamped", "mma_epi_stamped")  # wrong outputs by design: timed without the check
 REPEATABLE = ("noload", "mma", "mma_stamped", "mma_epi_stamped")  # read no weights past the ring's first fill: --repeat
 
@@ -449,11 +487,14 @@ def layouts(c: int, block_h: int) -> dict:
 
 
 def kernel(cfg: dict):
-    return _ws_persist_kernel if cfg["mode"] in ("persist", "split") else _ws_chain_kernel
+    return _ws_persist_kernel if cfg["mode"] in PERSISTENT else _ws_chain_kernel
 
 
 def constexprs(c: int, cfg: dict) -> dict:
-    mode = {"SPLIT": cfg["mode"] == "split"} if cfg["mode"] in ("persist", "split") else {"MODE": MODES.index(cfg["mode"]), "NCONS": cfg.get("ncons", 2)}
+    if cfg["mode"] in PERSISTENT:
+        mode = {"SPLIT": cfg["mode"].startswith("split"), "FAST_EPI": cfg["mode"].endswith("_epi")}
+    else:
+        mode = {"MODE": MODES.index(cfg["mode"]), "NCONS": cfg.get("ncons", 2)}
     return {"C": c, "HID": 4 * c * cfg.get("repeat", 1), "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], **mode,
             "REGS": cfg.get("regs", 160 if cfg.get("ncons") == 3 else 232)}
 
@@ -485,7 +526,7 @@ def fused(d: dict, cfg: dict):
     def f(x):
         out = torch.empty_like(x)
         xd, _, _ = descriptors(x, w2, w3, c, cfg["block_h"])
-        if cfg["mode"] in ("persist", "split"):
+        if cfg["mode"] in PERSISTENT:
             grid = min(ntiles, torch.cuda.get_device_properties(x.device).multi_processor_count)
             handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
         elif "stamped" in cfg["mode"]:  # the stamps after the output, in the same buffer
@@ -528,7 +569,7 @@ def stamp_summary(st: torch.Tensor, ncons: int) -> dict:
 
 
 def smem_bytes(c: int, cfg: dict) -> int:
-    rings = 2 if cfg["mode"] == "split" else 1
+    rings = 2 if cfg["mode"].startswith("split") else 1
     return 2 * (cfg.get("ncons", 2) * BLOCK_P * c + rings * cfg["stages"] * 2 * c * cfg["block_h"]) + 8 * (2 + 2 * rings * cfg["stages"])
 
 

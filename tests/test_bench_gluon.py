@@ -62,3 +62,19 @@ def test_an_unknown_mode_is_one_error_naming_the_choices(ws, monkeypatch, capsys
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "--modes 'plain,fast': each must be one of plain, lag, pipe" in err
+
+
+def test_each_mode_picks_its_kernel_and_constants(ws):
+    # the chain kernel's MODE is the name's place in MODES, and its branches are written against these numbers:
+    # 8 epi_stamped, 9 mma_epi_stamped, 10 epi (the coalesced epilogue without the stamps)
+    assert [ws.MODES.index(m) for m in ("epi_stamped", "mma_epi_stamped", "epi")] == [8, 9, 10]
+    cx = ws.constexprs(128, {"block_h": 64, "stages": 2, "mode": "epi"})
+    assert (cx["MODE"], cx["NCONS"], cx["HID"]) == (10, 2, 512)  # 4 x 128 hidden channels
+    assert ws.kernel({"mode": "epi"}) is ws._ws_chain_kernel
+    for mode, split, epi in (("persist", False, False), ("split", True, False), ("persist_epi", False, True), ("split_epi", True, True)):
+        cx = ws.constexprs(128, {"block_h": 64, "stages": 2, "mode": mode})
+        assert (cx["SPLIT"], cx["FAST_EPI"]) == (split, epi), mode
+        assert "MODE" not in cx and ws.kernel({"mode": mode}) is ws._ws_persist_kernel
+    # split keeps a ring a consumer: 2 x (2 x 64 x 128 x tiles + 2 rings x 2 slots x 2 x 128 x 64) + 8 x (2 + 2 x 2 x 2)
+    #   = 2 x (16,384 + 65,536) + 80 = 163,920 bytes
+    assert ws.smem_bytes(128, {"block_h": 64, "stages": 2, "mode": "split_epi"}) == 163_920
