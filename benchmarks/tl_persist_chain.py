@@ -28,6 +28,12 @@ but x by TMA inside a flattened loop (3.9's TMA lowering pass fails on it; kept 
 at 256 channels the flattened ones with the output by TMA ask 262 KB of shared memory, over the 227 KB a program may
 have (their launches will fail and be recorded so).
 
+On the H200 (run 38, benchmarks/README.md) nothing beat the plain kernel: persistent grids, flattening and TMA each
+lost at every width; x prefetched in a flattened loop gave wrong outputs there (caught by the check, not timed) though
+right in the interpreter; x by TMA in a flattened loop failed 3.6's TMA lowering too; and the repeat form failed its
+own check (fixed + R·loop from R = 4 and 16 predicts R = 1 32-45 % too slow: the chunk index mod HID makes it other
+code), so it splits nothing.
+
 `_chain_kernel` with none of them is mlp_ceiling's `_mlp_kernel` (the same math; the stages as a launch option, not on
 the chunk loop) and is timed beside run 35b's best `tl` tile in the same process (gluon_chain.sweep). Same math, widths,
 check, timer and roofline as mlp_ceiling.py; every tile but repeat > 1 is checked against PyTorch before it is timed,
