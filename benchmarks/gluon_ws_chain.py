@@ -26,7 +26,8 @@ half is a cost paid once a tile: its chunk loop alone runs at 81-111 % of the ce
 consumer's phases by %clock64 (run 37e: the epilogue, 2.5 us of a consumer's 8.7 at 128 channels, is the largest
 fixed part); the epi modes store it in 16-byte row-major pieces, which cut it to 0.9 us at 128 channels and from 6.3
 to 2.0 at 256 (run 38b: 0.0355 and 0.0302 ms, 46 and 54 % of the roofline; `tl` 48 and 44 %). persist_epi and
-split_epi put that epilogue in the persistent kernels.
+split_epi put that epilogue in the persistent kernels: persist_epi ran 0.0310 ms at 128 channels (53 %, `tl` 48 %),
+0.0296 at 256 (55 %; epi 0.0294, 56 %), 0.0490 at 64 (33 %, `tl` 36 %) (run 38d).
 
 Same math, widths, check and timer as mlp_ceiling.py (make, reference, cost, kernels_gpu.graph_time_ms); the `tl` chain
 at run 35b's best tile is timed in the same process beside it. A partition's arguments arrive as values (constexprs
