@@ -340,12 +340,14 @@ def _loader_persist(w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, first, ntil
 
 @gluon.jit
 def _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
-                  tile_rows, row_off, FAST_EPI: gl.constexpr):
+                  tile_rows, row_off, slot, FAST_EPI: gl.constexpr, STAMP: gl.constexpr = False):
     """One consumer warpgroup of the persistent kernel: for each tile it takes (first, first + step, ... below ntiles;
     its 64 pixels start at row tile·tile_rows + row_off), its pixels through every chunk as MODE 0 does. It loads its
     own x tile by TMA, and the next tile's as soon as the last expansion has read this one (the residual is read from
     global memory, so x's buffer is free then). FAST_EPI: the epilogue as MODE 10's, in 16-byte row-major pieces (the
-    residual from global memory in them too)."""
+    residual from global memory in them too). STAMP: the consumer adds up, in %clock64 cycles over all its tiles, its
+    waits for x, its chunk loops and its epilogues, and writes them after the output at `slot` (8 int64: clock at start,
+    x waits, loops, epilogues, clock at end, %smid, %globaltimer at start and end)."""
     BLOCK_P: gl.constexpr = x_t.shape[0]
     C: gl.constexpr = x_t.shape[1]
     STAGES: gl.constexpr = w2_s.shape[0]
@@ -357,12 +359,25 @@ def _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b
     hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
     e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
     t = first
+    if STAMP:
+        st = (out_ptr + NPIX * C).to(gl.pointer_type(gl.int64), bitcast=True) + slot * 8
+        gl.store(st + 6, _globaltimer(first))
+        gl.store(st + 5, _smid(first).to(gl.int64))
+        c_start = _clock(first)
+        x_cyc = c_start - c_start
+        loop_cyc = x_cyc
+        epi_cyc = x_cyc
     mbarrier.expect(x_bar, BLOCK_P * C * 2)
     _tma_load(x_desc, [t * tile_rows + row_off, 0], x_bar, x_t)
     k = 0
     it = 0
     while t < ntiles:
+        if STAMP:
+            c0 = _clock(t)
         mbarrier.wait(x_bar, it & 1)
+        if STAMP:
+            c1 = _clock(t)
+            x_cyc += c1 - c0
         acc = gl.zeros([BLOCK_P, C], gl.float32, acc_l)
         for i in range(NCH):
             s = k % STAGES
@@ -379,6 +394,9 @@ def _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b
             acc, p = warpgroup_mma_wait(0, deps=[acc, p])
             mbarrier.arrive(empty.index(s))
             k += 1
+        if STAMP:
+            c2 = _clock(t)
+            loop_cyc += c2 - c1
         ocol = gl.arange(0, C, layout=gl.SliceLayout(0, acc_l))  # here, not hoisted: at C = 256 a thread holds 64 columns
         if FAST_EPI:
             st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (C // 8) if C < 256 else 1, C // 8 if C < 256 else 32], [4, 1], [1, 0])
@@ -393,34 +411,51 @@ def _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b
             m = (orow < NPIX)[:, None]
             acc += gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32) + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]
             gl.store(out_ptr + off, acc.to(gl.bfloat16), mask=m)
+        if STAMP:
+            epi_cyc += _clock(t) - c2
         t += step
         it += 1
+    if STAMP:
+        gl.store(st, c_start)
+        gl.store(st + 1, x_cyc)
+        gl.store(st + 2, loop_cyc)
+        gl.store(st + 3, epi_cyc)
+        gl.store(st + 4, _clock(first))
+        gl.store(st + 7, _globaltimer(first))
 
 
 @gluon.jit
 def _consume_persist(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
-                     tile_rows, row_off):
+                     tile_rows, row_off, slot):
     _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
-                  tile_rows, row_off, False)
+                  tile_rows, row_off, slot, False)
 
 
 @gluon.jit
 def _consume_persist_epi(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
-                         tile_rows, row_off):
+                         tile_rows, row_off, slot):
     _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
-                  tile_rows, row_off, True)
+                  tile_rows, row_off, slot, True)
+
+
+@gluon.jit
+def _consume_persist_epi_stamped(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles,
+                                 step, tile_rows, row_off, slot):
+    _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, first, ntiles, step,
+                  tile_rows, row_off, slot, True, True)
 
 
 @gluon.jit
 def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C: gl.constexpr, HID: gl.constexpr,
                        BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr,
-                       SPLIT: gl.constexpr = False, FAST_EPI: gl.constexpr = False):
+                       SPLIT: gl.constexpr = False, FAST_EPI: gl.constexpr = False, STAMP: gl.constexpr = False):
     """_ws_chain_kernel's MODE 0, persistent: one program an SM, its two consumers each with their own x buffer and
     barrier. Shared (SPLIT False): the program takes tiles of 2·BLOCK_P pixels in turn, both consumers reading one
     weight ring that runs on across them, so they keep in step (and end each tile together). SPLIT: each consumer has
     its own ring and loader warp and takes its own BLOCK_P-pixel tiles, so nothing ties the two together: one's
     epilogue and next x tile can run while the other's wgmmas do (twice the weight bytes from L2: run 36's noload
-    ablation found streaming them no limit)."""
+    ablation found streaming them no limit). STAMP (shared ring, FAST_EPI only): each consumer's clock totals after
+    the output, consumer w of program p at slot 2p + w."""
     x_s = gl.allocate_shared_memory(gl.bfloat16, [2, BLOCK_P, C], x_desc.layout)
     x_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     for w in gl.static_range(2):
@@ -448,9 +483,9 @@ def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr,
     if SPLIT:
         nt = gl.cdiv(NPIX, BLOCK_P)
         c0 = (x_s.index(0), w2_s, w3_s, x_bar.index(0), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, 2 * pid, nt, 2 * nprog,
-              BLOCK_P, 0)
+              BLOCK_P, 0, 2 * pid)
         c1 = (x_s.index(1), w2_1, w3_1, x_bar.index(1), rd1, em1, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, 2 * pid + 1, nt,
-              2 * nprog, BLOCK_P, 0)
+              2 * nprog, BLOCK_P, 0, 2 * pid + 1)
         l0 = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, 2 * pid, nt, 2 * nprog)
         l1 = (w2_1, w3_1, rd1, em1, w2_desc, w3_desc, HID, 2 * pid + 1, nt, 2 * nprog)
         if FAST_EPI:
@@ -462,20 +497,24 @@ def _ws_persist_kernel(x_desc, w2_desc, w3_desc, x_ptr, b2_ptr, b3_ptr, out_ptr,
     else:
         nt = gl.cdiv(NPIX, 2 * BLOCK_P)
         c0 = (x_s.index(0), w2_s, w3_s, x_bar.index(0), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, pid, nt, nprog,
-              2 * BLOCK_P, 0)
+              2 * BLOCK_P, 0, 2 * pid)
         c1 = (x_s.index(1), w2_s, w3_s, x_bar.index(1), ready, empty, x_desc, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, HID, pid, nt, nprog,
-              2 * BLOCK_P, BLOCK_P)
+              2 * BLOCK_P, BLOCK_P, 2 * pid + 1)
         ld = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog)
-        if FAST_EPI:
+        if STAMP:
+            gl.static_assert(FAST_EPI, "stamps: the persistent kernel with the coalesced epilogue only")
+            gl.warp_specialize([(_consume_persist_epi_stamped, c0), (_consume_persist_epi_stamped, c1), (_loader_persist, ld)], [4, 1],
+                               [REGS, 24])
+        elif FAST_EPI:
             gl.warp_specialize([(_consume_persist_epi, c0), (_consume_persist_epi, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
         else:
             gl.warp_specialize([(_consume_persist, c0), (_consume_persist, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
 
 
 MODES = ("plain", "lag", "pipe", "nosilu", "noload", "mma", "stamped", "mma_stamped", "epi_stamped", "mma_epi_stamped", "epi",
-         "persist", "split", "persist_epi", "split_epi")  # MODE's values, by name, to epi (the rest: _ws_persist_kernel,
-# one ring shared or one a consumer, the epilogue plain or in 16-byte pieces)
-PERSISTENT = ("persist", "split", "persist_epi", "split_epi")
+         "persist", "split", "persist_epi", "split_epi", "persist_epi_stamped")  # MODE's values, by name, to epi (the rest:
+# _ws_persist_kernel, one ring shared or one a consumer, the epilogue plain or in 16-byte pieces, clock totals or not)
+PERSISTENT = ("persist", "split", "persist_epi", "split_epi", "persist_epi_stamped")
 ABLATIONS = ("nosilu", "noload", "mma", "mma_stamped", "mma_epi_stamped")  # wrong outputs by design: timed without the check
 REPEATABLE = ("noload", "mma", "mma_stamped", "mma_epi_stamped")  # read no weights past the ring's first fill: --repeat
 
@@ -495,7 +534,7 @@ def kernel(cfg: dict):
 
 def constexprs(c: int, cfg: dict) -> dict:
     if cfg["mode"] in PERSISTENT:
-        mode = {"SPLIT": cfg["mode"].startswith("split"), "FAST_EPI": cfg["mode"].endswith("_epi")}
+        mode = {"SPLIT": cfg["mode"].startswith("split"), "FAST_EPI": "_epi" in cfg["mode"], "STAMP": cfg["mode"].endswith("_stamped")}
     else:
         mode = {"MODE": MODES.index(cfg["mode"]), "NCONS": cfg.get("ncons", 2)}
     return {"C": c, "HID": 4 * c * cfg.get("repeat", 1), "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], **mode,
@@ -531,7 +570,12 @@ def fused(d: dict, cfg: dict):
         xd, _, _ = descriptors(x, w2, w3, c, cfg["block_h"])
         if cfg["mode"] in PERSISTENT:
             grid = min(ntiles, torch.cuda.get_device_properties(x.device).multi_processor_count)
-            handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
+            if cx["STAMP"]:  # each consumer's clock totals after the output (8 int64, 32 bf16 places, a consumer)
+                buf = handle["buf"] = torch.empty(npix * c + 4 * 8 * 2 * grid, dtype=x.dtype, device=x.device)
+                handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], buf, npix, **cx, num_warps=4)
+                out = buf[:npix * c].view(npix, c)
+            else:
+                handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
         elif "stamped" in cfg["mode"]:  # the stamps after the output, in the same buffer
             progs = triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P)
             buf = torch.empty(npix * c + 4 * 8 * progs * cfg.get("ncons", 2), dtype=x.dtype, device=x.device)
@@ -541,7 +585,9 @@ def fused(d: dict, cfg: dict):
         else:
             handle["k"] = _ws_chain_kernel[(triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P),)](xd, w2d, w3d, b2, d["b3"], out, npix, **cx, num_warps=4)
         return out
-    if "stamped" in cfg["mode"]:
+    if cfg["mode"] in PERSISTENT and cx["STAMP"]:
+        handle["summary"] = lambda: persist_stamp_summary(handle["buf"][npix * c:].view(torch.int64).view(-1, 8).cpu())
+    elif "stamped" in cfg["mode"]:
         handle["summary"] = lambda: stamp_summary(handle["buf"][npix * c:].view(torch.int64).view(-1, 8).cpu(), cfg.get("ncons", 2))
     return f, handle
 
@@ -569,6 +615,22 @@ def stamp_summary(st: torch.Tensor, ncons: int) -> dict:
     span_us = ((st[:, 7].max() - st[:, 6].min()) / 1e3).item()
     return {"clock_ghz": ghz, "kernel_span_us": span_us, "programs_per_sm_max": int(torch.bincount(sm.long()).max()),
             **{k: q(v) for k, v in phases.items()}, "gap_between_programs": q(torch.tensor(gaps, dtype=torch.double)) if gaps else None}
+
+
+def persist_stamp_summary(st: torch.Tensor) -> dict:
+    """The persistent kernel's clock totals ([consumer, 8]: clock64 at start, cycles waiting for x, in chunk loops, in
+    epilogues, clock64 at end, smid, globaltimer at start and end) as medians and IQRs over the consumers, in µs at the
+    clock rate their own cycles over their globaltimer spans give: each phase's total, the consumer's whole time, and
+    the rest of it (its first x load's issue, its loop over tiles, the stamps themselves)."""
+    st = st.double()
+    ghz = ((st[:, 4] - st[:, 0]) / (st[:, 7] - st[:, 6]).clamp(min=1)).median().item()  # cycles a ns
+
+    def q(v: torch.Tensor) -> dict:
+        v = v / ghz / 1e3
+        return {"median_us": v.median().item(), "iqr_us": (v.quantile(0.75) - v.quantile(0.25)).item(), "n": v.numel()}
+    whole = st[:, 4] - st[:, 0]
+    return {"clock_ghz": ghz, "kernel_span_us": ((st[:, 7].max() - st[:, 6].min()) / 1e3).item(), "x_wait_total": q(st[:, 1]),
+            "loop_total": q(st[:, 2]), "epilogue_total": q(st[:, 3]), "consumer": q(whole), "rest": q(whole - st[:, 1:4].sum(1))}
 
 
 def smem_bytes(c: int, cfg: dict) -> int:

@@ -78,3 +78,23 @@ def test_each_mode_picks_its_kernel_and_constants(ws):
     # split keeps a ring a consumer: 2 x (2 x 64 x 128 x tiles + 2 rings x 2 slots x 2 x 128 x 64) + 8 x (2 + 2 x 2 x 2)
     #   = 2 x (16,384 + 65,536) + 80 = 163,920 bytes
     assert ws.smem_bytes(128, {"block_h": 64, "stages": 2, "mode": "split_epi"}) == 163_920
+
+
+def test_persist_stamp_summary_totals_and_rest(ws):
+    # two consumers at 2 cycles a ns: consumer 0 from cycle 1000 to 9000 (8000 cycles = 4 µs) over globaltimer 0..4000 ns,
+    # waiting 400 cycles for x, 5000 in loops, 1600 in epilogues: rest 8000 - 7000 = 1000 cycles = 0.5 µs;
+    # consumer 1 from 1000 to 11,000 (5 µs, globaltimer 0..5000), 600 + 6000 + 2000 = 8600: rest 1400 cycles = 0.7 µs
+    st = torch.tensor([[1000, 400, 5000, 1600, 9000, 0, 0, 4000],
+                       [1000, 600, 6000, 2000, 11_000, 1, 0, 5000]], dtype=torch.int64)
+    s = ws.persist_stamp_summary(st)
+    assert s["clock_ghz"] == pytest.approx(2.0)
+    # torch's median of an even count is the lower middle value: of 2.5 and 3.0 µs of loops, 2.5
+    assert s["loop_total"]["median_us"] == pytest.approx(5000 / 2 / 1e3)
+    assert s["loop_total"]["iqr_us"] == pytest.approx(0.25)  # quantiles interpolate: 2.875 - 2.625
+    assert s["epilogue_total"]["median_us"] == pytest.approx(1600 / 2 / 1e3)
+    assert s["rest"]["median_us"] == pytest.approx(0.5)
+    assert s["consumer"]["median_us"] == pytest.approx(4.0)
+    assert s["kernel_span_us"] == pytest.approx(5.0)  # first start to last end, globaltimer ns
+    cx = ws.constexprs(128, {"block_h": 128, "stages": 2, "mode": "persist_epi_stamped"})
+    assert (cx["SPLIT"], cx["FAST_EPI"], cx["STAMP"]) == (False, True, True)
+    assert ws.constexprs(128, {"block_h": 128, "stages": 2, "mode": "persist_epi"})["STAMP"] is False
