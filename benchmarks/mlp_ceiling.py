@@ -90,19 +90,19 @@ def eager(d: dict):
     return lambda x: x + F.linear(F.silu(F.linear(x, d["W2"], d["b2"])), d["W3"], d["b3"])
 
 
-def launcher(d: dict, kernel, block_p: int, grid: int | None = None, poison: bool = False, **launch):
+def launcher(d: dict, kernel, block_p: int, grid: int | None = None, **launch):
     """f(x) running a chain kernel over d's pixels, block_p a program (or `grid` programs, for a persistent kernel; its
     arguments: x, W2ᵀ [C, 4C], b2, W3ᵀ [4C, C], b3, out, NPIX, then `launch`), the weights transposed once; and the dict
-    whose "k" keeps the last compiled launch. `poison` fills the output with NaN first, so that a tile the kernel never
-    writes shows as wrong: an empty tensor may reuse the memory of an earlier, correct output of the same size (a check
-    of a grid that skips tiles passed that way once in CI)."""
+    whose "k" keeps the last compiled launch. Off the GPU (Triton's interpreter: the checks' path) the output is filled
+    with NaN first, so that a tile the kernel never writes shows as wrong: an empty tensor may reuse the memory of an
+    earlier, correct output of the same size (a check of a grid that skips tiles passed that way once in CI)."""
     w2, w3 = d["W2"].t().contiguous(), d["W3"].t().contiguous()
     npix = d["x"].shape[0]
     programs = grid or triton.cdiv(npix, block_p)
     handle = {}
 
     def f(x):
-        out = torch.full_like(x, float("nan")) if poison else torch.empty_like(x)
+        out = torch.empty_like(x) if x.is_cuda else torch.full_like(x, float("nan"))
         handle["k"] = kernel[(programs,)](x, w2, d["b2"], w3, d["b3"], out, npix, **launch)
         return out
     return f, handle
