@@ -565,30 +565,26 @@ def fused(d: dict, cfg: dict):
 
     ntiles = triton.cdiv(npix, 2 * BLOCK_P)
 
+    persistent, stamped, ncons = cfg["mode"] in PERSISTENT, "stamped" in cfg["mode"], cfg.get("ncons", 2)
+
     def f(x):
-        out = torch.empty_like(x)
         xd, _, _ = descriptors(x, w2, w3, c, cfg["block_h"])
-        if cfg["mode"] in PERSISTENT:
+        if persistent:
             grid = min(ntiles, torch.cuda.get_device_properties(x.device).multi_processor_count)
-            if cx["STAMP"]:  # each consumer's clock totals after the output (8 int64, 32 bf16 places, a consumer)
-                buf = handle["buf"] = torch.empty(npix * c + 4 * 8 * 2 * grid, dtype=x.dtype, device=x.device)
-                handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], buf, npix, **cx, num_warps=4)
-                out = buf[:npix * c].view(npix, c)
-            else:
-                handle["k"] = _ws_persist_kernel[(grid,)](xd, w2d, w3d, x, d["b2"], d["b3"], out, npix, **cx, num_warps=4)
-        elif "stamped" in cfg["mode"]:  # the stamps after the output, in the same buffer
-            progs = triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P)
-            buf = torch.empty(npix * c + 4 * 8 * progs * cfg.get("ncons", 2), dtype=x.dtype, device=x.device)
-            handle["buf"] = buf
-            handle["k"] = _ws_chain_kernel[(progs,)](xd, w2d, w3d, b2, d["b3"], buf, npix, **cx, num_warps=4)
+            kern, args, consumers = _ws_persist_kernel, (xd, w2d, w3d, x, d["b2"], d["b3"]), 2 * grid
+        else:
+            grid = triton.cdiv(npix, ncons * BLOCK_P)
+            kern, args, consumers = _ws_chain_kernel, (xd, w2d, w3d, b2, d["b3"]), ncons * grid
+        if stamped:  # each consumer's stamps after the output, in the same buffer (8 int64, 32 bf16 places, a consumer)
+            buf = handle["buf"] = torch.empty(npix * c + 4 * 8 * consumers, dtype=x.dtype, device=x.device)
             out = buf[:npix * c].view(npix, c)
         else:
-            handle["k"] = _ws_chain_kernel[(triton.cdiv(npix, cfg.get("ncons", 2) * BLOCK_P),)](xd, w2d, w3d, b2, d["b3"], out, npix, **cx, num_warps=4)
+            buf = out = torch.empty_like(x)
+        handle["k"] = kern[(grid,)](*args, buf, npix, **cx, num_warps=4)
         return out
-    if cfg["mode"] in PERSISTENT and cx["STAMP"]:
-        handle["summary"] = lambda: persist_stamp_summary(handle["buf"][npix * c:].view(torch.int64).view(-1, 8).cpu())
-    elif "stamped" in cfg["mode"]:
-        handle["summary"] = lambda: stamp_summary(handle["buf"][npix * c:].view(torch.int64).view(-1, 8).cpu(), cfg.get("ncons", 2))
+    if stamped:
+        stamps = lambda: handle["buf"][npix * c:].view(torch.int64).view(-1, 8).cpu()  # noqa: E731
+        handle["summary"] = (lambda: persist_stamp_summary(stamps())) if persistent else (lambda: stamp_summary(stamps(), ncons))
     return f, handle
 
 
