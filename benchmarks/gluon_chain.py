@@ -205,7 +205,7 @@ def compile_only(widths: list[int]) -> None:
             compile_tile(_chain_kernel, f"C={c}", cfg, constexprs(c, cfg), cfg["warps"], "gluon_chain", counts=(("wgmma waits", "wgmma.wait_group"),))
 
 
-def sweep(path: Path, widths: list[int], batch: int, tiles_of, fused_of, label: str, unchecked=lambda cfg: False) -> None:
+def sweep(path: Path, widths: list[int], batch: int, tiles_of, fused_of, label: str, unchecked=lambda cfg: False, ceilings: str | None = None) -> None:
     """Time every tile `tiles_of(c)` gives at each width against the `tl` chain at run 35b's best tile in the same
     process, writing `path` (JSON) after each: each tile is checked against PyTorch first and timed only if within
     mlp_ceiling.TOL, unless `unchecked(cfg)` (an ablation, wrong by design: timed, marked "ablation"). `fused_of(d, cfg)`
@@ -213,10 +213,10 @@ def sweep(path: Path, widths: list[int], batch: int, tiles_of, fused_of, label: 
     import kernels_gpu
     import mlp_ceiling
 
-    ceil = json.loads((ROOT / "benchmarks/results/h200/ceilings.json").read_text())
-    peak, bw = ceil["peak_flops"]["bf16"], ceil["bandwidth_bytes_per_s"]
+    peak, bw, ceil_src = kernels_gpu.ceilings(ceilings, torch.cuda.get_device_name())
     result = {"meta": {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
-                       "triton": triton.__version__, "device": torch.cuda.get_device_name()}, "shapes": []}
+                       "triton": triton.__version__, "device": torch.cuda.get_device_name(), "ceilings": ceil_src,
+                       "peak_bf16_flops": peak, "bandwidth_bytes_per_s": bw}, "shapes": []}
     for c in widths:
         side = mlp_ceiling.MAPS[c]
         npix = batch * side * side
@@ -271,6 +271,7 @@ def arg_parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--widths", default="64,128,256")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
+    ap.add_argument("--ceilings", default=None, help="an 'effkit device --json' file measured idle on this card (default: the H200's)")
     return ap
 
 
@@ -281,7 +282,7 @@ def main() -> None:
         return compile_only(widths)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    sweep(out / "gluon_chain.json", widths, a.batch, tiles, fused, "gluon")
+    sweep(out / "gluon_chain.json", widths, a.batch, tiles, fused, "gluon", ceilings=a.ceilings)
 
 
 if __name__ == "__main__":

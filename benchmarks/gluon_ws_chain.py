@@ -686,7 +686,7 @@ def main() -> None:
         for cfg in tiles(c, modes)[:a.first or None]:
             out += [cfg] if cfg["mode"] not in REPEATABLE else [{**cfg, **({"repeat": r} if r > 1 else {})} for r in repeats]
         return out
-    sweep(out / "gluon_ws_chain.json", widths, a.batch, tiles_of, fused, "ws", unchecked=lambda cfg: cfg["mode"] in ABLATIONS)
+    sweep(out / "gluon_ws_chain.json", widths, a.batch, tiles_of, fused, "ws", unchecked=lambda cfg: cfg["mode"] in ABLATIONS, ceilings=a.ceilings)
 
 
 if __name__ == "__main__":

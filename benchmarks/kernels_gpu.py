@@ -173,6 +173,26 @@ SECTIONS = ("correctness", "tiles", "parts", "stem", "blocks", "networks", "prof
 TILE_SHARE = 0.35  # the tile search stops once this share of the deadline is spent
 
 
+H200_CEILINGS = ROOT / "benchmarks/results/h200/ceilings.json"
+
+
+def ceilings(path: str | None = None, device: str | None = None) -> tuple[float, float, str]:
+    """The bf16 peak (FLOP/s) and DRAM bandwidth (bytes/s) the fused rooflines divide by, and where they came from:
+    `path` (an `effkit device --device cuda --refresh --json PATH` file measured idle on this card) or the H200's
+    committed ones. A file measured on another card than `device` (the running GPU's name) is refused: a fraction of
+    another card's roofline is no measurement of this one."""
+    src = Path(path) if path else H200_CEILINGS
+    ceil = json.loads(src.read_text())
+    if device is not None and ceil.get("name") != device:
+        sys.exit(f"ceilings {src} were measured on {ceil.get('name')!r}, not on this {device!r}: measure this card's with "
+                 f"'effkit device --device cuda --refresh --json FILE' and pass FILE with --ceilings")
+    try:
+        label = str(src.relative_to(ROOT))
+    except ValueError:
+        label = str(src)
+    return ceil["peak_flops"]["bf16"], ceil["bandwidth_bytes_per_s"], label
+
+
 AHEAD = True  # graph_time_ms holds the GPU back while the replays are issued (--no-ahead: the old way, for comparison)
 
 
@@ -354,6 +374,7 @@ def main():
     ap.add_argument("--tile-split", action="store_true", help="the ConvFirst tiles: the default with split_h 2, 4 and 8 first (for small "
                     "batches, whose few pixel tiles leave SMs idle)")
     ap.add_argument("--tile-share", type=float, default=TILE_SHARE, help=f"share of --deadline the tile search may take (default {TILE_SHARE})")
+    ap.add_argument("--ceilings", default=None, help="an 'effkit device --json' file measured idle on this card (default: the H200's, results/h200/ceilings.json; refused on another card)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)} (default: all, in that order)")
     a = ap.parse_args()
     want = a.sections.split(",")
@@ -376,11 +397,10 @@ def main():
     left = lambda: a.deadline - (time.perf_counter() - t0)  # noqa: E731
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ceil = json.loads((ROOT / "benchmarks/results/h200/ceilings.json").read_text())
-    peak, bw = ceil["peak_flops"]["bf16"], ceil["bandwidth_bytes_per_s"]
+    peak, bw, ceil_src = ceilings(a.ceilings, torch.cuda.get_device_name() if DEV == "cuda" else None)
     import triton
     res = {"meta": {"torch": torch.__version__, "triton": triton.__version__, "device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke)", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    "peak_bf16_flops": peak, "bandwidth_bytes_per_s": bw, "ceilings": "results/h200/ceilings.json (measured idle)",
+                    "peak_bf16_flops": peak, "bandwidth_bytes_per_s": bw, "ceilings": ceil_src + " (measured idle)",
                     "dram_bytes": "not read here (benchmarks/kernels_ncu.py reads them); compulsory bytes given", "tolerance": TOL},
            "correctness": [], "tiles": [], "parts": [], "stem": [], "blocks": [], "networks": [], "profile": [], "profile_compiled": [], "skipped": []}
 

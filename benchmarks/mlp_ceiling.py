@@ -144,6 +144,7 @@ def main() -> None:
                     "stops taking new tiles when its share is spent (the rest listed under 'skipped')")
     ap.add_argument("--widths", default="64,128,256,512")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--ceilings", default=None, help="an 'effkit device --json' file measured idle on this card (default: the H200's)")
     ap.add_argument("--smoke", action="store_true", help="CPU, fp32, Triton's interpreter, small shapes")
     a = ap.parse_args()
     start = time.time()
@@ -154,11 +155,10 @@ def main() -> None:
         sys.exit("--smoke needs TRITON_INTERPRET=1 in the environment (before Triton is imported)")
     dev, dt = ("cpu", torch.float32) if smoke else ("cuda", torch.bfloat16)
     kernels_gpu.DEV = dev
-    ceil = json.loads((ROOT / "benchmarks/results/h200/ceilings.json").read_text())
-    peak, bw = ceil["peak_flops"]["bf16"], ceil["bandwidth_bytes_per_s"]
+    peak, bw, ceil_src = kernels_gpu.ceilings(a.ceilings, None if smoke else torch.cuda.get_device_name())
     result = {"meta": {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
                        "triton": triton.__version__, "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu",
-                       "batch": a.batch, "peak_bf16_flops": peak, "bandwidth_bytes_per_s": bw}, "shapes": []}
+                       "batch": a.batch, "peak_bf16_flops": peak, "bandwidth_bytes_per_s": bw, "ceilings": ceil_src}, "shapes": []}
     path = out / "mlp_ceiling.json"
 
     def save():

@@ -245,7 +245,7 @@ def main() -> None:
         ap.error("--out is needed for a GPU run")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    sweep(out / "tl_persist_chain.json", widths, a.batch, tiles, fused, "tl", unchecked=lambda cfg: cfg.get("repeat", 1) > 1)
+    sweep(out / "tl_persist_chain.json", widths, a.batch, tiles, fused, "tl", unchecked=lambda cfg: cfg.get("repeat", 1) > 1, ceilings=a.ceilings)
 
 
 if __name__ == "__main__":

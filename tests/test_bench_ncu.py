@@ -132,3 +132,17 @@ def test_chain_ncu_profiles_each_modes_fastest_checked_tile(tmp_path, load_bench
                                            {"block_h": 64, "stages": 3, "mode": "pipe"}], key=str)
     assert mod.ws_best(str(path), 64) == [mod.WS_DEFAULT]  # a width the sweep did not run
     assert mod.ws_best(None, 128) == [mod.WS_DEFAULT]
+
+
+def test_ceilings_refused_on_another_card(load_bench, tmp_path):
+    """A fused roofline divides by the ceilings of the card it runs on: the H200's committed file is accepted on an
+    H200 and refused, with a message naming both cards, on an H100; a file measured on the H100 is accepted there."""
+    kg = load_bench("kernels_gpu")
+    peak, bw, src = kg.ceilings(None, "NVIDIA H200")
+    assert round(peak / 1e12, 1) == 803.8 and round(bw / 1e12, 2) == 4.24  # results/h200/ceilings.json, as every run quotes
+    assert src == "benchmarks/results/h200/ceilings.json"
+    with pytest.raises(SystemExit, match="'NVIDIA H200', not on this 'NVIDIA H100 80GB HBM3'"):
+        kg.ceilings(None, "NVIDIA H100 80GB HBM3")
+    f = tmp_path / "h100.json"
+    f.write_text(json.dumps({"name": "NVIDIA H100 80GB HBM3", "peak_flops": {"bf16": 7.0e14}, "bandwidth_bytes_per_s": 3.0e12}))
+    assert kg.ceilings(str(f), "NVIDIA H100 80GB HBM3") == (7.0e14, 3.0e12, str(f))
