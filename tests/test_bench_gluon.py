@@ -98,3 +98,34 @@ def test_persist_stamp_summary_totals_and_rest(ws):
     cx = ws.constexprs(128, {"block_h": 128, "stages": 2, "mode": "persist_epi_stamped"})
     assert (cx["SPLIT"], cx["FAST_EPI"], cx["STAMP"]) == (False, True, True)
     assert ws.constexprs(128, {"block_h": 128, "stages": 2, "mode": "persist_epi"})["STAMP"] is False
+
+
+def test_block_weights_layout_and_padding(load_bench):
+    """gluon_block.weights lays out the folded ConvFirst block for the kernel: the grouped conv computed from wg as the
+    kernel does (for each tap, within each group of 8, out[co] += Σ_ci wg[tap, g, co, ci]·x[ci] at the shifted pixel)
+    equals PyTorch's grouped conv; C = 48 is padded to 64 with zeros past it (6 of 8 groups real), and W2ᵀ, W3ᵀ are
+    the transposes with zero rows / columns past 48."""
+    import torch.nn.functional as F
+
+    gb = load_bench("gluon_block")
+    g = torch.Generator().manual_seed(0)
+    c, hid = 48, 192
+    w1, b1 = torch.randn(c, 8, 3, 3, generator=g), torch.randn(c, generator=g)
+    w2, b2, w3, b3 = torch.randn(hid, c, generator=g), torch.randn(hid, generator=g), torch.randn(c, hid, generator=g), torch.randn(c, generator=g)
+    wt = gb.weights(w1, b1, w2, b2, w3, b3)
+    assert (wt["c"], wt["cp"]) == (48, 64) and wt["wg"].shape == (9, 8, 8, 8)
+    assert wt["wg"][:, 6:].abs().sum() == 0 and wt["b1"][48:].abs().sum() == 0 and wt["b3"][48:].abs().sum() == 0
+    assert torch.equal(wt["w2t"][:48], w2.t()) and wt["w2t"][48:].abs().sum() == 0
+    assert torch.equal(wt["w3t"][:, :48], w3.t()) and wt["w3t"][:, 48:].abs().sum() == 0
+    x = torch.randn(2, c, 5, 6, generator=g)
+    xp = F.pad(x, (1, 1, 1, 1))  # the kernel's masks: a neighbour off the image reads 0
+    y = torch.zeros(2, 64, 5, 6)
+    for tap in range(9):
+        dy, dx = tap // 3, tap % 3
+        xs = F.pad(xp[:, :, dy:dy + 5, dx:dx + 6], (0, 0, 0, 0, 0, 16)).reshape(2, 8, 8, 5, 6)  # [n, g, ci, h, w], padded groups 0
+        y += torch.einsum("goi,ngihw->ngohw", wt["wg"][tap], xs).reshape(2, 64, 5, 6)
+    y += wt["b1"][None, :, None, None]
+    ref = F.conv2d(x, w1, b1, padding=1, groups=c // 8)
+    assert torch.allclose(y[:, :48], ref, atol=1e-4) and y[:, 48:].abs().sum() == 0
+    with pytest.raises(ValueError, match="group width 8"):
+        gb.weights(torch.randn(c, 16, 3, 3), b1, w2, b2, w3, b3)

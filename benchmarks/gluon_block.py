@@ -1,0 +1,447 @@
+"""A whole ConvFirst block in Gluon: run 38d's persistent warp-specialised chain with the grouped conv in front (issue 19).
+
+Run 38d took the expansion chain alone (1x1 expand, SiLU, 1x1 project, residual) past 50 % of its fused roofline in
+Gluon (gluon_ws_chain.py, persist_epi: a loader warp streams the weights by TMA into a ring, two consumer warpgroups
+each run 64 pixels through the chunks on wgmma, a coalesced epilogue). The product's blocks (effkit.kernels, `tl`)
+stay at 14-27 % of theirs. This script asks whether that design carries to the whole block:
+
+    y1 = grouped 3x3 conv (group width 8) of x + b1;  out = x + b3 + SiLU(y1·W2ᵀ + b2)·W3ᵀ      (BatchNorms folded)
+
+`_block_kernel` is `_ws_persist_kernel` with each consumer computing its 64 pixels' y1 itself, on the CUDA cores, in
+place of the TMA load of x: for each sub-tile of SUB rows and each of the 9 taps, the tap's shifted input [SUB, C]
+(16-byte loads, 8 channels = one group a thread) times the group's 8x8 weights, summed in fp32 inside the thread
+(no MAC is spent outside the groups, where the product's tensor-core ways spend 2x or C/8x), then y1 + b1 in bf16
+into the consumer's shared x tile, fenced for the wgmmas. The residual is x from global memory (16-byte pieces, as
+persist_epi's). Shared ring (both consumers take the two halves of a 128-pixel tile and read one weight ring) or
+SPLIT (a ring and loader a consumer, so one's conv can run while the other's wgmmas do).
+
+Widths: powers of two as they are (64, 128, 256: the chain's widths); the zoo's 3·2^k widths (48, 96, 192) padded to
+the next power of two in shared memory and registers only (weights zero-padded once; x, the output and the residual
+read and written at the real width with masks), which costs the padded share of the MACs (1.33x). Beside each: the
+product's `tl` kernel of the same block (`fuse_blocks`) and torch.compile of the unfused block, same process, same
+weights. Check: max |out − fp32 reference| / max |reference| ≤ kernels_gpu.TOL (2e-2), as every block kernel.
+Roofline: kernels_gpu.block_cost (grouped conv + expand + project MACs; x, out, folded weights once) over the card's
+ceilings (--ceilings).
+
+    python3 benchmarks/gluon_block.py --out $OUT --ceilings FILE [--widths 64,128,256,48,96,192] [--modes shared,split]
+    python3 benchmarks/gluon_block.py --compile-only [--widths ...]          (sm_90 compile here, no GPU)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, warpgroup_mma
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+from gluon_chain import _silu, swizzle  # noqa: E402
+from gluon_ws_chain import _clock, _globaltimer, _loader_persist, _smid, persist_stamp_summary  # noqa: E402
+
+from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma_wait  # noqa: E402
+
+# Triton 3.6 (the device's) names the CTA barrier thread_barrier; 3.9 (here) barrier
+_barrier = getattr(gl, "thread_barrier", None) or gl.barrier
+
+BLOCK_P = 64  # a warpgroup's wgmma M
+MAPS = {48: 56, 64: 56, 96: 28, 128: 28, 192: 14, 256: 14}  # the map side at that width in convfirst_net (224², batch 64)
+RPT = 2  # conv rows a thread a sub-tile
+
+
+def padded(c: int) -> int:
+    return 1 << (c - 1).bit_length()
+
+
+@gluon.jit
+def _gconv_sub(x_ptr, wg_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, RPT: gl.constexpr):
+    """y1 + b1 of the 4·(32 // G)·RPT pixels from row0 (flat NHWC), [SUB, CP] bf16: the grouped 3x3 conv, group width 8,
+    in fp32 on the CUDA cores. A thread holds RPT pixels x one group: for each tap it loads their 8 input channels (16
+    bytes each) and the group's 8x8 weights (wg [9, CP // 8, 8 out, 8 in], bf16), and the sum over the 8 inputs stays
+    in the thread. Channels from C to CP (padding) have zero weights and bias, and are not loaded."""
+    G: gl.constexpr = CP // 8
+    TR: gl.constexpr = 32 // G
+    SUB: gl.constexpr = 4 * TR * RPT
+    L4: gl.constexpr = gl.BlockedLayout([RPT, 1, 8, 8], [TR, G, 1, 1], [4, 1, 1, 1], [3, 2, 1, 0])
+    XL: gl.constexpr = gl.SliceLayout(2, L4)  # [SUB, G, 8 in]
+    WL: gl.constexpr = gl.SliceLayout(0, L4)  # [G, 8 out, 8 in]
+    AL: gl.constexpr = gl.SliceLayout(3, L4)  # [SUB, G, 8 out]
+    r = row0 + gl.arange(0, SUB, layout=gl.SliceLayout(1, gl.SliceLayout(2, XL)))
+    xg = gl.arange(0, G, layout=gl.SliceLayout(0, gl.SliceLayout(2, XL)))
+    xi = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(1, XL)))
+    xc = xg[None, :, None] * 8 + xi[None, None, :]  # [1, G, 8] input channel
+    cm = xc < C
+    hw = H * W
+    n = r // hw
+    h = (r % hw) // W
+    w = r % W
+    pm = r < NPIX
+    wgi = gl.arange(0, G, layout=gl.SliceLayout(1, gl.SliceLayout(2, WL)))
+    wco = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(2, WL)))
+    wci = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(1, WL)))
+    woff = wgi[:, None, None] * 64 + wco[None, :, None] * 8 + wci[None, None, :]  # [G, 8, 8]
+    acc = gl.zeros([SUB, G, 8], gl.float32, AL)
+    for tap in range(9):
+        hh = h + tap // 3 - 1
+        ww = w + tap % 3 - 1
+        ok = pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+        src = (n * H + hh) * W + ww
+        xt = gl.load(x_ptr + src[:, None, None] * C + xc, mask=ok[:, None, None] & cm, other=0.0).to(gl.float32)
+        wt = gl.load(wg_ptr + tap * (G * 64) + woff).to(gl.float32)
+        acc += gl.sum(gl.expand_dims(xt, 2) * gl.expand_dims(wt, 0), axis=3)
+    ag = gl.arange(0, G, layout=gl.SliceLayout(1, gl.SliceLayout(0, AL)))
+    ao = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(0, AL)))
+    b1 = gl.load(b1_ptr + ag[:, None] * 8 + ao[None, :]).to(gl.float32)  # b1 padded to CP
+    return gl.reshape((acc + b1[None, :, :]).to(gl.bfloat16), [SUB, CP])
+
+
+@gluon.jit
+def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+                tile_rows, row_off, slot, STAMP: gl.constexpr):
+    """One consumer warpgroup: for each tile it takes (first, first + step, ... below ntiles; its 64 pixels from row
+    tile·tile_rows + row_off), y1 by `_gconv_sub` into its x tile (all of the warpgroup's stores fenced and met at a
+    barrier before the first wgmma reads it), then gluon_ws_chain's persist_epi chain and epilogue at the real width C.
+    STAMP: %clock64 totals of its convs, chunk loops and epilogues, after the output at `slot` (as persist_epi_stamped:
+    clock at start, conv, loops, epilogues, clock at end, %smid, %globaltimer at start and end)."""
+    BLOCK_P: gl.constexpr = x_t.shape[0]
+    CP: gl.constexpr = x_t.shape[1]
+    STAGES: gl.constexpr = w2_s.shape[0]
+    BLOCK_H: gl.constexpr = w2_s.shape[2]
+    SUB: gl.constexpr = 4 * (32 // (CP // 8)) * 2
+    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
+    e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
+    p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
+    st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
+    NCH = HID // BLOCK_H
+    hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
+    e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
+    if STAMP:
+        st = (out_ptr + NPIX * C).to(gl.pointer_type(gl.int64), bitcast=True) + slot * 8
+        gl.store(st + 6, _globaltimer(first))
+        gl.store(st + 5, _smid(first).to(gl.int64))
+        c_start = _clock(first)
+        conv_cyc = c_start - c_start
+        loop_cyc = conv_cyc
+        epi_cyc = conv_cyc
+    t = first
+    k = 0
+    while t < ntiles:
+        row0 = t * tile_rows + row_off
+        if STAMP:
+            c0 = _clock(t)
+        for sub in gl.static_range(BLOCK_P // SUB):
+            x_t.slice(sub * SUB, SUB, dim=0).store(_gconv_sub(x_ptr, wg_ptr, b1_ptr, row0 + sub * SUB, NPIX, H, W, C, CP, 2))
+        fence_async_shared()
+        _barrier()
+        if STAMP:
+            c1 = _clock(t)
+            conv_cyc += c1 - c0
+        acc = gl.zeros([BLOCK_P, CP], gl.float32, acc_l)
+        for i in range(NCH):
+            s = k % STAGES
+            b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
+            mbarrier.wait(ready.index(s), (k // STAGES) & 1)
+            e = warpgroup_mma(x_t, w2_s.index(s), e0, use_acc=False, is_async=True)
+            e = warpgroup_mma_wait(0, deps=[e])
+            p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
+            acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
+            acc, p = warpgroup_mma_wait(0, deps=[acc, p])
+            mbarrier.arrive(empty.index(s))
+            k += 1
+        if STAMP:
+            c2 = _clock(t)
+            loop_cyc += c2 - c1
+        ocol = gl.arange(0, CP, layout=gl.SliceLayout(0, acc_l))
+        y = gl.convert_layout((acc + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]).to(gl.bfloat16), st_l)
+        srow = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, st_l))
+        scol = gl.arange(0, CP, layout=gl.SliceLayout(0, st_l))
+        off = srow[:, None] * C + scol[None, :]
+        m = (srow < NPIX)[:, None] & (scol < C)[None, :]
+        gl.store(out_ptr + off, (y.to(gl.float32) + gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32)).to(gl.bfloat16), mask=m)
+        if STAMP:
+            epi_cyc += _clock(t) - c2
+        t += step
+    if STAMP:
+        gl.store(st, c_start)
+        gl.store(st + 1, conv_cyc)
+        gl.store(st + 2, loop_cyc)
+        gl.store(st + 3, epi_cyc)
+        gl.store(st + 4, _clock(first))
+        gl.store(st + 7, _globaltimer(first))
+
+
+@gluon.jit
+def _consume_block(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+                   tile_rows, row_off, slot):
+    _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+                tile_rows, row_off, slot, False)
+
+
+@gluon.jit
+def _consume_block_stamped(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
+                           step, tile_rows, row_off, slot):
+    _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+                tile_rows, row_off, slot, True)
+
+
+@gluon.jit
+def _block_kernel(w2_desc, w3_desc, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, CP: gl.constexpr, HID: gl.constexpr,
+                  BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr, SW_X: gl.constexpr,
+                  SPLIT: gl.constexpr = False, STAMP: gl.constexpr = False):
+    """The ConvFirst block, persistent (one program an SM): two consumer warpgroups (`_block_body`) and one loader warp
+    a ring (gluon_ws_chain._loader_persist). Shared ring: the program takes tiles of 2·BLOCK_P pixels in turn, each
+    consumer one half; SPLIT: a ring and loader a consumer, each taking its own BLOCK_P-pixel tiles. W2ᵀ [CP, HID] and
+    W3ᵀ [HID, CP] by TMA descriptors (zero-padded from C to CP); x and out [NPIX, C] bf16."""
+    x_s = gl.allocate_shared_memory(gl.bfloat16, [2, BLOCK_P, CP], gl.NVMMASharedLayout(swizzle_byte_width=SW_X, element_bitwidth=16, rank=2))
+    w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, CP, BLOCK_H], w2_desc.layout)
+    w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, CP], w3_desc.layout)
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for s in gl.static_range(STAGES):
+        mbarrier.init(ready.index(s), count=1)
+        mbarrier.init(empty.index(s), count=1 if SPLIT else 2)
+    if SPLIT:
+        w2_1 = gl.allocate_shared_memory(gl.bfloat16, [STAGES, CP, BLOCK_H], w2_desc.layout)
+        w3_1 = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, CP], w3_desc.layout)
+        rd1 = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        em1 = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        for s in gl.static_range(STAGES):
+            mbarrier.init(rd1.index(s), count=1)
+            mbarrier.init(em1.index(s), count=1)
+    fence_async_shared()
+    pid = gl.program_id(0)
+    nprog = gl.num_programs(0)
+    if SPLIT:
+        nt = gl.cdiv(NPIX, BLOCK_P)
+        c0 = (x_s.index(0), w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, 2 * pid, nt, 2 * nprog, BLOCK_P, 0, 2 * pid)
+        c1 = (x_s.index(1), w2_1, w3_1, rd1, em1, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, 2 * pid + 1, nt, 2 * nprog, BLOCK_P, 0, 2 * pid + 1)
+        l0 = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, 2 * pid, nt, 2 * nprog)
+        l1 = (w2_1, w3_1, rd1, em1, w2_desc, w3_desc, HID, 2 * pid + 1, nt, 2 * nprog)
+        if STAMP:
+            gl.warp_specialize([(_consume_block_stamped, c0), (_consume_block_stamped, c1), (_loader_persist, l0), (_loader_persist, l1)],
+                               [4, 1, 1], [REGS, 24, 24])
+        else:
+            gl.warp_specialize([(_consume_block, c0), (_consume_block, c1), (_loader_persist, l0), (_loader_persist, l1)], [4, 1, 1],
+                               [REGS, 24, 24])
+    else:
+        nt = gl.cdiv(NPIX, 2 * BLOCK_P)
+        c0 = (x_s.index(0), w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog, 2 * BLOCK_P, 0, 2 * pid)
+        c1 = (x_s.index(1), w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog, 2 * BLOCK_P, BLOCK_P, 2 * pid + 1)
+        ld = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog)
+        if STAMP:
+            gl.warp_specialize([(_consume_block_stamped, c0), (_consume_block_stamped, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
+        else:
+            gl.warp_specialize([(_consume_block, c0), (_consume_block, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
+
+
+MODES = ("shared", "split", "shared_stamped", "split_stamped")
+
+
+def weights(w1, b1, w2, b2, w3, b3) -> dict:
+    """The folded block's weights (w1 [C, 8, 3, 3], w2 [HID, C], w3 [C, HID], biases) laid out for `_block_kernel`,
+    zero-padded from C to CP = the next power of two: wg [9, CP // 8, 8 out, 8 in], b1 [CP], W2ᵀ [CP, HID], W3ᵀ [HID, CP],
+    b2 [HID], b3 [CP], all in w2's dtype."""
+    c, hid = w1.shape[0], w2.shape[0]
+    if w1.shape[1:] != (8, 3, 3):
+        raise ValueError(f"w1 {tuple(w1.shape)}: this kernel takes a 3x3 grouped conv of group width 8")
+    cp = padded(c)
+    dt, dev = w2.dtype, w2.device
+    z = lambda *s: torch.zeros(*s, dtype=dt, device=dev)  # noqa: E731
+    wg = z(9, cp // 8, 8, 8)
+    wg[:, :c // 8] = w1.reshape(c // 8, 8, 8, 3, 3).permute(3, 4, 0, 1, 2).reshape(9, c // 8, 8, 8)
+    b1p, b3p, w2t, w3t = z(cp), z(cp), z(cp, hid), z(hid, cp)
+    b1p[:c], b3p[:c], w2t[:c], w3t[:, :c] = b1, b3, w2.t(), w3.t()
+    return {"wg": wg.contiguous(), "b1": b1p, "w2t": w2t.contiguous(), "b2": b2.contiguous(), "w3t": w3t.contiguous(), "b3": b3p, "c": c, "cp": cp}
+
+
+def smem_bytes(cp: int, cfg: dict) -> int:
+    """Both x tiles, the ring(s) and their barriers, and one [64, CP] bf16 tile of layout-conversion scratch (the sm_90
+    compile here: 180,264 bytes at CP 128, block_h 128, 2 slots, shared ring, where the buffers alone are 163,872)."""
+    rings = 2 if cfg["mode"].startswith("split") else 1
+    return 2 * (3 * BLOCK_P * cp + rings * cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * 2 * rings * cfg["stages"]
+
+
+def tiles(c: int, modes: tuple) -> list[dict]:
+    """64 or 128 hidden channels a chunk (dividing 4C), 2-4 ring slots, where the rings and both x tiles fit 227 KB."""
+    cp, out = padded(c), []
+    for bh in (128, 64):
+        for stages in (2, 3, 4):
+            for mode in modes:
+                cfg = {"block_h": bh, "stages": stages, "mode": mode}
+                if (4 * c) % bh == 0 and smem_bytes(cp, cfg) <= 232448:
+                    out.append(cfg)
+    return out
+
+
+def constexprs(cp: int, hid: int, cfg: dict) -> dict:
+    return {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
+            "SW_X": swizzle(cp), "SPLIT": cfg["mode"].startswith("split"), "STAMP": cfg["mode"].endswith("_stamped")}
+
+
+def descriptors(w2t: torch.Tensor, w3t: torch.Tensor, block_h: int) -> tuple:
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    cp = w2t.shape[0]
+    nv = lambda row: gl.NVMMASharedLayout(swizzle_byte_width=swizzle(row), element_bitwidth=16, rank=2)  # noqa: E731
+    return TensorDescriptor.from_tensor(w2t, [cp, block_h], nv(block_h)), TensorDescriptor.from_tensor(w3t, [block_h, cp], nv(cp))
+
+
+def fused(wt: dict, cfg: dict, h: int, w: int):
+    """f(x) for x [N, C, H, W] bf16 channels-last running `_block_kernel` (one program an SM), returning the output in
+    the same layout; and the dict whose "k" keeps the last compiled launch (and "summary", stamped modes: the clock
+    totals, as gluon_ws_chain.persist_stamp_summary with its x waits read as the convs)."""
+    c, cp, hid = wt["c"], wt["cp"], wt["w2t"].shape[1]
+    w2d, w3d = descriptors(wt["w2t"], wt["w3t"], cfg["block_h"])
+    cx = constexprs(cp, hid, cfg)
+    handle = {}
+
+    def f(x):
+        n = x.shape[0]
+        npix = n * h * w
+        xf = x.permute(0, 2, 3, 1).reshape(npix, c)  # a view for channels-last x
+        if xf.data_ptr() != x.data_ptr():
+            raise ValueError("x must be channels-last")
+        per = BLOCK_P if cx["SPLIT"] else 2 * BLOCK_P
+        grid = min(triton.cdiv(npix, per) if not cx["SPLIT"] else triton.cdiv(triton.cdiv(npix, BLOCK_P), 2),
+                   torch.cuda.get_device_properties(x.device).multi_processor_count)
+        buf = handle["buf"] = torch.empty(npix * c + (4 * 8 * 2 * grid if cx["STAMP"] else 0), dtype=x.dtype, device=x.device)
+        handle["k"] = _block_kernel[(grid,)](w2d, w3d, xf, wt["wg"], wt["b1"], wt["b2"], wt["b3"], buf, npix, h, w, c, **cx, num_warps=4)
+        handle["npix"] = npix
+        return buf[:npix * c].view(n, h, w, c).permute(0, 3, 1, 2)
+    if cx["STAMP"]:
+        def summary():
+            st = handle["buf"][handle["npix"] * c:].view(torch.int64).view(-1, 8).cpu()
+            s = persist_stamp_summary(st)
+            s["conv_total"] = s.pop("x_wait_total")  # slot 1 holds the convs' cycles here
+            return s
+        handle["summary"] = summary
+    return f, handle
+
+
+def compile_only(widths: list[int], modes: tuple) -> None:
+    """Compile every tile for sm_90 with the Triton installed here (no GPU): registers, spills, shared memory."""
+    from gluon_chain import compile_tile
+
+    for c in widths:
+        cp = padded(c)
+        w2t, w3t = torch.empty(cp, 4 * c, dtype=torch.bfloat16), torch.empty(4 * c, cp, dtype=torch.bfloat16)
+        for cfg in tiles(c, modes):
+            descs = dict(zip(("w2_desc", "w3_desc"), descriptors(w2t, w3t, cfg["block_h"])))
+            compile_tile(_block_kernel, f"C={c}", cfg, constexprs(cp, 4 * c, cfg), 4, "gluon_block",
+                         lambda n: descs[n].__mangle__() if n in descs else None, (("setmaxnreg", "setmaxnreg"), ("tma", "cp.async.bulk.tensor")))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out")
+    ap.add_argument("--widths", default="64,128,256,48,96,192")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--modes", default="shared,split,shared_stamped", help=f"of {','.join(MODES)}")
+    ap.add_argument("--first", type=int, default=0, help="only the first N tiles a width (a smoke run under a short timeout)")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the product's tl kernel and torch.compile of the block")
+    ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
+    ap.add_argument("--ceilings", default=None, help="an 'effkit device --json' file measured idle on this card (default: the H200's)")
+    a = ap.parse_args()
+    widths = [int(w) for w in a.widths.split(",")]
+    modes = tuple(a.modes.split(","))
+    bad = [m for m in modes if m not in MODES] + [str(c) for c in widths if c not in MAPS]
+    if bad:
+        ap.error(f"{', '.join(bad)}: modes are {', '.join(MODES)}; widths {', '.join(map(str, MAPS))}")
+    if a.compile_only:
+        return compile_only(widths, modes)
+    if not a.out:
+        ap.error("--out is needed to run")
+
+    import kernels_gpu
+    from effkit.kernels.fold import reference_convfirst
+    from effkit.models.convfirst import ConvFirstBlock
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    peak, bw, ceil_src = kernels_gpu.ceilings(a.ceilings, torch.cuda.get_device_name())
+    res = {"meta": {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
+                    "triton": triton.__version__, "device": torch.cuda.get_device_name(), "ceilings": ceil_src, "peak_bf16_flops": peak,
+                    "bandwidth_bytes_per_s": bw, "tolerance": kernels_gpu.TOL}, "shapes": []}
+    path = out / "gluon_block.json"
+
+    def save():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(res, indent=1))
+        tmp.replace(path)
+
+    for c in widths:
+        side = MAPS[c]
+        torch.manual_seed(0)
+        blk = kernels_gpu.randomise_bn(ConvFirstBlock(c)).eval()
+        flops, nbytes = kernels_gpu.block_cost(side, a.batch, blk)
+        roof_ms = 1e3 * max(flops / peak, nbytes / bw)
+        fz = kernels_gpu.fused_copy(blk).cuda()[0]  # the product's FusedConvFirst (folded in fp32, bf16)
+        x = torch.randn(a.batch, c, side, side, device="cuda").to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        ws = [getattr(fz, k) for k in ("w1", "b1", "w2", "b2", "w3", "b3")]
+        with torch.no_grad():
+            ref = reference_convfirst(x.float(), *(t.float() for t in ws), group_width=8)
+        scale = ref.abs().max().item()
+        row = {"width": c, "padded": padded(c), "map": side, "npix": a.batch * side * side, "flops": flops, "bytes": nbytes,
+               "roofline_ms": roof_ms, "tiles": []}
+        res["shapes"].append(row)
+
+        def timed(name, f):
+            with torch.no_grad():
+                err = (f(x).float() - ref).abs().max().item() / scale
+            ms, iqr = kernels_gpu.graph_time_ms(f, x)
+            row[name] = {"ms": ms, "iqr_ms": iqr, "of_roofline": roof_ms / ms, "error": err}
+            print(f"C={c} {side}² {name}: {ms:.4f} ms (IQR {iqr:.4f}), {100 * roof_ms / ms:.0f} % of the fused roofline "
+                  f"{roof_ms:.4f}, err {err:.1e}", flush=True)
+        if not a.no_baselines:
+            try:
+                timed("product_tl", fz)
+                blk_b = blk.to(torch.bfloat16).cuda().to(memory_format=torch.channels_last)
+                timed("compile", kernels_gpu.compiled(blk_b))
+            except Exception as e:  # noqa: BLE001 - the Gluon rows still run
+                row["baseline_failed"] = f"{type(e).__name__}: {str(e)[:300]}"
+                print(f"C={c} baselines failed: {row['baseline_failed']}", flush=True)
+            save()
+        wt = weights(*ws)
+        for cfg in tiles(c, modes)[:a.first or None]:
+            t = dict(cfg)
+            try:
+                f, handle = fused(wt, cfg, side, side)
+                with torch.no_grad():
+                    t["error"] = (f(x).float() - ref).abs().max().item() / scale
+                k = handle["k"]
+                t.update(n_regs=k.n_regs, n_spills=k.n_spills, shared_bytes=getattr(k.metadata, "shared", None))
+                if t["error"] <= kernels_gpu.TOL:
+                    ms, iqr = kernels_gpu.graph_time_ms(f, x)
+                    t.update(ms=ms, iqr_ms=iqr, of_roofline=roof_ms / ms, tflops=flops / ms / 1e9)
+                    if "summary" in handle:
+                        t["stamps"] = handle["summary"]()
+            except Exception as e:  # noqa: BLE001 - report every tile's fate
+                lines = str(e).splitlines() or [""]
+                t["failed"] = f"{type(e).__name__}: {next((ln for ln in lines if 'error' in ln.lower()), lines[0])[:300]}"
+            row["tiles"].append(t)
+            print(f"C={c} {side}² gluon {cfg}: " + (f"{t['ms']:.4f} ms (IQR {t['iqr_ms']:.4f}), {100 * t['of_roofline']:.0f} % of the fused "
+                  f"roofline, err {t['error']:.1e}, {t.get('n_regs')} registers, {t.get('n_spills')} spills" if "ms" in t else
+                  f"not timed: {t.get('failed') or 'error %.2e over the tolerance' % t['error']}"), flush=True)
+            if t.get("stamps"):
+                print("    stamps (µs, median / IQR): " + ", ".join(f"{k} {v['median_us']:.2f} / {v['iqr_us']:.2f}" for k, v in t["stamps"].items()
+                      if isinstance(v, dict)) + f"; clock {t['stamps']['clock_ghz']:.2f} GHz, span {t['stamps']['kernel_span_us']:.1f} µs", flush=True)
+            save()
+        timed_tiles = [t for t in row["tiles"] if "ms" in t and not t["mode"].endswith("_stamped")]
+        if timed_tiles:
+            best = min(timed_tiles, key=lambda t: t["ms"])
+            row["best"] = best
+            print(f"C={c} {side}² best gluon block: {best['ms']:.4f} ms (IQR {best['iqr_ms']:.4f}), {100 * best['of_roofline']:.0f} % of the "
+                  f"fused roofline; {best['mode']} block_h {best['block_h']} stages {best['stages']}", flush=True)
+        save()
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
