@@ -53,7 +53,6 @@ _barrier = getattr(gl, "thread_barrier", None) or gl.barrier
 
 BLOCK_P = 64  # a warpgroup's wgmma M
 MAPS = {48: 56, 64: 56, 96: 28, 128: 28, 192: 14, 256: 14}  # the map side at that width in convfirst_net (224², batch 64)
-RPT = 2  # conv rows a thread a sub-tile
 
 
 def padded(c: int) -> int:
@@ -61,49 +60,69 @@ def padded(c: int) -> int:
 
 
 @gluon.jit
-def _gconv_sub(x_ptr, wg_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, RPT: gl.constexpr):
-    """y1 + b1 of the 4·(32 // G)·RPT pixels from row0 (flat NHWC), [SUB, CP] bf16: the grouped 3x3 conv, group width 8,
-    in fp32 on the CUDA cores. A thread holds RPT pixels x one group: for each tap it loads their 8 input channels (16
-    bytes each) and the group's 8x8 weights (wg [9, CP // 8, 8 out, 8 in], bf16), and the sum over the 8 inputs stays
-    in the thread. Channels from C to CP (padding) have zero weights and bias, and are not loaded."""
+def _tap_words(xi, tap, n, h, w, pm, gm, g, H, W, C):
+    """The four 32-bit words (input channel pairs 0-1, 2-3, 4-5, 6-7 of each group) of each pixel's neighbour at `tap`
+    (0-8, row-major over the 3x3 window), 0 where the neighbour is off the image or the pixel is masked."""
+    hh = h + tap // 3 - 1
+    ww = w + tap % 3 - 1
+    ok = pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+    p = xi + ((n * H + hh) * W + ww)[:, None] * (C // 2) + g[None, :] * 4
+    m = ok[:, None] & gm
+    return (gl.load(p, mask=m, other=0), gl.load(p + 1, mask=m, other=0), gl.load(p + 2, mask=m, other=0),
+            gl.load(p + 3, mask=m, other=0))
+
+
+@gluon.jit
+def _pair_fma(acc, v, wt, CP: gl.constexpr):
+    """acc [SUB, G, 8 out] += the word v's two bf16 input channels (low half first) times their weights, wt and
+    wt + CP: [G, 8 out] fp32 each."""
+    lo = (v << 16).to(gl.float32, bitcast=True)
+    hi = (v & -65536).to(gl.float32, bitcast=True)
+    acc += gl.expand_dims(lo, 2) * gl.expand_dims(gl.load(wt), 0)
+    return acc + gl.expand_dims(hi, 2) * gl.expand_dims(gl.load(wt + CP), 0)
+
+
+@gluon.jit
+def _gconv_sub(x_ptr, wf_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, R: gl.constexpr):
+    """y1 + b1 of the SUB = 4·(32 // G)·R pixels from row0 (flat NHWC), [SUB, CP] bf16: the grouped 3x3 conv, group
+    width 8, in fp32 FMAs on the CUDA cores. A thread holds R pixels x one group's 8 outputs (R·8 fp32 accumulators).
+    For each tap and each pair of input channels it loads the pair as one 32-bit word a pixel (bf16 to fp32 is a
+    16-bit shift: no conversion instruction) and the two channels' weights for its group's 8 outputs (wf [9, 8 in, CP]
+    fp32, 32 bytes each), then 2·R·8 FMAs. The taps are a loop whose next tap's input words are loaded while this
+    tap's FMAs run (one tap's latency exposed a sub-tile, not nine).
+    Channels from C to CP (padding) have zero weights and bias and are not loaded."""
     G: gl.constexpr = CP // 8
     TR: gl.constexpr = 32 // G
-    SUB: gl.constexpr = 4 * TR * RPT
-    L4: gl.constexpr = gl.BlockedLayout([RPT, 1, 8, 8], [TR, G, 1, 1], [4, 1, 1, 1], [3, 2, 1, 0])
-    XL: gl.constexpr = gl.SliceLayout(2, L4)  # [SUB, G, 8 in]
-    WL: gl.constexpr = gl.SliceLayout(0, L4)  # [G, 8 out, 8 in]
-    AL: gl.constexpr = gl.SliceLayout(3, L4)  # [SUB, G, 8 out]
-    r = row0 + gl.arange(0, SUB, layout=gl.SliceLayout(1, gl.SliceLayout(2, XL)))
-    xg = gl.arange(0, G, layout=gl.SliceLayout(0, gl.SliceLayout(2, XL)))
-    xi = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(1, XL)))
-    xc = xg[None, :, None] * 8 + xi[None, None, :]  # [1, G, 8] input channel
-    cm = xc < C
+    SUB: gl.constexpr = 4 * TR * R
+    L3: gl.constexpr = gl.BlockedLayout([R, 1, 8], [TR, G, 1], [4, 1, 1], [2, 1, 0])
+    XL: gl.constexpr = gl.SliceLayout(2, L3)  # [SUB, G]: a pixel's input pair of a group
+    WL: gl.constexpr = gl.SliceLayout(0, L3)  # [G, 8]: one input channel's weights to a group's 8 outputs
+    r = row0 + gl.arange(0, SUB, layout=gl.SliceLayout(1, XL))
+    g = gl.arange(0, G, layout=gl.SliceLayout(0, XL))
+    gm = (g * 8 < C)[None, :]
     hw = H * W
     n = r // hw
     h = (r % hw) // W
     w = r % W
     pm = r < NPIX
-    wgi = gl.arange(0, G, layout=gl.SliceLayout(1, gl.SliceLayout(2, WL)))
-    wco = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(2, WL)))
-    wci = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(1, WL)))
-    woff = wgi[:, None, None] * 64 + wco[None, :, None] * 8 + wci[None, None, :]  # [G, 8, 8]
-    acc = gl.zeros([SUB, G, 8], gl.float32, AL)
-    for tap in range(9):
-        hh = h + tap // 3 - 1
-        ww = w + tap % 3 - 1
-        ok = pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-        src = (n * H + hh) * W + ww
-        xt = gl.load(x_ptr + src[:, None, None] * C + xc, mask=ok[:, None, None] & cm, other=0.0).to(gl.float32)
-        wt = gl.load(wg_ptr + tap * (G * 64) + woff).to(gl.float32)
-        acc += gl.sum(gl.expand_dims(xt, 2) * gl.expand_dims(wt, 0), axis=3)
-    ag = gl.arange(0, G, layout=gl.SliceLayout(1, gl.SliceLayout(0, AL)))
-    ao = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(0, AL)))
-    b1 = gl.load(b1_ptr + ag[:, None] * 8 + ao[None, :]).to(gl.float32)  # b1 padded to CP
-    return gl.reshape((acc + b1[None, :, :]).to(gl.bfloat16), [SUB, CP])
+    xi = x_ptr.to(gl.pointer_type(gl.int32), bitcast=True)
+    gco = gl.arange(0, G, layout=gl.SliceLayout(1, WL))[:, None] * 8 + gl.arange(0, 8, layout=gl.SliceLayout(0, WL))[None, :]
+    acc = gl.zeros([SUB, G, 8], gl.float32, L3)
+    x0, x1, x2, x3 = _tap_words(xi, 0, n, h, w, pm, gm, g, H, W, C)
+    for tap in range(9):  # a loop, not unrolled: unrolled, every tap's weights were hoisted and spilled (2.4 KB at CP 128)
+        v0, v1, v2, v3 = x0, x1, x2, x3
+        x0, x1, x2, x3 = _tap_words(xi, tap + 1, n, h, w, pm & (tap < 8), gm, g, H, W, C)  # the next tap's, in flight meanwhile
+        wt = wf_ptr + tap * 8 * CP + gco
+        acc = _pair_fma(acc, v0, wt, CP)
+        acc = _pair_fma(acc, v1, wt + 2 * CP, CP)
+        acc = _pair_fma(acc, v2, wt + 4 * CP, CP)
+        acc = _pair_fma(acc, v3, wt + 6 * CP, CP)
+    b1 = gl.load(b1_ptr + gco).to(gl.float32)  # b1 padded to CP
+    return gl.reshape((acc + gl.expand_dims(b1, 0)).to(gl.bfloat16), [SUB, CP])
 
 
 @gluon.jit
-def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
                 tile_rows, row_off, slot, STAMP: gl.constexpr):
     """One consumer warpgroup: for each tile it takes (first, first + step, ... below ntiles; its 64 pixels from row
     tile·tile_rows + row_off), y1 by `_gconv_sub` into its x tile (all of the warpgroup's stores fenced and met at a
@@ -114,7 +133,8 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3
     CP: gl.constexpr = x_t.shape[1]
     STAGES: gl.constexpr = w2_s.shape[0]
     BLOCK_H: gl.constexpr = w2_s.shape[2]
-    SUB: gl.constexpr = 4 * (32 // (CP // 8)) * 2
+    RC: gl.constexpr = 4  # conv pixels a thread: SUB = 64, 32, 16 at CP 64, 128, 256 (32 // G threads a warp down the pixels)
+    SUB: gl.constexpr = 4 * (32 // (CP // 8)) * RC
     acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
     e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
     p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
@@ -137,7 +157,7 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3
         if STAMP:
             c0 = _clock(t)
         for sub in gl.static_range(BLOCK_P // SUB):
-            x_t.slice(sub * SUB, SUB, dim=0).store(_gconv_sub(x_ptr, wg_ptr, b1_ptr, row0 + sub * SUB, NPIX, H, W, C, CP, 2))
+            x_t.slice(sub * SUB, SUB, dim=0).store(_gconv_sub(x_ptr, wf_ptr, b1_ptr, row0 + sub * SUB, NPIX, H, W, C, CP, RC))
         fence_async_shared()
         _barrier()
         if STAMP:
@@ -178,21 +198,21 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3
 
 
 @gluon.jit
-def _consume_block(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+def _consume_block(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
                    tile_rows, row_off, slot):
-    _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+    _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
                 tile_rows, row_off, slot, False)
 
 
 @gluon.jit
-def _consume_block_stamped(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
+def _consume_block_stamped(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
                            step, tile_rows, row_off, slot):
-    _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+    _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
                 tile_rows, row_off, slot, True)
 
 
 @gluon.jit
-def _block_kernel(w2_desc, w3_desc, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, CP: gl.constexpr, HID: gl.constexpr,
+def _block_kernel(w2_desc, w3_desc, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, CP: gl.constexpr, HID: gl.constexpr,
                   BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr, SW_X: gl.constexpr,
                   SPLIT: gl.constexpr = False, STAMP: gl.constexpr = False):
     """The ConvFirst block, persistent (one program an SM): two consumer warpgroups (`_block_body`) and one loader warp
@@ -220,8 +240,8 @@ def _block_kernel(w2_desc, w3_desc, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_p
     nprog = gl.num_programs(0)
     if SPLIT:
         nt = gl.cdiv(NPIX, BLOCK_P)
-        c0 = (x_s.index(0), w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, 2 * pid, nt, 2 * nprog, BLOCK_P, 0, 2 * pid)
-        c1 = (x_s.index(1), w2_1, w3_1, rd1, em1, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, 2 * pid + 1, nt, 2 * nprog, BLOCK_P, 0, 2 * pid + 1)
+        c0 = (x_s.index(0), w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, 2 * pid, nt, 2 * nprog, BLOCK_P, 0, 2 * pid)
+        c1 = (x_s.index(1), w2_1, w3_1, rd1, em1, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, 2 * pid + 1, nt, 2 * nprog, BLOCK_P, 0, 2 * pid + 1)
         l0 = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, 2 * pid, nt, 2 * nprog)
         l1 = (w2_1, w3_1, rd1, em1, w2_desc, w3_desc, HID, 2 * pid + 1, nt, 2 * nprog)
         if STAMP:
@@ -232,8 +252,8 @@ def _block_kernel(w2_desc, w3_desc, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_p
                                [REGS, 24, 24])
     else:
         nt = gl.cdiv(NPIX, 2 * BLOCK_P)
-        c0 = (x_s.index(0), w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog, 2 * BLOCK_P, 0, 2 * pid)
-        c1 = (x_s.index(1), w2_s, w3_s, ready, empty, x_ptr, wg_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog, 2 * BLOCK_P, BLOCK_P, 2 * pid + 1)
+        c0 = (x_s.index(0), w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog, 2 * BLOCK_P, 0, 2 * pid)
+        c1 = (x_s.index(1), w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog, 2 * BLOCK_P, BLOCK_P, 2 * pid + 1)
         ld = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog)
         if STAMP:
             gl.warp_specialize([(_consume_block_stamped, c0), (_consume_block_stamped, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
@@ -246,19 +266,20 @@ MODES = ("shared", "split", "shared_stamped", "split_stamped")
 
 def weights(w1, b1, w2, b2, w3, b3) -> dict:
     """The folded block's weights (w1 [C, 8, 3, 3], w2 [HID, C], w3 [C, HID], biases) laid out for `_block_kernel`,
-    zero-padded from C to CP = the next power of two: wg [9, CP // 8, 8 out, 8 in], b1 [CP], W2ᵀ [CP, HID], W3ᵀ [HID, CP],
-    b2 [HID], b3 [CP], all in w2's dtype."""
+    zero-padded from C to CP = the next power of two: wf [9 taps, 8 in, CP] fp32 with wf[tap, ci, 8g + co] =
+    w1[8g + co, ci, tap // 3, tap % 3] (one input channel's weights to a group's 8 outputs contiguous), b1 [CP],
+    W2ᵀ [CP, HID], W3ᵀ [HID, CP], b2 [HID], b3 [CP] in w2's dtype."""
     c, hid = w1.shape[0], w2.shape[0]
-    if w1.shape[1:] != (8, 3, 3):
+    if tuple(w1.shape[1:]) != (8, 3, 3):
         raise ValueError(f"w1 {tuple(w1.shape)}: this kernel takes a 3x3 grouped conv of group width 8")
     cp = padded(c)
     dt, dev = w2.dtype, w2.device
     z = lambda *s: torch.zeros(*s, dtype=dt, device=dev)  # noqa: E731
-    wg = z(9, cp // 8, 8, 8)
-    wg[:, :c // 8] = w1.reshape(c // 8, 8, 8, 3, 3).permute(3, 4, 0, 1, 2).reshape(9, c // 8, 8, 8)
+    wf = torch.zeros(9, 8, cp, dtype=torch.float32, device=dev)
+    wf[:, :, :c] = w1.float().permute(2, 3, 1, 0).reshape(9, 8, c)  # [kh, kw, ci, c] -> [tap, ci, c]
     b1p, b3p, w2t, w3t = z(cp), z(cp), z(cp, hid), z(hid, cp)
     b1p[:c], b3p[:c], w2t[:c], w3t[:, :c] = b1, b3, w2.t(), w3.t()
-    return {"wg": wg.contiguous(), "b1": b1p, "w2t": w2t.contiguous(), "b2": b2.contiguous(), "w3t": w3t.contiguous(), "b3": b3p, "c": c, "cp": cp}
+    return {"wf": wf.contiguous(), "b1": b1p, "w2t": w2t.contiguous(), "b2": b2.contiguous(), "w3t": w3t.contiguous(), "b3": b3p, "c": c, "cp": cp}
 
 
 def smem_bytes(cp: int, cfg: dict) -> int:
@@ -312,7 +333,7 @@ def fused(wt: dict, cfg: dict, h: int, w: int):
         grid = min(triton.cdiv(npix, per) if not cx["SPLIT"] else triton.cdiv(triton.cdiv(npix, BLOCK_P), 2),
                    torch.cuda.get_device_properties(x.device).multi_processor_count)
         buf = handle["buf"] = torch.empty(npix * c + (4 * 8 * 2 * grid if cx["STAMP"] else 0), dtype=x.dtype, device=x.device)
-        handle["k"] = _block_kernel[(grid,)](w2d, w3d, xf, wt["wg"], wt["b1"], wt["b2"], wt["b3"], buf, npix, h, w, c, **cx, num_warps=4)
+        handle["k"] = _block_kernel[(grid,)](w2d, w3d, xf, wt["wf"], wt["b1"], wt["b2"], wt["b3"], buf, npix, h, w, c, **cx, num_warps=4)
         handle["npix"] = npix
         return buf[:npix * c].view(n, h, w, c).permute(0, 3, 1, 2)
     if cx["STAMP"]:
@@ -335,7 +356,7 @@ def compile_only(widths: list[int], modes: tuple) -> None:
         for cfg in tiles(c, modes):
             descs = dict(zip(("w2_desc", "w3_desc"), descriptors(w2t, w3t, cfg["block_h"])))
             compile_tile(_block_kernel, f"C={c}", cfg, constexprs(cp, 4 * c, cfg), 4, "gluon_block",
-                         lambda n: descs[n].__mangle__() if n in descs else None, (("setmaxnreg", "setmaxnreg"), ("tma", "cp.async.bulk.tensor")))
+                         lambda n: descs[n].__mangle__() if n in descs else ("*fp32" if n == "wf_ptr" else None), (("setmaxnreg", "setmaxnreg"), ("tma", "cp.async.bulk.tensor")))
 
 
 def main() -> None:

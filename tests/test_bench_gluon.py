@@ -101,8 +101,8 @@ def test_persist_stamp_summary_totals_and_rest(ws):
 
 
 def test_block_weights_layout_and_padding(load_bench):
-    """gluon_block.weights lays out the folded ConvFirst block for the kernel: the grouped conv computed from wg as the
-    kernel does (for each tap, within each group of 8, out[co] += Σ_ci wg[tap, g, co, ci]·x[ci] at the shifted pixel)
+    """gluon_block.weights lays out the folded ConvFirst block for the kernel: the grouped conv computed from wf as the
+    kernel does (for each tap and input channel ci of a group g, out[8g + co] += wf[tap, ci, 8g + co]·x[8g + ci] at the shifted pixel)
     equals PyTorch's grouped conv; C = 48 is padded to 64 with zeros past it (6 of 8 groups real), and W2ᵀ, W3ᵀ are
     the transposes with zero rows / columns past 48."""
     import torch.nn.functional as F
@@ -113,8 +113,8 @@ def test_block_weights_layout_and_padding(load_bench):
     w1, b1 = torch.randn(c, 8, 3, 3, generator=g), torch.randn(c, generator=g)
     w2, b2, w3, b3 = torch.randn(hid, c, generator=g), torch.randn(hid, generator=g), torch.randn(c, hid, generator=g), torch.randn(c, generator=g)
     wt = gb.weights(w1, b1, w2, b2, w3, b3)
-    assert (wt["c"], wt["cp"]) == (48, 64) and wt["wg"].shape == (9, 8, 8, 8)
-    assert wt["wg"][:, 6:].abs().sum() == 0 and wt["b1"][48:].abs().sum() == 0 and wt["b3"][48:].abs().sum() == 0
+    assert (wt["c"], wt["cp"]) == (48, 64) and wt["wf"].shape == (9, 8, 64) and wt["wf"].dtype == torch.float32
+    assert wt["wf"][:, :, 48:].abs().sum() == 0 and wt["b1"][48:].abs().sum() == 0 and wt["b3"][48:].abs().sum() == 0
     assert torch.equal(wt["w2t"][:48], w2.t()) and wt["w2t"][48:].abs().sum() == 0
     assert torch.equal(wt["w3t"][:, :48], w3.t()) and wt["w3t"][:, 48:].abs().sum() == 0
     x = torch.randn(2, c, 5, 6, generator=g)
@@ -123,7 +123,8 @@ def test_block_weights_layout_and_padding(load_bench):
     for tap in range(9):
         dy, dx = tap // 3, tap % 3
         xs = F.pad(xp[:, :, dy:dy + 5, dx:dx + 6], (0, 0, 0, 0, 0, 16)).reshape(2, 8, 8, 5, 6)  # [n, g, ci, h, w], padded groups 0
-        y += torch.einsum("goi,ngihw->ngohw", wt["wg"][tap], xs).reshape(2, 64, 5, 6)
+        wk = wt["wf"][tap].reshape(8, 8, 8)  # [ci, g, co]
+        y += torch.einsum("igo,ngihw->ngohw", wk, xs).reshape(2, 64, 5, 6)
     y += wt["b1"][None, :, None, None]
     ref = F.conv2d(x, w1, b1, padding=1, groups=c // 8)
     assert torch.allclose(y[:, :48], ref, atol=1e-4) and y[:, 48:].abs().sum() == 0
