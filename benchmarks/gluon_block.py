@@ -73,23 +73,33 @@ def _tap_words(xi, tap, n, h, w, pm, gm, g, H, W, C):
 
 
 @gluon.jit
-def _pair_fma(acc, v, wt, CP: gl.constexpr):
-    """acc [SUB, G, 8 out] += the word v's two bf16 input channels (low half first) times their weights, wt and
-    wt + CP: [G, 8 out] fp32 each."""
+def _pair_fma(acc, v, w_lo, w_hi):
+    """acc [SUB, G, 8 out] += the word v's two bf16 input channels (low half first) times their weights w_lo, w_hi
+    ([G, 8 out] fp32 each)."""
     lo = (v << 16).to(gl.float32, bitcast=True)
     hi = (v & -65536).to(gl.float32, bitcast=True)
-    acc += gl.expand_dims(lo, 2) * gl.expand_dims(gl.load(wt), 0)
-    return acc + gl.expand_dims(hi, 2) * gl.expand_dims(gl.load(wt + CP), 0)
+    acc += gl.expand_dims(lo, 2) * gl.expand_dims(w_lo, 0)
+    return acc + gl.expand_dims(hi, 2) * gl.expand_dims(w_hi, 0)
 
 
 @gluon.jit
-def _gconv_sub(x_ptr, wf_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, R: gl.constexpr):
+def _tap_weights(wf_ptr, tap, gco, CP: gl.constexpr):
+    """The 8 input channels' weights at `tap` to each group's 8 outputs: 8 [G, 8] fp32 tensors (wf [9, 8 in, CP])."""
+    wt = wf_ptr + tap * 8 * CP + gco
+    return (gl.load(wt), gl.load(wt + CP), gl.load(wt + 2 * CP), gl.load(wt + 3 * CP), gl.load(wt + 4 * CP), gl.load(wt + 5 * CP),
+            gl.load(wt + 6 * CP), gl.load(wt + 7 * CP))
+
+
+@gluon.jit
+def _gconv_sub(x_ptr, wf_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, R: gl.constexpr, CONV: gl.constexpr = 0):
     """y1 + b1 of the SUB = 4·(32 // G)·R pixels from row0 (flat NHWC), [SUB, CP] bf16: the grouped 3x3 conv, group
     width 8, in fp32 FMAs on the CUDA cores. A thread holds R pixels x one group's 8 outputs (R·8 fp32 accumulators).
     For each tap and each pair of input channels it loads the pair as one 32-bit word a pixel (bf16 to fp32 is a
     16-bit shift: no conversion instruction) and the two channels' weights for its group's 8 outputs (wf [9, 8 in, CP]
     fp32, 32 bytes each), then 2·R·8 FMAs. The taps are a loop whose next tap's input words are loaded while this
-    tap's FMAs run (one tap's latency exposed a sub-tile, not nine).
+    tap's FMAs run (one tap's latency exposed a sub-tile, not nine). CONV 1: the next tap's weights are loaded a tap
+    ahead too (64 more registers a thread); CONV 2 (an ablation, wrong outputs): no input loads at all, to time the
+    FMAs and weight loads alone.
     Channels from C to CP (padding) have zero weights and bias and are not loaded."""
     G: gl.constexpr = CP // 8
     TR: gl.constexpr = 32 // G
@@ -109,21 +119,33 @@ def _gconv_sub(x_ptr, wf_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, R: 
     gco = gl.arange(0, G, layout=gl.SliceLayout(1, WL))[:, None] * 8 + gl.arange(0, 8, layout=gl.SliceLayout(0, WL))[None, :]
     acc = gl.zeros([SUB, G, 8], gl.float32, L3)
     x0, x1, x2, x3 = _tap_words(xi, 0, n, h, w, pm, gm, g, H, W, C)
+    if CONV == 1:
+        u0, u1, u2, u3, u4, u5, u6, u7 = _tap_weights(wf_ptr, 0, gco, CP)
     for tap in range(9):  # a loop, not unrolled: unrolled, every tap's weights were hoisted and spilled (2.4 KB at CP 128)
-        v0, v1, v2, v3 = x0, x1, x2, x3
-        x0, x1, x2, x3 = _tap_words(xi, tap + 1, n, h, w, pm & (tap < 8), gm, g, H, W, C)  # the next tap's, in flight meanwhile
-        wt = wf_ptr + tap * 8 * CP + gco
-        acc = _pair_fma(acc, v0, wt, CP)
-        acc = _pair_fma(acc, v1, wt + 2 * CP, CP)
-        acc = _pair_fma(acc, v2, wt + 4 * CP, CP)
-        acc = _pair_fma(acc, v3, wt + 6 * CP, CP)
+        if CONV == 2:  # ablation: no input loads (a made-up word from the tap and channel pair), the FMAs and weights as ever
+            v0 = gl.zeros_like(x0) + tap
+            v1 = v0 + 1
+            v2 = v0 + 2
+            v3 = v0 + 3
+        else:
+            v0, v1, v2, v3 = x0, x1, x2, x3
+            x0, x1, x2, x3 = _tap_words(xi, tap + 1, n, h, w, pm & (tap < 8), gm, g, H, W, C)  # the next tap's, in flight meanwhile
+        if CONV == 1:  # this tap's weights came a tap ahead; the next tap's (tap 0's again after the last) load meanwhile
+            w0, w1, w2, w3, w4, w5, w6, w7 = u0, u1, u2, u3, u4, u5, u6, u7
+            u0, u1, u2, u3, u4, u5, u6, u7 = _tap_weights(wf_ptr, (tap + 1) % 9, gco, CP)
+        else:
+            w0, w1, w2, w3, w4, w5, w6, w7 = _tap_weights(wf_ptr, tap, gco, CP)
+        acc = _pair_fma(acc, v0, w0, w1)
+        acc = _pair_fma(acc, v1, w2, w3)
+        acc = _pair_fma(acc, v2, w4, w5)
+        acc = _pair_fma(acc, v3, w6, w7)
     b1 = gl.load(b1_ptr + gco).to(gl.float32)  # b1 padded to CP
     return gl.reshape((acc + gl.expand_dims(b1, 0)).to(gl.bfloat16), [SUB, CP])
 
 
 @gluon.jit
 def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
-                tile_rows, row_off, slot, STAMP: gl.constexpr):
+                tile_rows, row_off, slot, STAMP: gl.constexpr, CONV: gl.constexpr = 0):
     """One consumer warpgroup: for each tile it takes (first, first + step, ... below ntiles; its 64 pixels from row
     tile·tile_rows + row_off), y1 by `_gconv_sub` into its x tile (all of the warpgroup's stores fenced and met at a
     barrier before the first wgmma reads it), then gluon_ws_chain's persist_epi chain and epilogue at the real width C.
@@ -157,7 +179,7 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3
         if STAMP:
             c0 = _clock(t)
         for sub in gl.static_range(BLOCK_P // SUB):
-            x_t.slice(sub * SUB, SUB, dim=0).store(_gconv_sub(x_ptr, wf_ptr, b1_ptr, row0 + sub * SUB, NPIX, H, W, C, CP, RC))
+            x_t.slice(sub * SUB, SUB, dim=0).store(_gconv_sub(x_ptr, wf_ptr, b1_ptr, row0 + sub * SUB, NPIX, H, W, C, CP, RC, CONV))
         fence_async_shared()
         _barrier()
         if STAMP:
@@ -212,9 +234,30 @@ def _consume_block_stamped(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr,
 
 
 @gluon.jit
+def _consume_block_pfw(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+                       tile_rows, row_off, slot):
+    _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+                tile_rows, row_off, slot, False, 1)
+
+
+@gluon.jit
+def _consume_block_pfw_stamped(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                               ntiles, step, tile_rows, row_off, slot):
+    _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+                tile_rows, row_off, slot, True, 1)
+
+
+@gluon.jit
+def _consume_block_noload_stamped(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                                  ntiles, step, tile_rows, row_off, slot):
+    _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+                tile_rows, row_off, slot, True, 2)
+
+
+@gluon.jit
 def _block_kernel(w2_desc, w3_desc, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, CP: gl.constexpr, HID: gl.constexpr,
                   BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr, SW_X: gl.constexpr,
-                  SPLIT: gl.constexpr = False, STAMP: gl.constexpr = False):
+                  SPLIT: gl.constexpr = False, STAMP: gl.constexpr = False, CONV: gl.constexpr = 0):
     """The ConvFirst block, persistent (one program an SM): two consumer warpgroups (`_block_body`) and one loader warp
     a ring (gluon_ws_chain._loader_persist). Shared ring: the program takes tiles of 2·BLOCK_P pixels in turn, each
     consumer one half; SPLIT: a ring and loader a consumer, each taking its own BLOCK_P-pixel tiles. W2ᵀ [CP, HID] and
@@ -255,13 +298,22 @@ def _block_kernel(w2_desc, w3_desc, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_p
         c0 = (x_s.index(0), w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog, 2 * BLOCK_P, 0, 2 * pid)
         c1 = (x_s.index(1), w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog, 2 * BLOCK_P, BLOCK_P, 2 * pid + 1)
         ld = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog)
-        if STAMP:
+        if CONV == 2:
+            gl.static_assert(STAMP, "the noload ablation is stamped")
+            gl.warp_specialize([(_consume_block_noload_stamped, c0), (_consume_block_noload_stamped, c1), (_loader_persist, ld)], [4, 1],
+                               [REGS, 24])
+        elif CONV == 1 and STAMP:
+            gl.warp_specialize([(_consume_block_pfw_stamped, c0), (_consume_block_pfw_stamped, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
+        elif CONV == 1:
+            gl.warp_specialize([(_consume_block_pfw, c0), (_consume_block_pfw, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
+        elif STAMP:
             gl.warp_specialize([(_consume_block_stamped, c0), (_consume_block_stamped, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
         else:
             gl.warp_specialize([(_consume_block, c0), (_consume_block, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
 
 
-MODES = ("shared", "split", "shared_stamped", "split_stamped")
+MODES = ("shared", "split", "shared_stamped", "split_stamped", "pfw", "pfw_stamped", "noload_stamped")  # pfw: weights a tap ahead (CONV 1)
+ABLATIONS = ("noload_stamped",)  # wrong outputs by design: timed without the check
 
 
 def weights(w1, b1, w2, b2, w3, b3) -> dict:
@@ -303,7 +355,8 @@ def tiles(c: int, modes: tuple) -> list[dict]:
 
 def constexprs(cp: int, hid: int, cfg: dict) -> dict:
     return {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
-            "SW_X": swizzle(cp), "SPLIT": cfg["mode"].startswith("split"), "STAMP": cfg["mode"].endswith("_stamped")}
+            "SW_X": swizzle(cp), "SPLIT": cfg["mode"].startswith("split"), "STAMP": cfg["mode"].endswith("_stamped"),
+            "CONV": 1 if cfg["mode"].startswith("pfw") else 2 if cfg["mode"].startswith("noload") else 0}
 
 
 def descriptors(w2t: torch.Tensor, w3t: torch.Tensor, block_h: int) -> tuple:
@@ -438,7 +491,9 @@ def main() -> None:
                     t["error"] = (f(x).float() - ref).abs().max().item() / scale
                 k = handle["k"]
                 t.update(n_regs=k.n_regs, n_spills=k.n_spills, shared_bytes=getattr(k.metadata, "shared", None))
-                if t["error"] <= kernels_gpu.TOL:
+                if cfg["mode"] in ABLATIONS:
+                    t["ablation"] = True  # its output is wrong by design: timed, not checked
+                if t["error"] <= kernels_gpu.TOL or t.get("ablation"):
                     ms, iqr = kernels_gpu.graph_time_ms(f, x)
                     t.update(ms=ms, iqr_ms=iqr, of_roofline=roof_ms / ms, tflops=flops / ms / 1e9)
                     if "summary" in handle:
@@ -448,13 +503,14 @@ def main() -> None:
                 t["failed"] = f"{type(e).__name__}: {next((ln for ln in lines if 'error' in ln.lower()), lines[0])[:300]}"
             row["tiles"].append(t)
             print(f"C={c} {side}² gluon {cfg}: " + (f"{t['ms']:.4f} ms (IQR {t['iqr_ms']:.4f}), {100 * t['of_roofline']:.0f} % of the fused "
-                  f"roofline, err {t['error']:.1e}, {t.get('n_regs')} registers, {t.get('n_spills')} spills" if "ms" in t else
+                  f"roofline, err {t['error']:.1e}{' (ablation: not checked)' if t.get('ablation') else ''}, {t.get('n_regs')} registers, "
+                  f"{t.get('n_spills')} spills" if "ms" in t else
                   f"not timed: {t.get('failed') or 'error %.2e over the tolerance' % t['error']}"), flush=True)
             if t.get("stamps"):
                 print("    stamps (µs, median / IQR): " + ", ".join(f"{k} {v['median_us']:.2f} / {v['iqr_us']:.2f}" for k, v in t["stamps"].items()
                       if isinstance(v, dict)) + f"; clock {t['stamps']['clock_ghz']:.2f} GHz, span {t['stamps']['kernel_span_us']:.1f} µs", flush=True)
             save()
-        timed_tiles = [t for t in row["tiles"] if "ms" in t and not t["mode"].endswith("_stamped")]
+        timed_tiles = [t for t in row["tiles"] if "ms" in t and not t["mode"].endswith("_stamped") and not t.get("ablation")]
         if timed_tiles:
             best = min(timed_tiles, key=lambda t: t["ms"])
             row["best"] = best
