@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from gluon_chain import _silu, swizzle  # noqa: E402
-from gluon_ws_chain import _clock, _globaltimer, _loader_persist, _smid, persist_stamp_summary  # noqa: E402
+from gluon_ws_chain import _clock, _globaltimer, _loader_persist, _smid, _tma_load, persist_stamp_summary  # noqa: E402
 
 from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma_wait  # noqa: E402
 
@@ -312,7 +312,195 @@ def _block_kernel(w2_desc, w3_desc, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_p
             gl.warp_specialize([(_consume_block, c0), (_consume_block, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
 
 
-MODES = ("shared", "split", "shared_stamped", "split_stamped", "pfw", "pfw_stamped", "noload_stamped")  # pfw: weights a tap ahead (CONV 1)
+@gluon.jit
+def _tap_a(x_ptr, tap, j, n, h, w, pm, kk, H, W, C):
+    """Input channels 16j..16j+15 of each pixel's neighbour at `tap` (0-8), [64, 16] bf16 in the wgmma A operand's
+    register layout (kk's parent), 0 off the image, past C, or for masked pixels."""
+    hh = h + tap // 3 - 1
+    ww = w + tap % 3 - 1
+    ok = pm & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+    ch = 16 * j + kk
+    return gl.load(x_ptr + ((n * H + hh) * W + ww)[:, None] * C + ch[None, :], mask=ok[:, None] & (ch < C)[None, :], other=0.0)
+
+
+@gluon.jit
+def _slice_taps(x_ptr, j, n, h, w, pm, kk, H, W, C):
+    """The nine taps' A operands of channel slice j (`_tap_a`)."""
+    return (_tap_a(x_ptr, 0, j, n, h, w, pm, kk, H, W, C), _tap_a(x_ptr, 1, j, n, h, w, pm, kk, H, W, C),
+            _tap_a(x_ptr, 2, j, n, h, w, pm, kk, H, W, C), _tap_a(x_ptr, 3, j, n, h, w, pm, kk, H, W, C),
+            _tap_a(x_ptr, 4, j, n, h, w, pm, kk, H, W, C), _tap_a(x_ptr, 5, j, n, h, w, pm, kk, H, W, C),
+            _tap_a(x_ptr, 6, j, n, h, w, pm, kk, H, W, C), _tap_a(x_ptr, 7, j, n, h, w, pm, kk, H, W, C),
+            _tap_a(x_ptr, 8, j, n, h, w, pm, kk, H, W, C))
+
+
+@gluon.jit
+def _loader_tc(w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, first, ntiles, step):
+    """The loader warp of the tensor-core conv: the block-diagonal conv weights once (9·CP/16 [16, 16] tiles by TMA,
+    one barrier), then gluon_ws_chain's ring of weight chunks."""
+    NT: gl.constexpr = wb_s.shape[0]
+    mbarrier.expect(wb_bar, NT * 16 * 16 * 2)
+    for q in range(NT):
+        _tma_load(wb_desc, [q * 16, 0], wb_bar, wb_s.index(q))
+    _loader_persist(w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, first, ntiles, step)
+
+
+@gluon.jit
+def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
+                   step, tile_rows, row_off, slot, ybase, STAMP: gl.constexpr):
+    """One consumer warpgroup with the grouped conv on the tensor cores: the channels in slices of 16 (two groups of
+    8), each slice's y1 [64, 16] = Σ over the 9 taps of the tap's input slice (A, from registers, loaded straight
+    from global memory) · the slice's block-diagonal [16, 16] weight (B, in shared memory: half its entries zero,
+    so twice the grouped conv's MACs, 144·C a pixel against the chain's 8·C²); the next slice's nine A operands are
+    loaded while this slice's nine wgmmas run. y1 + b1 goes to the consumer's CP/16 [64, 16] tiles (y_s from
+    ybase), and the expansion is CP/16 wgmmas of K = 16 against row slices of the W2ᵀ chunk. The rest as
+    `_block_body` (chain, epilogue at width C, residual from global memory, stamps)."""
+    BLOCK_P: gl.constexpr = y_s.shape[1]
+    STAGES: gl.constexpr = w2_s.shape[0]
+    CP: gl.constexpr = w2_s.shape[1]
+    BLOCK_H: gl.constexpr = w2_s.shape[2]
+    NS: gl.constexpr = CP // 16
+    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
+    e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
+    p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
+    cv_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 16, 16])
+    a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=cv_l, k_width=2)
+    st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
+    NCH = HID // BLOCK_H
+    hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
+    e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
+    z16 = gl.zeros([BLOCK_P, 16], gl.float32, cv_l)
+    kk = gl.arange(0, 16, layout=gl.SliceLayout(0, a_l))
+    bc = gl.arange(0, 16, layout=gl.SliceLayout(0, cv_l))
+    hw = H * W
+    if STAMP:
+        st = (out_ptr + NPIX * C).to(gl.pointer_type(gl.int64), bitcast=True) + slot * 8
+        gl.store(st + 6, _globaltimer(first))
+        gl.store(st + 5, _smid(first).to(gl.int64))
+        c_start = _clock(first)
+        conv_cyc = c_start - c_start
+        loop_cyc = conv_cyc
+        epi_cyc = conv_cyc
+    mbarrier.wait(wb_bar, 0)
+    t = first
+    k = 0
+    while t < ntiles:
+        row0 = t * tile_rows + row_off
+        if STAMP:
+            c0 = _clock(t)
+        r = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, a_l))
+        n = r // hw
+        h = (r % hw) // W
+        w = r % W
+        pm = r < NPIX
+        a0, a1, a2, a3, a4, a5, a6, a7, a8 = _slice_taps(x_ptr, 0, n, h, w, pm, kk, H, W, C)
+        for j in range(NS):
+            v0, v1, v2, v3, v4, v5, v6, v7, v8 = a0, a1, a2, a3, a4, a5, a6, a7, a8
+            a0, a1, a2, a3, a4, a5, a6, a7, a8 = _slice_taps(x_ptr, (j + 1) % NS, n, h, w, pm, kk, H, W, C)  # the next slice's
+            yc = warpgroup_mma(v0, wb_s.index(j), z16, use_acc=False, is_async=True)
+            yc = warpgroup_mma(v1, wb_s.index(NS + j), yc, is_async=True)
+            yc = warpgroup_mma(v2, wb_s.index(2 * NS + j), yc, is_async=True)
+            yc = warpgroup_mma(v3, wb_s.index(3 * NS + j), yc, is_async=True)
+            yc = warpgroup_mma(v4, wb_s.index(4 * NS + j), yc, is_async=True)
+            yc = warpgroup_mma(v5, wb_s.index(5 * NS + j), yc, is_async=True)
+            yc = warpgroup_mma(v6, wb_s.index(6 * NS + j), yc, is_async=True)
+            yc = warpgroup_mma(v7, wb_s.index(7 * NS + j), yc, is_async=True)
+            yc = warpgroup_mma(v8, wb_s.index(8 * NS + j), yc, is_async=True)
+            yc, v0, v1, v2, v3, v4, v5, v6, v7, v8 = warpgroup_mma_wait(0, deps=[yc, v0, v1, v2, v3, v4, v5, v6, v7, v8])
+            b1 = gl.load(b1_ptr + 16 * j + bc).to(gl.float32)
+            y_s.index(ybase + j).store((yc + b1[None, :]).to(gl.bfloat16))
+        fence_async_shared()
+        _barrier()
+        if STAMP:
+            c1 = _clock(t)
+            conv_cyc += c1 - c0
+        acc = gl.zeros([BLOCK_P, CP], gl.float32, acc_l)
+        for i in range(NCH):
+            s = k % STAGES
+            b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
+            mbarrier.wait(ready.index(s), (k // STAGES) & 1)
+            w2c = w2_s.index(s)
+            e = warpgroup_mma(y_s.index(ybase), w2c.slice(0, 16, dim=0), e0, use_acc=False, is_async=True)
+            for jj in gl.static_range(1, NS):
+                e = warpgroup_mma(y_s.index(ybase + jj), w2c.slice(16 * jj, 16, dim=0), e, is_async=True)
+            e = warpgroup_mma_wait(0, deps=[e])
+            p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
+            acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
+            acc, p = warpgroup_mma_wait(0, deps=[acc, p])
+            mbarrier.arrive(empty.index(s))
+            k += 1
+        if STAMP:
+            c2 = _clock(t)
+            loop_cyc += c2 - c1
+        ocol = gl.arange(0, CP, layout=gl.SliceLayout(0, acc_l))
+        y = gl.convert_layout((acc + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]).to(gl.bfloat16), st_l)
+        srow = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, st_l))
+        scol = gl.arange(0, CP, layout=gl.SliceLayout(0, st_l))
+        off = srow[:, None] * C + scol[None, :]
+        m = (srow < NPIX)[:, None] & (scol < C)[None, :]
+        gl.store(out_ptr + off, (y.to(gl.float32) + gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32)).to(gl.bfloat16), mask=m)
+        if STAMP:
+            epi_cyc += _clock(t) - c2
+        t += step
+    if STAMP:
+        gl.store(st, c_start)
+        gl.store(st + 1, conv_cyc)
+        gl.store(st + 2, loop_cyc)
+        gl.store(st + 3, epi_cyc)
+        gl.store(st + 4, _clock(first))
+        gl.store(st + 7, _globaltimer(first))
+
+
+@gluon.jit
+def _consume_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
+                tile_rows, row_off, slot, ybase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
+                   step, tile_rows, row_off, slot, ybase, False)
+
+
+@gluon.jit
+def _consume_tc_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                        ntiles, step, tile_rows, row_off, slot, ybase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
+                   step, tile_rows, row_off, slot, ybase, True)
+
+
+@gluon.jit
+def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, CP: gl.constexpr, HID: gl.constexpr,
+                     BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr, STAMP: gl.constexpr = False):
+    """The ConvFirst block with its grouped conv on the tensor cores (`_block_body_tc`), persistent, the shared ring
+    of `_block_kernel`: two consumers taking the halves of 128-pixel tiles, one loader warp (`_loader_tc`), which
+    first brings the 9·CP/16 block-diagonal [16, 16] conv weights (wb_desc over [9·CP, 16]: tap-major, then slice)
+    into shared memory once for both consumers."""
+    NS: gl.constexpr = CP // 16
+    sl16: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=32, element_bitwidth=16, rank=2)
+    y_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NS, BLOCK_P, 16], sl16)
+    wb_s = gl.allocate_shared_memory(gl.bfloat16, [9 * NS, 16, 16], wb_desc.layout)
+    w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, CP, BLOCK_H], w2_desc.layout)
+    w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, CP], w3_desc.layout)
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    wb_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    for s in gl.static_range(STAGES):
+        mbarrier.init(ready.index(s), count=1)
+        mbarrier.init(empty.index(s), count=2)
+    mbarrier.init(wb_bar, count=1)
+    fence_async_shared()
+    pid = gl.program_id(0)
+    nprog = gl.num_programs(0)
+    nt = gl.cdiv(NPIX, 2 * BLOCK_P)
+    c0 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
+          2 * BLOCK_P, 0, 2 * pid, 0)
+    c1 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
+          2 * BLOCK_P, BLOCK_P, 2 * pid + 1, NS)
+    ld = (w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, pid, nt, nprog)
+    if STAMP:
+        gl.warp_specialize([(_consume_tc_stamped, c0), (_consume_tc_stamped, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
+    else:
+        gl.warp_specialize([(_consume_tc, c0), (_consume_tc, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
+
+
+MODES = ("shared", "split", "shared_stamped", "split_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped")  # pfw: weights a
+# tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel)
 ABLATIONS = ("noload_stamped",)  # wrong outputs by design: timed without the check
 
 
@@ -320,7 +508,8 @@ def weights(w1, b1, w2, b2, w3, b3) -> dict:
     """The folded block's weights (w1 [C, 8, 3, 3], w2 [HID, C], w3 [C, HID], biases) laid out for `_block_kernel`,
     zero-padded from C to CP = the next power of two: wf [9 taps, 8 in, CP] fp32 with wf[tap, ci, 8g + co] =
     w1[8g + co, ci, tap // 3, tap % 3] (one input channel's weights to a group's 8 outputs contiguous), b1 [CP],
-    W2ᵀ [CP, HID], W3ᵀ [HID, CP], b2 [HID], b3 [CP] in w2's dtype."""
+    W2ᵀ [CP, HID], W3ᵀ [HID, CP], b2 [HID], b3 [CP] in w2's dtype; and wb, the tensor-core conv's block-diagonal
+    tiles (below)."""
     c, hid = w1.shape[0], w2.shape[0]
     if tuple(w1.shape[1:]) != (8, 3, 3):
         raise ValueError(f"w1 {tuple(w1.shape)}: this kernel takes a 3x3 grouped conv of group width 8")
@@ -331,14 +520,25 @@ def weights(w1, b1, w2, b2, w3, b3) -> dict:
     wf[:, :, :c] = w1.float().permute(2, 3, 1, 0).reshape(9, 8, c)  # [kh, kw, ci, c] -> [tap, ci, c]
     b1p, b3p, w2t, w3t = z(cp), z(cp), z(cp, hid), z(hid, cp)
     b1p[:c], b3p[:c], w2t[:c], w3t[:, :c] = b1, b3, w2.t(), w3.t()
-    return {"wf": wf.contiguous(), "b1": b1p, "w2t": w2t.contiguous(), "b2": b2.contiguous(), "w3t": w3t.contiguous(), "b3": b3p, "c": c, "cp": cp}
+    # the tensor-core conv's block-diagonal [16, 16] tiles: slice j's B[k, n] = w1[16j + n, k - 8·(n // 8)] where k and n
+    # are in the same group of 8 (k // 8 == n // 8), else 0; stored tap-major, [9 · CP/16 · 16, 16]
+    ns = cp // 16
+    wk = torch.zeros(9, cp, 8, dtype=torch.float32, device=dev)  # [tap, out channel, in channel of its group]
+    wk[:, :c] = w1.float().permute(2, 3, 0, 1).reshape(9, c, 8)
+    wb = torch.zeros(9, ns, 16, 16, dtype=torch.float32, device=dev)
+    for half in range(2):  # groups 2j (n, k < 8) and 2j + 1 (n, k >= 8)
+        blk = wk.view(9, ns, 2, 8, 8)[:, :, half]  # [tap, j, n within the group, k within the group]
+        wb[:, :, 8 * half:8 * half + 8, 8 * half:8 * half + 8] = blk.transpose(-1, -2)  # B[k, n]
+    return {"wf": wf.contiguous(), "wb": wb.reshape(9 * cp, 16).to(dt).contiguous(), "b1": b1p, "w2t": w2t.contiguous(), "b2": b2.contiguous(),
+            "w3t": w3t.contiguous(), "b3": b3p, "c": c, "cp": cp}
 
 
 def smem_bytes(cp: int, cfg: dict) -> int:
     """Both x tiles, the ring(s) and their barriers, and one [64, CP] bf16 tile of layout-conversion scratch (the sm_90
     compile here: 180,264 bytes at CP 128, block_h 128, 2 slots, shared ring, where the buffers alone are 163,872)."""
     rings = 2 if cfg["mode"].startswith("split") else 1
-    return 2 * (3 * BLOCK_P * cp + rings * cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * 2 * rings * cfg["stages"]
+    conv_w = 9 * cp * 16 if cfg["mode"].startswith("tc") else 0  # the tensor-core conv's block-diagonal tiles
+    return 2 * (3 * BLOCK_P * cp + conv_w + rings * cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * (2 * rings * cfg["stages"] + 1)
 
 
 def tiles(c: int, modes: tuple) -> list[dict]:
@@ -348,23 +548,32 @@ def tiles(c: int, modes: tuple) -> list[dict]:
         for stages in (2, 3, 4):
             for mode in modes:
                 cfg = {"block_h": bh, "stages": stages, "mode": mode}
-                if (4 * c) % bh == 0 and smem_bytes(cp, cfg) <= 232448:
+                if (4 * c) % bh == 0 and smem_bytes(cp, cfg) <= 232448 and not (mode.startswith("tc") and cp > 128):
                     out.append(cfg)
     return out
 
 
+def kernel(cfg: dict):
+    return _block_tc_kernel if cfg["mode"].startswith("tc") else _block_kernel
+
+
 def constexprs(cp: int, hid: int, cfg: dict) -> dict:
+    if cfg["mode"].startswith("tc"):
+        return {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
+                "STAMP": cfg["mode"].endswith("_stamped")}
     return {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
             "SW_X": swizzle(cp), "SPLIT": cfg["mode"].startswith("split"), "STAMP": cfg["mode"].endswith("_stamped"),
             "CONV": 1 if cfg["mode"].startswith("pfw") else 2 if cfg["mode"].startswith("noload") else 0}
 
 
-def descriptors(w2t: torch.Tensor, w3t: torch.Tensor, block_h: int) -> tuple:
+def descriptors(w2t: torch.Tensor, w3t: torch.Tensor, block_h: int, wb: torch.Tensor | None = None) -> tuple:
+    """TMA descriptors of W2ᵀ's and W3ᵀ's chunk tiles (and, given wb, of the conv's [16, 16] tiles)."""
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
     cp = w2t.shape[0]
     nv = lambda row: gl.NVMMASharedLayout(swizzle_byte_width=swizzle(row), element_bitwidth=16, rank=2)  # noqa: E731
-    return TensorDescriptor.from_tensor(w2t, [cp, block_h], nv(block_h)), TensorDescriptor.from_tensor(w3t, [block_h, cp], nv(cp))
+    out = (TensorDescriptor.from_tensor(w2t, [cp, block_h], nv(block_h)), TensorDescriptor.from_tensor(w3t, [block_h, cp], nv(cp)))
+    return out if wb is None else (*out, TensorDescriptor.from_tensor(wb, [16, 16], nv(16)))
 
 
 def fused(wt: dict, cfg: dict, h: int, w: int):
@@ -372,7 +581,8 @@ def fused(wt: dict, cfg: dict, h: int, w: int):
     the same layout; and the dict whose "k" keeps the last compiled launch (and "summary", stamped modes: the clock
     totals, as gluon_ws_chain.persist_stamp_summary with its x waits read as the convs)."""
     c, cp, hid = wt["c"], wt["cp"], wt["w2t"].shape[1]
-    w2d, w3d = descriptors(wt["w2t"], wt["w3t"], cfg["block_h"])
+    tc = cfg["mode"].startswith("tc")
+    descs = descriptors(wt["w2t"], wt["w3t"], cfg["block_h"], wt["wb"] if tc else None)
     cx = constexprs(cp, hid, cfg)
     handle = {}
 
@@ -382,11 +592,12 @@ def fused(wt: dict, cfg: dict, h: int, w: int):
         xf = x.permute(0, 2, 3, 1).reshape(npix, c)  # a view for channels-last x
         if xf.data_ptr() != x.data_ptr():
             raise ValueError("x must be channels-last")
-        per = BLOCK_P if cx["SPLIT"] else 2 * BLOCK_P
-        grid = min(triton.cdiv(npix, per) if not cx["SPLIT"] else triton.cdiv(triton.cdiv(npix, BLOCK_P), 2),
-                   torch.cuda.get_device_properties(x.device).multi_processor_count)
+        grid = min(triton.cdiv(triton.cdiv(npix, BLOCK_P), 2), torch.cuda.get_device_properties(x.device).multi_processor_count)
         buf = handle["buf"] = torch.empty(npix * c + (4 * 8 * 2 * grid if cx["STAMP"] else 0), dtype=x.dtype, device=x.device)
-        handle["k"] = _block_kernel[(grid,)](w2d, w3d, xf, wt["wf"], wt["b1"], wt["b2"], wt["b3"], buf, npix, h, w, c, **cx, num_warps=4)
+        if tc:
+            handle["k"] = _block_tc_kernel[(grid,)](*descs, xf, wt["b1"], wt["b2"], wt["b3"], buf, npix, h, w, c, **cx, num_warps=4)
+        else:
+            handle["k"] = _block_kernel[(grid,)](*descs, xf, wt["wf"], wt["b1"], wt["b2"], wt["b3"], buf, npix, h, w, c, **cx, num_warps=4)
         handle["npix"] = npix
         return buf[:npix * c].view(n, h, w, c).permute(0, 3, 1, 2)
     if cx["STAMP"]:
@@ -406,9 +617,10 @@ def compile_only(widths: list[int], modes: tuple) -> None:
     for c in widths:
         cp = padded(c)
         w2t, w3t = torch.empty(cp, 4 * c, dtype=torch.bfloat16), torch.empty(4 * c, cp, dtype=torch.bfloat16)
+        wb = torch.empty(9 * cp, 16, dtype=torch.bfloat16)
         for cfg in tiles(c, modes):
-            descs = dict(zip(("w2_desc", "w3_desc"), descriptors(w2t, w3t, cfg["block_h"])))
-            compile_tile(_block_kernel, f"C={c}", cfg, constexprs(cp, 4 * c, cfg), 4, "gluon_block",
+            descs = dict(zip(("w2_desc", "w3_desc", "wb_desc"), descriptors(w2t, w3t, cfg["block_h"], wb)))
+            compile_tile(kernel(cfg), f"C={c}", cfg, constexprs(cp, 4 * c, cfg), 4, "gluon_block",
                          lambda n: descs[n].__mangle__() if n in descs else ("*fp32" if n == "wf_ptr" else None), (("setmaxnreg", "setmaxnreg"), ("tma", "cp.async.bulk.tensor")))
 
 

@@ -103,7 +103,7 @@ def test_persist_stamp_summary_totals_and_rest(ws):
 def test_block_weights_layout_and_padding(load_bench):
     """gluon_block.weights lays out the folded ConvFirst block for the kernel: the grouped conv computed from wf as the
     kernel does (for each tap and input channel ci of a group g, out[8g + co] += wf[tap, ci, 8g + co]·x[8g + ci] at the shifted pixel)
-    equals PyTorch's grouped conv; C = 48 is padded to 64 with zeros past it (6 of 8 groups real), and W2ᵀ, W3ᵀ are
+    equals PyTorch's grouped conv, and so does the tensor-core conv's from its block-diagonal [16, 16] tiles (wb); C = 48 is padded to 64 with zeros past it (6 of 8 groups real), and W2ᵀ, W3ᵀ are
     the transposes with zero rows / columns past 48."""
     import torch.nn.functional as F
 
@@ -128,5 +128,17 @@ def test_block_weights_layout_and_padding(load_bench):
     y += wt["b1"][None, :, None, None]
     ref = F.conv2d(x, w1, b1, padding=1, groups=c // 8)
     assert torch.allclose(y[:, :48], ref, atol=1e-4) and y[:, 48:].abs().sum() == 0
+    # the tensor-core conv's tiles: for slice j (channels 16j..16j+15), y[16j + n] += Σ_k x[16j + k]·wb[tap, j, k, n]
+    wb = wt["wb"].reshape(9, 4, 16, 16)
+    assert wb.dtype == torch.float32  # w2's dtype (fp32 here)
+    assert wb[:, :, :8, 8:].abs().sum() == 0 and wb[:, :, 8:, :8].abs().sum() == 0  # block-diagonal: groups never mix
+    assert wb[:, 3].abs().sum() == 0  # slice 3 is channels 48-63: padding
+    y2 = torch.zeros(2, 64, 5, 6)
+    for tap in range(9):
+        dy, dx = tap // 3, tap % 3
+        xs = F.pad(xp[:, :, dy:dy + 5, dx:dx + 6], (0, 0, 0, 0, 0, 16)).reshape(2, 4, 16, 5, 6)  # [n, j, k, h, w]
+        y2 += torch.einsum("jko,njkhw->njohw", wb[tap], xs).reshape(2, 64, 5, 6)
+    y2 += wt["b1"][None, :, None, None]
+    assert torch.allclose(y2[:, :48], ref, atol=1e-4) and y2[:, 48:].abs().sum() == 0
     with pytest.raises(ValueError, match="group width 8"):
         gb.weights(torch.randn(c, 16, 3, 3), b1, w2, b2, w3, b3)
