@@ -8,12 +8,16 @@ stay at 14-27 % of theirs. This script asks whether that design carries to the w
     y1 = grouped 3x3 conv (group width 8) of x + b1;  out = x + b3 + SiLU(y1·W2ᵀ + b2)·W3ᵀ      (BatchNorms folded)
 
 `_block_kernel` is `_ws_persist_kernel` with each consumer computing its 64 pixels' y1 itself, on the CUDA cores, in
-place of the TMA load of x: for each sub-tile of SUB rows and each of the 9 taps, the tap's shifted input [SUB, C]
-(16-byte loads, 8 channels = one group a thread) times the group's 8x8 weights, summed in fp32 inside the thread
-(no MAC is spent outside the groups, where the product's tensor-core ways spend 2x or C/8x), then y1 + b1 in bf16
-into the consumer's shared x tile, fenced for the wgmmas. The residual is x from global memory (16-byte pieces, as
-persist_epi's). Shared ring (both consumers take the two halves of a 128-pixel tile and read one weight ring) or
-SPLIT (a ring and loader a consumer, so one's conv can run while the other's wgmmas do).
+place of the TMA load of x (`_gconv_sub`: a thread holds 4 pixels x one group's 8 outputs; each pair of input channels
+one 32-bit load, the taps a loop with the next tap's input in flight, fp32 FMAs), then y1 + b1 in bf16 into the
+consumer's shared x tile, fenced for the wgmmas. No MAC is spent outside the groups. The residual is x from global
+memory (16-byte pieces, as persist_epi's). Shared ring (both consumers take the two halves of a 128-pixel tile and
+read one weight ring) or SPLIT (a ring and loader a consumer). Modes pfw (the next tap's weights loaded a tap ahead
+too) and noload_stamped (an ablation: no input loads, wrong outputs, timed unchecked).
+`_block_tc_kernel` (modes tc, tc_stamped; widths up to 128) runs the grouped conv on the tensor cores instead
+(`_block_body_tc`: each 16-channel slice nine wgmmas against block-diagonal [16, 16] tiles, 144·C MACs a pixel).
+On the H100 (runs 40-42, benchmarks/README.md) the CUDA-core conv was 62-73 % of a consumer's time, bound by its own
+FMAs: 31 % of the block's roofline at 256 channels (the fastest block there), 8-25 % below.
 
 Widths: powers of two as they are (64, 128, 256: the chain's widths); the zoo's 3·2^k widths (48, 96, 192) padded to
 the next power of two in shared memory and registers only (weights zero-padded once; x, the output and the residual
@@ -23,7 +27,7 @@ weights. Check: max |out − fp32 reference| / max |reference| ≤ kernels_gpu.T
 Roofline: kernels_gpu.block_cost (grouped conv + expand + project MACs; x, out, folded weights once) over the card's
 ceilings (--ceilings).
 
-    python3 benchmarks/gluon_block.py --out $OUT --ceilings FILE [--widths 64,128,256,48,96,192] [--modes shared,split]
+    python3 benchmarks/gluon_block.py --out $OUT --ceilings FILE [--widths 64,128,256,48,96,192] [--modes tc,tc_stamped,pfw]
     python3 benchmarks/gluon_block.py --compile-only [--widths ...]          (sm_90 compile here, no GPU)
 """
 from __future__ import annotations
