@@ -11,8 +11,8 @@ stay at 14-27 % of theirs. This script asks whether that design carries to the w
 place of the TMA load of x (`_gconv_sub`: a thread holds 4 pixels x one group's 8 outputs; each pair of input channels
 one 32-bit load, the taps a loop with the next tap's input in flight, fp32 FMAs), then y1 + b1 in bf16 into the
 consumer's shared x tile, fenced for the wgmmas. No MAC is spent outside the groups. The residual is x from global
-memory (16-byte pieces, as persist_epi's). Shared ring (both consumers take the two halves of a 128-pixel tile and
-read one weight ring) or SPLIT (a ring and loader a consumer). Modes pfw (the next tap's weights loaded a tap ahead
+memory (16-byte pieces, as persist_epi's). Both consumers take the two halves of a 128-pixel tile and read one weight
+ring. Modes pfw (the next tap's weights loaded a tap ahead
 too) and noload_stamped (an ablation: no input loads, wrong outputs, timed unchecked).
 `_block_tc_kernel` (modes tc, tc_stamped; widths up to 128) runs the grouped conv on the tensor cores instead
 (`_block_body_tc`: each 16-channel slice nine wgmmas against block-diagonal [16, 16] tiles, 144·C MACs a pixel).
@@ -148,6 +148,32 @@ def _gconv_sub(x_ptr, wf_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, R: 
 
 
 @gluon.jit
+def _epilogue(acc, b3_ptr, x_ptr, out_ptr, row0, NPIX, C, acc_l: gl.constexpr, st_l: gl.constexpr):
+    """The block's end for a consumer's 64 pixels from row0: bias, bf16, into the row-major layout of 16-byte pieces
+    (st_l), plus the residual x (from global memory, the same pieces), stored at the real width C."""
+    BLOCK_P: gl.constexpr = acc.shape[0]
+    CP: gl.constexpr = acc.shape[1]
+    ocol = gl.arange(0, CP, layout=gl.SliceLayout(0, acc_l))
+    y = gl.convert_layout((acc + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]).to(gl.bfloat16), st_l)
+    srow = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, st_l))
+    scol = gl.arange(0, CP, layout=gl.SliceLayout(0, st_l))
+    off = srow[:, None] * C + scol[None, :]
+    m = (srow < NPIX)[:, None] & (scol < C)[None, :]
+    gl.store(out_ptr + off, (y.to(gl.float32) + gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32)).to(gl.bfloat16), mask=m)
+
+
+@gluon.jit
+def _write_stamps(st, c_start, conv_cyc, loop_cyc, epi_cyc, first):
+    """A consumer's clock totals after the output (as gluon_ws_chain's persist_epi_stamped, its x waits read as convs)."""
+    gl.store(st, c_start)
+    gl.store(st + 1, conv_cyc)
+    gl.store(st + 2, loop_cyc)
+    gl.store(st + 3, epi_cyc)
+    gl.store(st + 4, _clock(first))
+    gl.store(st + 7, _globaltimer(first))
+
+
+@gluon.jit
 def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
                 tile_rows, row_off, slot, STAMP: gl.constexpr, CONV: gl.constexpr = 0):
     """One consumer warpgroup: for each tile it takes (first, first + step, ... below ntiles; its 64 pixels from row
@@ -204,23 +230,12 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3
         if STAMP:
             c2 = _clock(t)
             loop_cyc += c2 - c1
-        ocol = gl.arange(0, CP, layout=gl.SliceLayout(0, acc_l))
-        y = gl.convert_layout((acc + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]).to(gl.bfloat16), st_l)
-        srow = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, st_l))
-        scol = gl.arange(0, CP, layout=gl.SliceLayout(0, st_l))
-        off = srow[:, None] * C + scol[None, :]
-        m = (srow < NPIX)[:, None] & (scol < C)[None, :]
-        gl.store(out_ptr + off, (y.to(gl.float32) + gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32)).to(gl.bfloat16), mask=m)
+        _epilogue(acc, b3_ptr, x_ptr, out_ptr, row0, NPIX, C, acc_l, st_l)
         if STAMP:
             epi_cyc += _clock(t) - c2
         t += step
     if STAMP:
-        gl.store(st, c_start)
-        gl.store(st + 1, conv_cyc)
-        gl.store(st + 2, loop_cyc)
-        gl.store(st + 3, epi_cyc)
-        gl.store(st + 4, _clock(first))
-        gl.store(st + 7, _globaltimer(first))
+        _write_stamps(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
 
 
 @gluon.jit
@@ -261,59 +276,48 @@ def _consume_block_noload_stamped(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, 
 @gluon.jit
 def _block_kernel(w2_desc, w3_desc, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, CP: gl.constexpr, HID: gl.constexpr,
                   BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr, SW_X: gl.constexpr,
-                  SPLIT: gl.constexpr = False, STAMP: gl.constexpr = False, CONV: gl.constexpr = 0):
-    """The ConvFirst block, persistent (one program an SM): two consumer warpgroups (`_block_body`) and one loader warp
-    a ring (gluon_ws_chain._loader_persist). Shared ring: the program takes tiles of 2·BLOCK_P pixels in turn, each
-    consumer one half; SPLIT: a ring and loader a consumer, each taking its own BLOCK_P-pixel tiles. W2ᵀ [CP, HID] and
-    W3ᵀ [HID, CP] by TMA descriptors (zero-padded from C to CP); x and out [NPIX, C] bf16."""
+                  STAMP: gl.constexpr = False, CONV: gl.constexpr = 0):
+    """The ConvFirst block, persistent (one program an SM): two consumer warpgroups (`_block_body`) taking the halves
+    of 128-pixel tiles in turn and one loader warp (gluon_ws_chain._loader_persist) streaming both one weight ring.
+    W2ᵀ [CP, HID] and W3ᵀ [HID, CP] by TMA descriptors (zero-padded from C to CP); x and out [NPIX, C] bf16. (Runs 40
+    and 41 also timed a ring and loader a consumer, at commits f2cfb4f and 1dce986: it never beat the shared ring.)"""
     x_s = gl.allocate_shared_memory(gl.bfloat16, [2, BLOCK_P, CP], gl.NVMMASharedLayout(swizzle_byte_width=SW_X, element_bitwidth=16, rank=2))
+    w2_s, w3_s, ready, empty = _ring(w2_desc, w3_desc, CP, BLOCK_H, STAGES)
+    pid = gl.program_id(0)
+    nprog = gl.num_programs(0)
+    nt = gl.cdiv(NPIX, 2 * BLOCK_P)
+    c0 = (x_s.index(0), w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
+          2 * BLOCK_P, 0, 2 * pid)
+    c1 = (x_s.index(1), w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
+          2 * BLOCK_P, BLOCK_P, 2 * pid + 1)
+    ld = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog)
+    if CONV == 2:
+        gl.static_assert(STAMP, "the noload ablation is stamped")
+        gl.warp_specialize([(_consume_block_noload_stamped, c0), (_consume_block_noload_stamped, c1), (_loader_persist, ld)], [4, 1],
+                           [REGS, 24])
+    elif CONV == 1 and STAMP:
+        gl.warp_specialize([(_consume_block_pfw_stamped, c0), (_consume_block_pfw_stamped, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
+    elif CONV == 1:
+        gl.warp_specialize([(_consume_block_pfw, c0), (_consume_block_pfw, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
+    elif STAMP:
+        gl.warp_specialize([(_consume_block_stamped, c0), (_consume_block_stamped, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
+    else:
+        gl.warp_specialize([(_consume_block, c0), (_consume_block, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
+
+
+@gluon.jit
+def _ring(w2_desc, w3_desc, CP: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr):
+    """The weight ring both consumers share: STAGES slots of a W2ᵀ [CP, BLOCK_H] and a W3ᵀ [BLOCK_H, CP] chunk, a
+    `ready` barrier a slot (the TMA byte count completes it) and an `empty` one (both consumers arrive)."""
     w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, CP, BLOCK_H], w2_desc.layout)
     w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, CP], w3_desc.layout)
     ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     for s in gl.static_range(STAGES):
         mbarrier.init(ready.index(s), count=1)
-        mbarrier.init(empty.index(s), count=1 if SPLIT else 2)
-    if SPLIT:
-        w2_1 = gl.allocate_shared_memory(gl.bfloat16, [STAGES, CP, BLOCK_H], w2_desc.layout)
-        w3_1 = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, CP], w3_desc.layout)
-        rd1 = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-        em1 = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-        for s in gl.static_range(STAGES):
-            mbarrier.init(rd1.index(s), count=1)
-            mbarrier.init(em1.index(s), count=1)
+        mbarrier.init(empty.index(s), count=2)
     fence_async_shared()
-    pid = gl.program_id(0)
-    nprog = gl.num_programs(0)
-    if SPLIT:
-        nt = gl.cdiv(NPIX, BLOCK_P)
-        c0 = (x_s.index(0), w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, 2 * pid, nt, 2 * nprog, BLOCK_P, 0, 2 * pid)
-        c1 = (x_s.index(1), w2_1, w3_1, rd1, em1, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, 2 * pid + 1, nt, 2 * nprog, BLOCK_P, 0, 2 * pid + 1)
-        l0 = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, 2 * pid, nt, 2 * nprog)
-        l1 = (w2_1, w3_1, rd1, em1, w2_desc, w3_desc, HID, 2 * pid + 1, nt, 2 * nprog)
-        if STAMP:
-            gl.warp_specialize([(_consume_block_stamped, c0), (_consume_block_stamped, c1), (_loader_persist, l0), (_loader_persist, l1)],
-                               [4, 1, 1], [REGS, 24, 24])
-        else:
-            gl.warp_specialize([(_consume_block, c0), (_consume_block, c1), (_loader_persist, l0), (_loader_persist, l1)], [4, 1, 1],
-                               [REGS, 24, 24])
-    else:
-        nt = gl.cdiv(NPIX, 2 * BLOCK_P)
-        c0 = (x_s.index(0), w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog, 2 * BLOCK_P, 0, 2 * pid)
-        c1 = (x_s.index(1), w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog, 2 * BLOCK_P, BLOCK_P, 2 * pid + 1)
-        ld = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog)
-        if CONV == 2:
-            gl.static_assert(STAMP, "the noload ablation is stamped")
-            gl.warp_specialize([(_consume_block_noload_stamped, c0), (_consume_block_noload_stamped, c1), (_loader_persist, ld)], [4, 1],
-                               [REGS, 24])
-        elif CONV == 1 and STAMP:
-            gl.warp_specialize([(_consume_block_pfw_stamped, c0), (_consume_block_pfw_stamped, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
-        elif CONV == 1:
-            gl.warp_specialize([(_consume_block_pfw, c0), (_consume_block_pfw, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
-        elif STAMP:
-            gl.warp_specialize([(_consume_block_stamped, c0), (_consume_block_stamped, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
-        else:
-            gl.warp_specialize([(_consume_block, c0), (_consume_block, c1), (_loader_persist, ld)], [4, 1], [REGS, 24])
+    return w2_s, w3_s, ready, empty
 
 
 @gluon.jit
@@ -435,23 +439,12 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b
         if STAMP:
             c2 = _clock(t)
             loop_cyc += c2 - c1
-        ocol = gl.arange(0, CP, layout=gl.SliceLayout(0, acc_l))
-        y = gl.convert_layout((acc + gl.load(b3_ptr + ocol).to(gl.float32)[None, :]).to(gl.bfloat16), st_l)
-        srow = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, st_l))
-        scol = gl.arange(0, CP, layout=gl.SliceLayout(0, st_l))
-        off = srow[:, None] * C + scol[None, :]
-        m = (srow < NPIX)[:, None] & (scol < C)[None, :]
-        gl.store(out_ptr + off, (y.to(gl.float32) + gl.load(x_ptr + off, mask=m, other=0.0).to(gl.float32)).to(gl.bfloat16), mask=m)
+        _epilogue(acc, b3_ptr, x_ptr, out_ptr, row0, NPIX, C, acc_l, st_l)
         if STAMP:
             epi_cyc += _clock(t) - c2
         t += step
     if STAMP:
-        gl.store(st, c_start)
-        gl.store(st + 1, conv_cyc)
-        gl.store(st + 2, loop_cyc)
-        gl.store(st + 3, epi_cyc)
-        gl.store(st + 4, _clock(first))
-        gl.store(st + 7, _globaltimer(first))
+        _write_stamps(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
 
 
 @gluon.jit
@@ -479,16 +472,9 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, o
     sl16: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=32, element_bitwidth=16, rank=2)
     y_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NS, BLOCK_P, 16], sl16)
     wb_s = gl.allocate_shared_memory(gl.bfloat16, [9 * NS, 16, 16], wb_desc.layout)
-    w2_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, CP, BLOCK_H], w2_desc.layout)
-    w3_s = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_H, CP], w3_desc.layout)
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     wb_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    for s in gl.static_range(STAGES):
-        mbarrier.init(ready.index(s), count=1)
-        mbarrier.init(empty.index(s), count=2)
     mbarrier.init(wb_bar, count=1)
-    fence_async_shared()
+    w2_s, w3_s, ready, empty = _ring(w2_desc, w3_desc, CP, BLOCK_H, STAGES)  # its fence covers wb_bar's init too
     pid = gl.program_id(0)
     nprog = gl.num_programs(0)
     nt = gl.cdiv(NPIX, 2 * BLOCK_P)
@@ -503,7 +489,7 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, o
         gl.warp_specialize([(_consume_tc, c0), (_consume_tc, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
 
 
-MODES = ("shared", "split", "shared_stamped", "split_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped")  # pfw: weights a
+MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped")  # pfw: weights a
 # tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel)
 ABLATIONS = ("noload_stamped",)  # wrong outputs by design: timed without the check
 
@@ -538,11 +524,10 @@ def weights(w1, b1, w2, b2, w3, b3) -> dict:
 
 
 def smem_bytes(cp: int, cfg: dict) -> int:
-    """Both x tiles, the ring(s) and their barriers, and one [64, CP] bf16 tile of layout-conversion scratch (the sm_90
+    """Both x (or y1) tiles, the ring and its barriers, the tc conv's tiles, and one [64, CP] bf16 tile of layout-conversion scratch (the sm_90
     compile here: 180,264 bytes at CP 128, block_h 128, 2 slots, shared ring, where the buffers alone are 163,872)."""
-    rings = 2 if cfg["mode"].startswith("split") else 1
     conv_w = 9 * cp * 16 if cfg["mode"].startswith("tc") else 0  # the tensor-core conv's block-diagonal tiles
-    return 2 * (3 * BLOCK_P * cp + conv_w + rings * cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * (2 * rings * cfg["stages"] + 1)
+    return 2 * (3 * BLOCK_P * cp + conv_w + cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * (2 * cfg["stages"] + 1)
 
 
 def tiles(c: int, modes: tuple) -> list[dict]:
@@ -566,7 +551,7 @@ def constexprs(cp: int, hid: int, cfg: dict) -> dict:
         return {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
                 "STAMP": cfg["mode"].endswith("_stamped")}
     return {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
-            "SW_X": swizzle(cp), "SPLIT": cfg["mode"].startswith("split"), "STAMP": cfg["mode"].endswith("_stamped"),
+            "SW_X": swizzle(cp), "STAMP": cfg["mode"].endswith("_stamped"),
             "CONV": 1 if cfg["mode"].startswith("pfw") else 2 if cfg["mode"].startswith("noload") else 0}
 
 
@@ -633,7 +618,7 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--widths", default="64,128,256,48,96,192")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--modes", default="shared,split,shared_stamped", help=f"of {','.join(MODES)}")
+    ap.add_argument("--modes", default="tc,tc_stamped,pfw", help=f"of {','.join(MODES)}")
     ap.add_argument("--first", type=int, default=0, help="only the first N tiles a width (a smoke run under a short timeout)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the product's tl kernel and torch.compile of the block")
     ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
