@@ -174,6 +174,40 @@ def _write_stamps(st, c_start, conv_cyc, loop_cyc, epi_cyc, first):
 
 
 @gluon.jit
+def _chunks(a_s, a_base, NA: gl.constexpr, w2_s, w3_s, ready, empty, b2_ptr, HID, k, acc_l: gl.constexpr, e_l: gl.constexpr):
+    """One tile's pass through every chunk of the ring (k: chunks taken so far, the ring's position and phase): E =
+    y1·W2ᵀ[chunk] (wgmma; y1 the [64, CP] tile a_s, or with NA > 0 the NA [64, 16] tiles a_s[a_base:] against row
+    slices of the chunk), P = SiLU(E + b2) in registers, acc += P·W3ᵀ[chunk]; each slot freed once read. Returns the
+    [64, CP] fp32 accumulator and k."""
+    STAGES: gl.constexpr = w2_s.shape[0]
+    CP: gl.constexpr = w2_s.shape[1]
+    BLOCK_H: gl.constexpr = w2_s.shape[2]
+    BLOCK_P: gl.constexpr = a_s.shape[1] if NA > 0 else a_s.shape[0]
+    p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
+    hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
+    e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
+    acc = gl.zeros([BLOCK_P, CP], gl.float32, acc_l)
+    for i in range(HID // BLOCK_H):
+        s = k % STAGES
+        b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
+        mbarrier.wait(ready.index(s), (k // STAGES) & 1)
+        if NA > 0:
+            w2c = w2_s.index(s)
+            e = warpgroup_mma(a_s.index(a_base), w2c.slice(0, 16, dim=0), e0, use_acc=False, is_async=True)
+            for jj in gl.static_range(1, NA):
+                e = warpgroup_mma(a_s.index(a_base + jj), w2c.slice(16 * jj, 16, dim=0), e, is_async=True)
+        else:
+            e = warpgroup_mma(a_s, w2_s.index(s), e0, use_acc=False, is_async=True)
+        e = warpgroup_mma_wait(0, deps=[e])
+        p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
+        acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
+        acc, p = warpgroup_mma_wait(0, deps=[acc, p])
+        mbarrier.arrive(empty.index(s))
+        k += 1
+    return acc, k
+
+
+@gluon.jit
 def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
                 tile_rows, row_off, slot, STAMP: gl.constexpr, CONV: gl.constexpr = 0):
     """One consumer warpgroup: for each tile it takes (first, first + step, ... below ntiles; its 64 pixels from row
@@ -189,11 +223,7 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3
     SUB: gl.constexpr = 4 * (32 // (CP // 8)) * RC
     acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
     e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
-    p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
     st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
-    NCH = HID // BLOCK_H
-    hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
-    e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
     if STAMP:
         st = (out_ptr + NPIX * C).to(gl.pointer_type(gl.int64), bitcast=True) + slot * 8
         gl.store(st + 6, _globaltimer(first))
@@ -215,18 +245,7 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3
         if STAMP:
             c1 = _clock(t)
             conv_cyc += c1 - c0
-        acc = gl.zeros([BLOCK_P, CP], gl.float32, acc_l)
-        for i in range(NCH):
-            s = k % STAGES
-            b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
-            mbarrier.wait(ready.index(s), (k // STAGES) & 1)
-            e = warpgroup_mma(x_t, w2_s.index(s), e0, use_acc=False, is_async=True)
-            e = warpgroup_mma_wait(0, deps=[e])
-            p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
-            acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
-            acc, p = warpgroup_mma_wait(0, deps=[acc, p])
-            mbarrier.arrive(empty.index(s))
-            k += 1
+        acc, k = _chunks(x_t, 0, 0, w2_s, w3_s, ready, empty, b2_ptr, HID, k, acc_l, e_l)
         if STAMP:
             c2 = _clock(t)
             loop_cyc += c2 - c1
@@ -369,13 +388,9 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b
     NS: gl.constexpr = CP // 16
     acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
     e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
-    p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
     cv_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 16, 16])
     a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=cv_l, k_width=2)
     st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
-    NCH = HID // BLOCK_H
-    hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
-    e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
     z16 = gl.zeros([BLOCK_P, 16], gl.float32, cv_l)
     kk = gl.arange(0, 16, layout=gl.SliceLayout(0, a_l))
     bc = gl.arange(0, 16, layout=gl.SliceLayout(0, cv_l))
@@ -421,21 +436,7 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b
         if STAMP:
             c1 = _clock(t)
             conv_cyc += c1 - c0
-        acc = gl.zeros([BLOCK_P, CP], gl.float32, acc_l)
-        for i in range(NCH):
-            s = k % STAGES
-            b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
-            mbarrier.wait(ready.index(s), (k // STAGES) & 1)
-            w2c = w2_s.index(s)
-            e = warpgroup_mma(y_s.index(ybase), w2c.slice(0, 16, dim=0), e0, use_acc=False, is_async=True)
-            for jj in gl.static_range(1, NS):
-                e = warpgroup_mma(y_s.index(ybase + jj), w2c.slice(16 * jj, 16, dim=0), e, is_async=True)
-            e = warpgroup_mma_wait(0, deps=[e])
-            p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
-            acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
-            acc, p = warpgroup_mma_wait(0, deps=[acc, p])
-            mbarrier.arrive(empty.index(s))
-            k += 1
+        acc, k = _chunks(y_s, ybase, NS, w2_s, w3_s, ready, empty, b2_ptr, HID, k, acc_l, e_l)
         if STAMP:
             c2 = _clock(t)
             loop_cyc += c2 - c1
