@@ -373,7 +373,7 @@ def _loader_tc(w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc
 
 @gluon.jit
 def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
-                   step, tile_rows, row_off, slot, ybase, STAMP: gl.constexpr):
+                   step, tile_rows, row_off, slot, ybase, STAMP: gl.constexpr, NOLOAD: gl.constexpr = False):
     """One consumer warpgroup with the grouped conv on the tensor cores: the channels in slices of 16 (two groups of
     8), each slice's y1 [64, 16] = Σ over the 9 taps of the tap's input slice (A, from registers, loaded straight
     from global memory) · the slice's block-diagonal [16, 16] weight (B, in shared memory: half its entries zero,
@@ -415,10 +415,16 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b
         h = (r % hw) // W
         w = r % W
         pm = r < NPIX
-        a0, a1, a2, a3, a4, a5, a6, a7, a8 = _slice_taps(x_ptr, 0, n, h, w, pm, kk, H, W, C)
+        if NOLOAD:  # ablation: no A loads, a made-up operand; the wgmmas, weights and stores as ever
+            a0 = gl.full([BLOCK_P, 16], 1.0, gl.bfloat16, a_l) + kk[None, :].to(gl.bfloat16)
+        else:
+            a0, a1, a2, a3, a4, a5, a6, a7, a8 = _slice_taps(x_ptr, 0, n, h, w, pm, kk, H, W, C)
         for j in range(NS):
-            v0, v1, v2, v3, v4, v5, v6, v7, v8 = a0, a1, a2, a3, a4, a5, a6, a7, a8
-            a0, a1, a2, a3, a4, a5, a6, a7, a8 = _slice_taps(x_ptr, (j + 1) % NS, n, h, w, pm, kk, H, W, C)  # the next slice's
+            if NOLOAD:
+                v0, v1, v2, v3, v4, v5, v6, v7, v8 = a0, a0, a0, a0, a0, a0, a0, a0, a0
+            else:
+                v0, v1, v2, v3, v4, v5, v6, v7, v8 = a0, a1, a2, a3, a4, a5, a6, a7, a8
+                a0, a1, a2, a3, a4, a5, a6, a7, a8 = _slice_taps(x_ptr, (j + 1) % NS, n, h, w, pm, kk, H, W, C)  # the next slice's
             yc = warpgroup_mma(v0, wb_s.index(j), z16, use_acc=False, is_async=True)
             yc = warpgroup_mma(v1, wb_s.index(NS + j), yc, is_async=True)
             yc = warpgroup_mma(v2, wb_s.index(2 * NS + j), yc, is_async=True)
@@ -463,8 +469,16 @@ def _consume_tc_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_p
 
 
 @gluon.jit
+def _consume_tc_noload_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                               ntiles, step, tile_rows, row_off, slot, ybase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
+                   step, tile_rows, row_off, slot, ybase, True, True)
+
+
+@gluon.jit
 def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, CP: gl.constexpr, HID: gl.constexpr,
-                     BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr, STAMP: gl.constexpr = False):
+                     BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr, STAMP: gl.constexpr = False,
+                     NOLOAD: gl.constexpr = False):
     """The ConvFirst block with its grouped conv on the tensor cores (`_block_body_tc`), persistent, the shared ring
     of `_block_kernel`: two consumers taking the halves of 128-pixel tiles, one loader warp (`_loader_tc`), which
     first brings the 9·CP/16 block-diagonal [16, 16] conv weights (wb_desc over [9·CP, 16]: tap-major, then slice)
@@ -484,15 +498,18 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, o
     c1 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
           2 * BLOCK_P, BLOCK_P, 2 * pid + 1, NS)
     ld = (w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, pid, nt, nprog)
-    if STAMP:
+    if NOLOAD:
+        gl.static_assert(STAMP, "the tc noload ablation is stamped")
+        gl.warp_specialize([(_consume_tc_noload_stamped, c0), (_consume_tc_noload_stamped, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
+    elif STAMP:
         gl.warp_specialize([(_consume_tc_stamped, c0), (_consume_tc_stamped, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
     else:
         gl.warp_specialize([(_consume_tc, c0), (_consume_tc, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
 
 
-MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped")  # pfw: weights a
+MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped", "tc_noload_stamped")  # pfw: weights a
 # tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel)
-ABLATIONS = ("noload_stamped",)  # wrong outputs by design: timed without the check
+ABLATIONS = ("noload_stamped", "tc_noload_stamped")  # wrong outputs by design: timed without the check
 
 
 def weights(w1, b1, w2, b2, w3, b3) -> dict:
@@ -550,7 +567,7 @@ def kernel(cfg: dict):
 def constexprs(cp: int, hid: int, cfg: dict) -> dict:
     if cfg["mode"].startswith("tc"):
         return {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
-                "STAMP": cfg["mode"].endswith("_stamped")}
+                "STAMP": cfg["mode"].endswith("_stamped"), "NOLOAD": "noload" in cfg["mode"]}
     return {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
             "SW_X": swizzle(cp), "STAMP": cfg["mode"].endswith("_stamped"),
             "CONV": 1 if cfg["mode"].startswith("pfw") else 2 if cfg["mode"].startswith("noload") else 0}
