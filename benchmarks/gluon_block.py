@@ -42,15 +42,13 @@ import torch
 import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, warpgroup_mma
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_wait
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from gluon_chain import _silu, swizzle  # noqa: E402
-from gluon_ws_chain import _clock, _globaltimer, _loader_persist, _smid, _tma_load, persist_stamp_summary  # noqa: E402
-
-from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma_wait  # noqa: E402
+from gluon_ws_chain import _clock, _loader_persist, _stamps_end, _stamps_start, _tma_load, persist_stamp_summary  # noqa: E402
 
 # Triton 3.6 (the device's) names the CTA barrier thread_barrier; 3.9 (here) barrier
 _barrier = getattr(gl, "thread_barrier", None) or gl.barrier
@@ -163,17 +161,6 @@ def _epilogue(acc, b3_ptr, x_ptr, out_ptr, row0, NPIX, C, acc_l: gl.constexpr, s
 
 
 @gluon.jit
-def _write_stamps(st, c_start, conv_cyc, loop_cyc, epi_cyc, first):
-    """A consumer's clock totals after the output (as gluon_ws_chain's persist_epi_stamped, its x waits read as convs)."""
-    gl.store(st, c_start)
-    gl.store(st + 1, conv_cyc)
-    gl.store(st + 2, loop_cyc)
-    gl.store(st + 3, epi_cyc)
-    gl.store(st + 4, _clock(first))
-    gl.store(st + 7, _globaltimer(first))
-
-
-@gluon.jit
 def _chunks(a_s, a_base, NA: gl.constexpr, w2_s, w3_s, ready, empty, b2_ptr, HID, k, acc_l: gl.constexpr, e_l: gl.constexpr):
     """One tile's pass through every chunk of the ring (k: chunks taken so far, the ring's position and phase): E =
     y1·W2ᵀ[chunk] (wgmma; y1 the [64, CP] tile a_s, or with NA > 0 the NA [64, 16] tiles a_s[a_base:] against row
@@ -217,7 +204,6 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3
     clock at start, conv, loops, epilogues, clock at end, %smid, %globaltimer at start and end)."""
     BLOCK_P: gl.constexpr = x_t.shape[0]
     CP: gl.constexpr = x_t.shape[1]
-    STAGES: gl.constexpr = w2_s.shape[0]
     BLOCK_H: gl.constexpr = w2_s.shape[2]
     RC: gl.constexpr = 4  # conv pixels a thread: SUB = 64, 32, 16 at CP 64, 128, 256 (32 // G threads a warp down the pixels)
     SUB: gl.constexpr = 4 * (32 // (CP // 8)) * RC
@@ -225,10 +211,7 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3
     e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
     st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
     if STAMP:
-        st = (out_ptr + NPIX * C).to(gl.pointer_type(gl.int64), bitcast=True) + slot * 8
-        gl.store(st + 6, _globaltimer(first))
-        gl.store(st + 5, _smid(first).to(gl.int64))
-        c_start = _clock(first)
+        st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
         conv_cyc = c_start - c_start
         loop_cyc = conv_cyc
         epi_cyc = conv_cyc
@@ -254,7 +237,7 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3
             epi_cyc += _clock(t) - c2
         t += step
     if STAMP:
-        _write_stamps(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
+        _stamps_end(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
 
 
 @gluon.jit
@@ -382,7 +365,6 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b
     ybase), and the expansion is CP/16 wgmmas of K = 16 against row slices of the W2ᵀ chunk. The rest as
     `_block_body` (chain, epilogue at width C, residual from global memory, stamps)."""
     BLOCK_P: gl.constexpr = y_s.shape[1]
-    STAGES: gl.constexpr = w2_s.shape[0]
     CP: gl.constexpr = w2_s.shape[1]
     BLOCK_H: gl.constexpr = w2_s.shape[2]
     NS: gl.constexpr = CP // 16
@@ -396,10 +378,7 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b
     bc = gl.arange(0, 16, layout=gl.SliceLayout(0, cv_l))
     hw = H * W
     if STAMP:
-        st = (out_ptr + NPIX * C).to(gl.pointer_type(gl.int64), bitcast=True) + slot * 8
-        gl.store(st + 6, _globaltimer(first))
-        gl.store(st + 5, _smid(first).to(gl.int64))
-        c_start = _clock(first)
+        st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
         conv_cyc = c_start - c_start
         loop_cyc = conv_cyc
         epi_cyc = conv_cyc
@@ -451,7 +430,7 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b
             epi_cyc += _clock(t) - c2
         t += step
     if STAMP:
-        _write_stamps(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
+        _stamps_end(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
 
 
 @gluon.jit
@@ -555,7 +534,7 @@ def tiles(c: int, modes: tuple) -> list[dict]:
         for stages in (2, 3, 4):
             for mode in modes:
                 cfg = {"block_h": bh, "stages": stages, "mode": mode}
-                if (4 * c) % bh == 0 and smem_bytes(cp, cfg) <= 232448 and not (mode.startswith("tc") and cp > 128):
+                if (4 * c) % bh == 0 and smem_bytes(cp, cfg) <= 232448:  # tc: up to 128 channels (its conv tiles)
                     out.append(cfg)
     return out
 
@@ -565,12 +544,12 @@ def kernel(cfg: dict):
 
 
 def constexprs(cp: int, hid: int, cfg: dict) -> dict:
-    if cfg["mode"].startswith("tc"):
-        return {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
-                "STAMP": cfg["mode"].endswith("_stamped"), "NOLOAD": "noload" in cfg["mode"]}
-    return {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
-            "SW_X": swizzle(cp), "STAMP": cfg["mode"].endswith("_stamped"),
-            "CONV": 1 if cfg["mode"].startswith("pfw") else 2 if cfg["mode"].startswith("noload") else 0}
+    mode = cfg["mode"]
+    cx = {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
+          "STAMP": mode.endswith("_stamped")}
+    if mode.startswith("tc"):
+        return {**cx, "NOLOAD": "noload" in mode}
+    return {**cx, "SW_X": swizzle(cp), "CONV": 1 if mode.startswith("pfw") else 2 if mode.startswith("noload") else 0}
 
 
 def descriptors(w2t: torch.Tensor, w3t: torch.Tensor, block_h: int, wb: torch.Tensor | None = None) -> tuple:
@@ -586,7 +565,7 @@ def descriptors(w2t: torch.Tensor, w3t: torch.Tensor, block_h: int, wb: torch.Te
 def fused(wt: dict, cfg: dict, h: int, w: int):
     """f(x) for x [N, C, H, W] bf16 channels-last running `_block_kernel` (one program an SM), returning the output in
     the same layout; and the dict whose "k" keeps the last compiled launch (and "summary", stamped modes: the clock
-    totals, as gluon_ws_chain.persist_stamp_summary with its x waits read as the convs)."""
+    totals, as gluon_ws_chain.persist_stamp_summary with slot 1 read as the convs)."""
     c, cp, hid = wt["c"], wt["cp"], wt["w2t"].shape[1]
     tc = cfg["mode"].startswith("tc")
     descs = descriptors(wt["w2t"], wt["w3t"], cfg["block_h"], wt["wb"] if tc else None)
@@ -601,19 +580,12 @@ def fused(wt: dict, cfg: dict, h: int, w: int):
             raise ValueError("x must be channels-last")
         grid = min(triton.cdiv(triton.cdiv(npix, BLOCK_P), 2), torch.cuda.get_device_properties(x.device).multi_processor_count)
         buf = handle["buf"] = torch.empty(npix * c + (4 * 8 * 2 * grid if cx["STAMP"] else 0), dtype=x.dtype, device=x.device)
-        if tc:
-            handle["k"] = _block_tc_kernel[(grid,)](*descs, xf, wt["b1"], wt["b2"], wt["b3"], buf, npix, h, w, c, **cx, num_warps=4)
-        else:
-            handle["k"] = _block_kernel[(grid,)](*descs, xf, wt["wf"], wt["b1"], wt["b2"], wt["b3"], buf, npix, h, w, c, **cx, num_warps=4)
+        conv_w = () if tc else (wt["wf"],)  # the CUDA-core conv's weights (the tc kernel's come by wb's descriptor)
+        handle["k"] = kernel(cfg)[(grid,)](*descs, xf, *conv_w, wt["b1"], wt["b2"], wt["b3"], buf, npix, h, w, c, **cx, num_warps=4)
         handle["npix"] = npix
         return buf[:npix * c].view(n, h, w, c).permute(0, 3, 1, 2)
     if cx["STAMP"]:
-        def summary():
-            st = handle["buf"][handle["npix"] * c:].view(torch.int64).view(-1, 8).cpu()
-            s = persist_stamp_summary(st)
-            s["conv_total"] = s.pop("x_wait_total")  # slot 1 holds the convs' cycles here
-            return s
-        handle["summary"] = summary
+        handle["summary"] = lambda: persist_stamp_summary(handle["buf"][handle["npix"] * c:].view(torch.int64).view(-1, 8).cpu(), "conv_total")
     return f, handle
 
 
@@ -632,6 +604,8 @@ def compile_only(widths: list[int], modes: tuple) -> None:
 
 
 def main() -> None:
+    import kernels_gpu
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out")
     ap.add_argument("--widths", default="64,128,256,48,96,192")
@@ -640,7 +614,7 @@ def main() -> None:
     ap.add_argument("--first", type=int, default=0, help="only the first N tiles a width (a smoke run under a short timeout)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the product's tl kernel and torch.compile of the block")
     ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
-    ap.add_argument("--ceilings", default=None, help="an 'effkit device --json' file measured idle on this card (default: the H200's)")
+    kernels_gpu.add_ceilings_option(ap)
     a = ap.parse_args()
     widths = [int(w) for w in a.widths.split(",")]
     modes = tuple(a.modes.split(","))
@@ -652,7 +626,6 @@ def main() -> None:
     if not a.out:
         ap.error("--out is needed to run")
 
-    import kernels_gpu
     from effkit.kernels.fold import reference_convfirst
     from effkit.models.convfirst import ConvFirstBlock
 

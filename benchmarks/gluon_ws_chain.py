@@ -98,6 +98,28 @@ def _stamp(st, j: gl.constexpr, x):
 
 
 @gluon.jit
+def _stamps_start(out_ptr, NPIX, C, slot, first):
+    """A persistent consumer's stamp slot (8 int64 after the [NPIX, C] output, at `slot`), its %globaltimer at start
+    and %smid written there; returns the slot's pointer and %clock64 at start."""
+    st = (out_ptr + NPIX * C).to(gl.pointer_type(gl.int64), bitcast=True) + slot * 8
+    gl.store(st + 6, _globaltimer(first))
+    gl.store(st + 5, _smid(first).to(gl.int64))
+    return st, _clock(first)
+
+
+@gluon.jit
+def _stamps_end(st, c_start, first_cyc, loop_cyc, epi_cyc, first):
+    """A persistent consumer's clock totals into its slot: clock at start, the first phase's cycles (x waits; a
+    block kernel's convs), loops, epilogues, clock and %globaltimer at the end."""
+    gl.store(st, c_start)
+    gl.store(st + 1, first_cyc)
+    gl.store(st + 2, loop_cyc)
+    gl.store(st + 3, epi_cyc)
+    gl.store(st + 4, _clock(first))
+    gl.store(st + 7, _globaltimer(first))
+
+
+@gluon.jit
 def _consume(x_t, w2_s, w3_s, x_bar, ready, empty, b2_ptr, b3_ptr, out_ptr, NPIX, HID, row0, MODE: gl.constexpr):
     """One consumer warpgroup: its 64 pixels (x_t, rows row0...) through every chunk, then bias, residual (x from shared
     memory) and store. MODE 0: each chunk waits for its expansion, then its projection, and frees its slot. MODE 1
@@ -360,10 +382,7 @@ def _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b
     e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
     t = first
     if STAMP:
-        st = (out_ptr + NPIX * C).to(gl.pointer_type(gl.int64), bitcast=True) + slot * 8
-        gl.store(st + 6, _globaltimer(first))
-        gl.store(st + 5, _smid(first).to(gl.int64))
-        c_start = _clock(first)
+        st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
         x_cyc = c_start - c_start
         loop_cyc = x_cyc
         epi_cyc = x_cyc
@@ -416,12 +435,7 @@ def _persist_body(x_t, w2_s, w3_s, x_bar, ready, empty, x_desc, x_ptr, b2_ptr, b
         t += step
         it += 1
     if STAMP:
-        gl.store(st, c_start)
-        gl.store(st + 1, x_cyc)
-        gl.store(st + 2, loop_cyc)
-        gl.store(st + 3, epi_cyc)
-        gl.store(st + 4, _clock(first))
-        gl.store(st + 7, _globaltimer(first))
+        _stamps_end(st, c_start, x_cyc, loop_cyc, epi_cyc, first)
 
 
 @gluon.jit
@@ -588,17 +602,26 @@ def fused(d: dict, cfg: dict):
     return f, handle
 
 
+def _stamp_ghz(st: torch.Tensor) -> float:
+    """The clock rate (cycles a ns) of stamps [consumer, 8]: each consumer's cycles (slots 0 and 4) over its
+    %globaltimer span (slots 6 and 7), the median over the consumers."""
+    return ((st[:, 4] - st[:, 0]) / (st[:, 7] - st[:, 6]).clamp(min=1)).median().item()
+
+
+def _us_stats(v: torch.Tensor, ghz: float) -> dict:
+    """Median, IQR and count of cycle counts v, in µs at `ghz`."""
+    v = v / ghz / 1e3
+    return {"median_us": v.median().item(), "iqr_us": (v.quantile(0.75) - v.quantile(0.25)).item(), "n": v.numel()}
+
+
 def stamp_summary(st: torch.Tensor, ncons: int) -> dict:
     """The last launch's stamps ([consumer, 8]: clock64 at start, x in, first chunk in, loop done, stored; smid;
     globaltimer at start and end) as medians and IQRs in µs: each consumer's phases, and on each multiprocessor the gap
     between one program's end (its last consumer's store) and the next program's start (its first consumer's start),
     in that multiprocessor's own cycles; the clock rate from each consumer's cycles over its globaltimer span."""
     st = st.double()
-    ghz = ((st[:, 4] - st[:, 0]) / (st[:, 7] - st[:, 6]).clamp(min=1)).median().item()  # cycles a ns
-
-    def q(v: torch.Tensor) -> dict:
-        v = v / ghz / 1e3  # cycles -> µs
-        return {"median_us": v.median().item(), "iqr_us": (v.quantile(0.75) - v.quantile(0.25)).item(), "n": v.numel()}
+    ghz = _stamp_ghz(st)
+    q = lambda v: _us_stats(v, ghz)  # noqa: E731
     phases = {"x_wait": st[:, 1] - st[:, 0], "first_chunk_wait": st[:, 2] - st[:, 1], "loop": st[:, 3] - st[:, 2],
               "epilogue": st[:, 4] - st[:, 3], "consumer": st[:, 4] - st[:, 0]}
     progs = st.view(-1, ncons, 8)
@@ -613,19 +636,17 @@ def stamp_summary(st: torch.Tensor, ncons: int) -> dict:
             **{k: q(v) for k, v in phases.items()}, "gap_between_programs": q(torch.tensor(gaps, dtype=torch.double)) if gaps else None}
 
 
-def persist_stamp_summary(st: torch.Tensor) -> dict:
+def persist_stamp_summary(st: torch.Tensor, first: str = "x_wait_total") -> dict:
     """The persistent kernel's clock totals ([consumer, 8]: clock64 at start, cycles waiting for x, in chunk loops, in
     epilogues, clock64 at end, smid, globaltimer at start and end) as medians and IQRs over the consumers, in µs at the
     clock rate their own cycles over their globaltimer spans give: each phase's total, the consumer's whole time, and
-    the rest of it (its first x load's issue, its loop over tiles, the stamps themselves)."""
+    the rest of it (its first x load's issue, its loop over tiles, the stamps themselves). `first` names the first
+    phase (a block kernel's slot 1 holds its convs)."""
     st = st.double()
-    ghz = ((st[:, 4] - st[:, 0]) / (st[:, 7] - st[:, 6]).clamp(min=1)).median().item()  # cycles a ns
-
-    def q(v: torch.Tensor) -> dict:
-        v = v / ghz / 1e3
-        return {"median_us": v.median().item(), "iqr_us": (v.quantile(0.75) - v.quantile(0.25)).item(), "n": v.numel()}
+    ghz = _stamp_ghz(st)
+    q = lambda v: _us_stats(v, ghz)  # noqa: E731
     whole = st[:, 4] - st[:, 0]
-    return {"clock_ghz": ghz, "kernel_span_us": ((st[:, 7].max() - st[:, 6].min()) / 1e3).item(), "x_wait_total": q(st[:, 1]),
+    return {"clock_ghz": ghz, "kernel_span_us": ((st[:, 7].max() - st[:, 6].min()) / 1e3).item(), first: q(st[:, 1]),
             "loop_total": q(st[:, 2]), "epilogue_total": q(st[:, 3]), "consumer": q(whole), "rest": q(whole - st[:, 1:4].sum(1))}
 
 
