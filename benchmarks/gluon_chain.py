@@ -266,12 +266,14 @@ def sweep(path: Path, widths: list[int], batch: int, tiles_of, fused_of, label: 
 
 def arg_parser(doc: str) -> argparse.ArgumentParser:
     """The chain scripts' common options (this one's and gluon_ws_chain.py's)."""
+    import kernels_gpu
+
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--out")
     ap.add_argument("--widths", default="64,128,256")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--compile-only", action="store_true", help="sm_90 compiles here, no GPU")
-    ap.add_argument("--ceilings", default=None, help="an 'effkit device --json' file measured idle on this card (default: the H200's)")
+    kernels_gpu.add_ceilings_option(ap)
     return ap
 
 

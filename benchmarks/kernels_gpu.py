@@ -193,6 +193,12 @@ def ceilings(path: str | None = None, device: str | None = None) -> tuple[float,
     return ceil["peak_flops"]["bf16"], ceil["bandwidth_bytes_per_s"], label
 
 
+def add_ceilings_option(ap) -> None:
+    """The kernel scripts' --ceilings option (read by `ceilings`)."""
+    ap.add_argument("--ceilings", default=None, help="an 'effkit device --json' file measured idle on this card (default: the H200's, "
+                    "results/h200/ceilings.json; refused on another card)")
+
+
 AHEAD = True  # graph_time_ms holds the GPU back while the replays are issued (--no-ahead: the old way, for comparison)
 
 
@@ -374,7 +380,7 @@ def main():
     ap.add_argument("--tile-split", action="store_true", help="the ConvFirst tiles: the default with split_h 2, 4 and 8 first (for small "
                     "batches, whose few pixel tiles leave SMs idle)")
     ap.add_argument("--tile-share", type=float, default=TILE_SHARE, help=f"share of --deadline the tile search may take (default {TILE_SHARE})")
-    ap.add_argument("--ceilings", default=None, help="an 'effkit device --json' file measured idle on this card (default: the H200's, results/h200/ceilings.json; refused on another card)")
+    add_ceilings_option(ap)
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)} (default: all, in that order)")
     a = ap.parse_args()
     want = a.sections.split(",")

@@ -44,6 +44,7 @@ import triton.language as tl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import kernels_gpu  # noqa: E402  (graph_time_ms: the issue's timer, written separately from effkit's runner)
+from effkit.kernels.triton_blocks import _output  # noqa: E402
 
 MAPS = {64: 56, 128: 28, 256: 14, 512: 7}  # width -> the map side at that width in the networks (224² input)
 TOL = 2e-2  # max abs error over the max abs output, as kernels_gpu.py: bf16 keeps 8 bits
@@ -102,7 +103,7 @@ def launcher(d: dict, kernel, block_p: int, grid: int | None = None, **launch):
     handle = {}
 
     def f(x):
-        out = torch.empty_like(x) if x.is_cuda else torch.full_like(x, float("nan"))
+        out = _output(x.shape, x)  # NaN off the GPU (the rule the product's kernels follow)
         handle["k"] = kernel[(programs,)](x, w2, d["b2"], w3, d["b3"], out, npix, **launch)
         return out
     return f, handle
@@ -144,7 +145,7 @@ def main() -> None:
                     "stops taking new tiles when its share is spent (the rest listed under 'skipped')")
     ap.add_argument("--widths", default="64,128,256,512")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--ceilings", default=None, help="an 'effkit device --json' file measured idle on this card (default: the H200's)")
+    kernels_gpu.add_ceilings_option(ap)
     ap.add_argument("--smoke", action="store_true", help="CPU, fp32, Triton's interpreter, small shapes")
     a = ap.parse_args()
     start = time.time()
