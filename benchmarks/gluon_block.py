@@ -42,6 +42,7 @@ import torch
 import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import async_copy
 from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_wait
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,8 @@ from gluon_ws_chain import _clock, _loader_persist, _stamps_end, _stamps_start, 
 
 # Triton 3.6 (the device's) names the CTA barrier thread_barrier; 3.9 (here) barrier
 _barrier = getattr(gl, "thread_barrier", None) or gl.barrier
+# and its cp.async async_copy_global_to_shared; 3.9 async_load (the old name raises there)
+_async_load = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
 
 BLOCK_P = 64  # a warpgroup's wgmma M
 MAPS = {48: 56, 64: 56, 96: 28, 128: 28, 192: 14, 256: 14}  # the map side at that width in convfirst_net (224², batch 64)
@@ -344,6 +347,80 @@ def _slice_taps(x_ptr, j, n, h, w, pm, kk, H, W, C):
 
 
 @gluon.jit
+def _stage(buf, x_ptr, row0, u, ok_tile, NPIX, H: gl.constexpr, W: gl.constexpr, C, CA: gl.constexpr):
+    """Issue step u of a tile's staged conv (chunk u // 9 of CH input channels, tap u % 9) as one cp.async group: the
+    [64, CH] rows of the 64 pixels' neighbours at the tap, whole 128-byte pixel rows in 16-byte pieces (8 threads a
+    row: 4 L1 wavefronts a warp load, where a [64, 16] slice gathered in the wgmma operand's layout takes 8), into
+    `buf` (128-byte swizzle, the wgmma's A layout); zeros off the image, past C, past NPIX or where not ok_tile (a
+    step past the last tile still commits its empty group, so every step waits on the same count). Triton makes a
+    16-byte cp.async .cg (past L1, so the nine taps' overlapping rows each come from L2); CA: 8-byte pieces, which it
+    makes .ca (through L1, where the taps' rows can hit)."""
+    BLOCK_P: gl.constexpr = buf.shape[0]
+    CH: gl.constexpr = buf.shape[1]
+    if CA:
+        ld_l: gl.constexpr = gl.BlockedLayout([1, 4], [32 // (CH // 4), CH // 4], [4, 1], [1, 0])
+    else:
+        ld_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CH // 8), CH // 8], [4, 1], [1, 0])
+    r = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, ld_l))
+    tap = u % 9
+    dy = tap // 3 - 1
+    dx = tap % 3 - 1
+    h = (r % (H * W)) // W + dy
+    w = r % W + dx
+    ok = ok_tile & (r < NPIX) & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    ch = (u // 9) * CH + gl.arange(0, CH, layout=gl.SliceLayout(0, ld_l))
+    _async_load(buf, x_ptr + (r + dy * W + dx)[:, None] * C + ch[None, :], mask=ok[:, None] & (ch < C)[None, :])
+    async_copy.commit_group()
+
+
+@gluon.jit
+def _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, next_row0, ok_next, s0, NPIX, H: gl.constexpr, W: gl.constexpr, C,
+                 cv_l: gl.constexpr, CA: gl.constexpr):
+    """The grouped conv of a consumer's 64 pixels from row0 on the tensor cores, its input staged in shared memory:
+    steps chunk-major (CP/CH chunks of CH = 64 input channels), tap-minor; each step's [64, CH] neighbour rows come by
+    cp.async (`_stage`) into a ring of NB slots (tap_s[tbase:], NB - 1 steps ahead, running on into the next tile's
+    first steps at next_row0), and its four 16-channel slices are four wgmmas m64n16k16 with A from the slot and B the
+    slice's block-diagonal [16, 16] weight at the tap. The four slices' y1 + b1 go to y_s[ybase + 4·chunk ..]. s0: the
+    steps this consumer has issued before (the ring's position)."""
+    NB: gl.constexpr = tap_s.shape[0] // 2
+    BLOCK_P: gl.constexpr = tap_s.shape[1]
+    CH: gl.constexpr = tap_s.shape[2]
+    NS: gl.constexpr = wb_s.shape[0] // 9
+    NQ: gl.constexpr = CH // 16
+    NSTEP: gl.constexpr = 9 * (NS // NQ)
+    gl.static_assert(NQ == 4, "four 16-channel slices a chunk")
+    bc = gl.arange(0, 16, layout=gl.SliceLayout(0, cv_l))
+    z16 = gl.zeros([BLOCK_P, 16], gl.float32, cv_l)
+    for chunk in range(NS // NQ):
+        y0 = z16
+        y1 = z16
+        y2 = z16
+        y3 = z16
+        for tap in gl.static_range(9):
+            s = chunk * 9 + tap
+            u = s + NB - 1  # the step to issue now: this tile's, or the next tile's first ones
+            nxt = u >= NSTEP
+            _stage(tap_s.index(tbase + (s0 + u) % NB), x_ptr, gl.where(nxt, next_row0, row0), gl.where(nxt, u - NSTEP, u),
+                   (u < NSTEP) | ok_next, NPIX, H, W, C, CA)
+            async_copy.wait_group(NB - 1)  # this step's group has landed (this thread's part)
+            fence_async_shared()
+            _barrier()  # everyone's parts, visible to the wgmmas
+            a = tap_s.index(tbase + (s0 + s) % NB)
+            q = tap * NS + chunk * NQ
+            y0 = warpgroup_mma(a.slice(0, 16, dim=1), wb_s.index(q), y0, is_async=True)
+            y1 = warpgroup_mma(a.slice(16, 16, dim=1), wb_s.index(q + 1), y1, is_async=True)
+            y2 = warpgroup_mma(a.slice(32, 16, dim=1), wb_s.index(q + 2), y2, is_async=True)
+            y3 = warpgroup_mma(a.slice(48, 16, dim=1), wb_s.index(q + 3), y3, is_async=True)
+            y0, y1, y2, y3 = warpgroup_mma_wait(0, deps=[y0, y1, y2, y3])  # the slot is read: it may be refilled
+        j = chunk * NQ
+        y_s.index(ybase + j).store((y0 + gl.load(b1_ptr + 16 * j + bc).to(gl.float32)[None, :]).to(gl.bfloat16))
+        y_s.index(ybase + j + 1).store((y1 + gl.load(b1_ptr + 16 * j + 16 + bc).to(gl.float32)[None, :]).to(gl.bfloat16))
+        y_s.index(ybase + j + 2).store((y2 + gl.load(b1_ptr + 16 * j + 32 + bc).to(gl.float32)[None, :]).to(gl.bfloat16))
+        y_s.index(ybase + j + 3).store((y3 + gl.load(b1_ptr + 16 * j + 48 + bc).to(gl.float32)[None, :]).to(gl.bfloat16))
+    return s0 + NSTEP
+
+
+@gluon.jit
 def _loader_tc(w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, first, ntiles, step):
     """The loader warp of the tensor-core conv: the block-diagonal conv weights once (9·CP/16 [16, 16] tiles by TMA,
     one barrier), then gluon_ws_chain's ring of weight chunks."""
@@ -355,15 +432,59 @@ def _loader_tc(w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc
 
 
 @gluon.jit
-def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
-                   step, tile_rows, row_off, slot, ybase, STAMP: gl.constexpr, NOLOAD: gl.constexpr = False):
+def _conv_gathered(y_s, ybase, wb_s, x_ptr, b1_ptr, row0, NPIX, H, W, C, cv_l: gl.constexpr, NOLOAD: gl.constexpr):
+    """Run 43's tensor-core conv of a consumer's 64 pixels from row0: per 16-channel slice, nine wgmmas m64n16k16 with
+    A the tap's input slice loaded from global memory straight into the wgmma operand's registers (`_slice_taps`; the
+    next slice's nine in flight meanwhile), B the slice's block-diagonal [16, 16] weight; y1 + b1 to y_s[ybase + j].
+    NOLOAD (an ablation, wrong outputs): no A loads, a made-up operand; the wgmmas, weights and stores as ever."""
+    BLOCK_P: gl.constexpr = y_s.shape[1]
+    NS: gl.constexpr = wb_s.shape[0] // 9
+    a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=cv_l, k_width=2)
+    z16 = gl.zeros([BLOCK_P, 16], gl.float32, cv_l)
+    kk = gl.arange(0, 16, layout=gl.SliceLayout(0, a_l))
+    bc = gl.arange(0, 16, layout=gl.SliceLayout(0, cv_l))
+    hw = H * W
+    r = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, a_l))
+    n = r // hw
+    h = (r % hw) // W
+    w = r % W
+    pm = r < NPIX
+    if NOLOAD:
+        a0 = gl.full([BLOCK_P, 16], 1.0, gl.bfloat16, a_l) + kk[None, :].to(gl.bfloat16)
+    else:
+        a0, a1, a2, a3, a4, a5, a6, a7, a8 = _slice_taps(x_ptr, 0, n, h, w, pm, kk, H, W, C)
+    for j in range(NS):
+        if NOLOAD:
+            v0, v1, v2, v3, v4, v5, v6, v7, v8 = a0, a0, a0, a0, a0, a0, a0, a0, a0
+        else:
+            v0, v1, v2, v3, v4, v5, v6, v7, v8 = a0, a1, a2, a3, a4, a5, a6, a7, a8
+            a0, a1, a2, a3, a4, a5, a6, a7, a8 = _slice_taps(x_ptr, (j + 1) % NS, n, h, w, pm, kk, H, W, C)  # the next slice's
+        yc = warpgroup_mma(v0, wb_s.index(j), z16, use_acc=False, is_async=True)
+        yc = warpgroup_mma(v1, wb_s.index(NS + j), yc, is_async=True)
+        yc = warpgroup_mma(v2, wb_s.index(2 * NS + j), yc, is_async=True)
+        yc = warpgroup_mma(v3, wb_s.index(3 * NS + j), yc, is_async=True)
+        yc = warpgroup_mma(v4, wb_s.index(4 * NS + j), yc, is_async=True)
+        yc = warpgroup_mma(v5, wb_s.index(5 * NS + j), yc, is_async=True)
+        yc = warpgroup_mma(v6, wb_s.index(6 * NS + j), yc, is_async=True)
+        yc = warpgroup_mma(v7, wb_s.index(7 * NS + j), yc, is_async=True)
+        yc = warpgroup_mma(v8, wb_s.index(8 * NS + j), yc, is_async=True)
+        yc, v0, v1, v2, v3, v4, v5, v6, v7, v8 = warpgroup_mma_wait(0, deps=[yc, v0, v1, v2, v3, v4, v5, v6, v7, v8])
+        b1 = gl.load(b1_ptr + 16 * j + bc).to(gl.float32)
+        y_s.index(ybase + j).store((yc + b1[None, :]).to(gl.bfloat16))
+
+
+@gluon.jit
+def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
+                   W: gl.constexpr, C, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase, STAMP: gl.constexpr,
+                   NOLOAD: gl.constexpr = False, STAGED: gl.constexpr = False, CA: gl.constexpr = False):
     """One consumer warpgroup with the grouped conv on the tensor cores: the channels in slices of 16 (two groups of
     8), each slice's y1 [64, 16] = Σ over the 9 taps of the tap's input slice (A, from registers, loaded straight
     from global memory) · the slice's block-diagonal [16, 16] weight (B, in shared memory: half its entries zero,
     so twice the grouped conv's MACs, 144·C a pixel against the chain's 8·C²); the next slice's nine A operands are
     loaded while this slice's nine wgmmas run. y1 + b1 goes to the consumer's CP/16 [64, 16] tiles (y_s from
     ybase), and the expansion is CP/16 wgmmas of K = 16 against row slices of the W2ᵀ chunk. The rest as
-    `_block_body` (chain, epilogue at width C, residual from global memory, stamps)."""
+    `_block_body` (chain, epilogue at width C, residual from global memory, stamps). STAGED: the conv is
+    `_conv_staged` instead (its input in whole pixel rows by cp.async into the ring tap_s[tbase:], A from there)."""
     BLOCK_P: gl.constexpr = y_s.shape[1]
     CP: gl.constexpr = w2_s.shape[1]
     BLOCK_H: gl.constexpr = w2_s.shape[2]
@@ -371,17 +492,17 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b
     acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
     e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
     cv_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 16, 16])
-    a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=cv_l, k_width=2)
     st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
-    z16 = gl.zeros([BLOCK_P, 16], gl.float32, cv_l)
-    kk = gl.arange(0, 16, layout=gl.SliceLayout(0, a_l))
-    bc = gl.arange(0, 16, layout=gl.SliceLayout(0, cv_l))
-    hw = H * W
     if STAMP:
         st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
         conv_cyc = c_start - c_start
         loop_cyc = conv_cyc
         epi_cyc = conv_cyc
+    if STAGED:  # the first tile's first steps into the ring before anything waits
+        NB: gl.constexpr = tap_s.shape[0] // 2
+        for u in gl.static_range(NB - 1):
+            _stage(tap_s.index(tbase + u), x_ptr, first * tile_rows + row_off, u, first < ntiles, NPIX, H, W, C, CA)
+        s0 = 0
     mbarrier.wait(wb_bar, 0)
     t = first
     k = 0
@@ -389,33 +510,11 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b
         row0 = t * tile_rows + row_off
         if STAMP:
             c0 = _clock(t)
-        r = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, a_l))
-        n = r // hw
-        h = (r % hw) // W
-        w = r % W
-        pm = r < NPIX
-        if NOLOAD:  # ablation: no A loads, a made-up operand; the wgmmas, weights and stores as ever
-            a0 = gl.full([BLOCK_P, 16], 1.0, gl.bfloat16, a_l) + kk[None, :].to(gl.bfloat16)
+        if STAGED:
+            s0 = _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, row0 + step * tile_rows, t + step < ntiles, s0, NPIX, H, W,
+                              C, cv_l, CA)
         else:
-            a0, a1, a2, a3, a4, a5, a6, a7, a8 = _slice_taps(x_ptr, 0, n, h, w, pm, kk, H, W, C)
-        for j in range(NS):
-            if NOLOAD:
-                v0, v1, v2, v3, v4, v5, v6, v7, v8 = a0, a0, a0, a0, a0, a0, a0, a0, a0
-            else:
-                v0, v1, v2, v3, v4, v5, v6, v7, v8 = a0, a1, a2, a3, a4, a5, a6, a7, a8
-                a0, a1, a2, a3, a4, a5, a6, a7, a8 = _slice_taps(x_ptr, (j + 1) % NS, n, h, w, pm, kk, H, W, C)  # the next slice's
-            yc = warpgroup_mma(v0, wb_s.index(j), z16, use_acc=False, is_async=True)
-            yc = warpgroup_mma(v1, wb_s.index(NS + j), yc, is_async=True)
-            yc = warpgroup_mma(v2, wb_s.index(2 * NS + j), yc, is_async=True)
-            yc = warpgroup_mma(v3, wb_s.index(3 * NS + j), yc, is_async=True)
-            yc = warpgroup_mma(v4, wb_s.index(4 * NS + j), yc, is_async=True)
-            yc = warpgroup_mma(v5, wb_s.index(5 * NS + j), yc, is_async=True)
-            yc = warpgroup_mma(v6, wb_s.index(6 * NS + j), yc, is_async=True)
-            yc = warpgroup_mma(v7, wb_s.index(7 * NS + j), yc, is_async=True)
-            yc = warpgroup_mma(v8, wb_s.index(8 * NS + j), yc, is_async=True)
-            yc, v0, v1, v2, v3, v4, v5, v6, v7, v8 = warpgroup_mma_wait(0, deps=[yc, v0, v1, v2, v3, v4, v5, v6, v7, v8])
-            b1 = gl.load(b1_ptr + 16 * j + bc).to(gl.float32)
-            y_s.index(ybase + j).store((yc + b1[None, :]).to(gl.bfloat16))
+            _conv_gathered(y_s, ybase, wb_s, x_ptr, b1_ptr, row0, NPIX, H, W, C, cv_l, NOLOAD)
         fence_async_shared()
         _barrier()
         if STAMP:
@@ -433,51 +532,99 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b
         _stamps_end(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
 
 
+# the consumers of each tc mode: warp_specialize's argument tuples do not carry constexprs, so the flags are spelt out
 @gluon.jit
-def _consume_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
-                tile_rows, row_off, slot, ybase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
-                   step, tile_rows, row_off, slot, ybase, False)
-
-
-@gluon.jit
-def _consume_tc_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
-                        ntiles, step, tile_rows, row_off, slot, ybase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
-                   step, tile_rows, row_off, slot, ybase, True)
+def _consume_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+                C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, False)
 
 
 @gluon.jit
-def _consume_tc_noload_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
-                               ntiles, step, tile_rows, row_off, slot, ybase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles,
-                   step, tile_rows, row_off, slot, ybase, True, True)
+def _consume_tc_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+                        C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True)
 
 
 @gluon.jit
-def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, CP: gl.constexpr, HID: gl.constexpr,
-                     BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr, STAMP: gl.constexpr = False,
-                     NOLOAD: gl.constexpr = False):
+def _consume_tc_noload_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+                               C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, True)
+
+
+@gluon.jit
+def _consume_tcs(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+                 C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, False, False, True)
+
+
+@gluon.jit
+def _consume_tcs_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+                         C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, True)
+
+
+@gluon.jit
+def _consume_tcs_ca(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+                    C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, False, False, True, True)
+
+
+@gluon.jit
+def _consume_tcs_ca_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+                            C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, True, True)
+
+
+
+@gluon.jit
+def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr,
+                     CP: gl.constexpr, HID: gl.constexpr, BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr,
+                     STAMP: gl.constexpr = False, NOLOAD: gl.constexpr = False, NB: gl.constexpr = 0, CA: gl.constexpr = False):
     """The ConvFirst block with its grouped conv on the tensor cores (`_block_body_tc`), persistent, the shared ring
     of `_block_kernel`: two consumers taking the halves of 128-pixel tiles, one loader warp (`_loader_tc`), which
     first brings the 9·CP/16 block-diagonal [16, 16] conv weights (wb_desc over [9·CP, 16]: tap-major, then slice)
-    into shared memory once for both consumers."""
+    into shared memory once for both consumers. NB > 0: the conv's input staged (`_conv_staged`) through a ring of NB
+    [64, 64] slots a consumer; H, W and C are constexprs (one compile a block shape: divisions by constants, and
+    cp.async's 16-byte pieces need C's divisibility known)."""
     NS: gl.constexpr = CP // 16
+    STAGED: gl.constexpr = NB > 0
     sl16: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=32, element_bitwidth=16, rank=2)
     y_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NS, BLOCK_P, 16], sl16)
     wb_s = gl.allocate_shared_memory(gl.bfloat16, [9 * NS, 16, 16], wb_desc.layout)
     wb_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     mbarrier.init(wb_bar, count=1)
+    if STAGED:
+        tap_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NB, BLOCK_P, 64],
+                                          gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2))
+    else:
+        tap_s = y_s  # unused
     w2_s, w3_s, ready, empty = _ring(w2_desc, w3_desc, CP, BLOCK_H, STAGES)  # its fence covers wb_bar's init too
     pid = gl.program_id(0)
     nprog = gl.num_programs(0)
     nt = gl.cdiv(NPIX, 2 * BLOCK_P)
-    c0 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
-          2 * BLOCK_P, 0, 2 * pid, 0)
-    c1 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
-          2 * BLOCK_P, BLOCK_P, 2 * pid + 1, NS)
+    c0 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
+          2 * BLOCK_P, 0, 2 * pid, 0, 0)
+    c1 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
+          2 * BLOCK_P, BLOCK_P, 2 * pid + 1, NS, NB)
     ld = (w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, pid, nt, nprog)
-    if NOLOAD:
+    if STAGED:
+        gl.static_assert(not NOLOAD, "the noload ablation is of the gathered conv")
+        if CA and STAMP:
+            gl.warp_specialize([(_consume_tcs_ca_stamped, c0), (_consume_tcs_ca_stamped, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
+        elif CA:
+            gl.warp_specialize([(_consume_tcs_ca, c0), (_consume_tcs_ca, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
+        elif STAMP:
+            gl.warp_specialize([(_consume_tcs_stamped, c0), (_consume_tcs_stamped, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
+        else:
+            gl.warp_specialize([(_consume_tcs, c0), (_consume_tcs, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
+    elif NOLOAD:
         gl.static_assert(STAMP, "the tc noload ablation is stamped")
         gl.warp_specialize([(_consume_tc_noload_stamped, c0), (_consume_tc_noload_stamped, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
     elif STAMP:
@@ -486,8 +633,10 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, o
         gl.warp_specialize([(_consume_tc, c0), (_consume_tc, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
 
 
-MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped", "tc_noload_stamped")  # pfw: weights a
-# tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel)
+MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped", "tc_noload_stamped", "tcs", "tcs_stamped",
+         "tcs_ca", "tcs_ca_stamped")
+# pfw: weights a tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel); tcs: that conv's input staged by cp.async
+# (tcs_ca: in 8-byte pieces, through L1)
 ABLATIONS = ("noload_stamped", "tc_noload_stamped")  # wrong outputs by design: timed without the check
 
 
@@ -524,18 +673,21 @@ def smem_bytes(cp: int, cfg: dict) -> int:
     """Both x (or y1) tiles, the ring and its barriers, the tc conv's tiles, and one [64, CP] bf16 tile of layout-conversion scratch (the sm_90
     compile here: 180,264 bytes at CP 128, block_h 128, 2 slots, shared ring, where the buffers alone are 163,872)."""
     conv_w = 9 * cp * 16 if cfg["mode"].startswith("tc") else 0  # the tensor-core conv's block-diagonal tiles
-    return 2 * (3 * BLOCK_P * cp + conv_w + cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * (2 * cfg["stages"] + 1)
+    taps = 2 * cfg.get("nb", 0) * BLOCK_P * 64  # tcs: each consumer's ring of [64, 64] input slots
+    return 2 * (3 * BLOCK_P * cp + conv_w + taps + cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * (2 * cfg["stages"] + 1)
 
 
 def tiles(c: int, modes: tuple) -> list[dict]:
-    """64 or 128 hidden channels a chunk (dividing 4C), 2-4 ring slots, where the rings and both x tiles fit 227 KB."""
+    """64 or 128 hidden channels a chunk (dividing 4C), 2-4 ring slots (tcs: 2 or 4 input slots a consumer), where the
+    rings and both x tiles fit 227 KB."""
     cp, out = padded(c), []
     for bh in (128, 64):
         for stages in (2, 3, 4):
             for mode in modes:
-                cfg = {"block_h": bh, "stages": stages, "mode": mode}
-                if (4 * c) % bh == 0 and smem_bytes(cp, cfg) <= 232448:  # tc: up to 128 channels (its conv tiles)
-                    out.append(cfg)
+                for nb in ((4, 2) if mode.startswith("tcs") else (0,)):
+                    cfg = {"block_h": bh, "stages": stages, "mode": mode, **({"nb": nb} if nb else {})}
+                    if (4 * c) % bh == 0 and smem_bytes(cp, cfg) <= 232448:  # tc: up to 128 channels (its conv tiles)
+                        out.append(cfg)
     return out
 
 
@@ -543,12 +695,13 @@ def kernel(cfg: dict):
     return _block_tc_kernel if cfg["mode"].startswith("tc") else _block_kernel
 
 
-def constexprs(cp: int, hid: int, cfg: dict) -> dict:
+def constexprs(c: int, cp: int, hid: int, cfg: dict, side: int) -> dict:
+    """The kernel's constexprs; the tc kernels' include the block's shape (C, and H = W = side)."""
     mode = cfg["mode"]
     cx = {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
           "STAMP": mode.endswith("_stamped")}
     if mode.startswith("tc"):
-        return {**cx, "NOLOAD": "noload" in mode}
+        return {**cx, "NOLOAD": "noload" in mode, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca"), "H": side, "W": side, "C": c}
     return {**cx, "SW_X": swizzle(cp), "CONV": 1 if mode.startswith("pfw") else 2 if mode.startswith("noload") else 0}
 
 
@@ -569,7 +722,9 @@ def fused(wt: dict, cfg: dict, h: int, w: int):
     c, cp, hid = wt["c"], wt["cp"], wt["w2t"].shape[1]
     tc = cfg["mode"].startswith("tc")
     descs = descriptors(wt["w2t"], wt["w3t"], cfg["block_h"], wt["wb"] if tc else None)
-    cx = constexprs(cp, hid, cfg)
+    if h != w:
+        raise ValueError(f"map {h}x{w}: these kernels are compiled for square maps")
+    cx = constexprs(c, cp, hid, cfg, h)
     handle = {}
 
     def f(x):
@@ -581,7 +736,8 @@ def fused(wt: dict, cfg: dict, h: int, w: int):
         grid = min(triton.cdiv(triton.cdiv(npix, BLOCK_P), 2), torch.cuda.get_device_properties(x.device).multi_processor_count)
         buf = handle["buf"] = torch.empty(npix * c + (4 * 8 * 2 * grid if cx["STAMP"] else 0), dtype=x.dtype, device=x.device)
         conv_w = () if tc else (wt["wf"],)  # the CUDA-core conv's weights (the tc kernel's come by wb's descriptor)
-        handle["k"] = kernel(cfg)[(grid,)](*descs, xf, *conv_w, wt["b1"], wt["b2"], wt["b3"], buf, npix, h, w, c, **cx, num_warps=4)
+        dims = {"NPIX": npix, **({} if "H" in cx else {"H": h, "W": w, "C": c})}
+        handle["k"] = kernel(cfg)[(grid,)](*descs, xf, *conv_w, wt["b1"], wt["b2"], wt["b3"], buf, **dims, **cx, num_warps=4)
         handle["npix"] = npix
         return buf[:npix * c].view(n, h, w, c).permute(0, 3, 1, 2)
     if cx["STAMP"]:
@@ -599,8 +755,9 @@ def compile_only(widths: list[int], modes: tuple) -> None:
         wb = torch.empty(9 * cp, 16, dtype=torch.bfloat16)
         for cfg in tiles(c, modes):
             descs = dict(zip(("w2_desc", "w3_desc", "wb_desc"), descriptors(w2t, w3t, cfg["block_h"], wb)))
-            compile_tile(kernel(cfg), f"C={c}", cfg, constexprs(cp, 4 * c, cfg), 4, "gluon_block",
-                         lambda n: descs[n].__mangle__() if n in descs else ("*fp32" if n == "wf_ptr" else None), (("setmaxnreg", "setmaxnreg"), ("tma", "cp.async.bulk.tensor")))
+            counts = (("setmaxnreg", "setmaxnreg"), ("tma", "cp.async.bulk.tensor"), ("cp.async 16 B", "cp.async.cg"), ("cp.async < 16 B", "cp.async.ca"))
+            compile_tile(kernel(cfg), f"C={c}", cfg, constexprs(c, cp, 4 * c, cfg, MAPS[c]), 4, "gluon_block",
+                         lambda n: descs[n].__mangle__() if n in descs else ("*fp32" if n == "wf_ptr" else None), counts)
 
 
 def main() -> None:
