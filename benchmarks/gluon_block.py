@@ -347,14 +347,15 @@ def _slice_taps(x_ptr, j, n, h, w, pm, kk, H, W, C):
 
 
 @gluon.jit
-def _stage(buf, x_ptr, row0, u, ok_tile, NPIX, H: gl.constexpr, W: gl.constexpr, C, CA: gl.constexpr):
+def _stage(buf, x_ptr, row0, u, ok_tile, NPIX, H: gl.constexpr, W: gl.constexpr, C, CA: gl.constexpr, NOMEM: gl.constexpr = False):
     """Issue step u of a tile's staged conv (chunk u // 9 of CH input channels, tap u % 9) as one cp.async group: the
     [64, CH] rows of the 64 pixels' neighbours at the tap, whole 128-byte pixel rows in 16-byte pieces (8 threads a
     row: 4 L1 wavefronts a warp load, where a [64, 16] slice gathered in the wgmma operand's layout takes 8), into
     `buf` (128-byte swizzle, the wgmma's A layout); zeros off the image, past C, past NPIX or where not ok_tile (a
     step past the last tile still commits its empty group, so every step waits on the same count). Triton makes a
     16-byte cp.async .cg (past L1, so the nine taps' overlapping rows each come from L2); CA: 8-byte pieces, which it
-    makes .ca (through L1, where the taps' rows can hit)."""
+    makes .ca (through L1, where the taps' rows can hit). NOMEM (an ablation, wrong outputs): every piece masked, so
+    the cp.asyncs zero-fill and read nothing; the instructions, waits and barriers as ever."""
     BLOCK_P: gl.constexpr = buf.shape[0]
     CH: gl.constexpr = buf.shape[1]
     if CA:
@@ -368,6 +369,8 @@ def _stage(buf, x_ptr, row0, u, ok_tile, NPIX, H: gl.constexpr, W: gl.constexpr,
     h = (r % (H * W)) // W + dy
     w = r % W + dx
     ok = ok_tile & (r < NPIX) & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    if NOMEM:
+        ok = ok & (r < 0)
     ch = (u // 9) * CH + gl.arange(0, CH, layout=gl.SliceLayout(0, ld_l))
     _async_load(buf, x_ptr + (r + dy * W + dx)[:, None] * C + ch[None, :], mask=ok[:, None] & (ch < C)[None, :])
     async_copy.commit_group()
@@ -375,7 +378,7 @@ def _stage(buf, x_ptr, row0, u, ok_tile, NPIX, H: gl.constexpr, W: gl.constexpr,
 
 @gluon.jit
 def _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, next_row0, ok_next, s0, NPIX, H: gl.constexpr, W: gl.constexpr, C,
-                 cv_l: gl.constexpr, CA: gl.constexpr):
+                 cv_l: gl.constexpr, CA: gl.constexpr, NOMEM: gl.constexpr):
     """The grouped conv of a consumer's 64 pixels from row0 on the tensor cores, its input staged in shared memory:
     steps chunk-major (CP/CH chunks of CH = 64 input channels), tap-minor; each step's [64, CH] neighbour rows come by
     cp.async (`_stage`) into a ring of NB slots (tap_s[tbase:], NB - 1 steps ahead, running on into the next tile's
@@ -401,7 +404,7 @@ def _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, next_row0,
             u = s + NB - 1  # the step to issue now: this tile's, or the next tile's first ones
             nxt = u >= NSTEP
             _stage(tap_s.index(tbase + (s0 + u) % NB), x_ptr, gl.where(nxt, next_row0, row0), gl.where(nxt, u - NSTEP, u),
-                   (u < NSTEP) | ok_next, NPIX, H, W, C, CA)
+                   (u < NSTEP) | ok_next, NPIX, H, W, C, CA, NOMEM)
             async_copy.wait_group(NB - 1)  # this step's group has landed (this thread's part)
             fence_async_shared()
             _barrier()  # everyone's parts, visible to the wgmmas
@@ -484,7 +487,8 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1
     loaded while this slice's nine wgmmas run. y1 + b1 goes to the consumer's CP/16 [64, 16] tiles (y_s from
     ybase), and the expansion is CP/16 wgmmas of K = 16 against row slices of the W2ᵀ chunk. The rest as
     `_block_body` (chain, epilogue at width C, residual from global memory, stamps). STAGED: the conv is
-    `_conv_staged` instead (its input in whole pixel rows by cp.async into the ring tap_s[tbase:], A from there)."""
+    `_conv_staged` instead (its input in whole pixel rows by cp.async into the ring tap_s[tbase:], A from there;
+    with NOLOAD, the ablation of `_stage`'s NOMEM)."""
     BLOCK_P: gl.constexpr = y_s.shape[1]
     CP: gl.constexpr = w2_s.shape[1]
     BLOCK_H: gl.constexpr = w2_s.shape[2]
@@ -501,7 +505,7 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1
     if STAGED:  # the first tile's first steps into the ring before anything waits
         NB: gl.constexpr = tap_s.shape[0] // 2
         for u in gl.static_range(NB - 1):
-            _stage(tap_s.index(tbase + u), x_ptr, first * tile_rows + row_off, u, first < ntiles, NPIX, H, W, C, CA)
+            _stage(tap_s.index(tbase + u), x_ptr, first * tile_rows + row_off, u, first < ntiles, NPIX, H, W, C, CA, NOLOAD)
         s0 = 0
     mbarrier.wait(wb_bar, 0)
     t = first
@@ -512,7 +516,7 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1
             c0 = _clock(t)
         if STAGED:
             s0 = _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, row0 + step * tile_rows, t + step < ntiles, s0, NPIX, H, W,
-                              C, cv_l, CA)
+                              C, cv_l, CA, NOLOAD)
         else:
             _conv_gathered(y_s, ybase, wb_s, x_ptr, b1_ptr, row0, NPIX, H, W, C, cv_l, NOLOAD)
         fence_async_shared()
@@ -569,6 +573,13 @@ def _consume_tcs_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_p
 
 
 @gluon.jit
+def _consume_tcs_noload_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
+                                W: gl.constexpr, C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, True, True)
+
+
+@gluon.jit
 def _consume_tcs_ca(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                     C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
     _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
@@ -615,8 +626,10 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, o
           2 * BLOCK_P, BLOCK_P, 2 * pid + 1, NS, NB)
     ld = (w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, pid, nt, nprog)
     if STAGED:
-        gl.static_assert(not NOLOAD, "the noload ablation is of the gathered conv")
-        if CA and STAMP:
+        if NOLOAD:
+            gl.static_assert(STAMP and not CA, "the staged noload ablation is stamped, 16-byte")
+            gl.warp_specialize([(_consume_tcs_noload_stamped, c0), (_consume_tcs_noload_stamped, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
+        elif CA and STAMP:
             gl.warp_specialize([(_consume_tcs_ca_stamped, c0), (_consume_tcs_ca_stamped, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
         elif CA:
             gl.warp_specialize([(_consume_tcs_ca, c0), (_consume_tcs_ca, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
@@ -634,10 +647,10 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, o
 
 
 MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped", "tc_noload_stamped", "tcs", "tcs_stamped",
-         "tcs_ca", "tcs_ca_stamped")
+         "tcs_ca", "tcs_ca_stamped", "tcs_noload_stamped")
 # pfw: weights a tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel); tcs: that conv's input staged by cp.async
 # (tcs_ca: in 8-byte pieces, through L1)
-ABLATIONS = ("noload_stamped", "tc_noload_stamped")  # wrong outputs by design: timed without the check
+ABLATIONS = ("noload_stamped", "tc_noload_stamped", "tcs_noload_stamped")  # wrong outputs by design: timed without the check
 
 
 def weights(w1, b1, w2, b2, w3, b3) -> dict:
