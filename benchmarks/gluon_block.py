@@ -377,13 +377,19 @@ def _stage(buf, x_ptr, row0, u, ok_tile, NPIX, H: gl.constexpr, W: gl.constexpr,
 
 
 @gluon.jit
+def _y1_store(y_s, i, acc, b1_ptr, c0, bc):
+    """y_s[i] = acc + b1[c0:c0 + 16] in bf16 (a [64, 16] slice of y1)."""
+    y_s.index(i).store((acc + gl.load(b1_ptr + c0 + bc).to(gl.float32)[None, :]).to(gl.bfloat16))
+
+
+@gluon.jit
 def _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, next_row0, ok_next, s0, NPIX, H: gl.constexpr, W: gl.constexpr, C,
                  cv_l: gl.constexpr, CA: gl.constexpr, NOMEM: gl.constexpr):
     """The grouped conv of a consumer's 64 pixels from row0 on the tensor cores, its input staged in shared memory:
-    steps chunk-major (CP/CH chunks of CH = 64 input channels), tap-minor; each step's [64, CH] neighbour rows come by
+    steps chunk-major (CP/CH chunks of CH = 64 or 128 input channels, the slots' width), tap-minor; each step's [64, CH] neighbour rows come by
     cp.async (`_stage`) into a ring of NB slots (tap_s[tbase:], NB - 1 steps ahead, running on into the next tile's
-    first steps at next_row0), and its four 16-channel slices are four wgmmas m64n16k16 with A from the slot and B the
-    slice's block-diagonal [16, 16] weight at the tap. The four slices' y1 + b1 go to y_s[ybase + 4·chunk ..]. s0: the
+    first steps at next_row0), and its CH/16 16-channel slices are as many wgmmas m64n16k16 with A from the slot and B
+    the slice's block-diagonal [16, 16] weight at the tap. The slices' y1 + b1 go to y_s[ybase + CH/16·chunk ..]. s0: the
     steps this consumer has issued before (the ring's position)."""
     NB: gl.constexpr = tap_s.shape[0] // 2
     BLOCK_P: gl.constexpr = tap_s.shape[1]
@@ -391,7 +397,7 @@ def _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, next_row0,
     NS: gl.constexpr = wb_s.shape[0] // 9
     NQ: gl.constexpr = CH // 16
     NSTEP: gl.constexpr = 9 * (NS // NQ)
-    gl.static_assert(NQ == 4, "four 16-channel slices a chunk")
+    gl.static_assert((NQ == 4) | (NQ == 8), "a chunk is 64 or 128 channels")
     bc = gl.arange(0, 16, layout=gl.SliceLayout(0, cv_l))
     z16 = gl.zeros([BLOCK_P, 16], gl.float32, cv_l)
     for chunk in range(NS // NQ):
@@ -399,6 +405,10 @@ def _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, next_row0,
         y1 = z16
         y2 = z16
         y3 = z16
+        y4 = z16
+        y5 = z16
+        y6 = z16
+        y7 = z16
         for tap in gl.static_range(9):
             s = chunk * 9 + tap
             u = s + NB - 1  # the step to issue now: this tile's, or the next tile's first ones
@@ -414,12 +424,24 @@ def _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, next_row0,
             y1 = warpgroup_mma(a.slice(16, 16, dim=1), wb_s.index(q + 1), y1, is_async=True)
             y2 = warpgroup_mma(a.slice(32, 16, dim=1), wb_s.index(q + 2), y2, is_async=True)
             y3 = warpgroup_mma(a.slice(48, 16, dim=1), wb_s.index(q + 3), y3, is_async=True)
-            y0, y1, y2, y3 = warpgroup_mma_wait(0, deps=[y0, y1, y2, y3])  # the slot is read: it may be refilled
+            if NQ == 8:
+                y4 = warpgroup_mma(a.slice(64, 16, dim=1), wb_s.index(q + 4), y4, is_async=True)
+                y5 = warpgroup_mma(a.slice(80, 16, dim=1), wb_s.index(q + 5), y5, is_async=True)
+                y6 = warpgroup_mma(a.slice(96, 16, dim=1), wb_s.index(q + 6), y6, is_async=True)
+                y7 = warpgroup_mma(a.slice(112, 16, dim=1), wb_s.index(q + 7), y7, is_async=True)
+                y0, y1, y2, y3, y4, y5, y6, y7 = warpgroup_mma_wait(0, deps=[y0, y1, y2, y3, y4, y5, y6, y7])
+            else:
+                y0, y1, y2, y3 = warpgroup_mma_wait(0, deps=[y0, y1, y2, y3])  # the slot is read: it may be refilled
         j = chunk * NQ
-        y_s.index(ybase + j).store((y0 + gl.load(b1_ptr + 16 * j + bc).to(gl.float32)[None, :]).to(gl.bfloat16))
-        y_s.index(ybase + j + 1).store((y1 + gl.load(b1_ptr + 16 * j + 16 + bc).to(gl.float32)[None, :]).to(gl.bfloat16))
-        y_s.index(ybase + j + 2).store((y2 + gl.load(b1_ptr + 16 * j + 32 + bc).to(gl.float32)[None, :]).to(gl.bfloat16))
-        y_s.index(ybase + j + 3).store((y3 + gl.load(b1_ptr + 16 * j + 48 + bc).to(gl.float32)[None, :]).to(gl.bfloat16))
+        _y1_store(y_s, ybase + j, y0, b1_ptr, 16 * j, bc)
+        _y1_store(y_s, ybase + j + 1, y1, b1_ptr, 16 * j + 16, bc)
+        _y1_store(y_s, ybase + j + 2, y2, b1_ptr, 16 * j + 32, bc)
+        _y1_store(y_s, ybase + j + 3, y3, b1_ptr, 16 * j + 48, bc)
+        if NQ == 8:
+            _y1_store(y_s, ybase + j + 4, y4, b1_ptr, 16 * j + 64, bc)
+            _y1_store(y_s, ybase + j + 5, y5, b1_ptr, 16 * j + 80, bc)
+            _y1_store(y_s, ybase + j + 6, y6, b1_ptr, 16 * j + 96, bc)
+            _y1_store(y_s, ybase + j + 7, y7, b1_ptr, 16 * j + 112, bc)
     return s0 + NSTEP
 
 
@@ -597,12 +619,13 @@ def _consume_tcs_ca_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, 
 @gluon.jit
 def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr,
                      CP: gl.constexpr, HID: gl.constexpr, BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr,
-                     STAMP: gl.constexpr = False, NOLOAD: gl.constexpr = False, NB: gl.constexpr = 0, CA: gl.constexpr = False):
+                     STAMP: gl.constexpr = False, NOLOAD: gl.constexpr = False, NB: gl.constexpr = 0, CA: gl.constexpr = False,
+                     SCH: gl.constexpr = 64):
     """The ConvFirst block with its grouped conv on the tensor cores (`_block_body_tc`), persistent, the shared ring
     of `_block_kernel`: two consumers taking the halves of 128-pixel tiles, one loader warp (`_loader_tc`), which
     first brings the 9·CP/16 block-diagonal [16, 16] conv weights (wb_desc over [9·CP, 16]: tap-major, then slice)
     into shared memory once for both consumers. NB > 0: the conv's input staged (`_conv_staged`) through a ring of NB
-    [64, 64] slots a consumer; H, W and C are constexprs (one compile a block shape: divisions by constants, and
+    [64, SCH] slots a consumer; H, W and C are constexprs (one compile a block shape: divisions by constants, and
     cp.async's 16-byte pieces need C's divisibility known)."""
     NS: gl.constexpr = CP // 16
     STAGED: gl.constexpr = NB > 0
@@ -612,7 +635,7 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, o
     wb_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     mbarrier.init(wb_bar, count=1)
     if STAGED:
-        tap_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NB, BLOCK_P, 64],
+        tap_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NB, BLOCK_P, SCH],
                                           gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2))
     else:
         tap_s = y_s  # unused
@@ -686,19 +709,21 @@ def smem_bytes(cp: int, cfg: dict) -> int:
     """Both x (or y1) tiles, the ring and its barriers, the tc conv's tiles, and one [64, CP] bf16 tile of layout-conversion scratch (the sm_90
     compile here: 180,264 bytes at CP 128, block_h 128, 2 slots, shared ring, where the buffers alone are 163,872)."""
     conv_w = 9 * cp * 16 if cfg["mode"].startswith("tc") else 0  # the tensor-core conv's block-diagonal tiles
-    taps = 2 * cfg.get("nb", 0) * BLOCK_P * 64  # tcs: each consumer's ring of [64, 64] input slots
+    taps = 2 * cfg.get("nb", 0) * BLOCK_P * cfg.get("ch", 64)  # tcs: each consumer's ring of [64, ch] input slots
     return 2 * (3 * BLOCK_P * cp + conv_w + taps + cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * (2 * cfg["stages"] + 1)
 
 
 def tiles(c: int, modes: tuple) -> list[dict]:
-    """64 or 128 hidden channels a chunk (dividing 4C), 2-4 ring slots (tcs: 2 or 4 input slots a consumer), where the
-    rings and both x tiles fit 227 KB."""
+    """64 or 128 hidden channels a chunk (dividing 4C), 2-4 ring slots (tcs: 4 or 2 input slots of 64 channels a
+    consumer, or 2 of 128), where the rings and both x tiles fit 227 KB."""
     cp, out = padded(c), []
     for bh in (128, 64):
         for stages in (2, 3, 4):
             for mode in modes:
-                for nb in ((4, 2) if mode.startswith("tcs") else (0,)):
-                    cfg = {"block_h": bh, "stages": stages, "mode": mode, **({"nb": nb} if nb else {})}
+                for nb, ch in (((4, 64), (2, 64), (2, 128)) if mode.startswith("tcs") else ((0, 0),)):
+                    cfg = {"block_h": bh, "stages": stages, "mode": mode, **({"nb": nb} if nb else {}), **({"ch": ch} if ch == 128 else {})}
+                    if ch > cp:
+                        continue
                     if (4 * c) % bh == 0 and smem_bytes(cp, cfg) <= 232448:  # tc: up to 128 channels (its conv tiles)
                         out.append(cfg)
     return out
@@ -714,7 +739,7 @@ def constexprs(c: int, cp: int, hid: int, cfg: dict, side: int) -> dict:
     cx = {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
           "STAMP": mode.endswith("_stamped")}
     if mode.startswith("tc"):
-        return {**cx, "NOLOAD": "noload" in mode, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca"), "H": side, "W": side, "C": c}
+        return {**cx, "NOLOAD": "noload" in mode, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca"), "SCH": cfg.get("ch", 64), "H": side, "W": side, "C": c}
     return {**cx, "SW_X": swizzle(cp), "CONV": 1 if mode.startswith("pfw") else 2 if mode.startswith("noload") else 0}
 
 
