@@ -615,7 +615,6 @@ def _consume_tcs_ca_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, 
                    ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, True, True)
 
 
-
 @gluon.jit
 def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr,
                      CP: gl.constexpr, HID: gl.constexpr, BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr,
