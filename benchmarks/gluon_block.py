@@ -198,6 +198,27 @@ def _chunks(a_s, a_base, NA: gl.constexpr, w2_s, w3_s, ready, empty, b2_ptr, HID
 
 
 @gluon.jit
+def _tile_rest(a_s, a_base, NA: gl.constexpr, w2_s, w3_s, ready, empty, b2_ptr, b3_ptr, x_ptr, out_ptr, row0, NPIX, C, HID, k, t, c0,
+               conv_cyc, loop_cyc, epi_cyc, acc_l: gl.constexpr, e_l: gl.constexpr, st_l: gl.constexpr, STAMP: gl.constexpr):
+    """A consumer's tile after its conv wrote y1 to a_s (`_chunks`' a_s, a_base, NA): the writes fenced and met at a
+    barrier before the first wgmma reads them, the chain (`_chunks`), the epilogue. STAMP: the conv's (from c0),
+    loops' and epilogue's %clock64 cycles added to the totals. Returns k and the three totals."""
+    fence_async_shared()
+    _barrier()
+    if STAMP:
+        c1 = _clock(t)
+        conv_cyc += c1 - c0
+    acc, k = _chunks(a_s, a_base, NA, w2_s, w3_s, ready, empty, b2_ptr, HID, k, acc_l, e_l)
+    if STAMP:
+        c2 = _clock(t)
+        loop_cyc += c2 - c1
+    _epilogue(acc, b3_ptr, x_ptr, out_ptr, row0, NPIX, C, acc_l, st_l)
+    if STAMP:
+        epi_cyc += _clock(t) - c2
+    return k, conv_cyc, loop_cyc, epi_cyc
+
+
+@gluon.jit
 def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first, ntiles, step,
                 tile_rows, row_off, slot, STAMP: gl.constexpr, CONV: gl.constexpr = 0):
     """One consumer warpgroup: for each tile it takes (first, first + step, ... below ntiles; its 64 pixels from row
@@ -213,6 +234,9 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3
     acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
     e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
     st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
+    conv_cyc = 0  # the clock totals (int64 where STAMP)
+    loop_cyc = 0
+    epi_cyc = 0
     if STAMP:
         st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
         conv_cyc = c_start - c_start
@@ -222,22 +246,13 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3
     k = 0
     while t < ntiles:
         row0 = t * tile_rows + row_off
+        c0 = 0  # the conv's start (STAMP)
         if STAMP:
             c0 = _clock(t)
         for sub in gl.static_range(BLOCK_P // SUB):
             x_t.slice(sub * SUB, SUB, dim=0).store(_gconv_sub(x_ptr, wf_ptr, b1_ptr, row0 + sub * SUB, NPIX, H, W, C, CP, RC, CONV))
-        fence_async_shared()
-        _barrier()
-        if STAMP:
-            c1 = _clock(t)
-            conv_cyc += c1 - c0
-        acc, k = _chunks(x_t, 0, 0, w2_s, w3_s, ready, empty, b2_ptr, HID, k, acc_l, e_l)
-        if STAMP:
-            c2 = _clock(t)
-            loop_cyc += c2 - c1
-        _epilogue(acc, b3_ptr, x_ptr, out_ptr, row0, NPIX, C, acc_l, st_l)
-        if STAMP:
-            epi_cyc += _clock(t) - c2
+        k, conv_cyc, loop_cyc, epi_cyc = _tile_rest(x_t, 0, 0, w2_s, w3_s, ready, empty, b2_ptr, b3_ptr, x_ptr, out_ptr, row0, NPIX, C,
+                                                    HID, k, t, c0, conv_cyc, loop_cyc, epi_cyc, acc_l, e_l, st_l, STAMP)
         t += step
     if STAMP:
         _stamps_end(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
@@ -494,8 +509,7 @@ def _conv_gathered(y_s, ybase, wb_s, x_ptr, b1_ptr, row0, NPIX, H, W, C, cv_l: g
         yc = warpgroup_mma(v7, wb_s.index(7 * NS + j), yc, is_async=True)
         yc = warpgroup_mma(v8, wb_s.index(8 * NS + j), yc, is_async=True)
         yc, v0, v1, v2, v3, v4, v5, v6, v7, v8 = warpgroup_mma_wait(0, deps=[yc, v0, v1, v2, v3, v4, v5, v6, v7, v8])
-        b1 = gl.load(b1_ptr + 16 * j + bc).to(gl.float32)
-        y_s.index(ybase + j).store((yc + b1[None, :]).to(gl.bfloat16))
+        _y1_store(y_s, ybase + j, yc, b1_ptr, 16 * j, bc)
 
 
 @gluon.jit
@@ -503,14 +517,13 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1
                    W: gl.constexpr, C, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase, STAMP: gl.constexpr,
                    NOLOAD: gl.constexpr = False, STAGED: gl.constexpr = False, CA: gl.constexpr = False):
     """One consumer warpgroup with the grouped conv on the tensor cores: the channels in slices of 16 (two groups of
-    8), each slice's y1 [64, 16] = Σ over the 9 taps of the tap's input slice (A, from registers, loaded straight
-    from global memory) · the slice's block-diagonal [16, 16] weight (B, in shared memory: half its entries zero,
-    so twice the grouped conv's MACs, 144·C a pixel against the chain's 8·C²); the next slice's nine A operands are
-    loaded while this slice's nine wgmmas run. y1 + b1 goes to the consumer's CP/16 [64, 16] tiles (y_s from
-    ybase), and the expansion is CP/16 wgmmas of K = 16 against row slices of the W2ᵀ chunk. The rest as
-    `_block_body` (chain, epilogue at width C, residual from global memory, stamps). STAGED: the conv is
-    `_conv_staged` instead (its input in whole pixel rows by cp.async into the ring tap_s[tbase:], A from there;
-    with NOLOAD, the ablation of `_stage`'s NOMEM)."""
+    8), each slice's y1 [64, 16] = Σ over the 9 taps of the tap's input slice (A) · the slice's block-diagonal
+    [16, 16] weight (B, in shared memory: half its entries zero, so twice the grouped conv's MACs, 144·C a pixel
+    against the chain's 8·C²). The conv is `_conv_gathered` (A gathered from global memory into registers), or with
+    STAGED `_conv_staged` (A from whole pixel rows brought by cp.async into the ring tap_s[tbase:]; with NOLOAD, the
+    ablation of `_stage`'s NOMEM). y1 + b1 goes to the consumer's CP/16 [64, 16] tiles (y_s from ybase), and the
+    expansion is CP/16 wgmmas of K = 16 against row slices of the W2ᵀ chunk. The rest as `_block_body` (chain,
+    epilogue at width C, residual from global memory, stamps)."""
     BLOCK_P: gl.constexpr = y_s.shape[1]
     CP: gl.constexpr = w2_s.shape[1]
     BLOCK_H: gl.constexpr = w2_s.shape[2]
@@ -519,6 +532,9 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1
     e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
     cv_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 16, 16])
     st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
+    conv_cyc = 0  # the clock totals (int64 where STAMP)
+    loop_cyc = 0
+    epi_cyc = 0
     if STAMP:
         st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
         conv_cyc = c_start - c_start
@@ -534,6 +550,7 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1
     k = 0
     while t < ntiles:
         row0 = t * tile_rows + row_off
+        c0 = 0  # the conv's start (STAMP)
         if STAMP:
             c0 = _clock(t)
         if STAGED:
@@ -541,18 +558,8 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1
                               C, cv_l, CA, NOLOAD)
         else:
             _conv_gathered(y_s, ybase, wb_s, x_ptr, b1_ptr, row0, NPIX, H, W, C, cv_l, NOLOAD)
-        fence_async_shared()
-        _barrier()
-        if STAMP:
-            c1 = _clock(t)
-            conv_cyc += c1 - c0
-        acc, k = _chunks(y_s, ybase, NS, w2_s, w3_s, ready, empty, b2_ptr, HID, k, acc_l, e_l)
-        if STAMP:
-            c2 = _clock(t)
-            loop_cyc += c2 - c1
-        _epilogue(acc, b3_ptr, x_ptr, out_ptr, row0, NPIX, C, acc_l, st_l)
-        if STAMP:
-            epi_cyc += _clock(t) - c2
+        k, conv_cyc, loop_cyc, epi_cyc = _tile_rest(y_s, ybase, NS, w2_s, w3_s, ready, empty, b2_ptr, b3_ptr, x_ptr, out_ptr, row0, NPIX,
+                                                    C, HID, k, t, c0, conv_cyc, loop_cyc, epi_cyc, acc_l, e_l, st_l, STAMP)
         t += step
     if STAMP:
         _stamps_end(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
