@@ -461,6 +461,100 @@ def _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, next_row0,
 
 
 @gluon.jit
+def _loader_x(x_s, xbar, x_desc, first, ntiles, step, tile_rows, W, nstep):
+    """The tct kernel's second loader warp: for every tile its consumers take, each conv step (chunk u // 9 of 64
+    input channels, tap u % 9) as two TMA boxes [64, 64], one a consumer: the rows of its 64 pixels shifted by the
+    tap (row0 + dy·W + dx; rows before 0 or past NPIX and channels past C come as zeros), into a ring of NBX slot
+    pairs x_s[2s], x_s[2s + 1] (xbar[s] ready, by the byte count; xbar[NBX + s] empty, both consumers arrive)."""
+    NBX: gl.constexpr = x_s.shape[0] // 2
+    BLOCK_P: gl.constexpr = x_s.shape[1]
+    CH: gl.constexpr = x_s.shape[2]
+    k = 0  # steps loaded so far: the ring's position and phase
+    for t in range(first, ntiles, step):
+        for u in range(nstep):
+            s = k % NBX
+            tap = u % 9
+            r = t * tile_rows + (tap // 3 - 1) * W + tap % 3 - 1
+            mbarrier.wait(xbar.index(NBX + s), ((k // NBX) & 1) ^ 1)
+            mbarrier.expect(xbar.index(s), 2 * BLOCK_P * CH * 2)
+            _tma_load(x_desc, [r, (u // 9) * CH], xbar.index(s), x_s.index(2 * s))
+            _tma_load(x_desc, [r + BLOCK_P, (u // 9) * CH], xbar.index(s), x_s.index(2 * s + 1))
+            k += 1
+
+
+@gluon.jit
+def _tap_ok(h, w, pm, tap: gl.constexpr, H: gl.constexpr, W: gl.constexpr):
+    """Whether each pixel's neighbour at `tap` lies on the image (pm: the pixel is real)."""
+    dy: gl.constexpr = tap // 3 - 1
+    dx: gl.constexpr = tap % 3 - 1
+    return (pm & (h + dy >= 0) & (h + dy < H) & (w + dx >= 0) & (w + dx < W))[:, None]
+
+
+@gluon.jit
+def _conv_tma(x_s, xbar, kx, half, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H: gl.constexpr, W: gl.constexpr, cv_l: gl.constexpr,
+              LAG: gl.constexpr):
+    """The grouped conv of a consumer's 64 pixels from row0 on the tensor cores, its input brought by TMA
+    (`_loader_x`): per step (chunk-major, tap-minor, 64 input channels) the consumer waits for its box x_s[2s + half],
+    loads its four 16-channel slices into the wgmma A operand's registers (ldmatrix from the 128-byte swizzle),
+    zeroes the rows whose neighbour is off the image there (the box is the flat rows shifted, so a pixel at the left
+    edge reads its row's predecessor: masked in registers, no shared-memory write, so no proxy fence or barrier),
+    and runs four wgmmas m64n16k16 against the slices' block-diagonal [16, 16] weights at the tap.
+    LAG: the next step's loads and wgmmas are issued before the previous step's wgmmas are waited for (one step in
+    flight); else each step is waited for. kx: the steps taken so far (the ring's position); returned advanced."""
+    NBX: gl.constexpr = x_s.shape[0] // 2
+    BLOCK_P: gl.constexpr = x_s.shape[1]
+    NS: gl.constexpr = wb_s.shape[0] // 9
+    a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=cv_l, k_width=2)
+    r = row0 + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, a_l))
+    h = (r % (H * W)) // W
+    w = r % W
+    pm = r < NPIX
+    bc = gl.arange(0, 16, layout=gl.SliceLayout(0, cv_l))
+    z16 = gl.zeros([BLOCK_P, 16], gl.float32, cv_l)
+    zero = gl.zeros([BLOCK_P, 16], gl.bfloat16, a_l)
+    for chunk in range(NS // 4):
+        y0 = z16
+        y1 = z16
+        y2 = z16
+        y3 = z16
+        for tap in gl.static_range(9):
+            s = kx % NBX
+            mbarrier.wait(xbar.index(s), (kx // NBX) & 1)
+            ok = _tap_ok(h, w, pm, tap, H, W)
+            box = x_s.index(2 * s + half)
+            a0 = gl.where(ok, box.slice(0, 16, dim=1).load(a_l), zero)
+            a1 = gl.where(ok, box.slice(16, 16, dim=1).load(a_l), zero)
+            a2 = gl.where(ok, box.slice(32, 16, dim=1).load(a_l), zero)
+            a3 = gl.where(ok, box.slice(48, 16, dim=1).load(a_l), zero)
+            q = tap * NS + chunk * 4
+            y0 = warpgroup_mma(a0, wb_s.index(q), y0, is_async=True)
+            y1 = warpgroup_mma(a1, wb_s.index(q + 1), y1, is_async=True)
+            y2 = warpgroup_mma(a2, wb_s.index(q + 2), y2, is_async=True)
+            y3 = warpgroup_mma(a3, wb_s.index(q + 3), y3, is_async=True)
+            # a slot is freed once a wait shows its step's wgmmas done: they took every warp's registers, so all four
+            # warps' loads from the slot are over (one thread arrives; an arrive straight after its own loads would
+            # not cover the other warps')
+            if LAG:
+                if tap > 0:  # the previous step's wgmmas done: their operands' registers and slot may be reused
+                    y0, y1, y2, y3, p0, p1, p2, p3 = warpgroup_mma_wait(4, deps=[y0, y1, y2, y3, p0, p1, p2, p3])
+                    mbarrier.arrive(xbar.index(NBX + (kx - 1) % NBX))
+                p0, p1, p2, p3 = a0, a1, a2, a3
+            else:
+                y0, y1, y2, y3, a0, a1, a2, a3 = warpgroup_mma_wait(0, deps=[y0, y1, y2, y3, a0, a1, a2, a3])
+                mbarrier.arrive(xbar.index(NBX + s))
+            kx += 1
+        if LAG:
+            y0, y1, y2, y3, p0, p1, p2, p3 = warpgroup_mma_wait(0, deps=[y0, y1, y2, y3, p0, p1, p2, p3])
+            mbarrier.arrive(xbar.index(NBX + (kx - 1) % NBX))
+        j = chunk * 4
+        _y1_store(y_s, ybase + j, y0, b1_ptr, 16 * j, bc)
+        _y1_store(y_s, ybase + j + 1, y1, b1_ptr, 16 * j + 16, bc)
+        _y1_store(y_s, ybase + j + 2, y2, b1_ptr, 16 * j + 32, bc)
+        _y1_store(y_s, ybase + j + 3, y3, b1_ptr, 16 * j + 48, bc)
+    return kx
+
+
+@gluon.jit
 def _loader_tc(w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, first, ntiles, step):
     """The loader warp of the tensor-core conv: the block-diagonal conv weights once (9·CP/16 [16, 16] tiles by TMA,
     one barrier), then gluon_ws_chain's ring of weight chunks."""
@@ -513,15 +607,16 @@ def _conv_gathered(y_s, ybase, wb_s, x_ptr, b1_ptr, row0, NPIX, H, W, C, cv_l: g
 
 
 @gluon.jit
-def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
+def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
                    W: gl.constexpr, C, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase, STAMP: gl.constexpr,
-                   NOLOAD: gl.constexpr = False, STAGED: gl.constexpr = False, CA: gl.constexpr = False):
+                   NOLOAD: gl.constexpr = False, STAGED: gl.constexpr = 0, CA: gl.constexpr = False):
     """One consumer warpgroup with the grouped conv on the tensor cores: the channels in slices of 16 (two groups of
     8), each slice's y1 [64, 16] = Σ over the 9 taps of the tap's input slice (A) · the slice's block-diagonal
     [16, 16] weight (B, in shared memory: half its entries zero, so twice the grouped conv's MACs, 144·C a pixel
     against the chain's 8·C²). The conv is `_conv_gathered` (A gathered from global memory into registers), or with
-    STAGED `_conv_staged` (A from whole pixel rows brought by cp.async into the ring tap_s[tbase:]; with NOLOAD, the
-    ablation of `_stage`'s NOMEM). y1 + b1 goes to the consumer's CP/16 [64, 16] tiles (y_s from ybase), and the
+    STAGED 1 `_conv_staged` (A from whole pixel rows brought by cp.async into the ring tap_s[tbase:]; with NOLOAD, the
+    ablation of `_stage`'s NOMEM), or with STAGED 2 (3: LAG) `_conv_tma` (A from the TMA boxes in tap_s, barriers
+    xbar; row_off // 64 the consumer's half). y1 + b1 goes to the consumer's CP/16 [64, 16] tiles (y_s from ybase), and the
     expansion is CP/16 wgmmas of K = 16 against row slices of the W2ᵀ chunk. The rest as `_block_body` (chain,
     epilogue at width C, residual from global memory, stamps)."""
     BLOCK_P: gl.constexpr = y_s.shape[1]
@@ -540,11 +635,12 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1
         conv_cyc = c_start - c_start
         loop_cyc = conv_cyc
         epi_cyc = conv_cyc
-    if STAGED:  # the first tile's first steps into the ring before anything waits
+    if STAGED == 1:  # the first tile's first steps into the ring before anything waits
         NB: gl.constexpr = tap_s.shape[0] // 2
         for u in gl.static_range(NB - 1):
             _stage(tap_s.index(tbase + u), x_ptr, first * tile_rows + row_off, u, first < ntiles, NPIX, H, W, C, CA, NOLOAD)
         s0 = 0
+    kx = 0  # STAGED 2, 3: the TMA ring's steps taken
     mbarrier.wait(wb_bar, 0)
     t = first
     k = 0
@@ -553,9 +649,11 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1
         c0 = 0  # the conv's start (STAMP)
         if STAMP:
             c0 = _clock(t)
-        if STAGED:
+        if STAGED == 1:
             s0 = _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, row0 + step * tile_rows, t + step < ntiles, s0, NPIX, H, W,
                               C, cv_l, CA, NOLOAD)
+        elif STAGED >= 2:
+            kx = _conv_tma(tap_s, xbar, kx, row_off // BLOCK_P, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H, W, cv_l, STAGED == 3)
         else:
             _conv_gathered(y_s, ybase, wb_s, x_ptr, b1_ptr, row0, NPIX, H, W, C, cv_l, NOLOAD)
         k, conv_cyc, loop_cyc, epi_cyc = _tile_rest(y_s, ybase, NS, w2_s, w3_s, ready, empty, b2_ptr, b3_ptr, x_ptr, out_ptr, row0, NPIX,
@@ -567,94 +665,142 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1
 
 # the consumers of each tc mode: warp_specialize's argument tuples do not carry constexprs, so the flags are spelt out
 @gluon.jit
-def _consume_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+def _consume_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                 C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
                    ntiles, step, tile_rows, row_off, slot, ybase, tbase, False)
 
 
 @gluon.jit
-def _consume_tc_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+def _consume_tc_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                         C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
                    ntiles, step, tile_rows, row_off, slot, ybase, tbase, True)
 
 
 @gluon.jit
-def _consume_tc_noload_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+def _consume_tc_noload_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                                C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
                    ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, True)
 
 
 @gluon.jit
-def _consume_tcs(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+def _consume_tcs(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                  C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
-                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, False, False, True)
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, False, False, 1)
 
 
 @gluon.jit
-def _consume_tcs_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+def _consume_tcs_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                          C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
-                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, True)
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, 1)
 
 
 @gluon.jit
-def _consume_tcs_noload_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
+def _consume_tcs_noload_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
                                 W: gl.constexpr, C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
-                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, True, True)
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, True, 1)
 
 
 @gluon.jit
-def _consume_tcs_ca(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+def _consume_tcs_ca(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                     C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
-                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, False, False, True, True)
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, False, False, 1, True)
 
 
 @gluon.jit
-def _consume_tcs_ca_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+def _consume_tcs_ca_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                             C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
-    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
-                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, True, True)
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, 1, True)
 
 
 @gluon.jit
-def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr,
-                     CP: gl.constexpr, HID: gl.constexpr, BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr, REGS: gl.constexpr,
-                     STAMP: gl.constexpr = False, NOLOAD: gl.constexpr = False, NB: gl.constexpr = 0, CA: gl.constexpr = False,
-                     SCH: gl.constexpr = 64):
+def _consume_tct(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
+                W: gl.constexpr, C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, False, False, 2)
+
+
+@gluon.jit
+def _consume_tct_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
+                        W: gl.constexpr, C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, 2)
+
+
+@gluon.jit
+def _consume_tctl(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
+                 W: gl.constexpr, C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, False, False, 3)
+
+
+@gluon.jit
+def _consume_tctl_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
+                         W: gl.constexpr, C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, 3)
+
+
+@gluon.jit
+def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+                     C: gl.constexpr, CP: gl.constexpr, HID: gl.constexpr, BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr,
+                     REGS: gl.constexpr, STAMP: gl.constexpr = False, NOLOAD: gl.constexpr = False, NB: gl.constexpr = 0, CA: gl.constexpr = False,
+                     SCH: gl.constexpr = 64, NBX: gl.constexpr = 0, LAG: gl.constexpr = False):
     """The ConvFirst block with its grouped conv on the tensor cores (`_block_body_tc`), persistent, the shared ring
     of `_block_kernel`: two consumers taking the halves of 128-pixel tiles, one loader warp (`_loader_tc`), which
     first brings the 9·CP/16 block-diagonal [16, 16] conv weights (wb_desc over [9·CP, 16]: tap-major, then slice)
     into shared memory once for both consumers. NB > 0: the conv's input staged (`_conv_staged`) through a ring of NB
-    [64, SCH] slots a consumer; H, W and C are constexprs (one compile a block shape: divisions by constants, and
-    cp.async's 16-byte pieces need C's divisibility known)."""
+    [64, SCH] slots a consumer. NBX > 0: the conv's input by TMA (x_desc, [64, 64] boxes of x [NPIX, C]) through a
+    ring of NBX slot pairs that a second loader warp (`_loader_x`) fills (`_conv_tma`; LAG: one step in flight). H, W
+    and C are constexprs (one compile a block shape: divisions by constants, and cp.async's 16-byte pieces need C's
+    divisibility known)."""
     NS: gl.constexpr = CP // 16
-    STAGED: gl.constexpr = NB > 0
     sl16: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=32, element_bitwidth=16, rank=2)
     y_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NS, BLOCK_P, 16], sl16)
     wb_s = gl.allocate_shared_memory(gl.bfloat16, [9 * NS, 16, 16], wb_desc.layout)
     wb_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     mbarrier.init(wb_bar, count=1)
-    if STAGED:
+    xbar = wb_bar  # unused unless NBX
+    if NB > 0:
         tap_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NB, BLOCK_P, SCH],
                                           gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2))
+    elif NBX > 0:
+        tap_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NBX, BLOCK_P, 64], x_desc.layout)
+        xbar = gl.allocate_shared_memory(gl.int64, [2 * NBX, 1], mbarrier.MBarrierLayout())
+        for i in gl.static_range(NBX):
+            mbarrier.init(xbar.index(i), count=1)
+            mbarrier.init(xbar.index(NBX + i), count=2)
     else:
         tap_s = y_s  # unused
-    w2_s, w3_s, ready, empty = _ring(w2_desc, w3_desc, CP, BLOCK_H, STAGES)  # its fence covers wb_bar's init too
+    w2_s, w3_s, ready, empty = _ring(w2_desc, w3_desc, CP, BLOCK_H, STAGES)  # its fence covers wb_bar's and xbar's inits too
     pid = gl.program_id(0)
     nprog = gl.num_programs(0)
     nt = gl.cdiv(NPIX, 2 * BLOCK_P)
-    c0 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
-          2 * BLOCK_P, 0, 2 * pid, 0, 0)
-    c1 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt, nprog,
-          2 * BLOCK_P, BLOCK_P, 2 * pid + 1, NS, NB)
+    c0 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt,
+          nprog, 2 * BLOCK_P, 0, 2 * pid, 0, 0)
+    c1 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt,
+          nprog, 2 * BLOCK_P, BLOCK_P, 2 * pid + 1, NS, NB)
     ld = (w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, pid, nt, nprog)
-    if STAGED:
+    if NBX > 0:
+        lx = (tap_s, xbar, x_desc, pid, nt, nprog, 2 * BLOCK_P, W, 9 * (CP // 64))
+        if LAG and STAMP:
+            gl.warp_specialize([(_consume_tctl_stamped, c0), (_consume_tctl_stamped, c1), (_loader_tc, ld), (_loader_x, lx)], [4, 1, 1],
+                               [REGS, 24, 24])
+        elif LAG:
+            gl.warp_specialize([(_consume_tctl, c0), (_consume_tctl, c1), (_loader_tc, ld), (_loader_x, lx)], [4, 1, 1], [REGS, 24, 24])
+        elif STAMP:
+            gl.warp_specialize([(_consume_tct_stamped, c0), (_consume_tct_stamped, c1), (_loader_tc, ld), (_loader_x, lx)], [4, 1, 1],
+                               [REGS, 24, 24])
+        else:
+            gl.warp_specialize([(_consume_tct, c0), (_consume_tct, c1), (_loader_tc, ld), (_loader_x, lx)], [4, 1, 1], [REGS, 24, 24])
+    elif NB > 0:
         if NOLOAD:
             gl.static_assert(STAMP and not CA, "the staged noload ablation is stamped, 16-byte")
             gl.warp_specialize([(_consume_tcs_noload_stamped, c0), (_consume_tcs_noload_stamped, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
@@ -676,9 +822,9 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, o
 
 
 MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped", "tc_noload_stamped", "tcs", "tcs_stamped",
-         "tcs_ca", "tcs_ca_stamped", "tcs_noload_stamped")
+         "tcs_ca", "tcs_ca_stamped", "tcs_noload_stamped", "tct", "tct_stamped", "tctl", "tctl_stamped")
 # pfw: weights a tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel); tcs: that conv's input staged by cp.async
-# (tcs_ca: in 8-byte pieces, through L1)
+# (tcs_ca: in 8-byte pieces, through L1); tct: by TMA boxes a second loader warp brings (tctl: a conv step's wgmmas left in flight)
 ABLATIONS = ("noload_stamped", "tc_noload_stamped", "tcs_noload_stamped")  # wrong outputs by design: timed without the check
 
 
@@ -715,19 +861,20 @@ def smem_bytes(cp: int, cfg: dict) -> int:
     """Both x (or y1) tiles, the ring and its barriers, the tc conv's tiles, and one [64, CP] bf16 tile of layout-conversion scratch (the sm_90
     compile here: 180,264 bytes at CP 128, block_h 128, 2 slots, shared ring, where the buffers alone are 163,872)."""
     conv_w = 9 * cp * 16 if cfg["mode"].startswith("tc") else 0  # the tensor-core conv's block-diagonal tiles
-    taps = 2 * cfg.get("nb", 0) * BLOCK_P * cfg.get("ch", 64)  # tcs: each consumer's ring of [64, ch] input slots
+    taps = 2 * (cfg.get("nb", 0) * cfg.get("ch", 64) + cfg.get("nbx", 0) * 64) * BLOCK_P  # tcs, tct: the conv's input slots
     return 2 * (3 * BLOCK_P * cp + conv_w + taps + cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * (2 * cfg["stages"] + 1)
 
 
 def tiles(c: int, modes: tuple) -> list[dict]:
     """64 or 128 hidden channels a chunk (dividing 4C), 2-4 ring slots (tcs: 4 or 2 input slots of 64 channels a
-    consumer, or 2 of 128), where the rings and both x tiles fit 227 KB."""
+    consumer, or 2 of 128; tct: 4 or 2 slot pairs), where the rings and both x tiles fit 227 KB."""
     cp, out = padded(c), []
     for bh in (128, 64):
         for stages in (2, 3, 4):
             for mode in modes:
-                for nb, ch in (((4, 64), (2, 64), (2, 128)) if mode.startswith("tcs") else ((0, 0),)):
-                    cfg = {"block_h": bh, "stages": stages, "mode": mode, **({"nb": nb} if nb else {}), **({"ch": ch} if ch == 128 else {})}
+                for nb, ch in (((4, 64), (2, 64), (2, 128)) if mode.startswith("tcs") else ((4, 0), (2, 0)) if mode.startswith("tct") else ((0, 0),)):
+                    staged = {"nbx": nb} if mode.startswith("tct") else {"nb": nb} if nb else {}
+                    cfg = {"block_h": bh, "stages": stages, "mode": mode, **staged, **({"ch": ch} if ch == 128 else {})}
                     if ch > cp:
                         continue
                     if (4 * c) % bh == 0 and smem_bytes(cp, cfg) <= 232448:  # tc: up to 128 channels (its conv tiles)
@@ -745,7 +892,8 @@ def constexprs(c: int, cp: int, hid: int, cfg: dict, side: int) -> dict:
     cx = {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
           "STAMP": mode.endswith("_stamped")}
     if mode.startswith("tc"):
-        return {**cx, "NOLOAD": "noload" in mode, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca"), "SCH": cfg.get("ch", 64), "H": side, "W": side, "C": c}
+        return {**cx, "NOLOAD": "noload" in mode, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca"), "SCH": cfg.get("ch", 64),
+                "NBX": cfg.get("nbx", 0), "LAG": mode.startswith("tctl"), "H": side, "W": side, "C": c}
     return {**cx, "SW_X": swizzle(cp), "CONV": 1 if mode.startswith("pfw") else 2 if mode.startswith("noload") else 0}
 
 
@@ -757,6 +905,13 @@ def descriptors(w2t: torch.Tensor, w3t: torch.Tensor, block_h: int, wb: torch.Te
     nv = lambda row: gl.NVMMASharedLayout(swizzle_byte_width=swizzle(row), element_bitwidth=16, rank=2)  # noqa: E731
     out = (TensorDescriptor.from_tensor(w2t, [cp, block_h], nv(block_h)), TensorDescriptor.from_tensor(w3t, [block_h, cp], nv(cp)))
     return out if wb is None else (*out, TensorDescriptor.from_tensor(wb, [16, 16], nv(16)))
+
+
+def x_descriptor(xf: torch.Tensor):
+    """The tct conv's TMA descriptor of x [NPIX, C]: [64, 64] boxes (64 pixels' rows, 64 channels), 128-byte swizzle."""
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    return TensorDescriptor.from_tensor(xf, [BLOCK_P, 64], gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2))
 
 
 def fused(wt: dict, cfg: dict, h: int, w: int):
@@ -781,7 +936,8 @@ def fused(wt: dict, cfg: dict, h: int, w: int):
         buf = handle["buf"] = torch.empty(npix * c + (4 * 8 * 2 * grid if cx["STAMP"] else 0), dtype=x.dtype, device=x.device)
         conv_w = () if tc else (wt["wf"],)  # the CUDA-core conv's weights (the tc kernel's come by wb's descriptor)
         dims = {"NPIX": npix, **({} if "H" in cx else {"H": h, "W": w, "C": c})}
-        handle["k"] = kernel(cfg)[(grid,)](*descs, xf, *conv_w, wt["b1"], wt["b2"], wt["b3"], buf, **dims, **cx, num_warps=4)
+        x_desc = (x_descriptor(xf),) if tc else ()  # used by tct (the tc kernel takes it in every mode)
+        handle["k"] = kernel(cfg)[(grid,)](*descs, *x_desc, xf, *conv_w, wt["b1"], wt["b2"], wt["b3"], buf, **dims, **cx, num_warps=4)
         handle["npix"] = npix
         return buf[:npix * c].view(n, h, w, c).permute(0, 3, 1, 2)
     if cx["STAMP"]:
@@ -799,6 +955,7 @@ def compile_only(widths: list[int], modes: tuple) -> None:
         wb = torch.empty(9 * cp, 16, dtype=torch.bfloat16)
         for cfg in tiles(c, modes):
             descs = dict(zip(("w2_desc", "w3_desc", "wb_desc"), descriptors(w2t, w3t, cfg["block_h"], wb)))
+            descs["x_desc"] = x_descriptor(torch.empty(64 * MAPS[c] ** 2, c, dtype=torch.bfloat16))
             counts = (("setmaxnreg", "setmaxnreg"), ("tma", "cp.async.bulk.tensor"), ("cp.async 16 B", "cp.async.cg"), ("cp.async < 16 B", "cp.async.ca"))
             compile_tile(kernel(cfg), f"C={c}", cfg, constexprs(c, cp, 4 * c, cfg, MAPS[c]), 4, "gluon_block",
                          lambda n: descs[n].__mangle__() if n in descs else ("*fp32" if n == "wf_ptr" else None), counts)
