@@ -492,7 +492,7 @@ def _tap_ok(h, w, pm, tap: gl.constexpr, H: gl.constexpr, W: gl.constexpr):
 
 @gluon.jit
 def _conv_tma(x_s, xbar, kx, half, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H: gl.constexpr, W: gl.constexpr, cv_l: gl.constexpr,
-              LAG: gl.constexpr):
+              LAG: gl.constexpr, ABL: gl.constexpr = 0):
     """The grouped conv of a consumer's 64 pixels from row0 on the tensor cores, its input brought by TMA
     (`_loader_x`): per step (chunk-major, tap-minor, 64 input channels) the consumer waits for its box x_s[2s + half],
     loads its four 16-channel slices into the wgmma A operand's registers (ldmatrix from the 128-byte swizzle),
@@ -500,7 +500,10 @@ def _conv_tma(x_s, xbar, kx, half, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H: gl.c
     edge reads its row's predecessor: masked in registers, no shared-memory write, so no proxy fence or barrier),
     and runs four wgmmas m64n16k16 against the slices' block-diagonal [16, 16] weights at the tap.
     LAG: the next step's loads and wgmmas are issued before the previous step's wgmmas are waited for (one step in
-    flight); else each step is waited for. kx: the steps taken so far (the ring's position); returned advanced."""
+    flight); else each step is waited for. kx: the steps taken so far (the ring's position); returned advanced.
+    ABL (ablations, wrong outputs): 1, no wgmmas (the slices are loaded, masked and summed on the CUDA cores
+    instead, so that the loads stay); 2, no loads from the slot (the wgmmas take a made-up operand, still masked);
+    the barriers, waits and TMA traffic as ever."""
     NBX: gl.constexpr = x_s.shape[0] // 2
     BLOCK_P: gl.constexpr = x_s.shape[1]
     NS: gl.constexpr = wb_s.shape[0] // 9
@@ -522,15 +525,28 @@ def _conv_tma(x_s, xbar, kx, half, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H: gl.c
             mbarrier.wait(xbar.index(s), (kx // NBX) & 1)
             ok = _tap_ok(h, w, pm, tap, H, W)
             box = x_s.index(2 * s + half)
-            a0 = gl.where(ok, box.slice(0, 16, dim=1).load(a_l), zero)
-            a1 = gl.where(ok, box.slice(16, 16, dim=1).load(a_l), zero)
-            a2 = gl.where(ok, box.slice(32, 16, dim=1).load(a_l), zero)
-            a3 = gl.where(ok, box.slice(48, 16, dim=1).load(a_l), zero)
+            if ABL == 2:
+                made_up = (gl.full([BLOCK_P, 16], 1.0, gl.bfloat16, a_l) + (kx % 7).to(gl.bfloat16))
+                a0 = gl.where(ok, made_up, zero)
+                a1 = a0
+                a2 = a0
+                a3 = a0
+            else:
+                a0 = gl.where(ok, box.slice(0, 16, dim=1).load(a_l), zero)
+                a1 = gl.where(ok, box.slice(16, 16, dim=1).load(a_l), zero)
+                a2 = gl.where(ok, box.slice(32, 16, dim=1).load(a_l), zero)
+                a3 = gl.where(ok, box.slice(48, 16, dim=1).load(a_l), zero)
             q = tap * NS + chunk * 4
-            y0 = warpgroup_mma(a0, wb_s.index(q), y0, is_async=True)
-            y1 = warpgroup_mma(a1, wb_s.index(q + 1), y1, is_async=True)
-            y2 = warpgroup_mma(a2, wb_s.index(q + 2), y2, is_async=True)
-            y3 = warpgroup_mma(a3, wb_s.index(q + 3), y3, is_async=True)
+            if ABL == 1:
+                y0 += gl.convert_layout(a0.to(gl.float32), cv_l)
+                y1 += gl.convert_layout(a1.to(gl.float32), cv_l)
+                y2 += gl.convert_layout(a2.to(gl.float32), cv_l)
+                y3 += gl.convert_layout(a3.to(gl.float32), cv_l)
+            else:
+                y0 = warpgroup_mma(a0, wb_s.index(q), y0, is_async=True)
+                y1 = warpgroup_mma(a1, wb_s.index(q + 1), y1, is_async=True)
+                y2 = warpgroup_mma(a2, wb_s.index(q + 2), y2, is_async=True)
+                y3 = warpgroup_mma(a3, wb_s.index(q + 3), y3, is_async=True)
             # a slot is freed once a wait shows its step's wgmmas done: they took every warp's registers, so all four
             # warps' loads from the slot are over (one thread arrives; an arrive straight after its own loads would
             # not cover the other warps')
@@ -539,6 +555,9 @@ def _conv_tma(x_s, xbar, kx, half, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H: gl.c
                     y0, y1, y2, y3, p0, p1, p2, p3 = warpgroup_mma_wait(4, deps=[y0, y1, y2, y3, p0, p1, p2, p3])
                     mbarrier.arrive(xbar.index(NBX + (kx - 1) % NBX))
                 p0, p1, p2, p3 = a0, a1, a2, a3
+            elif ABL == 1:
+                _barrier()  # no wgmma to wait for: every warp's loads done
+                mbarrier.arrive(xbar.index(NBX + s))
             else:
                 y0, y1, y2, y3, a0, a1, a2, a3 = warpgroup_mma_wait(0, deps=[y0, y1, y2, y3, a0, a1, a2, a3])
                 mbarrier.arrive(xbar.index(NBX + s))
@@ -615,8 +634,8 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_p
     [16, 16] weight (B, in shared memory: half its entries zero, so twice the grouped conv's MACs, 144·C a pixel
     against the chain's 8·C²). The conv is `_conv_gathered` (A gathered from global memory into registers), or with
     STAGED 1 `_conv_staged` (A from whole pixel rows brought by cp.async into the ring tap_s[tbase:]; with NOLOAD, the
-    ablation of `_stage`'s NOMEM), or with STAGED 2 (3: LAG) `_conv_tma` (A from the TMA boxes in tap_s, barriers
-    xbar; row_off // 64 the consumer's half). y1 + b1 goes to the consumer's CP/16 [64, 16] tiles (y_s from ybase), and the
+    ablation of `_stage`'s NOMEM), or with STAGED 2 (3: LAG; 4, 5: its ablations ABL 1, 2) `_conv_tma` (A from the
+    TMA boxes in tap_s, barriers xbar; row_off // 64 the consumer's half). y1 + b1 goes to the consumer's CP/16 [64, 16] tiles (y_s from ybase), and the
     expansion is CP/16 wgmmas of K = 16 against row slices of the W2ᵀ chunk. The rest as `_block_body` (chain,
     epilogue at width C, residual from global memory, stamps)."""
     BLOCK_P: gl.constexpr = y_s.shape[1]
@@ -653,7 +672,8 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_p
             s0 = _conv_staged(tap_s, tbase, wb_s, y_s, ybase, x_ptr, b1_ptr, row0, row0 + step * tile_rows, t + step < ntiles, s0, NPIX, H, W,
                               C, cv_l, CA, NOLOAD)
         elif STAGED >= 2:
-            kx = _conv_tma(tap_s, xbar, kx, row_off // BLOCK_P, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H, W, cv_l, STAGED == 3)
+            kx = _conv_tma(tap_s, xbar, kx, row_off // BLOCK_P, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H, W, cv_l, STAGED == 3,
+                           STAGED - 3 if STAGED > 3 else 0)
         else:
             _conv_gathered(y_s, ybase, wb_s, x_ptr, b1_ptr, row0, NPIX, H, W, C, cv_l, NOLOAD)
         k, conv_cyc, loop_cyc, epi_cyc = _tile_rest(y_s, ybase, NS, w2_s, w3_s, ready, empty, b2_ptr, b3_ptr, x_ptr, out_ptr, row0, NPIX,
@@ -749,6 +769,20 @@ def _consume_tctl_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xb
 
 
 @gluon.jit
+def _consume_tct_nomma_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX,
+                              H: gl.constexpr, W: gl.constexpr, C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, 4)
+
+
+@gluon.jit
+def _consume_tct_noldm_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX,
+                              H: gl.constexpr, W: gl.constexpr, C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, first,
+                   ntiles, step, tile_rows, row_off, slot, ybase, tbase, True, False, 5)
+
+
+@gluon.jit
 def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                      C: gl.constexpr, CP: gl.constexpr, HID: gl.constexpr, BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr,
                      REGS: gl.constexpr, STAMP: gl.constexpr = False, NOLOAD: gl.constexpr = False, NB: gl.constexpr = 0, CA: gl.constexpr = False,
@@ -790,7 +824,15 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b
     ld = (w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, pid, nt, nprog)
     if NBX > 0:
         lx = (tap_s, xbar, x_desc, pid, nt, nprog, 2 * BLOCK_P, W, 9 * (CP // 64))
-        if LAG and STAMP:
+        if NOLOAD:  # the ablations: CA picks the one without wgmmas, else the one without loads from the slot
+            gl.static_assert(STAMP and not LAG, "the tct ablations are stamped")
+            if CA:
+                gl.warp_specialize([(_consume_tct_nomma_stamped, c0), (_consume_tct_nomma_stamped, c1), (_loader_tc, ld), (_loader_x, lx)],
+                                   [4, 1, 1], [REGS, 24, 24])
+            else:
+                gl.warp_specialize([(_consume_tct_noldm_stamped, c0), (_consume_tct_noldm_stamped, c1), (_loader_tc, ld), (_loader_x, lx)],
+                                   [4, 1, 1], [REGS, 24, 24])
+        elif LAG and STAMP:
             gl.warp_specialize([(_consume_tctl_stamped, c0), (_consume_tctl_stamped, c1), (_loader_tc, ld), (_loader_x, lx)], [4, 1, 1],
                                [REGS, 24, 24])
         elif LAG:
@@ -822,10 +864,11 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b
 
 
 MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped", "tc_noload_stamped", "tcs", "tcs_stamped",
-         "tcs_ca", "tcs_ca_stamped", "tcs_noload_stamped", "tct", "tct_stamped", "tctl", "tctl_stamped")
+         "tcs_ca", "tcs_ca_stamped", "tcs_noload_stamped", "tct", "tct_stamped", "tctl", "tctl_stamped",
+         "tct_nomma_stamped", "tct_noldm_stamped")
 # pfw: weights a tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel); tcs: that conv's input staged by cp.async
 # (tcs_ca: in 8-byte pieces, through L1); tct: by TMA boxes a second loader warp brings (tctl: a conv step's wgmmas left in flight)
-ABLATIONS = ("noload_stamped", "tc_noload_stamped", "tcs_noload_stamped")  # wrong outputs by design: timed without the check
+ABLATIONS = ("noload_stamped", "tc_noload_stamped", "tcs_noload_stamped", "tct_nomma_stamped", "tct_noldm_stamped")  # wrong outputs by design: timed without the check
 
 
 def weights(w1, b1, w2, b2, w3, b3) -> dict:
@@ -892,7 +935,9 @@ def constexprs(c: int, cp: int, hid: int, cfg: dict, side: int) -> dict:
     cx = {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
           "STAMP": mode.endswith("_stamped")}
     if mode.startswith("tc"):
-        return {**cx, "NOLOAD": "noload" in mode, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca"), "SCH": cfg.get("ch", 64),
+        abl = mode in ("tct_nomma_stamped", "tct_noldm_stamped")  # NOLOAD picks a tct ablation, CA which one
+        return {**cx, "NOLOAD": "noload" in mode or abl, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca") or mode == "tct_nomma_stamped",
+                "SCH": cfg.get("ch", 64),
                 "NBX": cfg.get("nbx", 0), "LAG": mode.startswith("tctl"), "H": side, "W": side, "C": c}
     return {**cx, "SW_X": swizzle(cp), "CONV": 1 if mode.startswith("pfw") else 2 if mode.startswith("noload") else 0}
 
