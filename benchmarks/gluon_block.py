@@ -491,14 +491,30 @@ def _tap_ok(h, w, pm, tap: gl.constexpr, H: gl.constexpr, W: gl.constexpr):
 
 
 @gluon.jit
+def _tap_keep(h, w, pm, tap: gl.constexpr, H: gl.constexpr, W: gl.constexpr, a_l: gl.constexpr):
+    """`_tap_ok` as a [64, 16] bf16 bit mask in the A operand's layout: all ones (0xFFFF) where the neighbour is on
+    the image, else 0; built once a step and ANDed into its four slices (`_and_keep`)."""
+    ones = gl.full([pm.shape[0], 16], -1, gl.int16, a_l)
+    return gl.where(_tap_ok(h, w, pm, tap, H, W), ones, gl.zeros_like(ones)).to(gl.bfloat16, bitcast=True)
+
+
+@gluon.jit
+def _and_keep(a, keep):
+    """a AND keep, two bf16 a 32-bit register: one and.b32 for each pair where a select of each element (Triton's
+    lowering of gl.where on bf16) took a PRMT to unpack, a SEL and a PRMT to pack again."""
+    return gl.inline_asm_elementwise("and.b32 $0, $1, $2;", "=r,r,r", [a, keep], dtype=gl.bfloat16, is_pure=True, pack=2)
+
+
+@gluon.jit
 def _conv_tma(x_s, xbar, kx, half, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H: gl.constexpr, W: gl.constexpr, cv_l: gl.constexpr,
               LAG: gl.constexpr, ABL: gl.constexpr = 0):
     """The grouped conv of a consumer's 64 pixels from row0 on the tensor cores, its input brought by TMA
     (`_loader_x`): per step (chunk-major, tap-minor, 64 input channels) the consumer waits for its box x_s[2s + half],
     loads its four 16-channel slices into the wgmma A operand's registers (ldmatrix from the 128-byte swizzle),
     zeroes the rows whose neighbour is off the image there (the box is the flat rows shifted, so a pixel at the left
-    edge reads its row's predecessor: masked in registers, no shared-memory write, so no proxy fence or barrier),
-    and runs four wgmmas m64n16k16 against the slices' block-diagonal [16, 16] weights at the tap.
+    edge reads its row's predecessor: masked in registers, no shared-memory write, so no proxy fence or barrier;
+    one AND a 32-bit pair, `_and_keep`, since run 48's profile found run 47's select of each element, unpacked and
+    packed again, to be most of a step's instructions; the centre tap unmasked), and runs four wgmmas m64n16k16 against the slices' block-diagonal [16, 16] weights at the tap.
     LAG: the next step's loads and wgmmas are issued before the previous step's wgmmas are waited for (one step in
     flight); else each step is waited for. kx: the steps taken so far (the ring's position); returned advanced.
     ABL (ablations, wrong outputs): 1, no wgmmas (the slices are loaded, masked and summed on the CUDA cores
@@ -523,19 +539,24 @@ def _conv_tma(x_s, xbar, kx, half, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H: gl.c
         for tap in gl.static_range(9):
             s = kx % NBX
             mbarrier.wait(xbar.index(s), (kx // NBX) & 1)
-            ok = _tap_ok(h, w, pm, tap, H, W)
             box = x_s.index(2 * s + half)
             if ABL == 2:
                 made_up = (gl.full([BLOCK_P, 16], 1.0, gl.bfloat16, a_l) + (kx % 7).to(gl.bfloat16))
-                a0 = gl.where(ok, made_up, zero)
+                a0 = gl.where(_tap_ok(h, w, pm, tap, H, W), made_up, zero)
                 a1 = a0
                 a2 = a0
                 a3 = a0
-            else:
-                a0 = gl.where(ok, box.slice(0, 16, dim=1).load(a_l), zero)
-                a1 = gl.where(ok, box.slice(16, 16, dim=1).load(a_l), zero)
-                a2 = gl.where(ok, box.slice(32, 16, dim=1).load(a_l), zero)
-                a3 = gl.where(ok, box.slice(48, 16, dim=1).load(a_l), zero)
+            elif tap == 4:  # the centre: every neighbour is on the image (rows past NPIX came as zeros)
+                a0 = box.slice(0, 16, dim=1).load(a_l)
+                a1 = box.slice(16, 16, dim=1).load(a_l)
+                a2 = box.slice(32, 16, dim=1).load(a_l)
+                a3 = box.slice(48, 16, dim=1).load(a_l)
+            else:  # one mask a step, ANDed into each slice's 32-bit pairs
+                keep = _tap_keep(h, w, pm, tap, H, W, a_l)
+                a0 = _and_keep(box.slice(0, 16, dim=1).load(a_l), keep)
+                a1 = _and_keep(box.slice(16, 16, dim=1).load(a_l), keep)
+                a2 = _and_keep(box.slice(32, 16, dim=1).load(a_l), keep)
+                a3 = _and_keep(box.slice(48, 16, dim=1).load(a_l), keep)
             q = tap * NS + chunk * 4
             if ABL == 1:
                 y0 += gl.convert_layout(a0.to(gl.float32), cv_l)
