@@ -514,7 +514,8 @@ def _conv_tma(x_s, xbar, kx, half, wb_s, y_s, ybase, b1_ptr, row0, NPIX, H: gl.c
     zeroes the rows whose neighbour is off the image there (the box is the flat rows shifted, so a pixel at the left
     edge reads its row's predecessor: masked in registers, no shared-memory write, so no proxy fence or barrier;
     one AND a 32-bit pair, `_and_keep`, since run 48's profile found run 47's select of each element, unpacked and
-    packed again, to be most of a step's instructions; the centre tap unmasked), and runs four wgmmas m64n16k16 against the slices' block-diagonal [16, 16] weights at the tap.
+    packed again, to be most of a step's instructions; the centre tap unmasked), and runs four wgmmas m64n16k16
+    against the slices' block-diagonal [16, 16] weights at the tap.
     LAG: the next step's loads and wgmmas are issued before the previous step's wgmmas are waited for (one step in
     flight); else each step is waited for. kx: the steps taken so far (the ring's position); returned advanced.
     ABL (ablations, wrong outputs): 1, no wgmmas (the slices are loaded, masked and summed on the CUDA cores
@@ -656,8 +657,8 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_p
     against the chain's 8·C²). The conv is `_conv_gathered` (A gathered from global memory into registers), or with
     STAGED 1 `_conv_staged` (A from whole pixel rows brought by cp.async into the ring tap_s[tbase:]; with NOLOAD, the
     ablation of `_stage`'s NOMEM), or with STAGED 2 (3: LAG; 4, 5: its ablations ABL 1, 2) `_conv_tma` (A from the
-    TMA boxes in tap_s, barriers xbar; row_off // 64 the consumer's half). y1 + b1 goes to the consumer's CP/16 [64, 16] tiles (y_s from ybase), and the
-    expansion is CP/16 wgmmas of K = 16 against row slices of the W2ᵀ chunk. The rest as `_block_body` (chain,
+    TMA boxes in tap_s, barriers xbar; row_off // 64 the consumer's half). y1 + b1 goes to the consumer's CP/16
+    [64, 16] tiles (y_s from ybase), and the expansion is CP/16 wgmmas of K = 16 against row slices of the W2ᵀ chunk. The rest as `_block_body` (chain,
     epilogue at width C, residual from global memory, stamps)."""
     BLOCK_P: gl.constexpr = y_s.shape[1]
     CP: gl.constexpr = w2_s.shape[1]
@@ -807,15 +808,15 @@ def _consume_tct_noldm_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_
 def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                      C: gl.constexpr, CP: gl.constexpr, HID: gl.constexpr, BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr,
                      REGS: gl.constexpr, STAMP: gl.constexpr = False, NOLOAD: gl.constexpr = False, NB: gl.constexpr = 0, CA: gl.constexpr = False,
-                     SCH: gl.constexpr = 64, NBX: gl.constexpr = 0, LAG: gl.constexpr = False):
+                     SCH: gl.constexpr = 64, NBX: gl.constexpr = 0, LAG: gl.constexpr = False, ABL: gl.constexpr = 0):
     """The ConvFirst block with its grouped conv on the tensor cores (`_block_body_tc`), persistent, the shared ring
     of `_block_kernel`: two consumers taking the halves of 128-pixel tiles, one loader warp (`_loader_tc`), which
     first brings the 9·CP/16 block-diagonal [16, 16] conv weights (wb_desc over [9·CP, 16]: tap-major, then slice)
     into shared memory once for both consumers. NB > 0: the conv's input staged (`_conv_staged`) through a ring of NB
     [64, SCH] slots a consumer. NBX > 0: the conv's input by TMA (x_desc, [64, 64] boxes of x [NPIX, C]) through a
-    ring of NBX slot pairs that a second loader warp (`_loader_x`) fills (`_conv_tma`; LAG: one step in flight). H, W
-    and C are constexprs (one compile a block shape: divisions by constants, and cp.async's 16-byte pieces need C's
-    divisibility known)."""
+    ring of NBX slot pairs that a second loader warp (`_loader_x`) fills (`_conv_tma`; LAG: one step in flight; ABL:
+    its ablations). H, W and C are constexprs (one compile a block shape: divisions by constants, and cp.async's
+    16-byte pieces need C's divisibility known)."""
     NS: gl.constexpr = CP // 16
     sl16: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=32, element_bitwidth=16, rank=2)
     y_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NS, BLOCK_P, 16], sl16)
@@ -845,9 +846,9 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b
     ld = (w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, pid, nt, nprog)
     if NBX > 0:
         lx = (tap_s, xbar, x_desc, pid, nt, nprog, 2 * BLOCK_P, W, 9 * (CP // 64))
-        if NOLOAD:  # the ablations: CA picks the one without wgmmas, else the one without loads from the slot
+        if ABL > 0:  # the ablations (`_conv_tma`'s ABL): 1 without wgmmas, 2 without loads from the slot
             gl.static_assert(STAMP and not LAG, "the tct ablations are stamped")
-            if CA:
+            if ABL == 1:
                 gl.warp_specialize([(_consume_tct_nomma_stamped, c0), (_consume_tct_nomma_stamped, c1), (_loader_tc, ld), (_loader_x, lx)],
                                    [4, 1, 1], [REGS, 24, 24])
             else:
@@ -956,10 +957,9 @@ def constexprs(c: int, cp: int, hid: int, cfg: dict, side: int) -> dict:
     cx = {"CP": cp, "HID": hid, "BLOCK_P": BLOCK_P, "BLOCK_H": cfg["block_h"], "STAGES": cfg["stages"], "REGS": cfg.get("regs", 232),
           "STAMP": mode.endswith("_stamped")}
     if mode.startswith("tc"):
-        abl = mode in ("tct_nomma_stamped", "tct_noldm_stamped")  # NOLOAD picks a tct ablation, CA which one
-        return {**cx, "NOLOAD": "noload" in mode or abl, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca") or mode == "tct_nomma_stamped",
-                "SCH": cfg.get("ch", 64),
-                "NBX": cfg.get("nbx", 0), "LAG": mode.startswith("tctl"), "H": side, "W": side, "C": c}
+        return {**cx, "NOLOAD": "noload" in mode, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca"), "SCH": cfg.get("ch", 64),
+                "NBX": cfg.get("nbx", 0), "LAG": mode.startswith("tctl"), "ABL": {"tct_nomma_stamped": 1, "tct_noldm_stamped": 2}.get(mode, 0),
+                "H": side, "W": side, "C": c}
     return {**cx, "SW_X": swizzle(cp), "CONV": 1 if mode.startswith("pfw") else 2 if mode.startswith("noload") else 0}
 
 
