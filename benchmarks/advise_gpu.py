@@ -5,6 +5,9 @@ budget; then the best configuration each reports is re-measured by this script's
 back-to-back steps, written here, not effkit's timing code) and the two medians compared (target: within 3 %).
 
     python3 benchmarks/advise_gpu.py --out $OUT
+    python3 benchmarks/advise_gpu.py --out $OUT --cases convfirst_net:64   # the fused knob (effkit.kernels) among the others
+
+The own loop applies the advised snippet as a user would, `fuse_blocks` included where the fused knob won.
 """
 from __future__ import annotations
 

@@ -3,7 +3,9 @@ why (see effkit.analysis.advice for the search).
 
 Each point is measured with effkit's one timing discipline (the runner), its per-layer kernel sum and the
 trace's waterline give the ladder's rungs, and every reduced precision's outputs are compared with fp32's
-on the same input. Each point is written to `points/KEY.json` in the folder as soon as it is measured
+on the same input. On CUDA, a model with blocks that effkit.kernels fuses gets the fused knob: the model with
+those blocks swapped for block-fused kernels, its floor the fused waterline of exactly what is swapped, and its
+outputs compared with the unfused model's in fp32 at every precision. Each point is written to `points/KEY.json` in the folder as soon as it is measured
 (atomically), so an interrupt loses nothing and a rerun into the same folder resumes: measured points are
 reused, not measured again (`refresh=True` measures them again). The default folder is a cache per model,
 device and torch version.
@@ -60,7 +62,7 @@ def config_of(knobs: dict, device: str, batch: int, mode: str, min_time_s: float
     return RunConfig(device=device, precision=knobs.get("precision", "fp32"), batches=(batch,), mode=mode,
                      layout=knobs.get("layout", "contiguous"), cuda_graph=bool(knobs.get("cuda_graph")) and mode == "infer",
                      compile=comp != "off", compile_mode=None if comp in ("off", "default") else comp,
-                     cudnn_benchmark=True if knobs.get("cudnn_benchmark") else None,
+                     cudnn_benchmark=True if knobs.get("cudnn_benchmark") else None, fused=bool(knobs.get("fused")) and mode == "infer",
                      sdpa_backend=None if knobs.get("sdpa_backend", "default") == "default" else knobs["sdpa_backend"],
                      min_time_s=min_time_s, layers=True)
 
@@ -76,17 +78,18 @@ def _threads(n):
         torch.set_num_threads(old)
 
 
-def numerical_cost(ref, precision: str, device: str, batch: int = 1, seed: int = 0) -> tuple[float | None, float | None]:
-    """Max absolute and max relative difference of the outputs at `precision` against fp32, same weights, same input."""
-    return _numerical(ref, precision, device, batch, seed)[:2]
+def numerical_cost(ref, precision: str, device: str, batch: int = 1, seed: int = 0, fused: bool = False) -> tuple[float | None, float | None]:
+    """Max absolute and max relative difference of the outputs at `precision` (with `fused`, of the model with its blocks
+    swapped for effkit.kernels' fused ones) against the unfused model's in fp32, same weights, same input."""
+    return _numerical(ref, precision, device, batch, seed, fused)[:2]
 
 
-def _numerical(ref, precision: str, device: str, batch: int = 1, seed: int = 0) -> tuple[float, float, float | None]:
-    """numerical_cost's two figures and the fp32 outputs' largest magnitude (None for fp32 itself)."""
+def _numerical(ref, precision: str, device: str, batch: int = 1, seed: int = 0, fused: bool = False) -> tuple[float, float, float | None]:
+    """numerical_cost's two figures and the fp32 outputs' largest magnitude (None for fp32 itself, unfused)."""
     from effkit.config import get_precision
     from effkit.run.runner import first_float
 
-    if precision == "fp32":
+    if precision == "fp32" and not fused:
         return 0.0, 0.0, None
     prec = get_precision(precision)
     torch.manual_seed(seed)
@@ -94,6 +97,10 @@ def _numerical(ref, precision: str, device: str, batch: int = 1, seed: int = 0) 
     xs = ref.inputs(batch, torch.float32, device)
     with torch.no_grad():
         ref_out = first_float(ref.call(net, xs)).float()
+        if fused:  # the same weights, the BatchNorms folded in fp32 (as fused_build does), before any cast
+            from effkit.kernels import fuse_blocks
+
+            net = fuse_blocks(copy.deepcopy(net))[0]
         if prec.mixed:
             with prec.autocast(device):
                 out = first_float(ref.call(net, xs)).float()
@@ -140,7 +147,9 @@ def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", b
     points_dir = ensure_folder(folder / "points")
     image = all(len(s) == 3 for s in ref.input_shapes) and not ref.vocab_size
     attention = _has_attention(ref)
-    space, skipped_knobs = knob_space(device, mode=mode, image_input=image, attention=attention, cpus=os.cpu_count() or 1)
+    why_not = _why_not_fusable(ref) if device.startswith("cuda") and mode == "infer" else "CUDA inference only"
+    space, skipped_knobs = knob_space(device, mode=mode, image_input=image, attention=attention, cpus=os.cpu_count() or 1,
+                                      fusable=why_not is None, why_not_fusable=why_not or "")
     measure = measure or _measurer(ref, device, batch, mode, min_time_s)
 
     def cached_measure(knobs: dict) -> AdvicePoint:
@@ -223,6 +232,21 @@ def _main(argv=None) -> None:
     print(json.dumps(p.to_dict()))
 
 
+def _why_not_fusable(ref) -> str | None:
+    """None where effkit.kernels would swap some of the model's blocks for fused Triton kernels here, else why not."""
+    from effkit.kernels import fused_build, triton_available
+
+    if not triton_available():
+        return "needs Triton for its kernels (pip install effkit[kernels])"
+    try:
+        fused_build(ref, "meta")  # the structure alone: built on meta, no memory, no arithmetic
+    except UserInputError:
+        return "the model has no ConvFirst block, nor stride-1, equal-width MBConv block, to fuse"
+    except Exception as e:  # noqa: BLE001 - a model that cannot be built on meta: the knob is left out, and why is said
+        return f"could not check the model's blocks ({type(e).__name__}: {str(e).strip()[:120]})"
+    return None
+
+
 def _has_attention(ref) -> bool:
     try:
         from effkit.trace.tracer import trace_ref
@@ -259,29 +283,43 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
         if p.status != "ok":
             return AdvicePoint(knobs, p.status, note=p.note, elapsed_s=time.perf_counter() - t0)
         waterline, ideal, fused, abs_d, rel_d, warning = by_precision(config)
+        if config.fused:  # the fused model's floor: only what crosses DRAM between the fused blocks (its own what-if)
+            waterline = fused
         return AdvicePoint(knobs, "ok", tuple(p.timing.samples_s), p.note, p.layers.total_s if p.layers else None, waterline, ideal,
                            abs_d, rel_d, time.perf_counter() - t0, fused, batch, numerical_note=warning)
 
     computed: dict = {}
 
     def by_precision(config) -> tuple:
-        """(waterline, ideal, fused waterline, max abs diff, max rel diff, numerical warning): they depend on the precision alone, so each is
-        computed once per precision, not once per point."""
-        if config.precision not in computed:
+        """(waterline, ideal, fused waterline, max abs diff, max rel diff, numerical warning): they depend on the precision
+        and on whether the blocks are fused alone, so each is computed once per pair, not once per point. With fused, the
+        fused waterline is the what-if for exactly the blocks and stem fuse_blocks swaps, and the numerical cost is the
+        fused model's against the unfused one in fp32."""
+        key = (config.precision, config.fused)
+        if key not in computed:
             waterline = ideal = fused = None
             try:
                 t = trace_ref(ref, [batch], precision=config.precision, device="meta")[0]
-                a = analyse(t, roof_from_ceilings(device_ceilings(device), config.prec.compute_dtype), None, tf32=config.tf32_flags())
+                roof = roof_from_ceilings(device_ceilings(device), config.prec.compute_dtype)
+                a = analyse(t, roof, None, tf32=config.tf32_flags())
                 waterline, ideal = a.waterline_s, a.ideal_s
                 fused = a.fusion.fused_waterline_s if a.fusion else None
+                if config.fused:
+                    from effkit.analysis.model import blocks_for
+                    from effkit.analysis.roofline import fusion_what_if
+                    from effkit.kernels import fused_build
+
+                    report = fused_build(ref, "meta")[1]
+                    fused = fusion_what_if(list(a.layers), blocks_for(t, report["fused"] + report["stems"]), roof,
+                                           "the blocks fuse_blocks fuses").fused_waterline_s
             except Exception:  # noqa: BLE001 - no roofs for this device: the rungs stay unknown
                 pass
             try:
-                abs_d, rel_d, ref_max = _numerical(ref, config.precision, device)
+                abs_d, rel_d, ref_max = _numerical(ref, config.precision, device, fused=config.fused)
             except Exception:  # noqa: BLE001 - a precision this device cannot run in eager: no numerical cost
                 abs_d = rel_d = ref_max = None
-            computed[config.precision] = (waterline, ideal, fused, abs_d, rel_d, numerical_warning(config.precision, ref_max, rel_d))
-        return computed[config.precision]
+            computed[key] = (waterline, ideal, fused, abs_d, rel_d, numerical_warning(config.precision, ref_max, rel_d, config.fused))
+        return computed[key]
 
     return measure
 

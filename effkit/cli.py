@@ -662,7 +662,8 @@ def advise(
     input_shape: ShapeOpt = None, resolution: ResOpt = None, seq_len: SeqLenOpt = None, task: TaskOpt = None,
     debug: Debug = False,
 ):
-    """Measure the knobs that apply (precision, layout, cudnn.benchmark, CUDA graphs, torch.compile, SDPA backend, CPU threads),
+    """Measure the knobs that apply (precision, layout, cudnn.benchmark, CUDA graphs, effkit's block-fused kernels, torch.compile,
+    SDPA backend, CPU threads),
     rank what makes this model faster with intervals and the rung each moved, and print the Python that applies the best."""
     from effkit.advising import advise as run_advise, knobs_text
 

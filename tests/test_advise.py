@@ -349,3 +349,80 @@ def test_the_second_process_measures_in_a_fresh_python(tmp_path, monkeypatch):
     p = _second_process(ref, "cpu", 1, "infer", 0.05)({"precision": "fp32", "layout": "channels_last", "compile": "off", "threads": "default"})
     assert p.status == "ok" and len(p.samples_s) >= 20 and p.knobs["layout"] == "channels_last"
     assert _second_process(resolve(nn.Linear(4, 4), (4,)), "cpu", 1, "infer", 0.05)({"precision": "fp32"}) is None  # an object: no spec
+
+
+def test_the_fused_knob_is_tried_on_cuda_for_inference_of_a_model_with_blocks_to_fuse():
+    from effkit.advising import _why_not_fusable, config_of
+    from effkit.analysis.advice import knob_space
+
+    space, skipped = knob_space("cuda", fusable=True)
+    names = [k.name for k in space]
+    assert "fused" in names and names.index("fused") < names.index("compile")  # compile is then tried around the fused blocks
+    assert next(k for k in space if k.name == "fused").values == (False, True)  # the baseline first
+    _, skipped = knob_space("cuda", fusable=False, why_not_fusable="the model has no block to fuse")
+    assert "fused: the model has no block to fuse" in skipped
+    train, skipped = knob_space("cuda", mode="train", fusable=True)
+    assert "fused" not in [k.name for k in train] and any(s.startswith("fused: ") and "inference only" in s for s in skipped)
+    cpu, skipped = knob_space("cpu", fusable=True)
+    assert "fused" not in [k.name for k in cpu] and any("fused" in s and "CUDA only" in s for s in skipped)
+    # which models: convfirst_net's blocks fuse (Triton is in the test extra); resnet50's bottlenecks do not
+    assert _why_not_fusable(resolve("convfirst_net", width=0.25, resolution=32)) is None
+    assert "no ConvFirst block" in _why_not_fusable(resolve("resnet50"))
+    assert config_of({"fused": True}, "cuda", 1, "infer", 0.1).fused
+    assert not config_of({"fused": False}, "cuda", 1, "infer", 0.1).fused
+
+
+def test_the_fused_snippet_folds_before_it_casts_and_runs(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # on the CPU the fused modules are the folded math in PyTorch
+    from effkit.kernels import FusedConvFirst
+    from effkit.models.registry import build_model
+
+    code = snippet({"precision": "bf16", "layout": "channels_last", "fused": True}, "cpu")
+    assert code.index("fuse_blocks(model.eval())") < code.index("model = model.to(torch.bfloat16)")
+    model = build_model("convfirst_net", width=0.25, resolution=32).model.eval()
+    scope = {"model": model, "x": torch.randn(1, 3, 32, 32)}
+    exec(compile(code, "<snippet>", "exec"), scope)
+    m = scope["model"]
+    assert any(isinstance(b, FusedConvFirst) for b in m.modules()) and scope["out"].dtype == torch.bfloat16
+
+
+def test_the_fused_models_numerical_cost_is_measured_against_the_unfused_model_in_fp32(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    from effkit.advising import _numerical
+    from effkit.analysis.advice import numerical_warning
+    from effkit.kernels import FusedConvFirst
+
+    ref = resolve("convfirst_net", width=0.25, resolution=32)
+    # fp32, fused: the BatchNorms folded into the convs change only the rounding (a few fp32 ulps of the outputs' scale)
+    abs_d, rel_d, ref_max = _numerical(ref, "fp32", "cpu", fused=True)
+    assert ref_max > 0 and rel_d < 1e-4
+    # the fused model is what is compared: a block that adds 1 to its output moves the logits far beyond that
+    real = FusedConvFirst.forward
+    monkeypatch.setattr(FusedConvFirst, "forward", lambda self, x: real(self, x) + 1.0)
+    _, rel_bad, ref_max_bad = _numerical(ref, "fp32", "cpu", fused=True)
+    assert rel_bad > 1e-2
+    # a fused model is judged at every precision, fp32 included, and says which outputs differ from which
+    assert numerical_warning("fp32", 2.0, 0.3) == ""
+    assert numerical_warning("fp32", 2.0, 0.3, fused=True) == ("numerical warning: the block-fused model's outputs differ from the "
+                                                                "unfused model's in fp32 by 30 % of their scale")
+
+
+def test_a_fused_point_stands_on_the_waterline_of_what_fuse_blocks_fuses(monkeypatch):
+    """The fused knob measured through the runner (on the CPU the fused modules are the folded math in PyTorch): its
+    point's floor is the what-if for the blocks fuse_blocks swaps, which for convfirst_net are the residual blocks, the
+    4 strided blocks with their shortcut convs and the stem, so it lies below the report's residual-block what-if."""
+    from types import SimpleNamespace
+
+    import effkit.device.ceilings as ceilings
+    from effkit.advising import _measurer
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(ceilings, "device_ceilings", lambda device, **kw: SimpleNamespace(
+        name="stub cpu", peak_flops={"fp32": 1e11}, bandwidth_bytes_per_s=2e10, facts={}, measured_at="test", launch_floor_s=None))
+    measure = _measurer(resolve("convfirst_net", width=0.25, resolution=32), "cpu", 1, "infer", 0.01)
+    plain, fused = measure({"fused": False}), measure({"fused": True})
+    assert plain.status == fused.status == "ok", (plain.note, fused.note)
+    assert plain.waterline_s and plain.ideal_s == fused.ideal_s
+    assert fused.waterline_s == fused.fused_waterline_s < plain.fused_waterline_s < plain.waterline_s
+    assert plain.max_rel_diff == 0.0 and 0.0 <= fused.max_rel_diff < 1e-4  # fp32: the folding changes the rounding only
+    assert "per-layer times not taken" in fused.note  # a fused block's kernel spans the layers the trace names

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from effkit.analysis.stats import ALPHA, compare_samples
 
-BASELINE = {"precision": "fp32", "layout": "contiguous", "cudnn_benchmark": False, "cuda_graph": False, "compile": "off",
+BASELINE = {"precision": "fp32", "layout": "contiguous", "cudnn_benchmark": False, "cuda_graph": False, "fused": False, "compile": "off",
             "sdpa_backend": "default", "threads": "default"}
 
 
@@ -28,8 +28,12 @@ class Knob:
     why: str
 
 
-def knob_space(device: str, *, mode: str = "infer", image_input: bool = True, attention: bool = False, cpus: int = 1) -> tuple[list[Knob], list[str]]:
-    """The knobs that apply to this model and device, in search order, and why the others do not."""
+def knob_space(device: str, *, mode: str = "infer", image_input: bool = True, attention: bool = False, cpus: int = 1,
+               fusable: bool = False, why_not_fusable: str = "") -> tuple[list[Knob], list[str]]:
+    """The knobs that apply to this model and device, in search order, and why the others do not.
+    `fusable`: effkit.kernels can swap some of the model's blocks for block-fused Triton kernels on this machine (else
+    `why_not_fusable`: no such block, no Triton); the fused knob is tried on CUDA for inference only, before compile,
+    so that compile is tried around the fused blocks too."""
     cuda = device.startswith("cuda")
     out, skipped = [], []
     precisions = ("fp32", "tf32", "bf16", "bf16-mixed", "fp16", "fp16-mixed") if cuda else ("fp32", "bf16", "bf16-mixed")
@@ -44,6 +48,13 @@ def knob_space(device: str, *, mode: str = "infer", image_input: bool = True, at
             out.append(Knob("cuda_graph", (False, True), "overhead", "one launch for the whole step instead of one per kernel"))
         else:
             skipped.append("cuda_graph: measured for inference steps only (effkit times training eager or compiled)")
+        if mode != "infer":
+            skipped.append("fused: effkit's block-fused kernels are inference only (BatchNorms folded)")
+        elif not fusable:
+            skipped.append(f"fused: {why_not_fusable or 'the model was not checked for blocks effkit.kernels fuses'}")
+        else:
+            out.append(Knob("fused", (False, True), "memory", "effkit's block-fused kernels: each ConvFirst or stride-1 MBConv block one "
+                                                                "launch, its expanded activations kept on chip"))
         out.append(Knob("compile", ("off", "default", "max-autotune-no-cudagraphs", "reduce-overhead"), "kernel",
                         "fused kernels (less memory traffic) and better kernels; reduce-overhead also captures CUDA graphs"))
         if attention:
@@ -51,7 +62,7 @@ def knob_space(device: str, *, mode: str = "infer", image_input: bool = True, at
         else:
             skipped.append("sdpa_backend: the model has no scaled-dot-product attention")
     else:
-        skipped += ["cudnn_benchmark, cuda_graph and sdpa_backend: CUDA only"]
+        skipped += ["cudnn_benchmark, cuda_graph, fused and sdpa_backend: CUDA only"]
         out.append(Knob("compile", ("off", "default"), "kernel", "fused kernels (less memory traffic)"))
         threads = tuple(dict.fromkeys(t for t in ("default", 1, max(1, cpus // 2), cpus) if t == "default" or t != cpus or cpus > 1))
         out.append(Knob("threads", threads, "kernel", "intra-op parallelism: more threads, or fewer and less contention"))
@@ -114,11 +125,12 @@ SMALLEST_NORMAL = {"fp16": 6.103515625e-05, "bf16": 1.1754943508222875e-38}  # 2
 NUMERICAL_WARN_REL = 0.1  # a reduced precision whose outputs differ by more than this share of their scale is flagged
 
 
-def numerical_warning(precision: str, ref_max: float | None, rel_diff: float | None) -> str:
-    """A warning where a precision's numerical cost on this input cannot be trusted, else ''.
+def numerical_warning(precision: str, ref_max: float | None, rel_diff: float | None, fused: bool = False) -> str:
+    """A warning where a precision's numerical cost on this input cannot be trusted, else ''. `fused`: the outputs are
+    the block-fused model's (judged at every precision: its kernels are not PyTorch's).
     Measured on the model's own weights (random for the zoo), so two cases mislead: outputs that are all zero (a
     zero-initialised head) say nothing, and outputs below a format's smallest normal number underflow there."""
-    if precision in ("fp32", "tf32") or ref_max is None:
+    if (precision in ("fp32", "tf32") and not fused) or ref_max is None:
         return ""
     if ref_max == 0.0:
         return ("numerical cost not judged: the fp32 outputs are all zero on these weights (a zero-initialised head?); "
@@ -128,7 +140,8 @@ def numerical_warning(precision: str, ref_max: float | None, rel_diff: float | N
         return (f"numerical warning: the outputs (largest {ref_max:.1e}) are below {fmt}'s smallest normal number "
                 f"({SMALLEST_NORMAL[fmt]:.1e}) and differ from fp32 by {100 * rel_diff:.0f} % of their scale; check with trained weights")
     if rel_diff is not None and rel_diff > NUMERICAL_WARN_REL:
-        return f"numerical warning: the outputs differ from fp32 by {100 * rel_diff:.0f} % of their scale"
+        what = "the block-fused model's outputs differ from the unfused model's in fp32" if fused else "the outputs differ from fp32"
+        return f"numerical warning: {what} by {100 * rel_diff:.0f} % of their scale"
     return ""
 
 
@@ -284,6 +297,8 @@ def snippet(knobs: dict, device: str = "cuda") -> str:
         lines.append("torch.backends.cudnn.benchmark = True")
     if prec == "tf32":
         lines += ["torch.backends.cuda.matmul.allow_tf32 = True", "torch.backends.cudnn.allow_tf32 = True"]
+    if knobs.get("fused"):  # before any cast: the BatchNorms are folded into the convs in fp32
+        lines += ["from effkit.kernels import fuse_blocks  # pip install effkit[kernels]", "model, _ = fuse_blocks(model.eval())"]
     if prec in ("bf16", "fp16"):
         dt = "torch.bfloat16" if prec == "bf16" else "torch.float16"
         lines += [f"model = model.to({dt})", f"x = x.to({dt})"]
