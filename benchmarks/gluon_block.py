@@ -705,6 +705,183 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_p
         _stamps_end(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
 
 
+@gluon.jit
+def _conv_step(x_s, xbar, kx, half, wb_s, y_s, ynext, b1_ptr, u, h, w, pm, y0, y1, y2, y3, H: gl.constexpr, W: gl.constexpr,
+               cv_l: gl.constexpr):
+    """One step of `_conv_tma` with the step u a runtime value (u // 9 the 64-channel chunk, u % 9 the tap), for the
+    tci consumer, which spreads the next tile's conv steps over the current tile's chain chunks: wait for the box,
+    load its four slices, mask them (every tap, the centre too: the tap is not known at compile time), four wgmmas
+    into y0..y3, wait for them (and for whatever the chain left in flight before them), free the slot; after the
+    ninth tap, y0..y3 + b1 go to the next tile's y1 tiles y_s[ynext + 4·chunk:] and start again from zero. Returns
+    kx + 1 and y0..y3."""
+    NBX: gl.constexpr = x_s.shape[0] // 2
+    BLOCK_P: gl.constexpr = x_s.shape[1]
+    NS: gl.constexpr = wb_s.shape[0] // 9
+    a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=cv_l, k_width=2)
+    chunk = u // 9
+    tap = u % 9
+    dy = tap // 3 - 1
+    dx = tap % 3 - 1
+    s = kx % NBX
+    ones = gl.full([BLOCK_P, 16], -1, gl.int16, a_l)
+    ok = (pm & (h + dy >= 0) & (h + dy < H) & (w + dx >= 0) & (w + dx < W))[:, None]
+    keep = gl.where(ok, ones, gl.zeros_like(ones)).to(gl.bfloat16, bitcast=True)
+    mbarrier.wait(xbar.index(s), (kx // NBX) & 1)
+    box = x_s.index(2 * s + half)
+    a0 = _and_keep(box.slice(0, 16, dim=1).load(a_l), keep)
+    a1 = _and_keep(box.slice(16, 16, dim=1).load(a_l), keep)
+    a2 = _and_keep(box.slice(32, 16, dim=1).load(a_l), keep)
+    a3 = _and_keep(box.slice(48, 16, dim=1).load(a_l), keep)
+    q = tap * NS + chunk * 4
+    y0 = warpgroup_mma(a0, wb_s.index(q), y0, is_async=True)
+    y1 = warpgroup_mma(a1, wb_s.index(q + 1), y1, is_async=True)
+    y2 = warpgroup_mma(a2, wb_s.index(q + 2), y2, is_async=True)
+    y3 = warpgroup_mma(a3, wb_s.index(q + 3), y3, is_async=True)
+    y0, y1, y2, y3, a0, a1, a2, a3 = warpgroup_mma_wait(0, deps=[y0, y1, y2, y3, a0, a1, a2, a3])
+    mbarrier.arrive(xbar.index(NBX + s))  # as `_conv_tma`: the wait shows every warp's loads from the slot over
+    if tap == 8:
+        bc = gl.arange(0, 16, layout=gl.SliceLayout(0, cv_l))
+        j = chunk * 4
+        _y1_store(y_s, ynext + j, y0, b1_ptr, 16 * j, bc)
+        _y1_store(y_s, ynext + j + 1, y1, b1_ptr, 16 * j + 16, bc)
+        _y1_store(y_s, ynext + j + 2, y2, b1_ptr, 16 * j + 32, bc)
+        _y1_store(y_s, ynext + j + 3, y3, b1_ptr, 16 * j + 48, bc)
+        y0 = gl.zeros_like(y0)
+        y1 = gl.zeros_like(y1)
+        y2 = gl.zeros_like(y2)
+        y3 = gl.zeros_like(y3)
+    return kx + 1, y0, y1, y2, y3
+
+
+@gluon.jit
+def _chunks_tci(y_s, ycur, ynext, w2_s, w3_s, ready, empty, b2_ptr, HID, k, x_s, xbar, kx, half, wb_s, b1_ptr, row_n, nsteps, NPIX,
+                H: gl.constexpr, W: gl.constexpr, acc_l: gl.constexpr, e_l: gl.constexpr, cv_l: gl.constexpr):
+    """`_chunks` over the current tile's y1 (y_s[ycur:], NS [64, 16] tiles) with the next tile's conv (`_conv_step`,
+    `nsteps` steps: 0 for none, else 9·CP/64 from row_n) spread over its chunks: in chunk i, steps from
+    i·nsteps/NC to (i + 1)·nsteps/NC, half of them issued after the expansion's wgmmas (E = y1·W2ᵀ[chunk]) and
+    before E is waited for, half after the projection's (acc += P·W3ᵀ[chunk]) and before it is: the conv's loads,
+    masks and address arithmetic run while the chain's wgmmas do (run 48: the chain's time goes mostly to waiting
+    for its wgmmas, the conv's to issuing its own instructions). Returns acc, k, kx."""
+    STAGES: gl.constexpr = w2_s.shape[0]
+    CP: gl.constexpr = w2_s.shape[1]
+    BLOCK_H: gl.constexpr = w2_s.shape[2]
+    BLOCK_P: gl.constexpr = y_s.shape[1]
+    NA: gl.constexpr = CP // 16
+    p_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_l, k_width=2)
+    a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=cv_l, k_width=2)
+    r = row_n + gl.arange(0, BLOCK_P, layout=gl.SliceLayout(1, a_l))
+    h = (r % (H * W)) // W
+    w = r % W
+    pm = r < NPIX
+    z16 = gl.zeros([BLOCK_P, 16], gl.float32, cv_l)
+    y0 = z16
+    y1 = z16
+    y2 = z16
+    y3 = z16
+    hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
+    e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
+    acc = gl.zeros([BLOCK_P, CP], gl.float32, acc_l)
+    NC: gl.constexpr = HID // BLOCK_H
+    for i in range(NC):
+        u0 = i * nsteps // NC
+        um = (2 * i + 1) * nsteps // (2 * NC)
+        u1 = (i + 1) * nsteps // NC
+        s = k % STAGES
+        b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)
+        mbarrier.wait(ready.index(s), (k // STAGES) & 1)
+        w2c = w2_s.index(s)
+        e = warpgroup_mma(y_s.index(ycur), w2c.slice(0, 16, dim=0), e0, use_acc=False, is_async=True)
+        for jj in gl.static_range(1, NA):
+            e = warpgroup_mma(y_s.index(ycur + jj), w2c.slice(16 * jj, 16, dim=0), e, is_async=True)
+        for u in range(u0, um):
+            kx, y0, y1, y2, y3 = _conv_step(x_s, xbar, kx, half, wb_s, y_s, ynext, b1_ptr, u, h, w, pm, y0, y1, y2, y3, H, W, cv_l)
+        e = warpgroup_mma_wait(0, deps=[e])
+        p = gl.convert_layout(_silu(e + b2[None, :]).to(gl.bfloat16), p_l)
+        acc = warpgroup_mma(p, w3_s.index(s), acc, is_async=True)
+        for u in range(um, u1):
+            kx, y0, y1, y2, y3 = _conv_step(x_s, xbar, kx, half, wb_s, y_s, ynext, b1_ptr, u, h, w, pm, y0, y1, y2, y3, H, W, cv_l)
+        acc, p = warpgroup_mma_wait(0, deps=[acc, p])
+        mbarrier.arrive(empty.index(s))
+        k += 1
+    return acc, k, kx
+
+
+@gluon.jit
+def _block_body_tci(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
+                    W: gl.constexpr, C, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, STAMP: gl.constexpr):
+    """The tci consumer: `_block_body_tc`'s TMA-fed tensor-core conv (STAGED 2) moved off the critical path. The
+    first tile's conv runs alone (`_conv_tma`); after that, each tile's chain runs with the next tile's conv spread
+    over its chunks (`_chunks_tci`), y1 double-buffered (the consumer's 2·NS [64, 16] tiles from ybase: the tile's
+    and the next one's), then the epilogue. The loader warps are tct's: the conv steps are taken in the same order,
+    only earlier. STAMP: conv = the first tile's conv, loops = the chains with the convs inside them, epilogues."""
+    BLOCK_P: gl.constexpr = y_s.shape[1]
+    CP: gl.constexpr = w2_s.shape[1]
+    BLOCK_H: gl.constexpr = w2_s.shape[2]
+    NS: gl.constexpr = CP // 16
+    NSTEP: gl.constexpr = 9 * (CP // 64)
+    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
+    e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
+    cv_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 16, 16])
+    st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
+    half = row_off // BLOCK_P
+    conv_cyc = 0
+    loop_cyc = 0
+    epi_cyc = 0
+    if STAMP:
+        st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
+        conv_cyc = c_start - c_start
+        loop_cyc = conv_cyc
+        epi_cyc = conv_cyc
+    mbarrier.wait(wb_bar, 0)
+    kx = 0
+    k = 0
+    cur = 0  # which of the two y1 buffers holds the tile's y1
+    t = first
+    if t < ntiles:
+        c0 = 0
+        if STAMP:
+            c0 = _clock(t)
+        kx = _conv_tma(tap_s, xbar, kx, half, wb_s, y_s, ybase, b1_ptr, t * tile_rows + row_off, NPIX, H, W, cv_l, False, 0)
+        fence_async_shared()
+        _barrier()
+        if STAMP:
+            conv_cyc += _clock(t) - c0
+    while t < ntiles:
+        row0 = t * tile_rows + row_off
+        tn = t + step
+        c1 = 0
+        if STAMP:
+            c1 = _clock(t)
+        acc, k, kx = _chunks_tci(y_s, ybase + cur * NS, ybase + (1 - cur) * NS, w2_s, w3_s, ready, empty, b2_ptr, HID, k, tap_s, xbar, kx,
+                                 half, wb_s, b1_ptr, tn * tile_rows + row_off, (tn < ntiles).to(gl.int32) * NSTEP, NPIX, H, W, acc_l, e_l, cv_l)
+        fence_async_shared()  # the next tile's y1, written by this one's chunks, before the next chain's wgmmas read it
+        _barrier()
+        if STAMP:
+            c2 = _clock(t)
+            loop_cyc += c2 - c1
+        _epilogue(acc, b3_ptr, x_ptr, out_ptr, row0, NPIX, C, acc_l, st_l)
+        if STAMP:
+            epi_cyc += _clock(t) - c2
+        cur = 1 - cur
+        t = tn
+    if STAMP:
+        _stamps_end(st, c_start, conv_cyc, loop_cyc, epi_cyc, first)
+
+
+@gluon.jit
+def _consume_tci(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr,
+                 W: gl.constexpr, C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tci(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID,
+                    first, ntiles, step, tile_rows, row_off, slot, ybase, False)
+
+
+@gluon.jit
+def _consume_tci_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX,
+                         H: gl.constexpr, W: gl.constexpr, C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
+    _block_body_tci(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID,
+                    first, ntiles, step, tile_rows, row_off, slot, ybase, True)
+
+
 # the consumers of each tc mode: warp_specialize's argument tuples do not carry constexprs, so the flags are spelt out
 @gluon.jit
 def _consume_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
@@ -808,18 +985,21 @@ def _consume_tct_noldm_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_
 def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                      C: gl.constexpr, CP: gl.constexpr, HID: gl.constexpr, BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr, STAGES: gl.constexpr,
                      REGS: gl.constexpr, STAMP: gl.constexpr = False, NOLOAD: gl.constexpr = False, NB: gl.constexpr = 0, CA: gl.constexpr = False,
-                     SCH: gl.constexpr = 64, NBX: gl.constexpr = 0, LAG: gl.constexpr = False, ABL: gl.constexpr = 0):
+                     SCH: gl.constexpr = 64, NBX: gl.constexpr = 0, LAG: gl.constexpr = False, ABL: gl.constexpr = 0,
+                     ILV: gl.constexpr = False):
     """The ConvFirst block with its grouped conv on the tensor cores (`_block_body_tc`), persistent, the shared ring
     of `_block_kernel`: two consumers taking the halves of 128-pixel tiles, one loader warp (`_loader_tc`), which
     first brings the 9·CP/16 block-diagonal [16, 16] conv weights (wb_desc over [9·CP, 16]: tap-major, then slice)
     into shared memory once for both consumers. NB > 0: the conv's input staged (`_conv_staged`) through a ring of NB
     [64, SCH] slots a consumer. NBX > 0: the conv's input by TMA (x_desc, [64, 64] boxes of x [NPIX, C]) through a
     ring of NBX slot pairs that a second loader warp (`_loader_x`) fills (`_conv_tma`; LAG: one step in flight; ABL:
-    its ablations). H, W and C are constexprs (one compile a block shape: divisions by constants, and cp.async's
+    its ablations; ILV: the tci consumers, `_block_body_tci`, the next tile's conv inside this tile's chain, y1
+    double-buffered). H, W and C are constexprs (one compile a block shape: divisions by constants, and cp.async's
     16-byte pieces need C's divisibility known)."""
     NS: gl.constexpr = CP // 16
     sl16: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=32, element_bitwidth=16, rank=2)
-    y_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NS, BLOCK_P, 16], sl16)
+    NY: gl.constexpr = 2 * NS if ILV else NS  # y1 tiles a consumer
+    y_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NY, BLOCK_P, 16], sl16)
     wb_s = gl.allocate_shared_memory(gl.bfloat16, [9 * NS, 16, 16], wb_desc.layout)
     wb_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     mbarrier.init(wb_bar, count=1)
@@ -842,11 +1022,18 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b
     c0 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt,
           nprog, 2 * BLOCK_P, 0, 2 * pid, 0, 0)
     c1 = (y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H, W, C, HID, pid, nt,
-          nprog, 2 * BLOCK_P, BLOCK_P, 2 * pid + 1, NS, NB)
+          nprog, 2 * BLOCK_P, BLOCK_P, 2 * pid + 1, NY, NB)
     ld = (w2_s, w3_s, ready, empty, wb_s, wb_bar, w2_desc, w3_desc, wb_desc, HID, pid, nt, nprog)
     if NBX > 0:
         lx = (tap_s, xbar, x_desc, pid, nt, nprog, 2 * BLOCK_P, W, 9 * (CP // 64))
-        if ABL > 0:  # the ablations (`_conv_tma`'s ABL): 1 without wgmmas, 2 without loads from the slot
+        if ILV:
+            gl.static_assert(not LAG and ABL == 0, "tci: no LAG, no ablations")
+            if STAMP:
+                gl.warp_specialize([(_consume_tci_stamped, c0), (_consume_tci_stamped, c1), (_loader_tc, ld), (_loader_x, lx)], [4, 1, 1],
+                                   [REGS, 24, 24])
+            else:
+                gl.warp_specialize([(_consume_tci, c0), (_consume_tci, c1), (_loader_tc, ld), (_loader_x, lx)], [4, 1, 1], [REGS, 24, 24])
+        elif ABL > 0:  # the ablations (`_conv_tma`'s ABL): 1 without wgmmas, 2 without loads from the slot
             gl.static_assert(STAMP and not LAG, "the tct ablations are stamped")
             if ABL == 1:
                 gl.warp_specialize([(_consume_tct_nomma_stamped, c0), (_consume_tct_nomma_stamped, c1), (_loader_tc, ld), (_loader_x, lx)],
@@ -887,9 +1074,10 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b
 
 MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped", "tc_noload_stamped", "tcs", "tcs_stamped",
          "tcs_ca", "tcs_ca_stamped", "tcs_noload_stamped", "tct", "tct_stamped", "tctl", "tctl_stamped",
-         "tct_nomma_stamped", "tct_noldm_stamped")
+         "tct_nomma_stamped", "tct_noldm_stamped", "tci", "tci_stamped")
 # pfw: weights a tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel); tcs: that conv's input staged by cp.async
-# (tcs_ca: in 8-byte pieces, through L1); tct: by TMA boxes a second loader warp brings (tctl: a conv step's wgmmas left in flight)
+# (tcs_ca: in 8-byte pieces, through L1); tct: by TMA boxes a second loader warp brings (tctl: a conv step's wgmmas left in flight);
+# tci: tct with the next tile's conv spread over this tile's chain (y1 double-buffered)
 ABLATIONS = ("noload_stamped", "tc_noload_stamped", "tcs_noload_stamped", "tct_nomma_stamped", "tct_noldm_stamped")  # wrong outputs by design: timed without the check
 
 
@@ -926,19 +1114,21 @@ def smem_bytes(cp: int, cfg: dict) -> int:
     """Both x (or y1) tiles, the ring and its barriers, the tc conv's tiles, and one [64, CP] bf16 tile of layout-conversion scratch (the sm_90
     compile here: 180,264 bytes at CP 128, block_h 128, 2 slots, shared ring, where the buffers alone are 163,872)."""
     conv_w = 9 * cp * 16 if cfg["mode"].startswith("tc") else 0  # the tensor-core conv's block-diagonal tiles
-    taps = 2 * (cfg.get("nb", 0) * cfg.get("ch", 64) + cfg.get("nbx", 0) * 64) * BLOCK_P  # tcs, tct: the conv's input slots
-    return 2 * (3 * BLOCK_P * cp + conv_w + taps + cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * (2 * cfg["stages"] + 1)
+    taps = 2 * (cfg.get("nb", 0) * cfg.get("ch", 64) + cfg.get("nbx", 0) * 64) * BLOCK_P  # tcs, tct, tci: the conv's input slots
+    y1_next = 2 * BLOCK_P * cp if cfg["mode"].startswith("tci") else 0  # tci: each consumer's second y1 buffer
+    return 2 * (3 * BLOCK_P * cp + y1_next + conv_w + taps + cfg["stages"] * 2 * cp * cfg["block_h"]) + 8 * (2 * cfg["stages"] + 1)
 
 
 def tiles(c: int, modes: tuple) -> list[dict]:
     """64 or 128 hidden channels a chunk (dividing 4C), 2-4 ring slots (tcs: 4 or 2 input slots of 64 channels a
-    consumer, or 2 of 128; tct: 4 or 2 slot pairs), where the rings and both x tiles fit 227 KB."""
+    consumer, or 2 of 128; tct, tci: 4 or 2 slot pairs), where the rings and both x tiles fit 227 KB."""
     cp, out = padded(c), []
     for bh in (128, 64):
         for stages in (2, 3, 4):
             for mode in modes:
-                for nb, ch in (((4, 64), (2, 64), (2, 128)) if mode.startswith("tcs") else ((4, 0), (2, 0)) if mode.startswith("tct") else ((0, 0),)):
-                    staged = {"nbx": nb} if mode.startswith("tct") else {"nb": nb} if nb else {}
+                tma = mode.startswith(("tct", "tci"))
+                for nb, ch in (((4, 64), (2, 64), (2, 128)) if mode.startswith("tcs") else ((4, 0), (2, 0)) if tma else ((0, 0),)):
+                    staged = {"nbx": nb} if tma else {"nb": nb} if nb else {}
                     cfg = {"block_h": bh, "stages": stages, "mode": mode, **staged, **({"ch": ch} if ch == 128 else {})}
                     if ch > cp:
                         continue
@@ -958,7 +1148,7 @@ def constexprs(c: int, cp: int, hid: int, cfg: dict, side: int) -> dict:
           "STAMP": mode.endswith("_stamped")}
     if mode.startswith("tc"):
         return {**cx, "NOLOAD": "noload" in mode, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca"), "SCH": cfg.get("ch", 64),
-                "NBX": cfg.get("nbx", 0), "LAG": mode.startswith("tctl"), "ABL": {"tct_nomma_stamped": 1, "tct_noldm_stamped": 2}.get(mode, 0),
+                "NBX": cfg.get("nbx", 0), "LAG": mode.startswith("tctl"), "ILV": mode.startswith("tci"), "ABL": {"tct_nomma_stamped": 1, "tct_noldm_stamped": 2}.get(mode, 0),
                 "H": side, "W": side, "C": c}
     return {**cx, "SW_X": swizzle(cp), "CONV": 1 if mode.startswith("pfw") else 2 if mode.startswith("noload") else 0}
 

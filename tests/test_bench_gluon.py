@@ -142,3 +142,23 @@ def test_block_weights_layout_and_padding(load_bench):
     assert torch.allclose(y2[:, :48], ref, atol=1e-4) and y2[:, 48:].abs().sum() == 0
     with pytest.raises(ValueError, match="group width 8"):
         gb.weights(torch.randn(c, 16, 3, 3), b1, w2, b2, w3, b3)
+
+
+def test_the_interleaved_conv_mode_doubles_y1_and_keeps_tcts_loaders(load_bench):
+    """tci (the next tile's conv spread over this tile's chain) takes tct's kernel and loaders with ILV set, and a
+    second y1 buffer a consumer: at 128 channels, block_h 64, 2 weight slots, 2 input slot pairs, in bf16 elements:
+    x tiles and scratch 3·64·128 = 24,576; the second y1 buffers 2·64·128 = 16,384; conv tiles 9·128·16 = 18,432;
+    input slots 2·2·64·64 = 16,384; weight ring 2·2·128·64 = 32,768: 108,544 elements, 217,088 bytes, and 8·5 bytes
+    of barriers: 217,128 (the sm_90 compile here reports 217,168 B of shared memory for it: 40 more, as for tct's
+    184,360 against 184,400). Only that tile fits 227 KB: 4 slot pairs (+16,384 elements), 3 weight slots (+16,384)
+    or block_h 128 (+32,768) do not."""
+    gb = load_bench("gluon_block")
+    cfg = {"block_h": 64, "stages": 2, "mode": "tci", "nbx": 2}
+    assert gb.smem_bytes(128, cfg) == 217_128
+    assert gb.smem_bytes(128, {**cfg, "mode": "tct"}) == 217_128 - 2 * 16_384
+    assert gb.tiles(128, ("tci",)) == [cfg]
+    cx = gb.constexprs(128, 128, 512, cfg, 28)
+    assert cx["ILV"] is True and cx["NBX"] == 2 and cx["LAG"] is False and cx["ABL"] == 0 and cx["STAMP"] is False
+    assert gb.constexprs(128, 128, 512, {**cfg, "mode": "tci_stamped"}, 28)["STAMP"] is True
+    assert gb.constexprs(128, 128, 512, {**cfg, "mode": "tct"}, 28)["ILV"] is False
+    assert gb.kernel(cfg) is gb._block_tc_kernel and "tci" in gb.MODES and "tci" not in gb.ABLATIONS
