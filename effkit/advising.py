@@ -305,6 +305,7 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
                 waterline, ideal = a.waterline_s, a.ideal_s
                 fused = a.fusion.fused_waterline_s if a.fusion else None
                 if config.fused:
+                    fused = None  # not the residual blocks' what-if: exactly what fuse_blocks swaps, or nothing
                     from effkit.analysis.model import blocks_for
                     from effkit.analysis.roofline import fusion_what_if
                     from effkit.kernels import fused_build
