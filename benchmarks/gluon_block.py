@@ -882,7 +882,10 @@ def _consume_tci_stamped(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xba
                     first, ntiles, step, tile_rows, row_off, slot, ybase, True)
 
 
-# the consumers of each tc mode: warp_specialize's argument tuples do not carry constexprs, so the flags are spelt out
+# the consumers of each tc mode: warp_specialize's argument tuples do not carry constexprs, so the flags are spelt out.
+# (Tried again 2026-12-05 with one int constexpr for all the flags, as a kernel parameter too: it arrives as a runtime
+# value, so `if STAMP:` became a runtime branch and failed to compile. H, W and C arrive the same way; the PTX has no
+# integer division all the same, since LLVM folds the constants once the partitions are inlined into the kernel.)
 @gluon.jit
 def _consume_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                 C: gl.constexpr, HID, first, ntiles, step, tile_rows, row_off, slot, ybase, tbase):
