@@ -55,6 +55,8 @@ from gluon_ws_chain import _clock, _loader_persist, _stamps_end, _stamps_start, 
 _barrier = getattr(gl, "thread_barrier", None) or gl.barrier
 # and its cp.async async_copy_global_to_shared; 3.9 async_load (the old name raises there)
 _async_load = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
+# a compile-time helper's decorator: gluon's where it has one, else triton's own (in triton.runtime.jit since 2025-08)
+_constexpr_function = getattr(gluon, "constexpr_function", None) or __import__("triton.runtime.jit", fromlist=["x"]).constexpr_function
 
 BLOCK_P = 64  # a warpgroup's wgmma M
 MAPS = {48: 56, 64: 56, 96: 28, 128: 28, 192: 14, 256: 14}  # the map side at that width in convfirst_net (224², batch 64)
@@ -148,6 +150,27 @@ def _gconv_sub(x_ptr, wf_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, R: 
     return gl.reshape((acc + gl.expand_dims(b1, 0)).to(gl.bfloat16), [SUB, CP])
 
 
+@_constexpr_function
+def _wgmma_l(n):
+    """A warpgroup's wgmma accumulator layout for an n-wide output (m64, in four 16-row pieces)."""
+    return gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, n, 16])
+
+
+@_constexpr_function
+def _rows_l(cp):
+    """The epilogue's layout over [64, cp]: row-major 16-byte pieces (8 bf16), a warp across whole rows."""
+    return gl.BlockedLayout([1, 8], [32 // (cp // 8) if cp < 256 else 1, cp // 8 if cp < 256 else 32], [4, 1], [1, 0])
+
+
+@gluon.jit
+def _stamps_open(out_ptr, NPIX, C, slot, first):
+    """A stamped consumer's start (`_stamps_start`) and its three clock totals at zero (int64): st, c_start, conv,
+    loops, epilogues."""
+    st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
+    z = c_start - c_start
+    return st, c_start, z, z, z
+
+
 @gluon.jit
 def _epilogue(acc, b3_ptr, x_ptr, out_ptr, row0, NPIX, C, acc_l: gl.constexpr, st_l: gl.constexpr):
     """The block's end for a consumer's 64 pixels from row0: bias, bf16, into the row-major layout of 16-byte pieces
@@ -231,17 +254,14 @@ def _block_body(x_t, w2_s, w3_s, ready, empty, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3
     BLOCK_H: gl.constexpr = w2_s.shape[2]
     RC: gl.constexpr = 4  # conv pixels a thread: SUB = 64, 32, 16 at CP 64, 128, 256 (32 // G threads a warp down the pixels)
     SUB: gl.constexpr = 4 * (32 // (CP // 8)) * RC
-    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
-    e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
-    st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
+    acc_l: gl.constexpr = _wgmma_l(CP)
+    e_l: gl.constexpr = _wgmma_l(BLOCK_H)
+    st_l: gl.constexpr = _rows_l(CP)
     conv_cyc = 0  # the clock totals (int64 where STAMP)
     loop_cyc = 0
     epi_cyc = 0
     if STAMP:
-        st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
-        conv_cyc = c_start - c_start
-        loop_cyc = conv_cyc
-        epi_cyc = conv_cyc
+        st, c_start, conv_cyc, loop_cyc, epi_cyc = _stamps_open(out_ptr, NPIX, C, slot, first)
     t = first
     k = 0
     while t < ntiles:
@@ -664,18 +684,15 @@ def _block_body_tc(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_p
     CP: gl.constexpr = w2_s.shape[1]
     BLOCK_H: gl.constexpr = w2_s.shape[2]
     NS: gl.constexpr = CP // 16
-    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
-    e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
-    cv_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 16, 16])
-    st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
+    acc_l: gl.constexpr = _wgmma_l(CP)
+    e_l: gl.constexpr = _wgmma_l(BLOCK_H)
+    cv_l: gl.constexpr = _wgmma_l(16)
+    st_l: gl.constexpr = _rows_l(CP)
     conv_cyc = 0  # the clock totals (int64 where STAMP)
     loop_cyc = 0
     epi_cyc = 0
     if STAMP:
-        st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
-        conv_cyc = c_start - c_start
-        loop_cyc = conv_cyc
-        epi_cyc = conv_cyc
+        st, c_start, conv_cyc, loop_cyc, epi_cyc = _stamps_open(out_ptr, NPIX, C, slot, first)
     if STAGED == 1:  # the first tile's first steps into the ring before anything waits
         NB: gl.constexpr = tap_s.shape[0] // 2
         for u in gl.static_range(NB - 1):
@@ -819,19 +836,16 @@ def _block_body_tci(y_s, w2_s, w3_s, ready, empty, wb_s, wb_bar, tap_s, xbar, x_
     BLOCK_H: gl.constexpr = w2_s.shape[2]
     NS: gl.constexpr = CP // 16
     NSTEP: gl.constexpr = 9 * (CP // 64)
-    acc_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, CP, 16])
-    e_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
-    cv_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 16, 16])
-    st_l: gl.constexpr = gl.BlockedLayout([1, 8], [32 // (CP // 8) if CP < 256 else 1, CP // 8 if CP < 256 else 32], [4, 1], [1, 0])
+    acc_l: gl.constexpr = _wgmma_l(CP)
+    e_l: gl.constexpr = _wgmma_l(BLOCK_H)
+    cv_l: gl.constexpr = _wgmma_l(16)
+    st_l: gl.constexpr = _rows_l(CP)
     half = row_off // BLOCK_P
     conv_cyc = 0
     loop_cyc = 0
     epi_cyc = 0
     if STAMP:
-        st, c_start = _stamps_start(out_ptr, NPIX, C, slot, first)
-        conv_cyc = c_start - c_start
-        loop_cyc = conv_cyc
-        epi_cyc = conv_cyc
+        st, c_start, conv_cyc, loop_cyc, epi_cyc = _stamps_open(out_ptr, NPIX, C, slot, first)
     mbarrier.wait(wb_bar, 0)
     kx = 0
     k = 0
