@@ -121,6 +121,22 @@ def _numerical(ref, precision: str, device: str, batch: int = 1, seed: int = 0, 
 SEARCH_SHARE = 0.8  # of the budget, for the search; the rest is kept for measuring its best again in a fresh process
 
 
+def saved_point(points_dir: Path, knobs: dict) -> AdvicePoint | None:
+    """The point measured earlier at `knobs` in points_dir, or None (none saved, or its file damaged: measured
+    again). A point saved before the fused knob existed was measured unfused, so it stands for fused=False."""
+    keys = [knobs]
+    if knobs.get("fused") is False:
+        keys.append({k: v for k, v in knobs.items() if k != "fused"})
+    for k in keys:
+        path = points_dir / f"{safe_name(knobs_key(k))}.json"
+        if path.is_file():
+            try:
+                return AdvicePoint.from_dict({**json.loads(path.read_text()), "knobs": dict(knobs)})
+            except (ValueError, TypeError, KeyError):
+                pass
+    return None
+
+
 def default_folder(ref, device: str) -> Path:
     from effkit.device.facts import device_facts
     from effkit.paths import cache_root
@@ -154,11 +170,9 @@ def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", b
 
     def cached_measure(knobs: dict) -> AdvicePoint:
         path = points_dir / f"{safe_name(knobs_key(knobs))}.json"
-        if path.is_file() and not refresh:
-            try:
-                return AdvicePoint.from_dict(json.loads(path.read_text()))
-            except (ValueError, TypeError, KeyError):
-                pass  # a damaged point file: measure it again
+        saved = None if refresh else saved_point(points_dir, knobs)
+        if saved is not None:
+            return saved
         p = measure(knobs)
         atomic_write_json(path, p.to_dict())
         if on_point:

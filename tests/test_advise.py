@@ -426,3 +426,20 @@ def test_a_fused_point_stands_on_the_waterline_of_what_fuse_blocks_fuses(monkeyp
     assert fused.waterline_s == fused.fused_waterline_s < plain.fused_waterline_s < plain.waterline_s
     assert plain.max_rel_diff == 0.0 and 0.0 <= fused.max_rel_diff < 1e-4  # fp32: the folding changes the rounding only
     assert "per-layer times not taken" in fused.note  # a fused block's kernel spans the layers the trace names
+
+
+def test_a_point_saved_before_the_fused_knob_stands_for_the_unfused_configuration(tmp_path):
+    from effkit.advising import saved_point
+    from effkit.files import safe_name
+
+    old = {"precision": "bf16", "layout": "channels_last"}  # an earlier version's knobs: no fused
+    (tmp_path / f"{safe_name(knobs_key(old))}.json").write_text(json.dumps(AdvicePoint(old, "ok", (0.001, 0.002)).to_dict()))
+    p = saved_point(tmp_path, {**old, "fused": False})
+    assert p is not None and p.knobs == {**old, "fused": False} and p.samples_s == (0.001, 0.002)
+    assert saved_point(tmp_path, {**old, "fused": True}) is None  # a fused point was never measured
+    assert saved_point(tmp_path, {"precision": "fp32", "fused": False}) is None
+    # the point under its own key comes first; a damaged file is measured again (None)
+    (tmp_path / f"{safe_name(knobs_key({**old, 'fused': False}))}.json").write_text(json.dumps(AdvicePoint({**old, "fused": False}, "ok", (0.005,)).to_dict()))
+    assert saved_point(tmp_path, {**old, "fused": False}).samples_s == (0.005,)
+    (tmp_path / f"{safe_name(knobs_key({'compile': 'default'}))}.json").write_text("{not json")
+    assert saved_point(tmp_path, {"compile": "default"}) is None
