@@ -121,6 +121,11 @@ def _numerical(ref, precision: str, device: str, batch: int = 1, seed: int = 0, 
 SEARCH_SHARE = 0.8  # of the budget, for the search; the rest is kept for measuring its best again in a fresh process
 
 
+def point_path(points_dir: Path, knobs: dict, prefix: str = "") -> Path:
+    """Where the point measured at `knobs` is saved (prefix: "batch-64-" for the throughput search's points)."""
+    return points_dir / f"{prefix}{safe_name(knobs_key(knobs))}.json"
+
+
 def saved_point(points_dir: Path, knobs: dict) -> AdvicePoint | None:
     """The point measured earlier at `knobs` in points_dir, or None (none saved, or its file damaged: measured
     again). A point saved before the fused knob existed was measured unfused, so it stands for fused=False."""
@@ -128,7 +133,7 @@ def saved_point(points_dir: Path, knobs: dict) -> AdvicePoint | None:
     if knobs.get("fused") is False:
         keys.append({k: v for k, v in knobs.items() if k != "fused"})
     for k in keys:
-        path = points_dir / f"{safe_name(knobs_key(k))}.json"
+        path = point_path(points_dir, k)
         if path.is_file():
             try:
                 return AdvicePoint.from_dict({**json.loads(path.read_text()), "knobs": dict(knobs)})
@@ -169,7 +174,7 @@ def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", b
     measure = measure or _measurer(ref, device, batch, mode, min_time_s)
 
     def cached_measure(knobs: dict) -> AdvicePoint:
-        path = points_dir / f"{safe_name(knobs_key(knobs))}.json"
+        path = point_path(points_dir, knobs)
         saved = None if refresh else saved_point(points_dir, knobs)
         if saved is not None:
             return saved
@@ -190,7 +195,7 @@ def advise(model, *, device: str = "cpu", batch: int = 1, mode: str = "infer", b
         best_knobs = result.best.knobs
 
         def measure_batch(b):
-            path = points_dir / f"batch-{b}-{safe_name(knobs_key(best_knobs))}.json"
+            path = point_path(points_dir, best_knobs, prefix=f"batch-{b}-")
             if path.is_file() and not refresh:
                 p = AdvicePoint.from_dict(json.loads(path.read_text()))
             else:
