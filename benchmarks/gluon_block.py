@@ -55,8 +55,11 @@ from gluon_ws_chain import _clock, _loader_persist, _stamps_end, _stamps_start, 
 _barrier = getattr(gl, "thread_barrier", None) or gl.barrier
 # and its cp.async async_copy_global_to_shared; 3.9 async_load (the old name raises there)
 _async_load = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
-# a compile-time helper's decorator: gluon's where it has one, else triton's own (in triton.runtime.jit since 2025-08)
-_constexpr_function = getattr(gluon, "constexpr_function", None) or __import__("triton.runtime.jit", fromlist=["x"]).constexpr_function
+# a compile-time helper's decorator: gluon's where it has one, else triton's own, which has moved between releases
+# (triton.constexpr_function, triton.language's, triton.runtime.jit's since 2025-08): the first found
+_constexpr_function = next(f for f in (getattr(gluon, "constexpr_function", None), getattr(triton, "constexpr_function", None),
+                                       getattr(__import__("triton.language", fromlist=["x"]), "constexpr_function", None),
+                                       getattr(__import__("triton.runtime.jit", fromlist=["x"]), "constexpr_function", None)) if f)
 
 BLOCK_P = 64  # a warpgroup's wgmma M
 MAPS = {48: 56, 64: 56, 96: 28, 128: 28, 192: 14, 256: 14}  # the map side at that width in convfirst_net (224², batch 64)
