@@ -801,10 +801,10 @@ def _chunks_tci(y_s, ycur, ynext, w2_s, w3_s, ready, empty, b2_ptr, HID, k, x_s,
     hb = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, e_l))
     e0 = gl.zeros([BLOCK_P, BLOCK_H], gl.float32, e_l)
     acc = gl.zeros([BLOCK_P, CP], gl.float32, acc_l)
-    NC: gl.constexpr = HID // BLOCK_H
+    NC = HID // BLOCK_H  # a runtime value in Triton 3.6, whose warp_specialize does not carry HID as a constexpr
     for i in range(NC):
         u0 = i * nsteps // NC
-        um = (2 * i + 1) * nsteps // (2 * NC)
+        um = (i * 2 + 1) * nsteps // (NC * 2)
         u1 = (i + 1) * nsteps // NC
         s = k % STAGES
         b2 = gl.load(b2_ptr + i * BLOCK_H + hb).to(gl.float32)

@@ -115,12 +115,21 @@ def _probe_kernel(a_ptr, b_ptr, out_ptr, ITERS, N: gl.constexpr, K: gl.constexpr
         gl.store(out_ptr + gl.program_id(0) * M * N + ro[:, None] * N + no[None, :], acc)
 
 
-def configs() -> list[dict]:
+def configs(shapes: str = "chain") -> list[dict]:
     """The stream: N 64-256, K 64-128 a wgmma call (4-8 k16 instructions), one or two warpgroups a program, one or two
     programs a multiprocessor (in the grid: resident together only where registers and shared memory allow), each wait
     policy, A from shared memory or registers. The chain (chain: True): hidden
-    chunk N 64-128, width K 64-256, one or two warpgroups, one or two programs an SM."""
+    chunk N 64-128, width K 64-256, one or two warpgroups, one or two programs an SM.
+    shapes "conv": the Gluon block's tensor-core grouped conv instead (gluon_block.py's tc modes: m64 n16 k16 against a
+    block-diagonal [16, 16] weight, A from registers), beside N 32, 64 and 128 at the same K, so that the rate of its
+    narrow instruction is read against wider ones in one run, on one card."""
     out = []
+    if shapes == "conv":
+        for n, nwg, wait in itertools.product((16, 32, 64, 128), (1, 2), (0, 1)):
+            out.append({"n": n, "k": 16, "nwg": nwg, "ctas": 1, "wait": wait, "a_reg": True})
+        for wait in (0, 1):  # the chain's expansion at 128 channels (block_h 64), for reference
+            out.append({"n": 64, "k": 128, "nwg": 2, "ctas": 1, "wait": wait, "a_reg": False})
+        return out
     for n, k, nwg, ctas, wait, a_reg in itertools.product((64, 128, 256), (64, 128), (1, 2), (1, 2), (0, 1), (False, True)):
         smem = 2 * (64 * nwg * k + k * n)
         regs = n // 2 + (k // 4 if a_reg else 0)  # accumulator (fp32) and A (bf16) a thread
@@ -161,9 +170,11 @@ def main() -> None:
     ap.add_argument("--data", choices=("ints", "random"), default="random",
                     help="random: normal bf16 values, as the chain's (checked within 1e-2 of the fp32 product's scale); ints: "
                     "small integers, checked exactly (a fifth or a third of them zero: less power, higher clocks)")
+    ap.add_argument("--shapes", choices=("chain", "conv"), default="chain",
+                    help="chain: the chain's wgmma shapes (run 37); conv: the tensor-core grouped conv's m64 n16 k16 beside n32-n128")
     a = ap.parse_args()
     if a.compile_only:
-        for cfg in configs():
+        for cfg in configs(a.shapes):
             compile_tile(_probe_kernel, "probe", cfg, constexprs(cfg), 4 * cfg["nwg"], "wgmma_probe",
                          lambda n: "*fp32" if n == "out_ptr" else None, (("wgmma waits", "wgmma.wait_group"),))
         return
@@ -176,10 +187,10 @@ def main() -> None:
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     res = {"meta": {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
                     "triton": triton.__version__, "device": torch.cuda.get_device_name(), "sms": sms, "peak_flops": PEAK,
-                    "data": a.data}, "configs": []}
+                    "data": a.data, "shapes": a.shapes}, "configs": []}
     path = out / "wgmma_probe.json"
     g = torch.Generator().manual_seed(0)
-    for cfg in configs():
+    for cfg in configs(a.shapes):
         n, k, nwg, chain = cfg["n"], cfg["k"], cfg["nwg"], bool(cfg.get("chain"))
         m, progs = 64 * nwg, sms * cfg["ctas"]
         per_iter = flops_per_iter(cfg, sms)
