@@ -367,8 +367,9 @@ def bench(
     cudnn_benchmark: CudnnBenchOpt = None, tf32_matmul: Tf32MatmulOpt = None, tf32_conv: Tf32ConvOpt = None, sdpa_backend: SdpaOpt = None,
     compile_mode: CompileModeOpt = None,
     fused: Annotated[bool, typer.Option("--fused", help="Swap the model's ConvFirst blocks, stride-1 MBConv blocks and stem for fused "
-                                                        "kernels (effkit.kernels; inference, BatchNorms folded) and measure that; with "
-                                                        "--compile, the rest of the model compiled around them.")] = False,
+                                                        "kernels (effkit.kernels; inference, BatchNorms folded; on CUDA with --precision "
+                                                        "bf16 or fp16) and measure that; with --compile, the rest of the model compiled "
+                                                        "around them.")] = False,
     fused_only: Annotated[Optional[str], typer.Option(help="With --fused: fuse only these blocks and stems, comma-separated module "
                                                           "paths (e.g. the ones `effkit profile --fused` found faster than "
                                                           "torch.compile, as its selective configuration).")] = None,
@@ -470,7 +471,8 @@ def profile(
     fused: Annotated[bool, typer.Option("--fused", help="Also check the fusion what-if against reality: eager, torch.compile, the "
                                                         "model with its ConvFirst blocks, stride-1 MBConv blocks and stem as fused "
                                                         "kernels (effkit.kernels), and that with the rest compiled, beside the "
-                                                        "predicted fused waterline.")] = False,
+                                                        "predicted fused waterline. On CUDA the kernels take 16-bit weights: "
+                                                        "with --precision bf16 or fp16.")] = False,
     selective: Annotated[bool, typer.Option("--selective/--no-selective", help="With --fused: also time each distinct block alone, "
                                                                               "fused against compiled, and the model with only the "
                                                                               "blocks that won fused and the rest compiled.")] = True,
@@ -486,7 +488,8 @@ def profile(
     if fused:
         from effkit.profiling import fusable_blocks
 
-        fusing = fusable_blocks(ref)  # a model with nothing to fuse fails here, before any measuring
+        config.replace(fused=True)  # a precision the kernels do not take fails here, before any measuring
+        fusing = fusable_blocks(ref)  # so does a model with nothing to fuse
     with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task(f"profile {model}")
         run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, ref.top1, refresh, force, mismatched_ceilings),

@@ -211,6 +211,10 @@ def backend_state() -> dict:
     return out
 
 
+FUSED_DTYPES = ("bf16", "fp16")  # the weights' dtypes effkit's block-fused kernels run in on CUDA
+FUSED_PRECISIONS = tuple(n for n, p in PRECISIONS.items() if p.param_dtype in FUSED_DTYPES)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What a measurement asks for. Frozen and serialisable; `key()` names it."""
@@ -265,6 +269,12 @@ class RunConfig:
             object.__setattr__(self, "fused_only", only)
         if self.fused and self.mode != "infer":
             raise UserInputError(f"--fused swaps blocks for inference kernels (BatchNorms folded): it needs --mode infer, not --mode {self.mode}")
+        if self.fused and self.device.startswith("cuda") and self.prec.param_dtype not in FUSED_DTYPES:
+            # their tiles are sized for 16-bit operands; with fp32 weights (autocast or not) convfirst_net fused and compiled
+            # failed for want of shared memory on an H100 (benchmarks/README.md, advise run 5). On the CPU the folded math runs in
+            # PyTorch, in any dtype
+            raise UserInputError(f"--fused runs effkit's block kernels on CUDA in the weights' dtype, and they are built for 16-bit "
+                                 f"weights: give --precision {' or '.join(FUSED_PRECISIONS)}, not {self.precision}")
         if self.cuda_graph and self.compile_mode in GRAPHING_COMPILE_MODES:
             raise UserInputError(f"--cuda-graph with --compile-mode {self.compile_mode}: that mode captures CUDA graphs of its own, which "
                                  "cannot be captured again; use --compile-mode default (or max-autotune-no-cudagraphs), or drop --cuda-graph")

@@ -368,8 +368,16 @@ def test_the_fused_knob_is_tried_on_cuda_for_inference_of_a_model_with_blocks_to
     # which models: convfirst_net's blocks fuse (Triton is in the test extra); resnet50's bottlenecks do not
     assert _why_not_fusable(resolve("convfirst_net", width=0.25, resolution=32)) is None
     assert "no ConvFirst block" in _why_not_fusable(resolve("resnet50"))
-    assert config_of({"fused": True}, "cuda", 1, "infer", 0.1).fused
+    assert config_of({"fused": True, "precision": "bf16"}, "cuda", 1, "infer", 0.1).fused
     assert not config_of({"fused": False}, "cuda", 1, "infer", 0.1).fused
+    # the kernels take 16-bit weights: with fp32 weights the point is skipped, saying why, before anything runs (advise
+    # run 5 on an H100 had these as compile failures for want of shared memory)
+    from effkit.advising import _measurer
+
+    measure = _measurer(resolve("convfirst_net", width=0.25, resolution=32), "cuda", 1, "infer", 0.1)
+    for precision in ("fp32", "bf16-mixed"):
+        p = measure({"precision": precision, "fused": True})
+        assert p.status == "skipped" and p.note.endswith(f"give --precision fp16 or bf16, not {precision}")
 
 
 def test_the_fused_snippet_folds_before_it_casts_and_runs(monkeypatch):

@@ -631,6 +631,28 @@ def test_fused_refuses_a_model_with_nothing_to_fuse():
     assert r.exit_code == 2 and "no ConvFirst block, nor stride-1, equal-width MBConv block" in r.stderr
 
 
+def test_fused_on_cuda_needs_16_bit_weights_and_says_which_precisions_give_them():
+    # the kernels run in the weights' dtype, their tiles sized for bf16/fp16: at fp32, or fp32 weights under autocast, they
+    # are refused with the precisions that work, before anything runs; on the CPU the folded math runs in PyTorch at any dtype
+    from typer.testing import CliRunner
+
+    from effkit.cli import app
+    from effkit.config import RunConfig
+
+    for precision in ("fp32", "tf32", "bf16-mixed", "fp16-mixed"):
+        with pytest.raises(UserInputError, match=f"give --precision fp16 or bf16, not {precision}$"):
+            RunConfig(device="cuda", precision=precision, fused=True)
+        assert RunConfig(device="cuda", precision=precision).precision == precision  # unfused: any precision
+    assert RunConfig(device="cuda", precision="bf16", fused=True).fused and RunConfig(device="cuda:1", precision="fp16", fused=True).fused
+    assert RunConfig(device="cpu", precision="fp32", fused=True).fused
+    with pytest.raises(UserInputError, match="not fp32$"):
+        RunConfig(device="cuda:0", fused=True)
+    # the profile command checks it before it measures anything, so no CUDA is needed to be told
+    r = CliRunner().invoke(app, ["profile", "convfirst_net", "--device", "cuda", "--fused"])
+    assert r.exit_code == 2 and "built for 16-bit weights: give --precision fp16 or bf16, not fp32" in r.stderr
+    assert "Traceback" not in r.output + r.stderr
+
+
 def test_fuse_blocks_only_fuses_the_paths_it_is_given():
     # mbconv_net at width 0.5: stages of 2, 2, 6, 2 blocks, each stage's first strided (an MBConv kernel has no stride)
     model, report, want, got = _swapped("mbconv_net", only={"stem", "stages.0.1"})
