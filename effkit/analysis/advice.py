@@ -26,6 +26,7 @@ class Knob:
     values: tuple  # the values to try (the baseline's first)
     rung: str  # the rung of the ladder it is expected to move: memory, kernel or overhead
     why: str
+    needs: tuple = ()  # (other knob, values it may take) while this knob is on: tried with the first where another is set
 
 
 def knob_space(device: str, *, mode: str = "infer", image_input: bool = True, attention: bool = False, cpus: int = 1,
@@ -53,8 +54,12 @@ def knob_space(device: str, *, mode: str = "infer", image_input: bool = True, at
         elif not fusable:
             skipped.append(f"fused: {why_not_fusable or 'the model was not checked for blocks effkit.kernels fuses'}")
         else:
+            from effkit.config import FUSED_PRECISIONS
+
+            # the kernels take 16-bit weights: from an fp32 best, fused is tried at bf16 (else it could never be tried)
             out.append(Knob("fused", (False, True), "memory", "effkit's block-fused kernels: each ConvFirst or stride-1 MBConv block one "
-                                                                "launch, its expanded activations kept on chip"))
+                                                                "launch, its expanded activations kept on chip",
+                            needs=(("precision", tuple(sorted(FUSED_PRECISIONS))),)))
         out.append(Knob("compile", ("off", "default", "max-autotune-no-cudagraphs", "reduce-overhead"), "kernel",
                         "fused kernels (less memory traffic) and better kernels; reduce-overhead also captures CUDA graphs"))
         if attention:
@@ -198,6 +203,20 @@ def estimate_cost(knobs: dict, costs: dict[str, float], seen: dict) -> float:
     return COMPILE_COST.get(mode, COMPILE_COST["default"]) * e
 
 
+def _with_needs(space: list[Knob], knobs: dict, moved: str) -> dict | None:
+    """`knobs` with each knob that is on given what it needs (`Knob.needs`): where the moved knob needs another's value, the
+    first it may take; where the move takes another knob that is on out of what it needs, None."""
+    for k in space:
+        if not (knobs.get(k.name) and k.needs):
+            continue
+        for other, allowed in k.needs:
+            if knobs.get(other) not in allowed:
+                if k.name != moved:
+                    return None
+                knobs[other] = allowed[0]
+    return knobs
+
+
 def coordinate_search(space: list[Knob], measure, budget_s: float, baseline: dict | None = None, clock=time.perf_counter,
                       alpha: float = ALPHA, max_passes: int = 3) -> SearchResult:
     """Try each knob's values with the other knobs at the best found so far; keep a value only if significantly faster;
@@ -227,7 +246,9 @@ def coordinate_search(space: list[Knob], measure, budget_s: float, baseline: dic
         changed = False           # H200, bf16 was slower than fp32 for eager ViT-B/16 at batch 1, 5x faster under CUDA graphs)
         for knob in space:
             for v in knob.values:
-                knobs = {**best.knobs, knob.name: v}
+                knobs = _with_needs(space, {**best.knobs, knob.name: v}, knob.name)
+                if knobs is None:  # a value another knob that is on cannot take (fp32 while fused is on): not a point
+                    continue
                 key = knobs_key(knobs)
                 if key in seen:
                     continue
