@@ -1,4 +1,4 @@
-"""GPU evidence for issue 15 (not yet run: written after the session's device time was spent).
+"""GPU evidence for issue 15 (runs 1-5 in benchmarks/README.md: H200 runs 1-4, H100 run 5 with the fused knob).
 
 `effkit advise` for convnext_tiny, resnet50 and mobilenet_v2 at batch 64 and vit_b_16 at batch 1, each inside a 300 s
 budget; then the best configuration each reports is re-measured by this script's own loop (CUDA events around
