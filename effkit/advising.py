@@ -384,8 +384,9 @@ def write_report(folder: Path, model: str, device: str, batch: int, result: Sear
                                                                    if result.second and result.second.median_s else None}
                                                                   if result.confirmation else None)})
     atomic_write_text(folder / "best_config.py", code)
-    render(folder / "index.html", Page(f"effkit advise: {model}", f"{device} · batch {batch}", head + ["Apply it:\n" + code],
-                                       summary_rows=rows, summary_cols=list(rows[0]) if rows else [], notes=notes))
+    render(folder / "index.html", Page(f"effkit advise: {model}", f"{device} · batch {batch}", head, summary_rows=rows,
+                                       summary_cols=list(rows[0]) if rows else [], notes=notes, code=code,
+                                       code_title="Apply it (best_config.py; model and x are your model and input)"))
 
 
 if __name__ == "__main__":

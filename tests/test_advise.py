@@ -263,6 +263,23 @@ def test_advice_json_keeps_what_the_second_process_said(tmp_path):
     assert saved["said"] == "its gain held in a second process" and saved["median_ms"] == pytest.approx(5.1 * 1.0095)
 
 
+def test_the_report_shows_the_best_configurations_code_as_code(tmp_path):
+    """Advise run 5's report (H100) had the snippet inside the headline, its lines run together into one paragraph."""
+    import html
+
+    def measure(knobs):
+        m = 5.0 if knobs.get("layout") == "channels_last" else 10.0  # ms
+        return AdvicePoint(dict(knobs), "ok", tuple(m / 1e3 * (1 + 0.001 * i) for i in range(20)))
+
+    tiny = nn.Sequential(nn.Conv2d(3, 4, 3))
+    tiny.input_shape = (3, 8, 8)
+    advise(tiny, out=tmp_path / "a", budget_s=1e6, measure=measure)
+    code = (tmp_path / "a" / "best_config.py").read_text()
+    page = (tmp_path / "a" / "index.html").read_text()
+    assert "channels_last" in code and f'<pre id="code">{html.escape(code)}</pre>' in page  # line for line, escaped once
+    assert page.count(html.escape(code)) == 1 and "Apply it:" not in page  # no longer also a headline item
+
+
 def test_a_numerical_warning_reaches_the_ranking_and_the_report(tmp_path):
     """The best point's numerical note is shown beside its own note in the ranking and in the report's head."""
     def measure(knobs):

@@ -39,6 +39,7 @@ th{background:#f5f5f5;cursor:pointer;position:sticky;top:0} td.l,th.l{text-align
 th[data-dir=asc]::after{content:' ▲'} th[data-dir=desc]::after{content:' ▼'}
 .headline li{margin:.3em 0} .flag{color:#b00} img,svg{max-width:100%;height:auto} .fig{margin:1em 0}
 .small{font-size:.8em;color:#555} .scroll{max-height:600px;overflow:auto;border:1px solid #eee}
+pre{background:#f7f7f7;border:1px solid #eee;padding:.6em .8em;font-size:.85em;overflow:auto}
 .banner{background:#fff4e0;border-left:4px solid #e08a00;padding:.5em .8em;margin:.5em 0;font-size:.9em}
 """
 
@@ -50,6 +51,8 @@ _TEMPLATE = """<!doctype html>
 {% for b in banners %}<div class="banner">⚠ {{ b }}</div>{% endfor %}
 <h2>Headline</h2>
 <ul class="headline">{% for h in headline %}<li>{{ h }}</li>{% endfor %}</ul>
+{% if code %}<h2>{{ code_title }}</h2>
+<pre id="code">{{ code }}</pre>{% endif %}
 {% if faster %}<h2>What would make it faster</h2>
 <ul class="headline" id="faster">{% for h in faster %}<li>{{ h }}</li>{% endfor %}</ul>{% endif %}
 {% if fusion_models %}<h2>Fusion check: the fused kernels against torch.compile, measured</h2>
@@ -160,6 +163,8 @@ class Page:
     fusion_model_cols: list = field(default_factory=list)
     fusion_units: list = field(default_factory=list)  # ... and each distinct block alone
     fusion_unit_cols: list = field(default_factory=list)
+    code: str = ""  # Python that applies what the page recommends, shown as code (and saved beside it by the caller)
+    code_title: str = "Apply it"
 
 
 def render(path: Path, page: Page) -> Path:
