@@ -221,7 +221,25 @@ def main() -> None:
               f"{100 * t['of_peak']:.0f} % of the ceiling" if "ms" in t else f"not timed: {t.get('failed') or 'error %.1e' % t['error']}"),
               flush=True)
         path.write_text(json.dumps(res, indent=1))
+    if a.shapes == "conv":
+        print(conv_summary(res["configs"]))
     print(f"wrote {path}")
+
+
+def conv_summary(rows: list[dict]) -> str:
+    """The answer run 50 asked for: the conv's m64 n16 k16 rate (FLOP/s) as a share of the widest K-16 shape's and of the
+    chain's expansion (n64 k128, two warpgroups) at the same wait policy; ratios within one run, so on one card."""
+    rate = {(r["n"], r["k"], r["nwg"], r["wait"]): r["tflops"] for r in rows if "tflops" in r}
+    out = []
+    for nwg in (1, 2):
+        for wait in (0, 1):
+            n16, n128, chain = rate.get((16, 16, nwg, wait)), rate.get((128, 16, nwg, wait)), rate.get((64, 128, 2, wait))
+            if n16 is None:
+                continue
+            out.append(f"m64 n16 k16 ({nwg} warpgroup{'s' if nwg > 1 else ''}, wait {wait}): {n16:.0f} TFLOP/s"
+                       + (f", {100 * n16 / n128:.0f} % of n128 k16's {n128:.0f}" if n128 else "")
+                       + (f", {100 * n16 / chain:.0f} % of the chain's n64 k128 {chain:.0f}" if chain else ""))
+    return "\n".join(out) or "no conv shape was timed"
 
 
 if __name__ == "__main__":
