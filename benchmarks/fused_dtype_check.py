@@ -12,6 +12,7 @@ here fails in the kernels themselves.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -27,6 +28,17 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FUSED = (FusedConvFirst, FusedMBConv, FusedConvAct)
 
 
+@contextlib.contextmanager
+def folded_math():
+    """The fused modules run the folded math in PyTorch (their CPU path) inside the block, on any device."""
+    use = fold._use_triton
+    fold._use_triton = lambda t: False
+    try:
+        yield
+    finally:
+        fold._use_triton = use
+
+
 def check(model: str, dtype: str, batch: int) -> list[dict]:
     ref = resolve(model)
     net, _ = fused_build(ref, "cuda", DTYPES[dtype])
@@ -35,13 +47,8 @@ def check(model: str, dtype: str, batch: int) -> list[dict]:
     hooks = [m.register_forward_pre_hook(lambda m, a, path=path: seen.setdefault(path, a[0].detach().clone()))
              for path, m in net.named_modules() if isinstance(m, FUSED)]
     x = ref.inputs(batch, DTYPES[dtype], "cuda", channels_last=True)[0]
-    use = fold._use_triton
-    with torch.no_grad():  # the inputs each fused module gets, from a pass of the folded math in PyTorch
-        fold._use_triton = lambda t: False
-        try:
-            net(x)
-        finally:
-            fold._use_triton = use
+    with torch.no_grad(), folded_math():  # the inputs each fused module gets, from a pass of the folded math in PyTorch
+        net(x)
     for h in hooks:
         h.remove()
     rows = []
@@ -54,11 +61,8 @@ def check(model: str, dtype: str, batch: int) -> list[dict]:
             with torch.no_grad():
                 got = m(xi)
                 torch.cuda.synchronize()
-                fold._use_triton = lambda t: False
-                try:
+                with folded_math():
                     want = m(xi)
-                finally:
-                    fold._use_triton = use
             row["error"] = ((got.float() - want.float()).abs().max() / want.float().abs().max().clamp_min(1e-30)).item()
             row["status"] = "ok"
         except Exception as e:  # noqa: BLE001 - every module's fate is the point
