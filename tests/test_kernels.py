@@ -538,6 +538,38 @@ def test_a_fused_block_runs_its_kernel_in_the_interpreter(monkeypatch):
     assert got.is_contiguous(memory_format=torch.channels_last)  # the kernel's NHWC output, as an NCHW view
 
 
+@needs_triton
+@pytest.mark.parametrize("group_conv", ["pairs", "fma", "dense"])
+def test_a_fused_block_stays_right_after_the_model_goes_channels_last(group_conv, monkeypatch):
+    """`model.to(memory_format=torch.channels_last)`, which effkit's runner does for --layout channels_last after fusing,
+    re-lays every 4-D buffer; the kernels read their weights by flat offsets, so a re-laid grouped-conv weight gave wrong
+    outputs: on the H100, convfirst_net's c384 block (the pairs layout, [k², C/16, 16, 16]) was off by 0.26 of the
+    output's scale in bf16 and fp16 (benchmarks/fused_dtype_check.py), and the fma path reads w1 [C, 8, k, k] the same
+    way. The buffers must stay row-major (and the output right)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    block = _randomise_bn(ConvFirstBlock(32))
+    x = torch.randn(2, 32, 5, 5).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = block(x)
+        holder = nn.Sequential(block).eval()
+        fuse_blocks(holder)
+        holder[0].config = {"group_conv": group_conv, "block_p": 16, "block_h": 32}
+        holder = holder.to(memory_format=torch.channels_last)
+        got = holder(x)
+    assert all(b.is_contiguous() for b in holder[0].buffers()), [n for n, b in holder[0].named_buffers() if not b.is_contiguous()]
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+@needs_triton
+def test_the_mbconv_and_stem_kernels_keep_row_major_weights_through_channels_last(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    w = _params(16, 4, 3, seed=1)["mbconv"]
+    mb = FusedMBConv(*w).to(memory_format=torch.channels_last)
+    stem = FusedConvAct(torch.randn(16, 3, 3, 3), torch.randn(16), 2, 1).to(memory_format=torch.channels_last)
+    for m in (mb, stem):
+        assert all(b.is_contiguous() for b in m.buffers()), [n for n, b in m.named_buffers() if not b.is_contiguous()]
+
+
 def test_profile_fused_sets_the_what_if_beside_eager_compile_and_fused(tmp_path, monkeypatch):
     """On the CPU the fused modules run the folded math in PyTorch, and the check says it is not a fused kernel."""
     import json as _json

@@ -55,7 +55,22 @@ def _use_triton(x: torch.Tensor) -> bool:
     return triton_available() and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
 
 
-class FusedConvFirst(nn.Module):
+class _RowMajorBuffers(nn.Module):
+    """A fused module whose kernels read their weights by flat, row-major offsets. `model.to(memory_format=
+    torch.channels_last)` (what a channels-last run does to the whole model) re-lays every 4-D buffer, which gave wrong
+    outputs without an error: convfirst_net's c384 block (the grouped conv's pairs layout [k², C/16, 16, 16]) was off
+    by 0.26 of its output's scale on the H100, in bf16 and fp16. So every buffer is made row-major again after any such
+    conversion; the PyTorch path (conv2d) takes any layout, and the kernels read these tensors only."""
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for name, b in self._buffers.items():
+            if b is not None and not b.is_contiguous():
+                self._buffers[name] = b.contiguous()
+        return self
+
+
+class FusedConvFirst(_RowMajorBuffers):
     """A ConvFirst block as one kernel (Triton on CUDA), BatchNorms folded; a strided or width-changing one (stride,
     and its shortcut's folded 1x1 conv ws, bs) too."""
 
@@ -92,7 +107,7 @@ class FusedConvFirst(nn.Module):
         return reference_convfirst(x, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3, self.group_width, self.stride, self.ws, self.bs)
 
 
-class FusedMBConv(nn.Module):
+class FusedMBConv(_RowMajorBuffers):
     """A stride-1, equal-width MBConv block (depthwise) as one kernel (Triton on CUDA), BatchNorms folded."""
 
     def __init__(self, w1, b1, wd, bd, w3, b3, config: dict | None = None):
@@ -119,7 +134,7 @@ def reference_conv_act(x, w, b, stride: int, padding: int, act: str = "silu"):
     return {"silu": F.silu, "relu": F.relu, "none": lambda t: t}[act](y)
 
 
-class FusedConvAct(nn.Module):
+class FusedConvAct(_RowMajorBuffers):
     """An image network's stem (a dense k×k conv on few input channels → BatchNorm → SiLU/ReLU/none) as one kernel
     (Triton on CUDA), the BatchNorm folded: the conv's output is written once, activated, instead of once by the conv
     and twice more by the BatchNorm and the activation (three times in eager)."""

@@ -939,6 +939,10 @@ def convfirst(x, w1, b1, w2, b2, w3, b3, group_width: int, w1bd: torch.Tensor | 
     dense = lambda: w1dense if w1dense is not None and w1dense.numel() == dense_n else block_diagonal_dense_parts(w1, in_parts)  # noqa: E731
     wg = {"pairs": lambda: w1bd if w1bd is not None else block_diagonal_pairs(w1, ca + cb + cc),
           "dense_loop": dense, "dense_tma": dense, "dense": dense, "fma": lambda: w1}[mode]()
+    # the kernel reads its weights by flat row-major offsets: a re-laid one (a channels-last model's 4-D buffers) is
+    # copied back here rather than read wrong (the fused modules keep theirs row-major, so this is free for them)
+    wg, w2, w3 = wg.contiguous(), w2.contiguous(), w3.contiguous()
+    ws = ws.contiguous() if ws is not None else None
     split_h, parts, tap_stages = cfg.get("split_h"), cfg.get("parts", 3), cfg.get("tap_stages", 2)
     if mode == "dense_tma":
         _check_tma(x, c, stride)
