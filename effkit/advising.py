@@ -78,18 +78,24 @@ def _threads(n):
         torch.set_num_threads(old)
 
 
-def numerical_cost(ref, precision: str, device: str, batch: int = 1, seed: int = 0, fused: bool = False) -> tuple[float | None, float | None]:
+def numerical_cost(ref, precision: str, device: str, batch: int = 1, seed: int = 0, fused: bool = False,
+                   channels_last: bool = False) -> tuple[float | None, float | None]:
     """Max absolute and max relative difference of the outputs at `precision` (with `fused`, of the model with its blocks
-    swapped for effkit.kernels' fused ones) against the unfused model's in fp32, same weights, same input."""
-    return _numerical(ref, precision, device, batch, seed, fused)[:2]
+    swapped for effkit.kernels' fused ones; with `channels_last`, of the model and its inputs in channels-last memory, as
+    a channels-last run holds them) against the unfused model's in fp32, same weights, same input."""
+    return _numerical(ref, precision, device, batch, seed, fused, channels_last)[:2]
 
 
-def _numerical(ref, precision: str, device: str, batch: int = 1, seed: int = 0, fused: bool = False) -> tuple[float, float, float | None]:
-    """numerical_cost's two figures and the fp32 outputs' largest magnitude (None for fp32 itself, unfused)."""
+def _numerical(ref, precision: str, device: str, batch: int = 1, seed: int = 0, fused: bool = False,
+               channels_last: bool = False) -> tuple[float, float, float | None]:
+    """numerical_cost's two figures and the fp32 outputs' largest magnitude (None for fp32 itself, unfused and in its
+    own layout). The layout is checked too because it once mattered: the fused c384 kernel read a weight that
+    `model.to(memory_format=torch.channels_last)` had re-laid, and was wrong by 0.26 of its output's scale, which this
+    check, run on the contiguous model only, did not see."""
     from effkit.config import get_precision
     from effkit.run.runner import first_float
 
-    if precision == "fp32" and not fused:
+    if precision == "fp32" and not fused and not channels_last:
         return 0.0, 0.0, None
     prec = get_precision(precision)
     torch.manual_seed(seed)
@@ -101,6 +107,9 @@ def _numerical(ref, precision: str, device: str, batch: int = 1, seed: int = 0, 
             from effkit.kernels import fuse_blocks
 
             net = fuse_blocks(copy.deepcopy(net))[0]
+        if channels_last:  # the model and its 4-D inputs as a channels-last run holds them (the fp32 reference stays as built)
+            net = copy.deepcopy(net).to(memory_format=torch.channels_last)
+            xs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in xs]
         if prec.mixed:
             with prec.autocast(device):
                 out = first_float(ref.call(net, xs)).float()
@@ -311,10 +320,11 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
 
     def by_precision(config) -> tuple:
         """(waterline, ideal, fused waterline, max abs diff, max rel diff, numerical warning): they depend on the precision
-        and on whether the blocks are fused alone, so each is computed once per pair, not once per point. With fused, the
+        and on whether the blocks are fused (the numerical cost also on the layout), so each is computed once per such
+        key, not once per point. With fused, the
         fused waterline is the what-if for exactly the blocks and stem fuse_blocks swaps, and the numerical cost is the
         fused model's against the unfused one in fp32."""
-        key = (config.precision, config.fused)
+        key = (config.precision, config.fused, config.channels_last)
         if key not in computed:
             waterline = ideal = fused = None
             try:
@@ -335,7 +345,7 @@ def _measurer(ref, device: str, batch: int, mode: str, min_time_s: float):
             except Exception:  # noqa: BLE001 - no roofs for this device: the rungs stay unknown
                 pass
             try:
-                abs_d, rel_d, ref_max = _numerical(ref, config.precision, device, fused=config.fused)
+                abs_d, rel_d, ref_max = _numerical(ref, config.precision, device, fused=config.fused, channels_last=config.channels_last)
             except Exception:  # noqa: BLE001 - a precision this device cannot run in eager: no numerical cost
                 abs_d = rel_d = ref_max = None
             computed[key] = (waterline, ideal, fused, abs_d, rel_d, numerical_warning(config.precision, ref_max, rel_d, config.fused))

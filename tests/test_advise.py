@@ -457,6 +457,34 @@ def test_the_fused_models_numerical_cost_is_measured_against_the_unfused_model_i
                                                                 "unfused model's in fp32 by 30 % of their scale")
 
 
+def test_the_numerical_cost_is_of_the_layout_the_point_runs_in(monkeypatch):
+    """A fused kernel once read a weight that the channels-last conversion had re-laid (c384, 0.26 of its output's
+    scale on the H100), and the check, run on the contiguous model only, passed. A block that is wrong only in
+    channels-last memory must show in that layout's cost and not in the other's."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    from effkit.advising import _numerical
+    from effkit.kernels import FusedConvFirst
+
+    ref = resolve("convfirst_net", width=0.25, resolution=32)
+    real = FusedConvFirst.forward
+    layouts = []
+
+    def wrong_in_channels_last(self, x):
+        cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        layouts.append(cl)
+        return real(self, x) + (1.0 if cl else 0.0)
+
+    monkeypatch.setattr(FusedConvFirst, "forward", wrong_in_channels_last)
+    _, rel_plain, _ = _numerical(ref, "fp32", "cpu", fused=True)
+    assert rel_plain < 1e-4 and layouts and not any(layouts)
+    layouts.clear()
+    _, rel_cl, _ = _numerical(ref, "fp32", "cpu", fused=True, channels_last=True)
+    assert rel_cl > 1e-2 and any(layouts)  # (at 32 pixels the last stage's 1x1 maps are both layouts at once)
+    # unfused fp32 in channels-last memory is a real comparison too (other conv algorithms), not the zero of the identity
+    abs_d, rel_d, ref_max = _numerical(ref, "fp32", "cpu", channels_last=True)
+    assert ref_max is not None and rel_d < 1e-4
+
+
 def test_a_fused_point_stands_on_the_waterline_of_what_fuse_blocks_fuses(monkeypatch):
     """The fused knob measured through the runner (on the CPU the fused modules are the folded math in PyTorch): its
     point's floor is the what-if for the blocks fuse_blocks swaps, which for convfirst_net are the residual blocks, the
