@@ -302,6 +302,22 @@ def fusable_blocks(ref: ModelRef) -> dict:
     return fused_build(ref)[1]
 
 
+def _fused_outputs(ref, base: RunConfig, batch: int) -> dict:
+    """The block-fused model's outputs against the unfused model's in fp32 at `batch`, in the precision and layout the
+    check times it in: a fast kernel is a result only if it computes the block. {'fused_max_rel_diff': max |difference|
+    over the fp32 outputs' max |value|, 'fused_numerical_note': a warning past NUMERICAL_WARN_REL, else ''}; where the
+    comparison cannot run, its reason instead."""
+    from effkit.analysis.advice import numerical_warning
+    from effkit.run.numerics import output_difference
+
+    try:
+        _, rel, ref_max = output_difference(ref, base.precision, base.device, batch=batch, fused=True,
+                                            channels_last=base.channels_last)
+    except Exception as e:  # noqa: BLE001 - a comparison that cannot run is said, not fatal to the timings
+        return {"fused_max_rel_diff": None, "fused_numerical_note": f"outputs not compared: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+    return {"fused_max_rel_diff": rel, "fused_numerical_note": numerical_warning(base.precision, ref_max, rel, fused=True)}
+
+
 _FUSION_CONFIGS = (("eager", {}), ("compile", {"compile": True}), ("fused", {"fused": True}), ("fused_compile", {"fused": True, "compile": True}))
 
 
@@ -348,6 +364,7 @@ def fusion_check(model, *, device: str = "cpu", batch: int | list[int] = 64, dty
             row.update(_point_ms(points[name], name))
             progress(rows)
         row["timing_problems"] = timing_problems(points, (eager_reference or {}).get(b))
+        row.update(_fused_outputs(ref, base, b))
         a = analyse(traces[b], roof, points["eager"])
         # the what-if for exactly what the kernels fuse (every ConvFirst block; MBConv's strided, width-changing ones stay
         # unfused; and the stem, conv → BN → activation as one kernel)

@@ -591,6 +591,10 @@ def test_profile_fused_sets_the_what_if_beside_eager_compile_and_fused(tmp_path,
     assert row["fused_stems"] == 1 and "12 blocks and the stem fused" in r.output.replace("\n", " ")
     assert all(row[k] and row[k] > 0 for k in ("eager_ms", "compile_ms", "fused_ms", "fused_compile_ms", "fused_waterline_ms", "waterline_ms"))
     assert row["fused_waterline_ms"] < row["waterline_ms"]  # fusing removes traffic: the predicted waterline drops
+    # the fused model's outputs were compared with the unfused model's in fp32, in the layout timed (channels-last): on
+    # the CPU the folded math in fp32, so only the folding's rounding differs (a few ulps), and no warning
+    assert row["fused_max_rel_diff"] is not None and row["fused_max_rel_diff"] < 1e-4 and row["fused_numerical_note"] == ""
+    assert "block-fused outputs against the unfused model's in fp32: max difference" in r.output.replace("\n", " ")
     assert "fusion what-if against reality, batch 1" in r.output
     assert r.output.count("IQR") >= 4  # eager, compile, fused and fused + compile, each with its spread
     assert "block-fused, the rest compiled" in r.output
@@ -888,6 +892,28 @@ def test_the_report_tables_of_the_fusion_check():
     old = {k: v for k, v in row.items() if not k.startswith("selective") and k != "units"}  # a check from before run 34
     assert model_table([old])[0]["selective (ms)"] == "not checked" and unit_table([old]) == []
     assert fusion_sentences([old]) == ["Measured (fusion check, batch 64): the block-fused model ran 2.406 ms, 1.19x slower than torch.compile (2.023 ms)."]
+
+
+def test_the_fusion_check_shows_the_fused_outputs_difference_and_warns_when_it_is_large():
+    from effkit.analysis.advice import numerical_warning
+    from effkit.report.fusion import fusion_note, fusion_sentences, model_table
+
+    (row,) = _check_rows()
+    fine = {**row, "fused_waterline_ms": 0.816, "fused_blocks": 8, "unfused_blocks": 0, "fused_kernel": "Triton", "fused_max_rel_diff": 9.1e-4,
+            "fused_numerical_note": ""}
+    assert model_table([fine])[0]["block-fused vs fp32 (max rel. diff)"] == "9.1e-04"
+    assert "max difference 9.1e-04 of the outputs' largest magnitude (batch 64" in fusion_note(fine) and "⚠" not in fusion_note(fine)
+    assert "⚠" not in fusion_sentences([fine])[0]
+    # run 51's c384 block, re-laid by the channels-last conversion, was off by 0.26 of its output's scale: warned everywhere
+    note = numerical_warning("bf16", 3.0, 0.26, fused=True)
+    bad = {**fine, "fused_max_rel_diff": 0.26, "fused_numerical_note": note}
+    assert model_table([bad])[0]["block-fused vs fp32 (max rel. diff)"] == "2.6e-01 ⚠"
+    assert f"⚠ {note}" in fusion_note(bad) and "by 26 % of their scale" in note
+    assert "⚠ But numerical warning: the block-fused model's outputs differ" in fusion_sentences([bad])[0]
+    # a comparison that could not run says why; a row saved before the comparison existed shows none
+    failed = {**fine, "fused_max_rel_diff": None, "fused_numerical_note": "outputs not compared: RuntimeError: x"}
+    assert "⚠ outputs not compared: RuntimeError: x" in fusion_note(failed) and model_table([failed])[0]["block-fused vs fp32 (max rel. diff)"] == "–"
+    assert "block-fused outputs" not in fusion_note({k: v for k, v in fine.items() if not k.startswith("fused_max") and k != "fused_numerical_note"})
 
 
 def test_fuse_blocks_wants_a_module():

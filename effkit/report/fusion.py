@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 MODEL_COLS = ["batch", "eager (ms)", "torch.compile (ms)", "block-fused (ms)", "block-fused + compile (ms)", "selective (ms)",
-              "selective vs compile", "predicted fused waterline (ms)"]
+              "selective vs compile", "predicted fused waterline (ms)", "block-fused vs fp32 (max rel. diff)"]
 UNIT_COLS = ["batch", "block shape", "modules", "fused kernel (ms)", "IQR (ms)", "compiled (ms)", "IQR (ms) ", "compiled / fused", "decision"]
 
 
@@ -73,7 +73,10 @@ def model_table(rows: list[dict]) -> list[dict]:
                     "block-fused (ms)": _timed(r, "fused"), "block-fused + compile (ms)": _timed(r, "fused_compile"), "selective (ms)": sel,
                     "selective vs compile": (_versus(r.get("selective_ms"), r.get("compile_ms"))
                                              if "selective_ms" in r and r.get("selective_same_as") != "compile" else "–"),
-                    "predicted fused waterline (ms)": "–" if r.get("fused_waterline_ms") is None else f"{r['fused_waterline_ms']:.3f}"})
+                    "predicted fused waterline (ms)": "–" if r.get("fused_waterline_ms") is None else f"{r['fused_waterline_ms']:.3f}",
+                    # max |fused − unfused fp32| over the fp32 outputs' max |value|, in the precision and layout timed
+                    "block-fused vs fp32 (max rel. diff)": ("–" if r.get("fused_max_rel_diff") is None else
+                                                            f"{r['fused_max_rel_diff']:.1e}" + (" ⚠" if r.get("fused_numerical_note") else ""))})
     return out
 
 
@@ -113,6 +116,9 @@ def fusion_sentences(rows: list[dict]) -> list[str]:
             best = min(v for v in (r.get("fused_ms"), r.get("fused_compile_ms")) if v)
             out.append(f"Measured (fusion check, batch {r['batch']}): the block-fused model ran {best:.3f} ms, {_versus(best, c)} than "
                        f"torch.compile ({c:.3f} ms).")
+        if r.get("fused_numerical_note") and r.get("fused_max_rel_diff") is not None and out and out[-1].startswith(f"Measured (fusion check, batch {r['batch']})"):
+            out[-1] += (f" ⚠ But {r['fused_numerical_note']}: a kernel that does not compute the block is not a speed-up; "
+                        "check the outputs before acting on it.")
         if r.get("timing_problems") and out and out[-1].startswith(f"Measured (fusion check, batch {r['batch']})"):
             out[-1] += (f" ⚠ But this batch's timing is in doubt ({len(r['timing_problems'])} problem"
                         f"{'s' if len(r['timing_problems']) != 1 else ''}, in the notes): measure again on an idle machine before acting on it.")
@@ -136,7 +142,21 @@ def fusion_note(r: dict) -> str:
             f"{r['fused_kernel']}): predicted fused waterline {f(r['fused_waterline_ms'])}; block-fused {timed('fused')}{ratio}; "
             + (f"block-fused, the rest compiled {timed('fused_compile')}; " if "fused_compile_ms" in r else "")
             + f"torch.compile {timed('compile')}; eager {timed('eager')}" + _selective_clause(r, timed))
-    return line + (f". ⚠ {r['problem']}" if r.get("problem") else "") + _doubts(r)
+    return line + _outputs_clause(r) + (f". ⚠ {r['problem']}" if r.get("problem") else "") + _doubts(r)
+
+
+def _outputs_clause(r: dict) -> str:
+    """'; outputs ...': how far the block-fused model's outputs are from the unfused model's in fp32 (max |difference| over
+    the fp32 outputs' max |value|, in the precision and layout timed), with its warning; empty for rows saved before
+    the check compared outputs."""
+    if "fused_max_rel_diff" not in r:
+        return ""
+    rel, note = r["fused_max_rel_diff"], r.get("fused_numerical_note") or ""
+    if rel is None:
+        return f". ⚠ {note}" if note else ""
+    said = (f"; block-fused outputs against the unfused model's in fp32: max difference {rel:.1e} of the outputs' largest "
+            f"magnitude (batch {r['batch']}, the precision and layout timed)")
+    return said + (f". ⚠ {note}" if note else "")
 
 
 def _doubts(r: dict) -> str:
