@@ -492,7 +492,7 @@ def profile(
         fusing = fusable_blocks(ref)  # so does a model with nothing to fuse
     with _stage_progress(_console(stderr=True)) as prog:
         task = prog.add_task(f"profile {model}")
-        run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, ref.top1, refresh, force, mismatched_ceilings),
+        run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, ref.top1, refresh, force, mismatched_ceilings, fused),
                           on_stage=lambda s: prog.update(task, description=f"profile {model}: {s}"))
         if fused:
             from effkit.profiling import run_fusion_check

@@ -64,6 +64,7 @@ class ProfileOptions:
     refresh: bool = False  # measure the device's ceilings again instead of reading the cache
     force: bool = False  # replace a run the folder already holds
     mismatched_ceilings: bool = False  # allow measuring on one kind of device against another's roofs
+    fusion_check: bool = False  # a fusion check follows, which times even where the profile itself does not measure
 
 
 def read_accuracy(path: str | None) -> dict | None:
@@ -135,7 +136,7 @@ def profile(
     config = _config(device, batch, dtype, channels_last, cuda_graph, compile, min_time_s)
     top1 = (accuracy or {}).get(str(model), ref.top1)
     fusing = fusable_blocks(ref) if fused else None  # a model with nothing to fuse is refused before anything is measured
-    run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, top1), on_stage)
+    run = run_profile(ref, config, ProfileOptions(out, ceilings, measure, fuse, top1, fusion_check=fused), on_stage)
     if fused:
         run = run_fusion_check(run, ref, run.record.config, ceilings=ceilings, fusing=fusing, selective=selective, on_stage=on_stage)[0]
     return run
@@ -159,7 +160,7 @@ def run_profile(ref: ModelRef, config: RunConfig, options: ProfileOptions = Prof
     stage = on_stage or (lambda s: None)
     if options.ceilings:
         roof = roof_from_spec(options.ceilings, config.prec.compute_dtype)
-        _check_roof_matches(roof, options, config, measure)
+        _check_roof_matches(roof, options, config, measure or options.fusion_check)
     folder = Path(options.out) if options.out else default_folder(ref, config.device if (measure or options.ceilings is None) else "counts",
                                                                   config.precision)
     with FolderLock(folder):
@@ -212,6 +213,37 @@ def _check_roof_matches(roof, options: ProfileOptions, config: RunConfig, measur
         raise UserInputError(f"--ceilings {options.ceilings} gives a GPU's roofs ({roof.name}) but measuring runs on cpu: every efficiency "
                              "and gap would compare CPU times with GPU ceilings; drop --measure for a counts-only analysis, measure on "
                              "--device cuda, or pass --mismatched-ceilings if that is what you want")
+    measured_on = _ceilings_device_name(options.ceilings)
+    if config.device.startswith("cuda") and measured_on:
+        here = _cuda_name(config.device)
+        if here and here.strip().lower() != measured_on.strip().lower():
+            raise UserInputError(f"--ceilings {options.ceilings} was measured on {measured_on} but measuring runs on {here} ({config.device}): "
+                                 "every efficiency and gap would compare this GPU's times with another's ceilings; give this GPU's "
+                                 "ceilings (`effkit device --device cuda` measures them), drop --measure for a counts-only analysis, or "
+                                 "pass --mismatched-ceilings if that is what you want")
+
+
+def _ceilings_device_name(spec: str | None) -> str | None:
+    """The GPU a ceilings JSON file was measured on (its 'name', in files effkit measured: they hold 'samples'), or None
+    (a datasheet name, or a hand-written file, which names no device to check against)."""
+    if not spec or not str(spec).endswith(".json"):
+        return None
+    import json
+
+    try:
+        d = json.loads(Path(spec).read_text())
+    except (OSError, ValueError):
+        return None
+    return d.get("name") if isinstance(d, dict) and "samples" in d and isinstance(d.get("name"), str) else None
+
+
+def _cuda_name(device: str) -> str | None:
+    """torch's name for a CUDA device ('NVIDIA H100 80GB HBM3'), or None where CUDA is not here."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 def _claim(folder: Path, force: bool) -> None:

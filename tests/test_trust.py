@@ -170,6 +170,41 @@ def test_cpu_measurements_against_a_gpu_datasheet_are_refused(tmp_path):
     assert run.analyses[0].latency_s and run.analyses[0].roof.peak_flops == 67e12  # H100 SXM fp32
 
 
+def test_gpu_measurements_against_another_gpus_measured_ceilings_are_refused(tmp_path, monkeypatch):
+    """Run 52's example profiles were asked for an H200 and ran on an H100 against the H200's ceilings file without a
+    word (804 TFLOP/s and 4.24 TB/s roofs for an H100's times). A ceilings file effkit measured names its GPU; a
+    measured run on another GPU is refused unless asked, a datasheet name or a hand-written file is not checked."""
+    import json as _json
+
+    import effkit.profiling as profiling
+    from types import SimpleNamespace
+
+    h200 = tmp_path / "h200.json"
+    h200.write_text(_json.dumps({"name": "NVIDIA H200", "samples": {}, "peak_flops": {"bf16": 8.0e14}, "bandwidth_bytes_per_s": 4.2e12}))
+    hand = tmp_path / "hand.json"
+    hand.write_text(_json.dumps({"name": "my gpu", "peak_flops": {"bf16": 8.0e14}, "bandwidth_bytes_per_s": 4.2e12}))
+    monkeypatch.setattr(profiling, "_cuda_name", lambda device: "NVIDIA H100 80GB HBM3")
+    roof = SimpleNamespace(name="NVIDIA H200", source="measured")
+    cuda = SimpleNamespace(device="cuda")
+    with pytest.raises(UserInputError, match=r"--ceilings .*h200.json was measured on NVIDIA H200 but measuring runs on NVIDIA H100 80GB HBM3 "
+                                             r"\(cuda\).*--mismatched-ceilings"):
+        profiling._check_roof_matches(roof, ProfileOptions(out=tmp_path / "x", ceilings=str(h200), measure=True), cuda, True)
+    for opts, measure in ((ProfileOptions(out=tmp_path / "x", ceilings=str(h200), measure=True, mismatched_ceilings=True), True),
+                          (ProfileOptions(out=tmp_path / "x", ceilings=str(h200)), False),  # counts only: no times to compare
+                          (ProfileOptions(out=tmp_path / "x", ceilings=str(hand), measure=True), True),
+                          (ProfileOptions(out=tmp_path / "x", ceilings="h100", measure=True), True)):
+        profiling._check_roof_matches(roof, opts, cuda, measure)
+    # counts only, but a fusion check follows, which times: refused too, before anything runs (the H200's real file)
+    real = str(Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200" / "ceilings.json")
+    ref, cfg = effkit.resolve(TinyNet(), (3, 16, 16)), effkit.RunConfig(device="cuda", min_time_s=0.0)
+    with pytest.raises(UserInputError, match="was measured on NVIDIA H200 but measuring runs on NVIDIA H100"):
+        run_profile(ref, cfg, ProfileOptions(out=tmp_path / "f", ceilings=real, measure=False, fusion_check=True))
+    assert not (tmp_path / "f").exists()
+    run_profile(ref, cfg, ProfileOptions(out=tmp_path / "g", ceilings=real, measure=False))  # counts only, no fusion check: allowed
+    monkeypatch.setattr(profiling, "_cuda_name", lambda device: "NVIDIA H200")  # the same GPU (names compared as torch gives them)
+    profiling._check_roof_matches(roof, ProfileOptions(out=tmp_path / "x", ceilings=str(h200), measure=True), cuda, True)
+
+
 # --------------------------------------------------------------------------- 4. files that survive
 def test_a_folder_holding_a_run_is_refused_unless_forced(tmp_path):
     effkit.profile(TinyNet(), out=tmp_path / "r", **FAST)
