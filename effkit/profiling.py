@@ -213,7 +213,9 @@ def _check_roof_matches(roof, options: ProfileOptions, config: RunConfig, measur
         raise UserInputError(f"--ceilings {options.ceilings} gives a GPU's roofs ({roof.name}) but measuring runs on cpu: every efficiency "
                              "and gap would compare CPU times with GPU ceilings; drop --measure for a counts-only analysis, measure on "
                              "--device cuda, or pass --mismatched-ceilings if that is what you want")
-    measured_on = _ceilings_device_name(options.ceilings)
+    # a ceilings file effkit measured gives its roof the GPU's name and a source "measured on NAME (...)"; a datasheet
+    # name or a hand-written file names no device to check against
+    measured_on = roof.name if roof.source.startswith("measured on ") else None
     if config.device.startswith("cuda") and measured_on:
         here = _cuda_name(config.device)
         if here and here.strip().lower() != measured_on.strip().lower():
@@ -221,20 +223,6 @@ def _check_roof_matches(roof, options: ProfileOptions, config: RunConfig, measur
                                  "every efficiency and gap would compare this GPU's times with another's ceilings; give this GPU's "
                                  "ceilings (`effkit device --device cuda` measures them), drop --measure for a counts-only analysis, or "
                                  "pass --mismatched-ceilings if that is what you want")
-
-
-def _ceilings_device_name(spec: str | None) -> str | None:
-    """The GPU a ceilings JSON file was measured on (its 'name', in files effkit measured: they hold 'samples'), or None
-    (a datasheet name, or a hand-written file, which names no device to check against)."""
-    if not spec or not str(spec).endswith(".json"):
-        return None
-    import json
-
-    try:
-        d = json.loads(Path(spec).read_text())
-    except (OSError, ValueError):
-        return None
-    return d.get("name") if isinstance(d, dict) and "samples" in d and isinstance(d.get("name"), str) else None
 
 
 def _cuda_name(device: str) -> str | None:

@@ -179,30 +179,32 @@ def test_gpu_measurements_against_another_gpus_measured_ceilings_are_refused(tmp
     import effkit.profiling as profiling
     from types import SimpleNamespace
 
-    h200 = tmp_path / "h200.json"
-    h200.write_text(_json.dumps({"name": "NVIDIA H200", "samples": {}, "peak_flops": {"bf16": 8.0e14}, "bandwidth_bytes_per_s": 4.2e12}))
+    from effkit.device.roofs import roof_from_spec
+
+    h200 = str(Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200" / "ceilings.json")  # effkit measured it
     hand = tmp_path / "hand.json"
     hand.write_text(_json.dumps({"name": "my gpu", "peak_flops": {"bf16": 8.0e14}, "bandwidth_bytes_per_s": 4.2e12}))
     monkeypatch.setattr(profiling, "_cuda_name", lambda device: "NVIDIA H100 80GB HBM3")
-    roof = SimpleNamespace(name="NVIDIA H200", source="measured")
     cuda = SimpleNamespace(device="cuda")
-    with pytest.raises(UserInputError, match=r"--ceilings .*h200.json was measured on NVIDIA H200 but measuring runs on NVIDIA H100 80GB HBM3 "
-                                             r"\(cuda\).*--mismatched-ceilings"):
-        profiling._check_roof_matches(roof, ProfileOptions(out=tmp_path / "x", ceilings=str(h200), measure=True), cuda, True)
-    for opts, measure in ((ProfileOptions(out=tmp_path / "x", ceilings=str(h200), measure=True, mismatched_ceilings=True), True),
-                          (ProfileOptions(out=tmp_path / "x", ceilings=str(h200)), False),  # counts only: no times to compare
-                          (ProfileOptions(out=tmp_path / "x", ceilings=str(hand), measure=True), True),
-                          (ProfileOptions(out=tmp_path / "x", ceilings="h100", measure=True), True)):
-        profiling._check_roof_matches(roof, opts, cuda, measure)
-    # counts only, but a fusion check follows, which times: refused too, before anything runs (the H200's real file)
-    real = str(Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200" / "ceilings.json")
+
+    def check(spec, measure=True, **kw):
+        profiling._check_roof_matches(roof_from_spec(spec, "bf16"), ProfileOptions(out=tmp_path / "x", ceilings=spec, **kw), cuda, measure)
+
+    with pytest.raises(UserInputError, match=r"--ceilings .*h200/ceilings.json was measured on NVIDIA H200 but measuring runs on NVIDIA H100 "
+                                             r"80GB HBM3 \(cuda\).*--mismatched-ceilings"):
+        check(h200)
+    check(h200, mismatched_ceilings=True)
+    check(h200, measure=False)  # counts only: no times to compare
+    check(str(hand))
+    check("h100")
+    # counts only, but a fusion check follows, which times: refused too, before anything runs
     ref, cfg = effkit.resolve(TinyNet(), (3, 16, 16)), effkit.RunConfig(device="cuda", min_time_s=0.0)
     with pytest.raises(UserInputError, match="was measured on NVIDIA H200 but measuring runs on NVIDIA H100"):
-        run_profile(ref, cfg, ProfileOptions(out=tmp_path / "f", ceilings=real, measure=False, fusion_check=True))
+        run_profile(ref, cfg, ProfileOptions(out=tmp_path / "f", ceilings=h200, measure=False, fusion_check=True))
     assert not (tmp_path / "f").exists()
-    run_profile(ref, cfg, ProfileOptions(out=tmp_path / "g", ceilings=real, measure=False))  # counts only, no fusion check: allowed
+    run_profile(ref, cfg, ProfileOptions(out=tmp_path / "g", ceilings=h200, measure=False))  # counts only, no fusion check: allowed
     monkeypatch.setattr(profiling, "_cuda_name", lambda device: "NVIDIA H200")  # the same GPU (names compared as torch gives them)
-    profiling._check_roof_matches(roof, ProfileOptions(out=tmp_path / "x", ceilings=str(h200), measure=True), cuda, True)
+    check(h200)
 
 
 # --------------------------------------------------------------------------- 4. files that survive
