@@ -31,7 +31,8 @@ def output_difference(ref, precision: str, device: str, batch: int = 1, seed: in
             from effkit.kernels import fuse_blocks
 
             net = fuse_blocks(copy.deepcopy(net))[0]
-        if channels_last:  # the model and its 4-D inputs as a channels-last run holds them (the fp32 reference stays as built)
+        if channels_last:  # the model and its 4-D inputs as a channels-last run holds them; a copy, since a user's module
+            # is built as itself (`ModelRef.build`) and must keep its own layout
             net = copy.deepcopy(net).to(memory_format=torch.channels_last)
             xs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in xs]
         if prec.mixed:
