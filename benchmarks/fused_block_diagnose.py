@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from effkit.kernels import fused_build, triton_blocks  # noqa: E402
-from fused_dtype_check import DTYPES, folded_math  # noqa: E402
+from fused_dtype_check import DTYPES, block_inputs, folded_math  # noqa: E402
 from effkit.models.ref import resolve  # noqa: E402
 
 CONFIGS = ({}, {"num_stages": 1}, {"block_h": 64}, {"block_h": 64, "num_stages": 3}, {"group_conv": "dense"},
@@ -71,13 +71,7 @@ def main() -> None:
     m = dict(net.named_modules())[a.path]
     m32 = copy.deepcopy(m).float()
     for batch in (int(b) for b in a.batches.split(",")):
-        seen = {}
-        hook = m.register_forward_pre_hook(lambda mod, args: seen.setdefault("x", args[0].detach().clone()))
-        x = ref.inputs(batch, dt, a.device, channels_last=True)[0]
-        with torch.no_grad(), folded_math():
-            net(x)
-        hook.remove()
-        xi = seen["x"]
+        xi = block_inputs(net, ref.inputs(batch, dt, a.device, channels_last=True)[0], [a.path])[a.path]
         inputs = {"captured": xi, "random": (torch.randn(xi.shape, device=a.device) * xi.float().std()).to(dt).contiguous(
             memory_format=torch.channels_last), "captured_contiguous_copy": xi.contiguous(memory_format=torch.channels_last).clone()}
         for name, xin in inputs.items():

@@ -39,18 +39,26 @@ def folded_math():
         fold._use_triton = use
 
 
+def block_inputs(net: torch.nn.Module, x: torch.Tensor, paths) -> dict[str, torch.Tensor]:
+    """The input each module at `paths` gets in a pass of `net` on x with the folded math in PyTorch (forward pre-hooks)."""
+    seen: dict[str, torch.Tensor] = {}
+    mods = dict(net.named_modules())
+    hooks = [mods[p].register_forward_pre_hook(lambda m, a, p=p: seen.setdefault(p, a[0].detach().clone())) for p in paths]
+    try:
+        with torch.no_grad(), folded_math():
+            net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
 def check(model: str, dtype: str, batch: int) -> list[dict]:
     ref = resolve(model)
     net, _ = fused_build(ref, "cuda", DTYPES[dtype])
     net = net.to(memory_format=torch.channels_last)
-    seen: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda m, a, path=path: seen.setdefault(path, a[0].detach().clone()))
-             for path, m in net.named_modules() if isinstance(m, FUSED)]
     x = ref.inputs(batch, DTYPES[dtype], "cuda", channels_last=True)[0]
-    with torch.no_grad(), folded_math():  # the inputs each fused module gets, from a pass of the folded math in PyTorch
-        net(x)
-    for h in hooks:
-        h.remove()
+    seen = block_inputs(net, x, [path for path, m in net.named_modules() if isinstance(m, FUSED)])
     rows = []
     for path, m in net.named_modules():
         if not isinstance(m, FUSED):
