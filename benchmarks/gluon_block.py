@@ -101,7 +101,15 @@ def _tap_weights(wf_ptr, tap, gco, CP: gl.constexpr):
 
 
 @gluon.jit
-def _gconv_sub(x_ptr, wf_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, R: gl.constexpr, CONV: gl.constexpr = 0):
+def _tap_weights_s(wf_s, b, WL: gl.constexpr):
+    """`_tap_weights` from shared memory: rows b to b + 7 of wf_s [., G, 8] fp32 (a tap's 8 input channels), 8 [G, 8]
+    tensors in WL."""
+    return (wf_s.index(b).load(WL), wf_s.index(b + 1).load(WL), wf_s.index(b + 2).load(WL), wf_s.index(b + 3).load(WL),
+            wf_s.index(b + 4).load(WL), wf_s.index(b + 5).load(WL), wf_s.index(b + 6).load(WL), wf_s.index(b + 7).load(WL))
+
+
+@gluon.jit
+def _gconv_sub(x_ptr, wf_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, R: gl.constexpr, CONV: gl.constexpr = 0, WS: gl.constexpr = False, wf8=None):
     """y1 + b1 of the SUB = 4·(32 // G)·R pixels from row0 (flat NHWC), [SUB, CP] bf16: the grouped 3x3 conv, group
     width 8, in fp32 FMAs on the CUDA cores. A thread holds R pixels x one group's 8 outputs (R·8 fp32 accumulators).
     For each tap and each pair of input channels it loads the pair as one 32-bit word a pixel (bf16 to fp32 is a
@@ -109,7 +117,9 @@ def _gconv_sub(x_ptr, wf_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, R: 
     fp32, 32 bytes each), then 2·R·8 FMAs. The taps are a loop whose next tap's input words are loaded while this
     tap's FMAs run (one tap's latency exposed a sub-tile, not nine). CONV 1: the next tap's weights are loaded a tap
     ahead too (64 more registers a thread); CONV 2 (an ablation, wrong outputs): no input loads at all, to time the
-    FMAs and weight loads alone.
+    FMAs and weight loads alone. WS: the weights staged in shared memory, read there each tap instead of from global
+    memory (the cw kernel's conv partition): wf_ptr [64, G, 8] fp32 taps 0-7 (row 8·tap + input channel), wf8 [8, G,
+    8] tap 8 (an allocation's dimensions are powers of two).
     Channels from C to CP (padding) have zero weights and bias and are not loaded."""
     G: gl.constexpr = CP // 8
     TR: gl.constexpr = 32 // G
@@ -143,6 +153,11 @@ def _gconv_sub(x_ptr, wf_ptr, b1_ptr, row0, NPIX, H, W, C, CP: gl.constexpr, R: 
         if CONV == 1:  # this tap's weights came a tap ahead; the next tap's (tap 0's again after the last) load meanwhile
             w0, w1, w2, w3, w4, w5, w6, w7 = u0, u1, u2, u3, u4, u5, u6, u7
             u0, u1, u2, u3, u4, u5, u6, u7 = _tap_weights(wf_ptr, (tap + 1) % 9, gco, CP)
+        elif WS:
+            if tap < 8:
+                w0, w1, w2, w3, w4, w5, w6, w7 = _tap_weights_s(wf_ptr, tap * 8, WL)
+            else:
+                w0, w1, w2, w3, w4, w5, w6, w7 = _tap_weights_s(wf8, 0, WL)
         else:
             w0, w1, w2, w3, w4, w5, w6, w7 = _tap_weights(wf_ptr, tap, gco, CP)
         acc = _pair_fma(acc, v0, w0, w1)
@@ -1092,12 +1107,167 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b
         gl.warp_specialize([(_consume_tc, c0), (_consume_tc, c1), (_loader_tc, ld)], [4, 1], [REGS, 24])
 
 
+@gluon.jit
+def _conv_part(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr, first, ntiles,
+               step, tile_rows, RC: gl.constexpr):
+    """The cw kernel's conv partition (one warpgroup): the grouped conv on the CUDA cores (`_gconv_sub`, fp32 FMAs,
+    RC pixels a thread), for every tile the program takes, in order, into a ring of NYB y1 buffers, each the tile's
+    two [64, CP] halves (y_s[2b], y_s[2b + 1]): it waits until both consumers have freed the buffer (yempty[b]), writes
+    y1 + b1 in bf16 a half at a time, fences each half's writes for the wgmmas and signals it (yready[2b + half]), so
+    that the first consumer starts on a program's first tile after half of its conv. Its weights are staged once into shared
+    memory (wf_s [64, G, 8] fp32 taps 0-7, wf8_s [8, G, 8] tap 8), where L1 is too small to hold them beside this kernel's shared memory (runs 41-42
+    read them from global memory every tap)."""
+    NYB: gl.constexpr = yempty.shape[0]
+    BLOCK_P: gl.constexpr = y_s.shape[1]
+    CP: gl.constexpr = y_s.shape[2]
+    G: gl.constexpr = CP // 8
+    SUB: gl.constexpr = 4 * (32 // G) * RC
+    L3: gl.constexpr = gl.BlockedLayout([RC, 1, 8], [32 // G, G, 1], [4, 1, 1], [2, 1, 0])
+    WL: gl.constexpr = gl.SliceLayout(0, L3)
+    gco = gl.arange(0, G, layout=gl.SliceLayout(1, WL))[:, None] * 8 + gl.arange(0, 8, layout=gl.SliceLayout(0, WL))[None, :]
+    for i in range(64):
+        wf_s.index(i).store(gl.load(wf_ptr + i * CP + gco))
+    for i in range(8):
+        wf8_s.index(i).store(gl.load(wf_ptr + (64 + i) * CP + gco))
+    _barrier()  # every warp's part of the weights in before any warp reads them
+    j = 0
+    t = first
+    while t < ntiles:
+        b = j % NYB
+        mbarrier.wait(yempty.index(b), ((j // NYB) & 1) ^ 1)
+        row0 = t * tile_rows
+        for half in gl.static_range(2):
+            for sub in gl.static_range(BLOCK_P // SUB):
+                y_s.index(2 * b + half).slice(sub * SUB, SUB, dim=0).store(
+                    _gconv_sub(x_ptr, wf_s, b1_ptr, row0 + half * BLOCK_P + sub * SUB, NPIX, H, W, C, CP, RC, 0, True, wf8_s))
+            fence_async_shared()  # this thread's y1 writes, visible to the async proxy (the consumers' wgmmas)
+            _barrier()  # every warp's writes fenced before the one arrive
+            mbarrier.arrive(yready.index(2 * b + half))
+        j += 1
+        t += step
+
+
+@gluon.jit
+def _block_body_cw(y_s, w2_s, w3_s, ready, empty, yready, yempty, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C, HID, first, ntiles, step,
+                   tile_rows, half, slot, STAMP: gl.constexpr):
+    """A cw consumer: for each tile its program takes, it waits for the conv partition's y1 half (y_s[2b + half],
+    yready[2b + half]), runs the chain on it (`_chunks`), frees the buffer (yempty[b], both consumers arrive) and runs the
+    epilogue. STAMP: the clock totals with slot 1 the waits for y1 (the conv partition's lateness), then loops and
+    epilogues."""
+    NYB: gl.constexpr = yempty.shape[0]
+    BLOCK_P: gl.constexpr = y_s.shape[1]
+    CP: gl.constexpr = y_s.shape[2]
+    BLOCK_H: gl.constexpr = w2_s.shape[2]
+    acc_l: gl.constexpr = _wgmma_l(CP)
+    e_l: gl.constexpr = _wgmma_l(BLOCK_H)
+    st_l: gl.constexpr = _rows_l(CP)
+    wait_cyc = 0
+    loop_cyc = 0
+    epi_cyc = 0
+    if STAMP:
+        st, c_start, wait_cyc, loop_cyc, epi_cyc = _stamps_open(out_ptr, NPIX, C, slot, first)
+    j = 0
+    k = 0
+    t = first
+    while t < ntiles:
+        b = j % NYB
+        c0 = 0
+        if STAMP:
+            c0 = _clock(t)
+        mbarrier.wait(yready.index(2 * b + half), (j // NYB) & 1)
+        c1 = 0
+        if STAMP:
+            c1 = _clock(t)
+            wait_cyc += c1 - c0
+        acc, k = _chunks(y_s.index(2 * b + half), 0, 0, w2_s, w3_s, ready, empty, b2_ptr, HID, k, acc_l, e_l)
+        mbarrier.arrive(yempty.index(b))  # every wgmma that read y1 is waited for in _chunks
+        if STAMP:
+            c2 = _clock(t)
+            loop_cyc += c2 - c1
+        _epilogue(acc, b3_ptr, x_ptr, out_ptr, t * tile_rows + half * BLOCK_P, NPIX, C, acc_l, st_l)
+        if STAMP:
+            epi_cyc += _clock(t) - c2
+        j += 1
+        t += step
+    if STAMP:
+        _stamps_end(st, c_start, wait_cyc, loop_cyc, epi_cyc, first)
+
+
+@gluon.jit
+def _consume_cw(y_s, w2_s, w3_s, ready, empty, yready, yempty, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C, HID, first, ntiles, step, tile_rows,
+                half, slot):
+    _block_body_cw(y_s, w2_s, w3_s, ready, empty, yready, yempty, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C, HID, first, ntiles, step,
+                   tile_rows, half, slot, False)
+
+
+@gluon.jit
+def _consume_cw_stamped(y_s, w2_s, w3_s, ready, empty, yready, yempty, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C, HID, first, ntiles, step,
+                        tile_rows, half, slot):
+    _block_body_cw(y_s, w2_s, w3_s, ready, empty, yready, yempty, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C, HID, first, ntiles, step,
+                   tile_rows, half, slot, True)
+
+
+@gluon.jit
+def _conv_part_r2(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr, first, ntiles,
+                  step, tile_rows):
+    _conv_part(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H, W, C, first, ntiles, step, tile_rows, 2)
+
+
+@gluon.jit
+def _conv_part_r4(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr, first, ntiles,
+                  step, tile_rows):
+    _conv_part(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H, W, C, first, ntiles, step, tile_rows, 4)
+
+
+@gluon.jit
+def _block_cw_kernel(w2_desc, w3_desc, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
+                     C: gl.constexpr, CP: gl.constexpr, HID: gl.constexpr, BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr,
+                     STAGES: gl.constexpr, REGS: gl.constexpr, CREGS: gl.constexpr, NYB: gl.constexpr, SW_X: gl.constexpr,
+                     RC: gl.constexpr = 4, STAMP: gl.constexpr = False):
+    """The ConvFirst block with its grouped conv in a warp partition of its own (mode cw): `_block_kernel`'s two
+    consumers and loader warp, which run the chain on y1 and stream the weight ring, and a conv warpgroup
+    (`_conv_part`, CREGS registers a thread, RC pixels a thread) that computes each tile's y1 on the CUDA cores into a
+    ring of NYB buffers ahead of them. The conv's FMAs then run beside the chain's wgmmas, on other units, instead of
+    before them (run 42) or on the same tensor cores (runs 43-50: a narrow m64n16k16 wgmma costs the tensor pipe
+    1.8-5.4 times a chain FLOP, run 51)."""
+    y_s = gl.allocate_shared_memory(gl.bfloat16, [2 * NYB, BLOCK_P, CP], gl.NVMMASharedLayout(swizzle_byte_width=SW_X, element_bitwidth=16, rank=2))
+    wf_s = gl.allocate_shared_memory(gl.float32, [64, CP // 8, 8], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    wf8_s = gl.allocate_shared_memory(gl.float32, [8, CP // 8, 8], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    yready = gl.allocate_shared_memory(gl.int64, [2 * NYB, 1], mbarrier.MBarrierLayout())  # a buffer's halves
+    yempty = gl.allocate_shared_memory(gl.int64, [NYB, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(NYB):
+        mbarrier.init(yready.index(2 * i), count=1)
+        mbarrier.init(yready.index(2 * i + 1), count=1)
+        mbarrier.init(yempty.index(i), count=2)
+    w2_s, w3_s, ready, empty = _ring(w2_desc, w3_desc, CP, BLOCK_H, STAGES)  # its fence covers these inits too
+    pid = gl.program_id(0)
+    nprog = gl.num_programs(0)
+    nt = gl.cdiv(NPIX, 2 * BLOCK_P)
+    c0 = (y_s, w2_s, w3_s, ready, empty, yready, yempty, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C, HID, pid, nt, nprog, 2 * BLOCK_P, 0, 2 * pid)
+    c1 = (y_s, w2_s, w3_s, ready, empty, yready, yempty, x_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, C, HID, pid, nt, nprog, 2 * BLOCK_P, 1,
+          2 * pid + 1)
+    ld = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog)
+    cv = (y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H, W, C, pid, nt, nprog, 2 * BLOCK_P)
+    gl.static_assert((RC == 2) | (RC == 4), "the conv partition holds 2 or 4 pixels a thread")
+    if STAMP and RC == 2:
+        gl.warp_specialize([(_consume_cw_stamped, c0), (_consume_cw_stamped, c1), (_loader_persist, ld), (_conv_part_r2, cv)], [4, 1, 4],
+                           [REGS, 24, CREGS])
+    elif STAMP:
+        gl.warp_specialize([(_consume_cw_stamped, c0), (_consume_cw_stamped, c1), (_loader_persist, ld), (_conv_part_r4, cv)], [4, 1, 4],
+                           [REGS, 24, CREGS])
+    elif RC == 2:
+        gl.warp_specialize([(_consume_cw, c0), (_consume_cw, c1), (_loader_persist, ld), (_conv_part_r2, cv)], [4, 1, 4], [REGS, 24, CREGS])
+    else:
+        gl.warp_specialize([(_consume_cw, c0), (_consume_cw, c1), (_loader_persist, ld), (_conv_part_r4, cv)], [4, 1, 4], [REGS, 24, CREGS])
+
+
 MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped", "tc_noload_stamped", "tcs", "tcs_stamped",
          "tcs_ca", "tcs_ca_stamped", "tcs_noload_stamped", "tct", "tct_stamped", "tctl", "tctl_stamped",
-         "tct_nomma_stamped", "tct_noldm_stamped", "tci", "tci_stamped")
+         "tct_nomma_stamped", "tct_noldm_stamped", "tci", "tci_stamped", "cw", "cw_stamped")
 # pfw: weights a tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel); tcs: that conv's input staged by cp.async
 # (tcs_ca: in 8-byte pieces, through L1); tct: by TMA boxes a second loader warp brings (tctl: a conv step's wgmmas left in flight);
-# tci: tct with the next tile's conv spread over this tile's chain (y1 double-buffered)
+# tci: tct with the next tile's conv spread over this tile's chain (y1 double-buffered); cw: the conv on the CUDA cores in a warp partition
+# of its own, a ring of y1 buffers ahead of the chain (_block_cw_kernel)
 ABLATIONS = ("noload_stamped", "tc_noload_stamped", "tcs_noload_stamped", "tct_nomma_stamped", "tct_noldm_stamped")  # wrong outputs by design: timed without the check
 
 
@@ -1133,6 +1303,9 @@ def weights(w1, b1, w2, b2, w3, b3) -> dict:
 def smem_bytes(cp: int, cfg: dict) -> int:
     """Both x (or y1) tiles, the ring and its barriers, the tc conv's tiles, and one [64, CP] bf16 tile of layout-conversion scratch (the sm_90
     compile here: 180,264 bytes at CP 128, block_h 128, 2 slots, shared ring, where the buffers alone are 163,872)."""
+    if cfg["mode"].startswith("cw"):  # the y1 ring (NYB tiles of both halves), one tile of scratch, the conv's fp32 weights, the ring
+        return (2 * (2 * cfg["nyb"] + 1) * BLOCK_P * cp + 4 * 72 * cp + 2 * cfg["stages"] * 2 * cp * cfg["block_h"]
+                + 8 * (2 * cfg["stages"] + 3 * cfg["nyb"]))
     conv_w = 9 * cp * 16 if cfg["mode"].startswith("tc") else 0  # the tensor-core conv's block-diagonal tiles
     taps = 2 * (cfg.get("nb", 0) * cfg.get("ch", 64) + cfg.get("nbx", 0) * 64) * BLOCK_P  # tcs, tct, tci: the conv's input slots
     y1_next = 2 * BLOCK_P * cp if cfg["mode"].startswith("tci") else 0  # tci: each consumer's second y1 buffer
@@ -1146,6 +1319,10 @@ def tiles(c: int, modes: tuple) -> list[dict]:
     for bh in (128, 64):
         for stages in (2, 3, 4):
             for mode in modes:
+                if mode.startswith("cw"):  # 2 or 3 y1 buffers, 4 or 2 conv pixels a thread; up to 128 channels (its fp32 weights)
+                    out += [cfg for nyb in (2, 3) for rc in (4, 2) for cfg in [{"block_h": bh, "stages": stages, "mode": mode, "nyb": nyb, "rc": rc}]
+                            if cp <= 128 and (4 * c) % bh == 0 and smem_bytes(cp, cfg) <= 232448]
+                    continue
                 tma = mode.startswith(("tct", "tci"))
                 for nb, ch in (((4, 64), (2, 64), (2, 128)) if mode.startswith("tcs") else ((4, 0), (2, 0)) if tma else ((0, 0),)):
                     staged = {"nbx": nb} if tma else {"nb": nb} if nb else {}
@@ -1158,7 +1335,7 @@ def tiles(c: int, modes: tuple) -> list[dict]:
 
 
 def kernel(cfg: dict):
-    return _block_tc_kernel if cfg["mode"].startswith("tc") else _block_kernel
+    return _block_tc_kernel if cfg["mode"].startswith("tc") else _block_cw_kernel if cfg["mode"].startswith("cw") else _block_kernel
 
 
 def constexprs(c: int, cp: int, hid: int, cfg: dict, side: int) -> dict:
@@ -1169,6 +1346,9 @@ def constexprs(c: int, cp: int, hid: int, cfg: dict, side: int) -> dict:
     if mode.startswith("tc"):
         return {**cx, "NOLOAD": "noload" in mode, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca"), "SCH": cfg.get("ch", 64),
                 "NBX": cfg.get("nbx", 0), "LAG": mode.startswith("tctl"), "ILV": mode.startswith("tci"), "ABL": {"tct_nomma_stamped": 1, "tct_noldm_stamped": 2}.get(mode, 0),
+                "H": side, "W": side, "C": c}
+    if mode.startswith("cw"):  # consumers REGS, the conv warpgroup CREGS: 2·128·REGS + 32·24 + 128·CREGS within 64K
+        return {**cx, "REGS": cfg.get("regs", 168), "CREGS": cfg.get("cregs", 168), "NYB": cfg["nyb"], "RC": cfg["rc"], "SW_X": swizzle(cp),
                 "H": side, "W": side, "C": c}
     return {**cx, "SW_X": swizzle(cp), "CONV": 1 if mode.startswith("pfw") else 2 if mode.startswith("noload") else 0}
 
