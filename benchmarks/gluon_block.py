@@ -1108,15 +1108,79 @@ def _block_tc_kernel(w2_desc, w3_desc, wb_desc, x_desc, x_ptr, b1_ptr, b2_ptr, b
 
 
 @gluon.jit
+def _gconv_sub_u(x_ptr, wf_s, wf8_s, b1_ptr, row0, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr, CP: gl.constexpr,
+                 R: gl.constexpr):
+    """`_gconv_sub` with its weights in shared memory (WS) and the nine taps unrolled (the cw conv partition's mode
+    cwu): each pixel's word address and its four edge tests are computed once a sub-tile, so a tap's loads cost an
+    add and a mask AND a word where the taps' loop recomputed the neighbour's row, column, bounds and address (run 53's
+    SASS of the loop: 256 FFMAs in 455 instructions). The next tap's words load while this tap's FMAs run."""
+    G: gl.constexpr = CP // 8
+    TR: gl.constexpr = 32 // G
+    SUB: gl.constexpr = 4 * TR * R
+    L3: gl.constexpr = gl.BlockedLayout([R, 1, 8], [TR, G, 1], [4, 1, 1], [2, 1, 0])
+    XL: gl.constexpr = gl.SliceLayout(2, L3)
+    WL: gl.constexpr = gl.SliceLayout(0, L3)
+    r = row0 + gl.arange(0, SUB, layout=gl.SliceLayout(1, XL))
+    g = gl.arange(0, G, layout=gl.SliceLayout(0, XL))
+    h = (r % (H * W)) // W
+    w = r % W
+    pm = (r < NPIX)[:, None] & (g * 8 < C)[None, :]
+    up = pm & (h > 0)[:, None]  # the row above is on the image
+    dn = pm & (h < H - 1)[:, None]
+    lf = (w > 0)[:, None]
+    rt = (w < W - 1)[:, None]
+    p = x_ptr.to(gl.pointer_type(gl.int32), bitcast=True) + r[:, None] * (C // 2) + g[None, :] * 4
+    acc = gl.zeros([SUB, G, 8], gl.float32, L3)
+    nx = _tap_words_u(p, up, dn, pm, lf, rt, 0, W, C)
+    for tap in gl.static_range(9):
+        v0, v1, v2, v3 = nx
+        if tap < 8:
+            nx = _tap_words_u(p, up, dn, pm, lf, rt, tap + 1, W, C)
+        if tap < 8:
+            w0, w1, w2, w3, w4, w5, w6, w7 = _tap_weights_s(wf_s, tap * 8, WL)
+        else:
+            w0, w1, w2, w3, w4, w5, w6, w7 = _tap_weights_s(wf8_s, 0, WL)
+        acc = _pair_fma(acc, v0, w0, w1)
+        acc = _pair_fma(acc, v1, w2, w3)
+        acc = _pair_fma(acc, v2, w4, w5)
+        acc = _pair_fma(acc, v3, w6, w7)
+    gco = gl.arange(0, G, layout=gl.SliceLayout(1, WL))[:, None] * 8 + gl.arange(0, 8, layout=gl.SliceLayout(0, WL))[None, :]
+    b1 = gl.load(b1_ptr + gco).to(gl.float32)
+    return gl.reshape((acc + gl.expand_dims(b1, 0)).to(gl.bfloat16), [SUB, CP])
+
+
+@gluon.jit
+def _tap_words_u(p, up, dn, pm, lf, rt, tap: gl.constexpr, W: gl.constexpr, C: gl.constexpr):
+    """The four words of each pixel's neighbour at `tap` (a constant) from p (each pixel's words at the centre): the
+    row's mask (up, dn or pm: the row above, below or the pixel's own is on the image, and the pixel real) ANDed with
+    the column's (lf, rt) where the tap looks left or right."""
+    dy: gl.constexpr = tap // 3 - 1
+    dx: gl.constexpr = tap % 3 - 1
+    off: gl.constexpr = (dy * W + dx) * (C // 2)
+    if dy == -1:
+        m = up
+    elif dy == 1:
+        m = dn
+    else:
+        m = pm
+    if dx == -1:
+        m = m & lf
+    elif dx == 1:
+        m = m & rt
+    q = p + off
+    return (gl.load(q, mask=m, other=0), gl.load(q + 1, mask=m, other=0), gl.load(q + 2, mask=m, other=0), gl.load(q + 3, mask=m, other=0))
+
+
+@gluon.jit
 def _conv_part(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr, first, ntiles,
-               step, tile_rows, RC: gl.constexpr):
+               step, tile_rows, RC: gl.constexpr, U: gl.constexpr = False):
     """The cw kernel's conv partition (one warpgroup): the grouped conv on the CUDA cores (`_gconv_sub`, fp32 FMAs,
     RC pixels a thread), for every tile the program takes, in order, into a ring of NYB y1 buffers, each the tile's
     two [64, CP] halves (y_s[2b], y_s[2b + 1]): it waits until both consumers have freed the buffer (yempty[b]), writes
     y1 + b1 in bf16 a half at a time, fences each half's writes for the wgmmas and signals it (yready[2b + half]), so
     that the first consumer starts on a program's first tile after half of its conv. Its weights are staged once into shared
     memory (wf_s [64, G, 8] fp32 taps 0-7, wf8_s [8, G, 8] tap 8), where L1 is too small to hold them beside this kernel's shared memory (runs 41-42
-    read them from global memory every tap)."""
+    read them from global memory every tap). U: the taps unrolled (`_gconv_sub_u`)."""
     NYB: gl.constexpr = yempty.shape[0]
     BLOCK_P: gl.constexpr = y_s.shape[1]
     CP: gl.constexpr = y_s.shape[2]
@@ -1136,13 +1200,23 @@ def _conv_part(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H:
         b = j % NYB
         mbarrier.wait(yempty.index(b), ((j // NYB) & 1) ^ 1)
         row0 = t * tile_rows
-        for half in gl.static_range(2):
-            for sub in gl.static_range(BLOCK_P // SUB):
-                y_s.index(2 * b + half).slice(sub * SUB, SUB, dim=0).store(
-                    _gconv_sub(x_ptr, wf_s, b1_ptr, row0 + half * BLOCK_P + sub * SUB, NPIX, H, W, C, CP, RC, 0, True, wf8_s))
-            fence_async_shared()  # this thread's y1 writes, visible to the async proxy (the consumers' wgmmas)
-            _barrier()  # every warp's writes fenced before the one arrive
-            mbarrier.arrive(yready.index(2 * b + half))
+        NSUB: gl.constexpr = BLOCK_P // SUB
+        for q in range(2 * NSUB):  # a loop, not unrolled: the unrolled taps' body is ~3,200 instructions
+            half = q // NSUB
+            sub = q % NSUB
+            r0 = row0 + q * SUB
+            if U:
+                y1 = _gconv_sub_u(x_ptr, wf_s, wf8_s, b1_ptr, r0, NPIX, H, W, C, CP, RC)
+            else:
+                y1 = _gconv_sub(x_ptr, wf_s, b1_ptr, r0, NPIX, H, W, C, CP, RC, 0, True, wf8_s)
+            dst = y_s.index(2 * b + half)
+            for pos in gl.static_range(NSUB):  # a slice's start is a constant: one store a place, the one for `sub` taken
+                if sub == pos:
+                    dst.slice(pos * SUB, SUB, dim=0).store(y1)
+            if sub == NSUB - 1:  # the half is done
+                fence_async_shared()  # this thread's y1 writes, visible to the async proxy (the consumers' wgmmas)
+                _barrier()  # every warp's writes fenced before the one arrive
+                mbarrier.arrive(yready.index(2 * b + half))
         j += 1
         t += step
 
@@ -1220,10 +1294,22 @@ def _conv_part_r4(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX,
 
 
 @gluon.jit
+def _conv_part_u2(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr, first, ntiles,
+                  step, tile_rows):
+    _conv_part(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H, W, C, first, ntiles, step, tile_rows, 2, True)
+
+
+@gluon.jit
+def _conv_part_u4(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H: gl.constexpr, W: gl.constexpr, C: gl.constexpr, first, ntiles,
+                  step, tile_rows):
+    _conv_part(y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H, W, C, first, ntiles, step, tile_rows, 4, True)
+
+
+@gluon.jit
 def _block_cw_kernel(w2_desc, w3_desc, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, out_ptr, NPIX, H: gl.constexpr, W: gl.constexpr,
                      C: gl.constexpr, CP: gl.constexpr, HID: gl.constexpr, BLOCK_P: gl.constexpr, BLOCK_H: gl.constexpr,
                      STAGES: gl.constexpr, REGS: gl.constexpr, CREGS: gl.constexpr, NYB: gl.constexpr, SW_X: gl.constexpr,
-                     RC: gl.constexpr = 4, STAMP: gl.constexpr = False):
+                     RC: gl.constexpr = 4, STAMP: gl.constexpr = False, U: gl.constexpr = False):
     """The ConvFirst block with its grouped conv in a warp partition of its own (mode cw): `_block_kernel`'s two
     consumers and loader warp, which run the chain on y1 and stream the weight ring, and a conv warpgroup
     (`_conv_part`, CREGS registers a thread, RC pixels a thread) that computes each tile's y1 on the CUDA cores into a
@@ -1249,12 +1335,24 @@ def _block_cw_kernel(w2_desc, w3_desc, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, ou
     ld = (w2_s, w3_s, ready, empty, w2_desc, w3_desc, HID, pid, nt, nprog)
     cv = (y_s, wf_s, wf8_s, yready, yempty, x_ptr, wf_ptr, b1_ptr, NPIX, H, W, C, pid, nt, nprog, 2 * BLOCK_P)
     gl.static_assert((RC == 2) | (RC == 4), "the conv partition holds 2 or 4 pixels a thread")
-    if STAMP and RC == 2:
-        gl.warp_specialize([(_consume_cw_stamped, c0), (_consume_cw_stamped, c1), (_loader_persist, ld), (_conv_part_r2, cv)], [4, 1, 4],
-                           [REGS, 24, CREGS])
-    elif STAMP:
-        gl.warp_specialize([(_consume_cw_stamped, c0), (_consume_cw_stamped, c1), (_loader_persist, ld), (_conv_part_r4, cv)], [4, 1, 4],
-                           [REGS, 24, CREGS])
+    # the partitions' functions are spelt out: warp_specialize's argument tuples carry no constexprs (see _consume_tc)
+    if STAMP:
+        if U and RC == 2:
+            gl.warp_specialize([(_consume_cw_stamped, c0), (_consume_cw_stamped, c1), (_loader_persist, ld), (_conv_part_u2, cv)], [4, 1, 4],
+                               [REGS, 24, CREGS])
+        elif U:
+            gl.warp_specialize([(_consume_cw_stamped, c0), (_consume_cw_stamped, c1), (_loader_persist, ld), (_conv_part_u4, cv)], [4, 1, 4],
+                               [REGS, 24, CREGS])
+        elif RC == 2:
+            gl.warp_specialize([(_consume_cw_stamped, c0), (_consume_cw_stamped, c1), (_loader_persist, ld), (_conv_part_r2, cv)], [4, 1, 4],
+                               [REGS, 24, CREGS])
+        else:
+            gl.warp_specialize([(_consume_cw_stamped, c0), (_consume_cw_stamped, c1), (_loader_persist, ld), (_conv_part_r4, cv)], [4, 1, 4],
+                               [REGS, 24, CREGS])
+    elif U and RC == 2:
+        gl.warp_specialize([(_consume_cw, c0), (_consume_cw, c1), (_loader_persist, ld), (_conv_part_u2, cv)], [4, 1, 4], [REGS, 24, CREGS])
+    elif U:
+        gl.warp_specialize([(_consume_cw, c0), (_consume_cw, c1), (_loader_persist, ld), (_conv_part_u4, cv)], [4, 1, 4], [REGS, 24, CREGS])
     elif RC == 2:
         gl.warp_specialize([(_consume_cw, c0), (_consume_cw, c1), (_loader_persist, ld), (_conv_part_r2, cv)], [4, 1, 4], [REGS, 24, CREGS])
     else:
@@ -1263,11 +1361,11 @@ def _block_cw_kernel(w2_desc, w3_desc, x_ptr, wf_ptr, b1_ptr, b2_ptr, b3_ptr, ou
 
 MODES = ("shared", "shared_stamped", "pfw", "pfw_stamped", "noload_stamped", "tc", "tc_stamped", "tc_noload_stamped", "tcs", "tcs_stamped",
          "tcs_ca", "tcs_ca_stamped", "tcs_noload_stamped", "tct", "tct_stamped", "tctl", "tctl_stamped",
-         "tct_nomma_stamped", "tct_noldm_stamped", "tci", "tci_stamped", "cw", "cw_stamped")
+         "tct_nomma_stamped", "tct_noldm_stamped", "tci", "tci_stamped", "cw", "cw_stamped", "cwu", "cwu_stamped")
 # pfw: weights a tap ahead (CONV 1); tc: the grouped conv on the tensor cores (_block_tc_kernel); tcs: that conv's input staged by cp.async
 # (tcs_ca: in 8-byte pieces, through L1); tct: by TMA boxes a second loader warp brings (tctl: a conv step's wgmmas left in flight);
 # tci: tct with the next tile's conv spread over this tile's chain (y1 double-buffered); cw: the conv on the CUDA cores in a warp partition
-# of its own, a ring of y1 buffers ahead of the chain (_block_cw_kernel)
+# of its own, a ring of y1 buffers ahead of the chain (_block_cw_kernel; cwu: its taps unrolled)
 ABLATIONS = ("noload_stamped", "tc_noload_stamped", "tcs_noload_stamped", "tct_nomma_stamped", "tct_noldm_stamped")  # wrong outputs by design: timed without the check
 
 
@@ -1347,8 +1445,12 @@ def constexprs(c: int, cp: int, hid: int, cfg: dict, side: int) -> dict:
         return {**cx, "NOLOAD": "noload" in mode, "NB": cfg.get("nb", 0), "CA": mode.startswith("tcs_ca"), "SCH": cfg.get("ch", 64),
                 "NBX": cfg.get("nbx", 0), "LAG": mode.startswith("tctl"), "ILV": mode.startswith("tci"), "ABL": {"tct_nomma_stamped": 1, "tct_noldm_stamped": 2}.get(mode, 0),
                 "H": side, "W": side, "C": c}
-    if mode.startswith("cw"):  # consumers REGS, the conv warpgroup CREGS: 2·128·REGS + 32·24 + 128·CREGS within 64K
-        return {**cx, "REGS": cfg.get("regs", 168), "CREGS": cfg.get("cregs", 168), "NYB": cfg["nyb"], "RC": cfg["rc"], "SW_X": swizzle(cp),
+    if mode.startswith("cw"):  # the second consumer REGS, the conv warpgroup CREGS, the first what is left of 512 a thread with the
+        # loader's 24 (its warpgroup's share): at 4 pixels a thread 152 and 184 (the sm_90 compile here: the unrolled conv spilled
+        # 33 words a sub-tile at 168, none in its loop at 184), at 2 pixels 168 each
+        regs, cregs = (152, 184) if cfg["rc"] == 4 else (168, 168)
+        return {**cx, "REGS": cfg.get("regs", regs), "CREGS": cfg.get("cregs", cregs), "NYB": cfg["nyb"], "RC": cfg["rc"], "SW_X": swizzle(cp),
+                "U": mode.startswith("cwu"),
                 "H": side, "W": side, "C": c}
     return {**cx, "SW_X": swizzle(cp), "CONV": 1 if mode.startswith("pfw") else 2 if mode.startswith("noload") else 0}
 
@@ -1397,7 +1499,8 @@ def fused(wt: dict, cfg: dict, h: int, w: int):
         handle["npix"] = npix
         return buf[:npix * c].view(n, h, w, c).permute(0, 3, 1, 2)
     if cx["STAMP"]:
-        handle["summary"] = lambda: persist_stamp_summary(handle["buf"][handle["npix"] * c:].view(torch.int64).view(-1, 8).cpu(), "conv_total")
+        first = "y1_wait_total" if cfg["mode"].startswith("cw") else "conv_total"  # cw: a consumer's waits for the conv partition
+        handle["summary"] = lambda: persist_stamp_summary(handle["buf"][handle["npix"] * c:].view(torch.int64).view(-1, 8).cpu(), first)
     return f, handle
 
 
