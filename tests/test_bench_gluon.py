@@ -162,3 +162,36 @@ def test_the_interleaved_conv_mode_doubles_y1_and_keeps_tcts_loaders(load_bench)
     assert gb.constexprs(128, 128, 512, {**cfg, "mode": "tci_stamped"}, 28)["STAMP"] is True
     assert gb.constexprs(128, 128, 512, {**cfg, "mode": "tct"}, 28)["ILV"] is False
     assert gb.kernel(cfg) is gb._block_tc_kernel and "tci" in gb.MODES and "tci" not in gb.ABLATIONS
+
+
+def test_probe_flags_a_rate_above_the_ceiling(load_bench):
+    """wgmma_probe's line for a rate above the card's ceiling carries the flag; at or below it, none. 0.5 ms for a
+    launch of 351.85 GFLOP is 703.7 TFLOP/s: 100 % of the H100's ceiling; 0.383 ms (919 TFLOP/s) is 130.6 %."""
+    probe = load_bench("wgmma_probe")
+    at = probe.rate_line({"tflops": 703.7, "ms": 0.5, "iqr_ms": 0.001, "of_peak": 1.0})
+    above = probe.rate_line({"tflops": 919.0, "ms": 0.383, "iqr_ms": 0.001, "of_peak": 919.0 / 703.7})
+    assert "100 % of the ceiling" in at and "⚠" not in at
+    assert "131 % of the ceiling ⚠ above the ceiling" in above
+
+
+def test_the_conv_partition_modes_fit_and_count_their_shared_memory(load_bench):
+    """cw and cwu (the grouped conv in a warp partition of its own) at 128 channels, block_h 64, 2 weight slots, 2 y1
+    buffers, in bytes: the y1 ring 2 buffers x 2 halves x 64 x 128 x 2 = 65,536 and one [64, 128] bf16 tile of scratch
+    16,384; the conv's fp32 weights 72 x 128 x 4 = 36,864; the weight ring 2 x 2 x 128 x 64 x 2 = 65,536; barriers
+    8 x (2 x 2 + 3 x 2) = 80: 184,400 (the sm_90 compile here reports 184,412). 3 y1 buffers add 32,768 and 3 barriers
+    of 8 bytes (217,192);
+    block_h 128 doubles the ring (249,936: over 232,448), so no block_h 128 tile is listed; 256 channels (fp32 weights
+    73,728 B) are not offered."""
+    gb = load_bench("gluon_block")
+    cfg = {"block_h": 64, "stages": 2, "mode": "cwu", "nyb": 2, "rc": 4}
+    assert gb.smem_bytes(128, cfg) == 184_400
+    assert gb.smem_bytes(128, {**cfg, "nyb": 3}) == 184_400 + 32_768 + 24
+    assert gb.smem_bytes(128, {**cfg, "block_h": 128}) == 249_936
+    listed = gb.tiles(128, ("cwu",))
+    assert cfg in listed and all(t["block_h"] == 64 for t in listed)
+    assert gb.tiles(256, ("cwu",)) == []
+    cx = gb.constexprs(128, 128, 512, cfg, 28)
+    assert (cx["REGS"], cx["CREGS"], cx["U"], cx["RC"]) == (152, 184, True, 4)
+    # every partition's registers within the file: the first consumer takes what the others leave of 512 a thread
+    assert 512 - 24 - cx["REGS"] - cx["CREGS"] == 152
+    assert gb.kernel(cfg) is gb._block_cw_kernel
