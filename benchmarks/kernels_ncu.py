@@ -239,6 +239,18 @@ def profiled(fn, x, flag) -> None:
             torch.cuda.profiler.stop()
 
 
+def output_check(fn, ref_module: torch.nn.Module, x: torch.Tensor, tol: float) -> dict:
+    """fn(x) against the unfused module in fp32 on the same input, channels-last as profiled: max |difference| over the
+    reference's max |value|, and whether it is within tol (kernels_gpu.TOL for a block, NET_TOL for a network). The
+    counters of a kernel that computes the wrong thing are no evidence of the right one's (run 51's c384 block was
+    wrong in every channels-last network this script had profiled)."""
+    with torch.no_grad():
+        want = copy.deepcopy(ref_module).float().to(memory_format=torch.channels_last)(x.float())
+        got = fn(x).float()
+    diff = ((got - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
+    return {"max_rel_diff_vs_fp32": diff, "output_ok": diff <= tol, "output_tol": tol}
+
+
 def target(a) -> None:
     """Under ncu: build every item, run it twice, then once between cudaProfilerStart/Stop, bracketed by markers."""
     dev = kg.DEV
@@ -247,10 +259,15 @@ def target(a) -> None:
     manifest = []
     nets = {n: kg.randomise_bn(effkit.build_model(n, width=kg.WIDTH, resolution=kg.RES).model).to(dev) for n in a.nets.split(",")}
 
-    def run(name, fn, x, **info):
+    def run(name, fn, x, ref=None, tol=kg.TOL, **info):
+        """Profile fn(x); given the unfused module `ref`, check fn's outputs first (`output_check`), recorded beside its
+        counters and flagged in the log when over tol."""
+        chk = output_check(fn, ref, x, tol) if ref is not None else {}
         profiled(fn, x, flag)
-        manifest.append({"item": name, **info})
-        print(f"[{time.perf_counter() - t0:5.0f} s] ran {name}", flush=True)
+        manifest.append({"item": name, **info, **chk})
+        note = "" if not chk else f"; outputs {chk['max_rel_diff_vs_fp32']:.1e} from fp32" + ("" if chk["output_ok"] else
+                                                                                              f", OVER TOLERANCE {tol:g}: its counters describe a wrong kernel")
+        print(f"[{time.perf_counter() - t0:5.0f} s] ran {name}{note}", flush=True)
 
     t0 = time.perf_counter()
     for name, net in nets.items():
@@ -264,7 +281,7 @@ def target(a) -> None:
                     "unfused_layer_bytes": unfused_bytes(hw, a.batch, blk)}
             for cfg in a.configs_list:  # the defaults ({}), or each --configs entry over them
                 label = f"{name} {key} fused" + (f" {json.dumps(cfg, separators=(',', ':'))}" if cfg else "")
-                run(label, kg.fused_copy(blk, cfg or None), x, what="fused", config=cfg, **info)
+                run(label, kg.fused_copy(blk, cfg or None), x, ref=blk, what="fused", config=cfg, **info)
             if a.fused_only:
                 continue
             eager = copy.deepcopy(blk).to(kg.DT).to(memory_format=torch.channels_last)
@@ -280,7 +297,7 @@ def target(a) -> None:
         fused = fused.to(kg.DT).to(memory_format=torch.channels_last)
         tr = effkit.trace(name, batch=a.batch, dtype="bf16" if kg.DT == torch.bfloat16 else "fp32", device="meta", resolution=kg.RES, width=kg.WIDTH)
         info = {"net": name, "batch": a.batch, "trace_bytes_read": tr.totals.bytes_read, "trace_bytes_written": tr.totals.bytes_written}
-        run(f"{name} network fused", fused, x, what="fused", **info)
+        run(f"{name} network fused", fused, x, ref=net, tol=kg.NET_TOL, what="fused", **info)
         run(f"{name} network compile", kg.compiled(copy.deepcopy(eager)), x, what="compile", **info)
         run(f"{name} network eager", eager, x, what="eager", **info)
     Path(a.out, "manifest.json").write_text(json.dumps(manifest, indent=1))
