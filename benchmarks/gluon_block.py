@@ -18,6 +18,10 @@ too) and noload_stamped (an ablation: no input loads, wrong outputs, timed unche
 (`_block_body_tc`: each 16-channel slice nine wgmmas against block-diagonal [16, 16] tiles, 144·C MACs a pixel).
 On the H100 (runs 40-42, benchmarks/README.md) the CUDA-core conv was 62-73 % of a consumer's time, bound by its own
 FMAs: 31 % of the block's roofline at 256 channels (the fastest block there), 8-25 % below.
+Later modes (runs 43-50): tct stages the conv's input by TMA for the tensor-core conv, tci runs the next tile's conv
+steps inside this tile's chain. Modes cw and cwu (`_block_cw_kernel`, widths up to 128) move the conv back to the CUDA
+cores in a third warpgroup of its own, which fills a ring of y1 buffers while both consumers run the chain (cwu: the
+taps unrolled); compiled for sm_90, not yet run on a GPU (benchmarks/README.md).
 
 Widths: powers of two as they are (64, 128, 256: the chain's widths); the zoo's 3·2^k widths (48, 96, 192) padded to
 the next power of two in shared memory and registers only (weights zero-padded once; x, the output and the residual
