@@ -21,7 +21,8 @@ FMAs: 31 % of the block's roofline at 256 channels (the fastest block there), 8-
 Later modes (runs 43-50): tct stages the conv's input by TMA for the tensor-core conv, tci runs the next tile's conv
 steps inside this tile's chain. Modes cw and cwu (`_block_cw_kernel`, widths up to 128) move the conv back to the CUDA
 cores in a third warpgroup of its own, which fills a ring of y1 buffers while both consumers run the chain (cwu: the
-taps unrolled); compiled for sm_90, not yet run on a GPU (benchmarks/README.md).
+taps unrolled); run 53 (H100): correct, but 21 % at 128 channels and 13 % at 64, the chain waiting on a conv
+warpgroup of one warp a scheduler that runs at about a quarter of its estimated rate (benchmarks/README.md).
 
 Widths: powers of two as they are (64, 128, 256: the chain's widths); the zoo's 3·2^k widths (48, 96, 192) padded to
 the next power of two in shared memory and registers only (weights zero-padded once; x, the output and the residual
